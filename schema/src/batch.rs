@@ -1,0 +1,319 @@
+//! Apache Kafka RecordBatch v2 (magic 2), byte for byte.
+//!
+//! ```text
+//! off len field                    covered by CRC
+//!   0   8 baseOffset               no  (patched by the broker)
+//!   8   4 batchLength              no  (bytes after this field)
+//!  12   4 partitionLeaderEpoch     no  (stamped by the leader)
+//!  16   1 magic (= 2)              no
+//!  17   4 crc (CRC-32C)            -
+//!  21   2 attributes               yes
+//!  23   4 lastOffsetDelta          yes
+//!  27   8 baseTimestamp            yes
+//!  35   8 maxTimestamp             yes
+//!  43   8 producerId               yes
+//!  51   2 producerEpoch            yes
+//!  53   4 baseSequence             yes
+//!  57   4 recordCount              yes
+//!  61   - records                  yes
+//! ```
+//!
+//! All integers are big-endian. Because the CRC starts at `attributes`, the broker can
+//! assign offsets by rewriting the first 8 bytes and never re-checksums: both protocols
+//! then serve the stored bytes unchanged (zero-copy fetch).
+
+use bytes::Bytes;
+
+use crate::BatchError;
+
+/// Bytes before `batchLength` counts: baseOffset (8) + batchLength (4).
+pub const LOG_OVERHEAD: usize = 12;
+/// Length of the baseOffset field, the only bytes the broker rewrites on append.
+pub const BASE_OFFSET_LEN: usize = 8;
+/// Size of the fixed batch header; records follow it.
+pub const BATCH_HEADER_LEN: usize = 61;
+/// The CRC covers `attributes` to the end of the batch.
+pub const CRC_COVERAGE_START: usize = 21;
+/// The only record-batch format ringlog stores.
+pub const MAGIC_V2: i8 = 2;
+/// Smallest possible encoded record: length, attributes, timestampDelta, offsetDelta,
+/// key length, value length and header count, one byte each.
+pub const MIN_RECORD_LEN: usize = 7;
+
+const LENGTH_AT: usize = 8;
+const LEADER_EPOCH_AT: usize = 12;
+const MAGIC_AT: usize = 16;
+const CRC_AT: usize = 17;
+const ATTRIBUTES_AT: usize = 21;
+const LAST_OFFSET_DELTA_AT: usize = 23;
+const BASE_TIMESTAMP_AT: usize = 27;
+const MAX_TIMESTAMP_AT: usize = 35;
+const PRODUCER_ID_AT: usize = 43;
+const PRODUCER_EPOCH_AT: usize = 51;
+const BASE_SEQUENCE_AT: usize = 53;
+const RECORD_COUNT_AT: usize = 57;
+const COMPRESSION_MASK: i16 = 0x07;
+
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(a)
+}
+
+/// Total size in bytes (header included) of the batch starting at `buf[0]`, read from its
+/// `batchLength` field; `None` if fewer than [`LOG_OVERHEAD`] bytes are available.
+/// The value is untrusted: callers bound it before using it.
+pub(crate) fn declared_total_len(buf: &[u8]) -> Option<i64> {
+    if buf.len() < LOG_OVERHEAD {
+        return None;
+    }
+    Some(i64::from(be_i32(buf, LENGTH_AT)) + LOG_OVERHEAD as i64)
+}
+
+/// A zero-copy view over one complete RecordBatch v2 held in [`Bytes`].
+///
+/// Construction ([`RecordBatch::parse`]) checks only that the bytes hold exactly one
+/// batch header's worth of structure; [`RecordBatch::validate`] does the full check
+/// (magic, size limit, record count, CRC-32C) and must pass before a batch is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordBatch {
+    bytes: Bytes,
+}
+
+impl RecordBatch {
+    /// Wraps `bytes`, which must hold exactly one batch: at least the 61-byte header and
+    /// a `batchLength` that accounts for every byte.
+    pub fn parse(bytes: Bytes) -> Result<Self, BatchError> {
+        Self::check_framing(&bytes)?;
+        Ok(Self { bytes })
+    }
+
+    /// The framing check of [`RecordBatch::parse`] on a borrowed slice.
+    pub fn check_framing(buf: &[u8]) -> Result<(), BatchError> {
+        if buf.len() < BATCH_HEADER_LEN {
+            return Err(BatchError::Truncated {
+                available: buf.len(),
+                needed: BATCH_HEADER_LEN,
+            });
+        }
+        let declared = declared_total_len(buf).unwrap_or(0);
+        if declared != buf.len() as i64 {
+            return Err(BatchError::LengthMismatch {
+                declared,
+                available: buf.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Size of the batch starting at `buf[0]` as its header declares it, checked against
+    /// the header size and `max_bytes`; `Ok(None)` when fewer than 12 bytes are present.
+    /// Scanners (recovery, reads) use this to step from batch to batch.
+    pub fn peek_size(buf: &[u8], max_bytes: usize) -> Result<Option<usize>, BatchError> {
+        let Some(declared) = declared_total_len(buf) else {
+            return Ok(None);
+        };
+        if declared < BATCH_HEADER_LEN as i64 {
+            return Err(BatchError::LengthMismatch {
+                declared,
+                available: buf.len(),
+            });
+        }
+        if declared > max_bytes as i64 {
+            return Err(BatchError::TooLarge {
+                size: usize::try_from(declared).unwrap_or(usize::MAX),
+                max: max_bytes,
+            });
+        }
+        // declared is within [61, max_bytes], so it fits in usize.
+        Ok(Some(declared as usize))
+    }
+
+    /// Full validation of one batch in a borrowed slice (exactly one batch): framing,
+    /// size limit, magic, record count plausibility and CRC-32C.
+    pub fn validate_slice(buf: &[u8], max_bytes: usize) -> Result<(), BatchError> {
+        Self::check_framing(buf)?;
+        if buf.len() > max_bytes {
+            return Err(BatchError::TooLarge {
+                size: buf.len(),
+                max: max_bytes,
+            });
+        }
+        let magic = buf[MAGIC_AT] as i8;
+        if magic != MAGIC_V2 {
+            return Err(BatchError::UnsupportedMagic { magic });
+        }
+        let count = be_i32(buf, RECORD_COUNT_AT);
+        let last_offset_delta = be_i32(buf, LAST_OFFSET_DELTA_AT);
+        let records_bytes = buf.len() - BATCH_HEADER_LEN;
+        let compressed = be_i16(buf, ATTRIBUTES_AT) & COMPRESSION_MASK != 0;
+        // Compressed records can be smaller than MIN_RECORD_LEN each, so the size bound
+        // only applies to uncompressed batches. lastOffsetDelta may exceed count - 1
+        // after compaction, never fall below it.
+        let size_allows =
+            compressed || (count as i64) * (MIN_RECORD_LEN as i64) <= records_bytes as i64;
+        if count < 1 || last_offset_delta < count - 1 || !size_allows {
+            return Err(BatchError::InvalidRecordCount {
+                count,
+                last_offset_delta,
+                records_bytes,
+            });
+        }
+        let stored = be_i32(buf, CRC_AT) as u32;
+        let computed = crc32c::crc32c(&buf[CRC_COVERAGE_START..]);
+        if stored != computed {
+            return Err(BatchError::CrcMismatch { stored, computed });
+        }
+        Ok(())
+    }
+
+    /// Full validation: see [`RecordBatch::validate_slice`].
+    pub fn validate(&self, max_bytes: usize) -> Result<(), BatchError> {
+        Self::validate_slice(&self.bytes, max_bytes)
+    }
+
+    /// Rewrites the baseOffset field of the batch at `buf[0..8]`. The CRC does not cover
+    /// it, so the batch stays valid.
+    ///
+    /// # Panics
+    /// If `buf` is shorter than 8 bytes: callers patch only batches they validated.
+    pub fn set_base_offset(buf: &mut [u8], base_offset: i64) {
+        buf[..BASE_OFFSET_LEN].copy_from_slice(&base_offset.to_be_bytes());
+    }
+
+    /// Rewrites the partitionLeaderEpoch field (not covered by the CRC either).
+    pub fn set_partition_leader_epoch(buf: &mut [u8], epoch: i32) {
+        buf[LEADER_EPOCH_AT..LEADER_EPOCH_AT + 4].copy_from_slice(&epoch.to_be_bytes());
+    }
+
+    /// The batch bytes.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+    /// Gives the bytes back.
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes
+    }
+    /// Total size in bytes, header included.
+    pub fn size(&self) -> usize {
+        self.bytes.len()
+    }
+    /// Offset of the first record.
+    pub fn base_offset(&self) -> i64 {
+        be_i64(&self.bytes, 0)
+    }
+    /// Offset of the last record: baseOffset + lastOffsetDelta.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset() + i64::from(self.last_offset_delta())
+    }
+    /// Leader epoch stamped by the leader that appended the batch.
+    pub fn partition_leader_epoch(&self) -> i32 {
+        be_i32(&self.bytes, LEADER_EPOCH_AT)
+    }
+    /// Format version; 2 for every batch ringlog stores.
+    pub fn magic(&self) -> i8 {
+        self.bytes[MAGIC_AT] as i8
+    }
+    /// The stored CRC-32C.
+    pub fn crc(&self) -> u32 {
+        be_i32(&self.bytes, CRC_AT) as u32
+    }
+    /// Compression codec (bits 0-2), timestamp type (bit 3), transactional (4), control (5).
+    pub fn attributes(&self) -> i16 {
+        be_i16(&self.bytes, ATTRIBUTES_AT)
+    }
+    /// Compression codec id: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd.
+    pub fn compression(&self) -> i16 {
+        self.attributes() & COMPRESSION_MASK
+    }
+    /// Offset delta of the last record.
+    pub fn last_offset_delta(&self) -> i32 {
+        be_i32(&self.bytes, LAST_OFFSET_DELTA_AT)
+    }
+    /// Timestamp of the first record.
+    pub fn base_timestamp(&self) -> i64 {
+        be_i64(&self.bytes, BASE_TIMESTAMP_AT)
+    }
+    /// Largest record timestamp in the batch.
+    pub fn max_timestamp(&self) -> i64 {
+        be_i64(&self.bytes, MAX_TIMESTAMP_AT)
+    }
+    /// Idempotent producer id, -1 if none.
+    pub fn producer_id(&self) -> i64 {
+        be_i64(&self.bytes, PRODUCER_ID_AT)
+    }
+    /// Idempotent producer epoch, -1 if none.
+    pub fn producer_epoch(&self) -> i16 {
+        be_i16(&self.bytes, PRODUCER_EPOCH_AT)
+    }
+    /// Sequence number of the first record, -1 if none.
+    pub fn base_sequence(&self) -> i32 {
+        be_i32(&self.bytes, BASE_SEQUENCE_AT)
+    }
+    /// Number of records.
+    pub fn record_count(&self) -> i32 {
+        be_i32(&self.bytes, RECORD_COUNT_AT)
+    }
+
+    /// Offset of the first record whose timestamp is `>= ts`, if any.
+    ///
+    /// Uncompressed batches are decoded record by record. For a compressed batch the
+    /// base offset is returned when `maxTimestamp >= ts`: a conservative answer (never
+    /// after the true one) until the broker links the compression codecs.
+    pub fn first_offset_at_or_after(&self, ts: i64) -> Result<Option<i64>, BatchError> {
+        if self.max_timestamp() < ts {
+            return Ok(None);
+        }
+        if self.compression() != 0 {
+            return Ok(Some(self.base_offset()));
+        }
+        let mut buf = self.bytes.clone();
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
+            .map_err(|e| BatchError::Decode(e.to_string()))?;
+        Ok(set
+            .records
+            .iter()
+            .find(|r| r.timestamp >= ts)
+            .map(|r| r.offset))
+    }
+}
+
+/// Splits a buffer of concatenated batches (as a fetch returns them) into batch views
+/// sharing the buffer. Yields an error, then stops, at the first bad framing.
+pub fn split_batches(bytes: Bytes) -> impl Iterator<Item = Result<RecordBatch, BatchError>> {
+    let mut rest = bytes;
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if rest.is_empty() || failed {
+            return None;
+        }
+        let size = match RecordBatch::peek_size(&rest, i32::MAX as usize) {
+            Ok(Some(size)) if size <= rest.len() => size,
+            Ok(Some(size)) => {
+                failed = true;
+                return Some(Err(BatchError::LengthMismatch {
+                    declared: size as i64,
+                    available: rest.len(),
+                }));
+            }
+            Ok(None) => {
+                failed = true;
+                return Some(Err(BatchError::Truncated {
+                    available: rest.len(),
+                    needed: BATCH_HEADER_LEN,
+                }));
+            }
+            Err(e) => {
+                failed = true;
+                return Some(Err(e));
+            }
+        };
+        Some(RecordBatch::parse(rest.split_to(size)))
+    })
+}

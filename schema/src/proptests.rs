@@ -1,0 +1,41 @@
+//! Property tests: validation never panics on arbitrary bytes, and any single-byte
+//! change inside the CRC-covered region of a valid batch is caught.
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use crate::{BatchBuilder, RecordBatch, CRC_COVERAGE_START};
+
+fn batch_of(values: &[Vec<u8>]) -> Bytes {
+    let mut b = BatchBuilder::new();
+    for (i, v) in values.iter().enumerate() {
+        b.push(None, Some(Bytes::from(v.clone())), &[], 1_000 + i as i64);
+    }
+    b.build().unwrap()
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = RecordBatch::peek_size(&bytes, 1 << 20);
+        let _ = RecordBatch::validate_slice(&bytes, 1 << 20);
+        if let Ok(b) = RecordBatch::parse(Bytes::from(bytes)) {
+            let _ = b.validate(1 << 20);
+            let _ = b.first_offset_at_or_after(0);
+        }
+    }
+
+    #[test]
+    fn any_flipped_covered_byte_is_detected(
+        values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 1..8),
+        pick in any::<prop::sample::Index>(),
+        flip in 1u8..=255,
+    ) {
+        let good = batch_of(&values);
+        RecordBatch::validate_slice(&good, 1 << 20).unwrap();
+        let mut bad = good.to_vec();
+        let at = CRC_COVERAGE_START + pick.index(bad.len() - CRC_COVERAGE_START);
+        bad[at] ^= flip;
+        prop_assert!(RecordBatch::validate_slice(&bad, 1 << 20).is_err());
+    }
+}

@@ -1,0 +1,1069 @@
+//! [`PartitionLog`]: one partition's log, owned by one shard.
+//!
+//! Concurrency model: the log lives on one glommio executor and is shared by that
+//! shard's tasks through `Rc`. Its state sits in a `RefCell` that is never borrowed
+//! across an `.await`. Three async locks order what must not interleave:
+//!
+//! - `append_lock`: appends, rolls, truncation, retention and close, one at a time
+//!   (offset assignment and segment changes are sequential);
+//! - `flush_lock`: one fdatasync at a time — the group commit: a flusher that waited
+//!   for the lock finds its offsets already durable when the previous sync covered them;
+//! - `pump_lock`: queued buffers are issued to the device in order.
+//!
+//! Write-behind buffers are written by spawned tasks, at most `inflight_writes_max` at a
+//! time (`write_slots`); taking every slot waits until no write is in flight.
+//!
+//! Offsets: `log_start <= durable <= log_end`, all exclusive bounds ("next offset").
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use glommio::io::DmaFile;
+use glommio::sync::Semaphore;
+use ringlog_schema::RecordBatch;
+use tracing::{debug, info, warn};
+
+use crate::cache::{BatchCache, CachedBatch};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{FlushPolicy, LogConfig, BLOCK_BYTES};
+use crate::error::io_err;
+use crate::recovery::{self, ScanMode};
+use crate::retention::{segments_to_delete, RetentionView};
+use crate::scan::ScannedBatch;
+use crate::segment::{parse_log_name, segment_file, Segment, LOG_SUFFIX};
+use crate::writer::{WriteBehind, WriteItem};
+use crate::{AppendInfo, Offset, Result, StorageError};
+
+/// Name of the file whose presence says the log was closed cleanly.
+pub const CLEAN_SHUTDOWN_MARKER: &str = ".clean_shutdown";
+const BLOCK: u64 = BLOCK_BYTES as u64;
+
+/// How the last `open` found the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The clean-shutdown marker was present, so no segment was scanned.
+    pub clean: bool,
+    /// Segments whose batches were scanned (CRC-checked) during open.
+    pub segments_scanned: usize,
+    /// Bytes cut from the newest segment as a torn tail (zero padding included).
+    pub truncated_bytes: u64,
+}
+
+struct LogState {
+    /// All segments by base offset; the last is the active one.
+    segments: BTreeMap<i64, Segment>,
+    writer: WriteBehind,
+    cache: BatchCache,
+    next_offset: i64,
+    durable_offset: i64,
+    log_start: i64,
+    /// File positions of the active segment's writes in flight: start -> end.
+    inflight: Rc<RefCell<BTreeMap<u64, u64>>>,
+    preallocated: u64,
+    last_flush_ms: i64,
+    closed: bool,
+}
+
+impl LogState {
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+    fn stable_position(&self) -> u64 {
+        let first_inflight = self.inflight.borrow().keys().next().copied();
+        self.writer.stable_position(first_inflight)
+    }
+    fn evict_cache(&mut self) {
+        let active = self.active().base_offset;
+        let stable = self.stable_position();
+        self.cache
+            .evict(|b| b.segment_base != active || b.end_position <= stable);
+    }
+}
+
+/// A partition's log: segments of Kafka RecordBatch v2 batches on O_DIRECT files.
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    clock: Rc<dyn Clock>,
+    state: RefCell<LogState>,
+    append_lock: Semaphore,
+    flush_lock: Semaphore,
+    pump_lock: Semaphore,
+    write_slots: Rc<Semaphore>,
+    /// Set once by the first failed write or fdatasync; the log is then read-only.
+    failure: Rc<RefCell<Option<String>>>,
+    fdatasyncs: Cell<u64>,
+    report: OpenReport,
+}
+
+impl PartitionLog {
+    /// Opens (creating if needed) the log in `dir`, recovering it if it was not closed
+    /// cleanly.
+    pub async fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Self> {
+        Self::open_with_clock(dir, config, Rc::new(SystemClock)).await
+    }
+
+    /// [`PartitionLog::open`] with an explicit clock (for `segment.ms` rolls).
+    pub async fn open_with_clock(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        clock: Rc<dyn Clock>,
+    ) -> Result<Self> {
+        config.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        ensure_dir(&dir)?;
+        recovery::probe_device_once(&dir).await?;
+        let now = clock.now_ms();
+        let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
+        let clean = marker.exists();
+        let mut report = OpenReport {
+            clean,
+            ..OpenReport::default()
+        };
+
+        let mut bases = list_segments(&dir)?;
+        bases.sort_unstable();
+        let mut segments = BTreeMap::new();
+        let count = bases.len();
+        for (i, base) in bases.into_iter().enumerate() {
+            let is_last = i + 1 == count;
+            let path = segment_file(&dir, base, LOG_SUFFIX);
+            let file = Rc::new(recovery::open_rw(&path, false).await?);
+            let mut seg = Segment::new_empty(&dir, base, file, now);
+            let trusted = if is_last && !clean {
+                None
+            } else {
+                recovery::load_indexes(&dir, &seg).await
+            };
+            match trusted {
+                Some((summary, offsets, times)) => {
+                    seg.next_offset = summary.next_offset;
+                    seg.size = summary.data_bytes;
+                    seg.max_timestamp = summary.max_timestamp;
+                    seg.offset_index = offsets;
+                    seg.time_index = times;
+                }
+                None => {
+                    let mode = if is_last {
+                        ScanMode::Tail
+                    } else {
+                        ScanMode::Closed
+                    };
+                    let outcome = recovery::scan_segment(
+                        &mut seg,
+                        None,
+                        config.max_batch_bytes,
+                        config.index_interval_bytes,
+                        mode,
+                    )
+                    .await?;
+                    report.segments_scanned += 1;
+                    if outcome.file_len > seg.size {
+                        let cut = outcome.file_len - seg.size;
+                        report.truncated_bytes += cut;
+                        match &outcome.stop_reason {
+                            Some(reason) if !tail_is_padding(&seg, outcome.file_len) => warn!(
+                                segment = %seg.path.display(), position = seg.size, bytes = cut, %reason,
+                                "truncating torn tail found by recovery"
+                            ),
+                            _ => {
+                                debug!(segment = %seg.path.display(), position = seg.size, "trimming block padding")
+                            }
+                        }
+                        seg.file
+                            .truncate(seg.size)
+                            .await
+                            .map_err(|e| io_err("truncate", &seg.path, e))?;
+                        seg.file
+                            .fdatasync()
+                            .await
+                            .map_err(|e| io_err("fdatasync", &seg.path, e))?;
+                    }
+                    if !is_last {
+                        recovery::write_indexes(&dir, &seg).await?;
+                    }
+                }
+            }
+            if let Some(prev) = segments.values().next_back() {
+                let prev: &Segment = prev;
+                if prev.next_offset != seg.base_offset {
+                    return Err(StorageError::Corruption {
+                        segment: seg.path.clone(),
+                        position: 0,
+                        reason: format!(
+                            "segment starts at offset {} but the previous one ends at {}",
+                            seg.base_offset, prev.next_offset
+                        ),
+                    });
+                }
+            }
+            segments.insert(base, seg);
+        }
+        if segments.is_empty() {
+            let seg = create_segment(&dir, 0, now).await?;
+            segments.insert(0, seg);
+        }
+        // The active segment's index files are rewritten at the next seal; stale ones
+        // must not be trusted after a crash that follows more appends.
+        let active = segments.values().next_back().expect("inserted above");
+        recovery::remove_file(&active.index_path(&dir)).await?;
+        recovery::remove_file(&active.time_index_path(&dir)).await?;
+        if clean {
+            recovery::remove_file(&marker).await?;
+        }
+        recovery::sync_dir(&dir).await?;
+
+        let tail = recovery::read_tail_block(&active.file, &active.path, active.size).await?;
+        let writer = WriteBehind::new(config.write_buffer_bytes, active.size, tail);
+        let next_offset = active.next_offset;
+        let log_start = segments.values().next().map_or(0, |s| s.base_offset);
+        let preallocated = active.size;
+        info!(dir = %dir.display(), log_start, log_end = next_offset, segments = segments.len(),
+              clean, scanned = report.segments_scanned, "opened partition log");
+        let inflight = config.inflight_writes_max as u64;
+        Ok(Self {
+            state: RefCell::new(LogState {
+                segments,
+                writer,
+                cache: BatchCache::new(config.cache_bytes),
+                next_offset,
+                durable_offset: next_offset,
+                log_start,
+                inflight: Rc::new(RefCell::new(BTreeMap::new())),
+                preallocated,
+                last_flush_ms: now,
+                closed: false,
+            }),
+            dir,
+            config,
+            clock,
+            append_lock: Semaphore::new(1),
+            flush_lock: Semaphore::new(1),
+            pump_lock: Semaphore::new(1),
+            write_slots: Rc::new(Semaphore::new(inflight)),
+            failure: Rc::new(RefCell::new(None)),
+            fdatasyncs: Cell::new(0),
+            report,
+        })
+    }
+
+    /// The directory holding this log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// The configuration the log was opened with.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+    /// What recovery did when the log was opened.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+    /// First offset still in the log.
+    pub fn log_start_offset(&self) -> Offset {
+        Offset(self.state.borrow().log_start)
+    }
+    /// The next offset to be assigned (exclusive end).
+    pub fn log_end_offset(&self) -> Offset {
+        Offset(self.state.borrow().next_offset)
+    }
+    /// Every offset below this is on stable storage (exclusive bound).
+    pub fn durable_offset(&self) -> Offset {
+        Offset(self.state.borrow().durable_offset)
+    }
+    /// Number of segments, the active one included.
+    pub fn segment_count(&self) -> usize {
+        self.state.borrow().segments.len()
+    }
+    /// Total bytes of batches in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.state.borrow().segments.values().map(|s| s.size).sum()
+    }
+    /// fdatasync calls issued on segment files since open (group commit shows here).
+    pub fn fdatasync_count(&self) -> u64 {
+        self.fdatasyncs.get()
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if let Some(reason) = self.failure.borrow().as_ref() {
+            return Err(StorageError::LogFailed {
+                dir: self.dir.clone(),
+                reason: reason.clone(),
+            });
+        }
+        if self.state.borrow().closed {
+            return Err(StorageError::Closed {
+                dir: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn fail(&self, reason: String) -> StorageError {
+        tracing::error!(dir = %self.dir.display(), %reason, "partition log failed; refusing further writes");
+        self.failure.borrow_mut().get_or_insert(reason.clone());
+        StorageError::LogFailed {
+            dir: self.dir.clone(),
+            reason,
+        }
+    }
+
+    /// Validates `batch`, assigns it the next offsets and appends it. The batch is in
+    /// the write-behind buffer (readable, not yet durable) when this returns; see
+    /// [`PartitionLog::flush`] and [`PartitionLog::append_committed`].
+    pub async fn append(&self, batch: Bytes) -> Result<AppendInfo> {
+        RecordBatch::validate_slice(&batch, self.config.max_batch_bytes)?;
+        self.check_writable()?;
+        let _guard = self
+            .append_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| self.closed_err())?;
+        self.check_writable()?;
+        if self.needs_roll(batch.len()) {
+            self.roll().await?;
+        }
+        let info = {
+            let mut st = self.state.borrow_mut();
+            let base = st.next_offset;
+            let mut owned = batch
+                .try_into_mut()
+                .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+            RecordBatch::set_base_offset(&mut owned, base);
+            let bytes = owned.freeze();
+            let view = RecordBatch::parse(bytes.clone())?;
+            let scanned = ScannedBatch {
+                len: bytes.len(),
+                base_offset: base,
+                last_offset: view.last_offset(),
+                max_timestamp: view.max_timestamp(),
+            };
+            let position = st.writer.end();
+            let file = st.active().file.clone();
+            st.writer.append(&bytes, &|n| file.alloc_dma_buffer(n));
+            let interval = self.config.index_interval_bytes;
+            let seg = st.active_mut();
+            seg.on_batch(position, &scanned, interval);
+            let segment_base = seg.base_offset;
+            st.next_offset = scanned.last_offset + 1;
+            st.cache.push(CachedBatch {
+                base_offset: base,
+                last_offset: scanned.last_offset,
+                segment_base,
+                end_position: position + bytes.len() as u64,
+                bytes,
+            });
+            st.evict_cache();
+            AppendInfo {
+                base_offset: Offset(base),
+                last_offset: Offset(scanned.last_offset),
+                max_timestamp: scanned.max_timestamp,
+            }
+        };
+        if self.state.borrow().writer.has_ready() {
+            self.pump().await?;
+        }
+        Ok(info)
+    }
+
+    /// Appends and, under `log.flush = batch`, returns only once the batch is durable
+    /// (sharing the fdatasync with concurrent appenders). Under `interval:<ms>` it
+    /// flushes when the interval has elapsed; under `os` it never waits.
+    pub async fn append_committed(&self, batch: Bytes) -> Result<AppendInfo> {
+        let info = self.append(batch).await?;
+        match self.config.flush {
+            FlushPolicy::Batch => {
+                self.flush_to(info.last_offset.0 + 1).await?;
+            }
+            FlushPolicy::Interval(_) => {
+                self.flush_if_due().await?;
+            }
+            FlushPolicy::Os => {}
+        }
+        Ok(info)
+    }
+
+    /// Under `log.flush = interval:<ms>`: flushes if the interval has elapsed since the
+    /// last flush. Returns whether it flushed. Shards call this from a timer too.
+    pub async fn flush_if_due(&self) -> Result<bool> {
+        let FlushPolicy::Interval(every) = self.config.flush else {
+            return Ok(false);
+        };
+        let due = {
+            let st = self.state.borrow();
+            st.durable_offset < st.next_offset
+                && self.clock.now_ms() - st.last_flush_ms
+                    >= i64::try_from(every.as_millis()).unwrap_or(i64::MAX)
+        };
+        if due {
+            self.flush().await?;
+        }
+        Ok(due)
+    }
+
+    /// Makes everything appended so far durable; returns the durable offset. One
+    /// fdatasync covers all appends that arrived before it started (group commit).
+    pub async fn flush(&self) -> Result<Offset> {
+        let target = self.state.borrow().next_offset;
+        self.flush_to(target).await
+    }
+
+    async fn flush_to(&self, target: i64) -> Result<Offset> {
+        loop {
+            if let Some(reason) = self.failure.borrow().as_ref() {
+                return Err(StorageError::LogFailed {
+                    dir: self.dir.clone(),
+                    reason: reason.clone(),
+                });
+            }
+            let durable = self.state.borrow().durable_offset;
+            if durable >= target {
+                return Ok(Offset(durable));
+            }
+            let _sync = self
+                .flush_lock
+                .acquire_permit(1)
+                .await
+                .map_err(|_| self.closed_err())?;
+            if self.state.borrow().durable_offset >= target {
+                continue;
+            }
+            self.sync_active().await?;
+        }
+    }
+
+    /// Writes out everything buffered for the active segment and fdatasyncs it.
+    /// Caller holds `flush_lock`.
+    async fn sync_active(&self) -> Result<()> {
+        let (upto, file, path) = {
+            let mut st = self.state.borrow_mut();
+            st.writer.queue_partial();
+            let a = st.active();
+            (st.next_offset, a.file.clone(), a.path.clone())
+        };
+        self.pump().await?;
+        self.drain_writes().await?;
+        if let Some(reason) = self.failure.borrow().clone() {
+            return Err(StorageError::LogFailed {
+                dir: self.dir.clone(),
+                reason,
+            });
+        }
+        if let Err(e) = file.fdatasync().await {
+            return Err(self.fail(format!("fdatasync {}: {e}", path.display())));
+        }
+        self.fdatasyncs.set(self.fdatasyncs.get() + 1);
+        let mut st = self.state.borrow_mut();
+        debug_assert!(st.log_start <= upto && upto <= st.next_offset);
+        st.durable_offset = st.durable_offset.max(upto);
+        st.last_flush_ms = self.clock.now_ms();
+        st.evict_cache();
+        Ok(())
+    }
+
+    /// Issues queued write-behind buffers to the device, in order, each in its own task,
+    /// at most `inflight_writes_max` at a time.
+    async fn pump(&self) -> Result<()> {
+        let _order = self
+            .pump_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| self.closed_err())?;
+        loop {
+            let (item, file, path, inflight, need_prealloc) = {
+                let mut st = self.state.borrow_mut();
+                let Some(item) = st.writer.pop_ready() else {
+                    return Ok(());
+                };
+                let end = item.position + item.buffer.len() as u64;
+                st.inflight.borrow_mut().insert(item.position, end);
+                let need = (end > st.preallocated).then(|| end + self.config.preallocate_bytes);
+                if let Some(to) = need {
+                    st.preallocated = to;
+                }
+                let a = st.active();
+                (
+                    item,
+                    a.file.clone(),
+                    a.path.clone(),
+                    st.inflight.clone(),
+                    need,
+                )
+            };
+            if item.rewrites_tail {
+                // The previous write ends in the block this one starts with.
+                self.drain_writes().await?;
+            }
+            if let Some(to) = need_prealloc {
+                let to = to.min(self.config.segment_bytes.next_multiple_of(BLOCK) + BLOCK);
+                if let Err(e) = file.pre_allocate(to, true).await {
+                    warn!(segment = %path.display(), error = %e, "fallocate failed; writes may block on allocation");
+                }
+            }
+            let permit = self
+                .write_slots
+                .acquire_static_permit(1)
+                .await
+                .map_err(|_| self.closed_err())?;
+            spawn_write(item, file, path, inflight, self.failure.clone(), permit);
+        }
+    }
+
+    /// Waits until no write of this log is in flight.
+    async fn drain_writes(&self) -> Result<()> {
+        let all = self.config.inflight_writes_max as u64;
+        let _all = self
+            .write_slots
+            .acquire_permit(all)
+            .await
+            .map_err(|_| self.closed_err())?;
+        Ok(())
+    }
+
+    fn closed_err(&self) -> StorageError {
+        StorageError::Closed {
+            dir: self.dir.clone(),
+        }
+    }
+
+    fn needs_roll(&self, incoming: usize) -> bool {
+        let st = self.state.borrow();
+        let a = st.active();
+        if a.size == 0 {
+            return false;
+        }
+        let full = a.size + incoming as u64 > self.config.segment_bytes;
+        let old = self.config.segment_ms.is_some_and(|ms| {
+            self.clock.now_ms().saturating_sub(a.opened_ms) >= i64::try_from(ms).unwrap_or(i64::MAX)
+        });
+        full || old
+    }
+
+    /// Seals the active segment (durable, trimmed, indexes written) and starts a new
+    /// one at the log end. Caller holds `append_lock`.
+    async fn roll(&self) -> Result<()> {
+        let _sync = self
+            .flush_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| self.closed_err())?;
+        self.sync_active().await?;
+        self.seal_active().await?;
+        let base = self.state.borrow().next_offset;
+        let seg = create_segment(&self.dir, base, self.clock.now_ms()).await?;
+        let mut st = self.state.borrow_mut();
+        debug!(dir = %self.dir.display(), base, "rolled segment");
+        st.segments.insert(base, seg);
+        st.writer = WriteBehind::new(self.config.write_buffer_bytes, 0, Vec::new());
+        st.preallocated = 0;
+        Ok(())
+    }
+
+    /// Trims the active segment's file to its data and writes its index files. Caller
+    /// holds `append_lock` and `flush_lock` and has just synced.
+    async fn seal_active(&self) -> Result<()> {
+        let (file, path, size) = {
+            let st = self.state.borrow();
+            let a = st.active();
+            (a.file.clone(), a.path.clone(), a.size)
+        };
+        file.truncate(size)
+            .await
+            .map_err(|e| io_err("truncate", &path, e))?;
+        file.fdatasync()
+            .await
+            .map_err(|e| io_err("fdatasync", &path, e))?;
+        let st = self.state.borrow();
+        recovery::write_indexes(&self.dir, st.active()).await
+    }
+
+    /// Whole batches starting with the one that contains `from`: at least one batch if
+    /// any exists at `from`, then more while the total stays within `max_bytes`. Each
+    /// `Bytes` holds one or more whole batches. Empty at the log end; an error below
+    /// the log start or beyond the end.
+    pub async fn read(&self, from: Offset, max_bytes: usize) -> Result<Vec<Bytes>> {
+        let (file, path, position, limit) = {
+            let st = self.state.borrow();
+            if from.0 < st.log_start || from.0 > st.next_offset {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset: from.0,
+                    log_start: st.log_start,
+                    log_end: st.next_offset,
+                });
+            }
+            if from.0 == st.next_offset {
+                return Ok(Vec::new());
+            }
+            if let Some(hit) = st.cache.read(from.0, max_bytes) {
+                return Ok(hit);
+            }
+            let Some((_, seg)) = st.segments.range(..=from.0).next_back() else {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset: from.0,
+                    log_start: st.log_start,
+                    log_end: st.next_offset,
+                });
+            };
+            let is_active = seg.base_offset == st.active().base_offset;
+            let limit = if is_active {
+                seg.size.min(st.stable_position())
+            } else {
+                seg.size
+            };
+            let position = u64::from(seg.offset_index.floor(seg.relative(from.0)));
+            (seg.file.clone(), seg.path.clone(), position, limit)
+        };
+        read_batches(
+            &file,
+            &path,
+            position,
+            limit,
+            from.0,
+            max_bytes,
+            self.config.max_batch_bytes,
+        )
+        .await
+    }
+
+    /// The first offset whose record timestamp is >= `ts`, or `None` if every record is
+    /// older.
+    pub async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<Offset>> {
+        let start = {
+            let st = self.state.borrow();
+            let Some(seg) = st
+                .segments
+                .values()
+                .find(|s| s.size > 0 && s.max_timestamp >= ts)
+            else {
+                return Ok(None);
+            };
+            seg.base_offset + i64::from(seg.time_index.scan_start(ts))
+        };
+        let mut at = Offset(start.max(self.log_start_offset().0));
+        loop {
+            let chunks = self.read(at, self.config.max_batch_bytes).await?;
+            if chunks.is_empty() {
+                return Ok(None);
+            }
+            for chunk in chunks {
+                for batch in ringlog_schema::split_batches(chunk) {
+                    let batch = batch?;
+                    if let Some(o) = batch.first_offset_at_or_after(ts)? {
+                        return Ok(Some(Offset(o)));
+                    }
+                    at = Offset(batch.last_offset() + 1);
+                }
+            }
+            glommio::yield_if_needed().await;
+        }
+    }
+
+    /// Removes every record at or after `offset`, at a batch boundary: the log end
+    /// becomes the base offset of the batch containing `offset` (as in Kafka). At or
+    /// below the log start the log is emptied and restarts at `offset`.
+    pub async fn truncate_to(&self, offset: Offset) -> Result<Offset> {
+        self.check_writable()?;
+        let _guard = self
+            .append_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| self.closed_err())?;
+        let _sync = self
+            .flush_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| self.closed_err())?;
+        self.sync_active().await?;
+        let (next, log_start) = {
+            let st = self.state.borrow();
+            (st.next_offset, st.log_start)
+        };
+        if offset.0 >= next {
+            return Ok(Offset(next));
+        }
+        if offset.0 <= log_start {
+            self.truncate_fully(offset.0).await?;
+            return Ok(offset);
+        }
+        // The segment holding `offset`; later segments go entirely.
+        let (seg_base, doomed) = {
+            let st = self.state.borrow();
+            let base = *st
+                .segments
+                .range(..=offset.0)
+                .next_back()
+                .map(|(b, _)| b)
+                .expect("offset >= log start");
+            (
+                base,
+                st.segments
+                    .range(base + 1..)
+                    .map(|(b, _)| *b)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        for base in doomed {
+            let seg = self
+                .state
+                .borrow_mut()
+                .segments
+                .remove(&base)
+                .expect("listed above");
+            delete_segment(&self.dir, seg).await?;
+        }
+        // Rescan the surviving segment up to the batch that contains `offset`.
+        let mut seg = self
+            .state
+            .borrow_mut()
+            .segments
+            .remove(&seg_base)
+            .expect("listed above");
+        let fresh_file = seg.file.clone();
+        let mut rebuilt = Segment::new_empty(&self.dir, seg_base, fresh_file, seg.opened_ms);
+        let cut = find_batch_start(&seg, offset.0, self.config.max_batch_bytes).await?;
+        recovery::scan_segment(
+            &mut rebuilt,
+            Some(cut),
+            self.config.max_batch_bytes,
+            self.config.index_interval_bytes,
+            ScanMode::Closed,
+        )
+        .await?;
+        seg = rebuilt;
+        seg.file
+            .truncate(cut)
+            .await
+            .map_err(|e| io_err("truncate", &seg.path, e))?;
+        seg.file
+            .fdatasync()
+            .await
+            .map_err(|e| io_err("fdatasync", &seg.path, e))?;
+        recovery::remove_file(&seg.index_path(&self.dir)).await?;
+        recovery::remove_file(&seg.time_index_path(&self.dir)).await?;
+        recovery::sync_dir(&self.dir).await?;
+        let tail = recovery::read_tail_block(&seg.file, &seg.path, cut).await?;
+        let new_end = seg.next_offset;
+        let mut st = self.state.borrow_mut();
+        st.segments.insert(seg_base, seg);
+        st.writer = WriteBehind::new(self.config.write_buffer_bytes, cut, tail);
+        st.preallocated = cut;
+        st.next_offset = new_end;
+        st.durable_offset = new_end;
+        st.cache.truncate_from(new_end);
+        info!(dir = %self.dir.display(), requested = offset.0, log_end = new_end, "truncated log");
+        Ok(Offset(new_end))
+    }
+
+    async fn truncate_fully(&self, start: i64) -> Result<()> {
+        let all: Vec<Segment> = std::mem::take(&mut self.state.borrow_mut().segments)
+            .into_values()
+            .collect();
+        for seg in all {
+            delete_segment(&self.dir, seg).await?;
+        }
+        let seg = create_segment(&self.dir, start, self.clock.now_ms()).await?;
+        let mut st = self.state.borrow_mut();
+        st.segments.insert(start, seg);
+        st.writer = WriteBehind::new(self.config.write_buffer_bytes, 0, Vec::new());
+        st.preallocated = 0;
+        st.next_offset = start;
+        st.durable_offset = start;
+        st.log_start = start;
+        st.cache.truncate_from(i64::MIN);
+        info!(dir = %self.dir.display(), start, "emptied log");
+        Ok(())
+    }
+
+    /// Deletes closed segments beyond `retention.bytes` or older than `retention.ms`
+    /// (by their newest record); returns how many. The log start advances.
+    pub async fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
+        self.check_writable()?;
+        let _guard = self
+            .append_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| self.closed_err())?;
+        let doomed: Vec<i64> = {
+            let st = self.state.borrow();
+            let views: Vec<RetentionView> = st
+                .segments
+                .values()
+                .map(|s| RetentionView {
+                    bytes: s.size,
+                    max_timestamp: s.max_timestamp,
+                })
+                .collect();
+            let n = segments_to_delete(
+                &views,
+                self.config.retention_bytes,
+                self.config.retention_ms,
+                now_ms,
+            );
+            st.segments.keys().take(n).copied().collect()
+        };
+        for base in &doomed {
+            let seg = {
+                let mut st = self.state.borrow_mut();
+                let seg = st.segments.remove(base).expect("listed above");
+                st.log_start = st.segments.keys().next().copied().unwrap_or(st.next_offset);
+                let start = st.log_start;
+                st.cache.drop_below(start);
+                seg
+            };
+            info!(segment = %seg.path.display(), "retention deletes segment");
+            delete_segment(&self.dir, seg).await?;
+        }
+        if !doomed.is_empty() {
+            recovery::sync_dir(&self.dir).await?;
+        }
+        Ok(doomed.len())
+    }
+
+    /// Flushes, writes the active segment's indexes and the clean-shutdown marker, and
+    /// closes the files. The next open skips the recovery scan.
+    pub async fn close(&self) -> Result<()> {
+        self.check_writable()?;
+        let _guard = self
+            .append_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| self.closed_err())?;
+        let _sync = self
+            .flush_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| self.closed_err())?;
+        self.sync_active().await?;
+        self.seal_active().await?;
+        let marker = self.dir.join(CLEAN_SHUTDOWN_MARKER);
+        let f = DmaFile::create(&marker)
+            .await
+            .map_err(|e| io_err("create", &marker, e))?;
+        f.fdatasync()
+            .await
+            .map_err(|e| io_err("fdatasync", &marker, e))?;
+        f.close().await.map_err(|e| io_err("close", &marker, e))?;
+        recovery::sync_dir(&self.dir).await?;
+        let segments = {
+            let mut st = self.state.borrow_mut();
+            st.closed = true;
+            std::mem::take(&mut st.segments)
+        };
+        for (_, seg) in segments {
+            if let Ok(file) = Rc::try_unwrap(seg.file) {
+                file.close()
+                    .await
+                    .map_err(|e| io_err("close", &seg.path, e))?;
+            }
+        }
+        info!(dir = %self.dir.display(), "closed partition log");
+        Ok(())
+    }
+}
+
+fn spawn_write(
+    item: WriteItem,
+    file: Rc<DmaFile>,
+    path: PathBuf,
+    inflight: Rc<RefCell<BTreeMap<u64, u64>>>,
+    failure: Rc<RefCell<Option<String>>>,
+    permit: glommio::sync::StaticPermit,
+) {
+    glommio::spawn_local(async move {
+        let _permit = permit;
+        let position = item.position;
+        let len = item.buffer.len();
+        let result = file.write_at(item.buffer, position).await;
+        inflight.borrow_mut().remove(&position);
+        let problem = match result {
+            Ok(n) if n == len => None,
+            Ok(n) => Some(format!(
+                "short write to {} at {position}: {n} of {len} bytes",
+                path.display()
+            )),
+            Err(e) => Some(format!("write to {} at {position}: {e}", path.display())),
+        };
+        if let Some(reason) = problem {
+            tracing::error!(%reason, "segment write failed; the log refuses further writes");
+            failure.borrow_mut().get_or_insert(reason);
+        }
+    })
+    .detach();
+}
+
+/// Reads whole batches from `position` (a batch start at or before `from`) up to
+/// `limit`, skipping batches that end before `from`, verifying each CRC.
+async fn read_batches(
+    file: &DmaFile,
+    path: &Path,
+    mut position: u64,
+    limit: u64,
+    from: i64,
+    max_bytes: usize,
+    max_batch_bytes: usize,
+) -> Result<Vec<Bytes>> {
+    let corrupt = |position: u64, reason: String| StorageError::Corruption {
+        segment: path.to_path_buf(),
+        position,
+        reason,
+    };
+    let mut want = max_bytes.max(ringlog_schema::BATCH_HEADER_LEN) + BLOCK_BYTES;
+    loop {
+        if position >= limit {
+            return Ok(Vec::new());
+        }
+        let aligned = position - position % BLOCK;
+        let len = (want as u64 + (position - aligned))
+            .min(limit - aligned)
+            .next_multiple_of(BLOCK) as usize;
+        let data = file
+            .read_at_aligned(aligned, len)
+            .await
+            .map_err(|e| io_err("read", path, e))?;
+        let data_end = ((aligned + data.len() as u64).min(limit) - aligned) as usize;
+        let mut at = (position - aligned) as usize;
+        let mut first = None;
+        let mut taken = 0usize;
+        while at < data_end {
+            let here = &data[at..data_end];
+            let size = match RecordBatch::peek_size(here, max_batch_bytes) {
+                Ok(Some(size)) => size,
+                Ok(None) => break,
+                Err(e) => return Err(corrupt(aligned + at as u64, e.to_string())),
+            };
+            if here.len() < size {
+                break;
+            }
+            let batch = &here[..size];
+            RecordBatch::validate_slice(batch, max_batch_bytes)
+                .map_err(|e| corrupt(aligned + at as u64, e.to_string()))?;
+            let base = i64::from_be_bytes(batch[0..8].try_into().unwrap_or_default());
+            let last = base
+                + i64::from(i32::from_be_bytes(
+                    batch[23..27].try_into().unwrap_or_default(),
+                ));
+            if last >= from {
+                if first.is_some() && taken + size > max_bytes {
+                    break;
+                }
+                first.get_or_insert(at);
+                taken += size;
+            }
+            at += size;
+        }
+        match first {
+            Some(start) => return Ok(vec![Bytes::copy_from_slice(&data[start..start + taken])]),
+            None if at > (position - aligned) as usize => {
+                // Skipped batches below `from`; continue after them.
+                position = aligned + at as u64;
+            }
+            None => {
+                // The first batch is larger than what was read: read it whole.
+                let size =
+                    RecordBatch::peek_size(&data[at.min(data_end)..data_end], max_batch_bytes)
+                        .map_err(|e| corrupt(position, e.to_string()))?
+                        .unwrap_or(ringlog_schema::BATCH_HEADER_LEN);
+                if data_end < len && aligned + data_end as u64 >= limit {
+                    return Err(corrupt(
+                        position,
+                        format!("batch of {size} bytes runs past the end of the data at {limit}"),
+                    ));
+                }
+                want = size + BLOCK_BYTES;
+            }
+        }
+    }
+}
+
+/// File position of the batch containing `offset` in `seg` (all of it on disk).
+async fn find_batch_start(seg: &Segment, offset: i64, max_batch_bytes: usize) -> Result<u64> {
+    let mut position = u64::from(seg.offset_index.floor(seg.relative(offset)));
+    loop {
+        if position >= seg.size {
+            return Ok(seg.size);
+        }
+        let data = seg
+            .file
+            .read_at(position, ringlog_schema::BATCH_HEADER_LEN)
+            .await
+            .map_err(|e| io_err("read", &seg.path, e))?;
+        let size = RecordBatch::peek_size(&data, max_batch_bytes)
+            .map_err(|e| StorageError::Corruption {
+                segment: seg.path.clone(),
+                position,
+                reason: e.to_string(),
+            })?
+            .unwrap_or(0);
+        if data.len() < ringlog_schema::BATCH_HEADER_LEN || size == 0 {
+            return Err(StorageError::Corruption {
+                segment: seg.path.clone(),
+                position,
+                reason: "short batch header".into(),
+            });
+        }
+        let base = i64::from_be_bytes(data[0..8].try_into().unwrap_or_default());
+        let last = base
+            + i64::from(i32::from_be_bytes(
+                data[23..27].try_into().unwrap_or_default(),
+            ));
+        if last >= offset {
+            return Ok(position);
+        }
+        position += size as u64;
+    }
+}
+
+fn tail_is_padding(seg: &Segment, file_len: u64) -> bool {
+    // Everything after the data within its last block is the zero padding of an
+    // aligned write; anything past that block is more than padding.
+    file_len <= seg.size.next_multiple_of(BLOCK)
+}
+
+async fn create_segment(dir: &Path, base: i64, now_ms: i64) -> Result<Segment> {
+    let path = segment_file(dir, base, LOG_SUFFIX);
+    let file = recovery::open_rw(&path, true).await?;
+    recovery::sync_dir(dir).await?;
+    Ok(Segment::new_empty(dir, base, Rc::new(file), now_ms))
+}
+
+async fn delete_segment(dir: &Path, seg: Segment) -> Result<()> {
+    recovery::remove_file(&seg.index_path(dir)).await?;
+    recovery::remove_file(&seg.time_index_path(dir)).await?;
+    recovery::remove_file(&seg.path).await?;
+    if let Ok(file) = Rc::try_unwrap(seg.file) {
+        file.close()
+            .await
+            .map_err(|e| io_err("close", &seg.path, e))?;
+    }
+    Ok(())
+}
+
+/// Creates the log directory. Runs once per log at open, before the log serves.
+fn ensure_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| io_err("create directory", dir, e))
+}
+
+/// Base offsets of the `.log` files in `dir`. Runs once per log at open.
+fn list_segments(dir: &Path) -> Result<Vec<i64>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| io_err("list", dir, e))?;
+    let mut bases = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err("list", dir, e))?;
+        if let Some(base) = entry.file_name().to_str().and_then(parse_log_name) {
+            bases.push(base);
+        }
+    }
+    Ok(bases)
+}
