@@ -25,7 +25,7 @@ where
 pub fn small_config(segment_bytes: u64) -> LogConfig {
     LogConfig {
         segment_bytes,
-        max_batch_bytes: 256 * 1024,
+        max_batch_bytes: (256 * 1024).min(segment_bytes as usize),
         write_buffer_bytes: 64 * 1024,
         cache_bytes: 256 * 1024,
         preallocate_bytes: 1 << 20,
