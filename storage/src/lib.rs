@@ -18,6 +18,7 @@ mod config;
 mod error;
 mod index;
 mod log;
+mod notify;
 mod recovery;
 mod retention;
 mod scan;

@@ -6,8 +6,10 @@
 //!
 //! - `append_lock`: appends, rolls, truncation, retention and close, one at a time
 //!   (offset assignment and segment changes are sequential);
-//! - `flush_lock`: one fdatasync at a time — the group commit: a flusher that waited
-//!   for the lock finds its offsets already durable when the previous sync covered them;
+//! - `flush_lock`: one fdatasync at a time. Group commit: a flusher takes the lock only
+//!   if it is free and then syncs everything appended so far; otherwise it waits for
+//!   the sync in progress to end (`sync_done`) and re-checks, so one fdatasync answers
+//!   every append that arrived before it started;
 //! - `pump_lock`: queued buffers are issued to the device in order.
 //!
 //! Write-behind buffers are written by spawned tasks, at most `inflight_writes_max` at a
@@ -30,6 +32,7 @@ use crate::cache::{BatchCache, CachedBatch};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{FlushPolicy, LogConfig, BLOCK_BYTES};
 use crate::error::io_err;
+use crate::notify::SyncNotify;
 use crate::recovery::{self, ScanMode};
 use crate::retention::{segments_to_delete, RetentionView};
 use crate::scan::ScannedBatch;
@@ -48,7 +51,7 @@ pub struct OpenReport {
     pub clean: bool,
     /// Segments whose batches were scanned (CRC-checked) during open.
     pub segments_scanned: usize,
-    /// Bytes cut from the newest segment as a torn tail (zero padding included).
+    /// Bytes cut from the newest segment: a torn tail, or unwritten preallocated space.
     pub truncated_bytes: u64,
 }
 
@@ -100,6 +103,8 @@ pub struct PartitionLog {
     state: RefCell<LogState>,
     append_lock: Semaphore,
     flush_lock: Semaphore,
+    /// Broadcast when the holder of `flush_lock` releases it.
+    sync_done: SyncNotify,
     pump_lock: Semaphore,
     write_slots: Rc<Semaphore>,
     /// Set once by the first failed write or fdatasync; the log is then read-only.
@@ -174,13 +179,14 @@ impl PartitionLog {
                         let cut = outcome.file_len - seg.size;
                         report.truncated_bytes += cut;
                         match &outcome.stop_reason {
-                            Some(reason) if !tail_is_padding(&seg, outcome.file_len) => warn!(
+                            Some(reason) if !outcome.stopped_at_zeros => warn!(
                                 segment = %seg.path.display(), position = seg.size, bytes = cut, %reason,
                                 "truncating torn tail found by recovery"
                             ),
-                            _ => {
-                                debug!(segment = %seg.path.display(), position = seg.size, "trimming block padding")
-                            }
+                            _ => debug!(
+                                segment = %seg.path.display(), position = seg.size, bytes = cut,
+                                "trimming unwritten preallocated space"
+                            ),
                         }
                         seg.file
                             .truncate(seg.size)
@@ -251,6 +257,7 @@ impl PartitionLog {
             clock,
             append_lock: Semaphore::new(1),
             flush_lock: Semaphore::new(1),
+            sync_done: SyncNotify::default(),
             pump_lock: Semaphore::new(1),
             write_slots: Rc::new(Semaphore::new(inflight)),
             failure: Rc::new(RefCell::new(None)),
@@ -432,16 +439,41 @@ impl PartitionLog {
             if durable >= target {
                 return Ok(Offset(durable));
             }
-            let _sync = self
-                .flush_lock
-                .acquire_permit(1)
-                .await
-                .map_err(|_| self.closed_err())?;
-            if self.state.borrow().durable_offset >= target {
-                continue;
+            // Become the syncer if nobody is; otherwise wait for the current holder of
+            // the flush lock and look again: its sync may have covered us.
+            let waiting = self.sync_done.wait();
+            match self.try_lock_flush() {
+                Some(_guard) => {
+                    // Let flushers woken by the previous sync append their next batch
+                    // first, so this fdatasync covers them too.
+                    glommio::executor().yield_task_queue_now().await;
+                    self.sync_active().await?;
+                }
+                None => waiting.await,
             }
-            self.sync_active().await?;
         }
+    }
+
+    /// Takes the flush lock if it is free; releasing it wakes every waiting flusher.
+    fn try_lock_flush(&self) -> Option<FlushGuard<'_>> {
+        let permit = self.flush_lock.try_acquire_permit(1).ok()?;
+        Some(FlushGuard {
+            _permit: permit,
+            done: &self.sync_done,
+        })
+    }
+
+    /// Waits for the flush lock (rolls, truncation, close).
+    async fn lock_flush(&self) -> Result<FlushGuard<'_>> {
+        let permit = self
+            .flush_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| self.closed_err())?;
+        Ok(FlushGuard {
+            _permit: permit,
+            done: &self.sync_done,
+        })
     }
 
     /// Writes out everything buffered for the active segment and fdatasyncs it.
@@ -508,7 +540,11 @@ impl PartitionLog {
             }
             if let Some(to) = need_prealloc {
                 let to = to.min(self.config.segment_bytes.next_multiple_of(BLOCK) + BLOCK);
-                if let Err(e) = file.pre_allocate(to, true).await {
+                // Extend the file size too (not FALLOC_FL_KEEP_SIZE): then an fdatasync
+                // need not journal a size change for every group commit (measured: 64 KiB
+                // x 8 appenders from 42 % to 64 % of raw). Recovery treats the zeros
+                // past the data as unwritten space.
+                if let Err(e) = file.pre_allocate(to, false).await {
                     warn!(segment = %path.display(), error = %e, "fallocate failed; writes may block on allocation");
                 }
             }
@@ -554,11 +590,7 @@ impl PartitionLog {
     /// Seals the active segment (durable, trimmed, indexes written) and starts a new
     /// one at the log end. Caller holds `append_lock`.
     async fn roll(&self) -> Result<()> {
-        let _sync = self
-            .flush_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| self.closed_err())?;
+        let _sync = self.lock_flush().await?;
         self.sync_active().await?;
         self.seal_active().await?;
         let base = self.state.borrow().next_offset;
@@ -680,11 +712,7 @@ impl PartitionLog {
             .acquire_permit(1)
             .await
             .map_err(|_| self.closed_err())?;
-        let _sync = self
-            .flush_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| self.closed_err())?;
+        let _sync = self.lock_flush().await?;
         self.sync_active().await?;
         let (next, log_start) = {
             let st = self.state.borrow();
@@ -840,11 +868,7 @@ impl PartitionLog {
             .acquire_permit(1)
             .await
             .map_err(|_| self.closed_err())?;
-        let _sync = self
-            .flush_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| self.closed_err())?;
+        let _sync = self.lock_flush().await?;
         self.sync_active().await?;
         self.seal_active().await?;
         let marker = self.dir.join(CLEAN_SHUTDOWN_MARKER);
@@ -870,6 +894,18 @@ impl PartitionLog {
         }
         info!(dir = %self.dir.display(), "closed partition log");
         Ok(())
+    }
+}
+
+/// Holds the flush lock; on release, flushers waiting for a sync look again.
+struct FlushGuard<'a> {
+    _permit: glommio::sync::Permit<'a>,
+    done: &'a SyncNotify,
+}
+
+impl Drop for FlushGuard<'_> {
+    fn drop(&mut self) {
+        self.done.notify_all();
     }
 }
 
@@ -1023,12 +1059,6 @@ async fn find_batch_start(seg: &Segment, offset: i64, max_batch_bytes: usize) ->
         }
         position += size as u64;
     }
-}
-
-fn tail_is_padding(seg: &Segment, file_len: u64) -> bool {
-    // Everything after the data within its last block is the zero padding of an
-    // aligned write; anything past that block is more than padding.
-    file_len <= seg.size.next_multiple_of(BLOCK)
 }
 
 async fn create_segment(dir: &Path, base: i64, now_ms: i64) -> Result<Segment> {

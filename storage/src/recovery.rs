@@ -40,6 +40,9 @@ pub(crate) struct ScanOutcome {
     pub file_len: u64,
     /// Why the scan stopped before the file end, if it did.
     pub stop_reason: Option<String>,
+    /// The scan stopped at zeros: preallocated space never written, the normal end of
+    /// an active segment's data rather than a torn write.
+    pub stopped_at_zeros: bool,
 }
 
 thread_local! {
@@ -167,6 +170,7 @@ pub(crate) async fn scan_segment(
             return Ok(ScanOutcome {
                 file_len,
                 stop_reason: None,
+                stopped_at_zeros: false,
             });
         }
         if pos >= chunk_pos + chunk.len() as u64 {
@@ -251,10 +255,18 @@ async fn stop_at(
     let window = &window[..window.len().min((end - window_pos) as usize)];
     let kind = classify_stop(window, window_pos, pos, seg.next_offset, max_batch_bytes);
     match (mode, kind) {
-        (ScanMode::Tail, StopKind::TornTail) => Ok(ScanOutcome {
-            file_len,
-            stop_reason: Some(reason),
-        }),
+        (ScanMode::Tail, StopKind::TornTail) => {
+            let head = &window[((pos - window_pos) as usize).min(window.len())..];
+            let stopped_at_zeros = head
+                .iter()
+                .take(ringlog_schema::BATCH_HEADER_LEN)
+                .all(|&b| b == 0);
+            Ok(ScanOutcome {
+                file_len,
+                stop_reason: Some(reason),
+                stopped_at_zeros,
+            })
+        }
         (_, StopKind::Corrupt { continuation_at }) => Err(StorageError::Corruption {
             segment: seg.path.clone(),
             position: pos,
