@@ -198,7 +198,7 @@ impl PartitionLog {
                             .map_err(|e| io_err("fdatasync", &seg.path, e))?;
                     }
                     if !is_last {
-                        recovery::write_indexes(&dir, &seg).await?;
+                        recovery::write_indexes(recovery::encode_indexes(&dir, &seg)).await?;
                     }
                 }
             }
@@ -617,8 +617,8 @@ impl PartitionLog {
         file.fdatasync()
             .await
             .map_err(|e| io_err("fdatasync", &path, e))?;
-        let st = self.state.borrow();
-        recovery::write_indexes(&self.dir, st.active()).await
+        let files = recovery::encode_indexes(&self.dir, self.state.borrow().active());
+        recovery::write_indexes(files).await
     }
 
     /// Whole batches starting with the one that contains `from`: at least one batch if

@@ -320,11 +320,25 @@ async fn read_whole(path: &Path) -> Option<Vec<u8>> {
     data.map(|d| d.to_vec())
 }
 
-/// Writes both index files of `seg` and fdatasyncs them.
-pub(crate) async fn write_indexes(dir: &Path, seg: &Segment) -> Result<()> {
+/// A segment's two index files, encoded, ready to be written.
+pub(crate) struct IndexFiles {
+    index: (std::path::PathBuf, Vec<u8>),
+    time_index: (std::path::PathBuf, Vec<u8>),
+}
+
+/// Encodes both index files of `seg` (no I/O, so callers can hold a borrow).
+pub(crate) fn encode_indexes(dir: &Path, seg: &Segment) -> IndexFiles {
     let summary = seg.summary();
-    write_whole(&seg.index_path(dir), &seg.offset_index.encode(&summary)).await?;
-    write_whole(&seg.time_index_path(dir), &seg.time_index.encode(&summary)).await
+    IndexFiles {
+        index: (seg.index_path(dir), seg.offset_index.encode(&summary)),
+        time_index: (seg.time_index_path(dir), seg.time_index.encode(&summary)),
+    }
+}
+
+/// Writes both index files and fdatasyncs them.
+pub(crate) async fn write_indexes(files: IndexFiles) -> Result<()> {
+    write_whole(&files.index.0, &files.index.1).await?;
+    write_whole(&files.time_index.0, &files.time_index.1).await
 }
 
 async fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
