@@ -87,8 +87,15 @@ impl LogState {
         let first_inflight = self.inflight.borrow().keys().next().copied();
         self.writer.stable_position(first_inflight)
     }
+    /// Base offset of the active segment; `None` only while truncation replaces the
+    /// segments (readers must not assume an active segment exists).
+    fn active_base(&self) -> Option<i64> {
+        self.segments.keys().next_back().copied()
+    }
     fn evict_cache(&mut self) {
-        let active = self.active().base_offset;
+        let Some(active) = self.active_base() else {
+            return;
+        };
         let stable = self.stable_position();
         self.cache
             .evict(|b| b.segment_base != active || b.end_position <= stable);
@@ -441,7 +448,6 @@ impl PartitionLog {
             }
             // Become the syncer if nobody is; otherwise wait for the current holder of
             // the flush lock and look again: its sync may have covered us.
-            let waiting = self.sync_done.wait();
             match self.try_lock_flush() {
                 Some(_guard) => {
                     // Let flushers woken by the previous sync append their next batch
@@ -449,7 +455,9 @@ impl PartitionLog {
                     glommio::executor().yield_task_queue_now().await;
                     self.sync_active().await?;
                 }
-                None => waiting.await,
+                // No await between the failed try-lock and registering here, so the
+                // holder's release cannot be missed.
+                None => self.sync_done.wait().await,
             }
         }
     }
@@ -648,7 +656,7 @@ impl PartitionLog {
                     log_end: st.next_offset,
                 });
             };
-            let is_active = seg.base_offset == st.active().base_offset;
+            let is_active = st.active_base() == Some(seg.base_offset);
             let limit = if is_active {
                 seg.size.min(st.stable_position())
             } else {
@@ -1006,18 +1014,36 @@ async fn read_batches(
                 position = aligned + at as u64;
             }
             None => {
-                // The first batch is larger than what was read: read it whole.
-                let size =
-                    RecordBatch::peek_size(&data[at.min(data_end)..data_end], max_batch_bytes)
-                        .map_err(|e| corrupt(position, e.to_string()))?
-                        .unwrap_or(ringlog_schema::BATCH_HEADER_LEN);
-                if data_end < len && aligned + data_end as u64 >= limit {
+                // The first batch did not fit in what was read. Either the file is
+                // shorter than the log's records of it, or the batch runs past the data,
+                // or the read was too small: only the last case reads again, larger, so
+                // this loop always progresses.
+                let read_end = aligned + data.len() as u64;
+                if read_end < limit && data.len() < len {
                     return Err(corrupt(
-                        position,
-                        format!("batch of {size} bytes runs past the end of the data at {limit}"),
+                        read_end,
+                        format!("segment file ends at {read_end}, before the {limit} bytes of data it should hold"),
                     ));
                 }
-                want = size + BLOCK_BYTES;
+                let size = RecordBatch::peek_size(&data[at..data_end], max_batch_bytes)
+                    .map_err(|e| corrupt(position, e.to_string()))?;
+                match size {
+                    Some(size) if aligned + (at + size) as u64 > limit => {
+                        return Err(corrupt(
+                            position,
+                            format!(
+                                "batch of {size} bytes runs past the end of the data at {limit}"
+                            ),
+                        ));
+                    }
+                    Some(size) if size + BLOCK_BYTES > want => want = size + BLOCK_BYTES,
+                    _ => {
+                        return Err(corrupt(
+                            position,
+                            format!("cannot read a whole batch from {} bytes", data_end - at),
+                        ))
+                    }
+                }
             }
         }
     }

@@ -171,3 +171,58 @@ fn after_a_clean_shutdown_damage_is_found_by_the_read_crc_check() {
         assert_eq!(log.read(Offset(100), 1).await.unwrap().len(), 1);
     });
 }
+
+#[test]
+fn a_segment_file_shorter_than_its_index_says_is_reported_on_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let first_segment = run(move || async move {
+        let log = PartitionLog::open(&d, small_config(64 * 1024))
+            .await
+            .unwrap();
+        for i in 0..80u64 {
+            log.append(make_batch(i, 5, 200, 0)).await.unwrap();
+        }
+        assert!(log.segment_count() >= 2);
+        log.close().await.unwrap();
+        d.join("00000000000000000000.log")
+    });
+    // Cut the closed first segment behind the log's back; its index still says more.
+    let len = std::fs::metadata(&first_segment).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&first_segment)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let d = dir.path().to_path_buf();
+    run(move || async move {
+        let log = PartitionLog::open(&d, small_config(64 * 1024))
+            .await
+            .unwrap();
+        let mut at = 0i64;
+        let err = loop {
+            match log.read(Offset(at), 16 * 1024).await {
+                Ok(chunks) => {
+                    assert!(
+                        !chunks.is_empty(),
+                        "the first segment cannot end early without an error"
+                    );
+                    let last = chunks
+                        .iter()
+                        .flat_map(|c| ringlog_schema::split_batches(c.clone()))
+                        .map(|b| b.unwrap().last_offset())
+                        .max()
+                        .unwrap();
+                    at = last + 1;
+                }
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(err, StorageError::Corruption { .. }), "{err}");
+        assert!(
+            err.to_string().contains("00000000000000000000.log"),
+            "{err}"
+        );
+    });
+}
