@@ -76,6 +76,39 @@ pub(crate) fn declared_total_len(buf: &[u8]) -> Option<i64> {
     Some(i64::from(be_i32(buf, LENGTH_AT)) + LOG_OVERHEAD as i64)
 }
 
+/// The header fields that scanners and indexes need, read from a borrowed slice.
+///
+/// Untrusted until the batch is validated: `baseOffset` is not covered by the CRC, so
+/// derived values saturate instead of overflowing on damaged input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub magic: i8,
+    pub last_offset_delta: i32,
+    pub max_timestamp: i64,
+}
+
+impl BatchHeader {
+    /// Reads the header at `buf[0]`; `None` if fewer than 61 bytes are present.
+    pub fn read(buf: &[u8]) -> Option<Self> {
+        if buf.len() < BATCH_HEADER_LEN {
+            return None;
+        }
+        Some(Self {
+            base_offset: be_i64(buf, 0),
+            magic: buf[MAGIC_AT] as i8,
+            last_offset_delta: be_i32(buf, LAST_OFFSET_DELTA_AT),
+            max_timestamp: be_i64(buf, MAX_TIMESTAMP_AT),
+        })
+    }
+
+    /// baseOffset + lastOffsetDelta, saturating on damaged input.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
+    }
+}
+
 /// A zero-copy view over one complete RecordBatch v2 held in [`Bytes`].
 ///
 /// Construction ([`RecordBatch::parse`]) checks only that the bytes hold exactly one
@@ -210,7 +243,8 @@ impl RecordBatch {
     }
     /// Offset of the last record: baseOffset + lastOffsetDelta.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset() + i64::from(self.last_offset_delta())
+        self.base_offset()
+            .saturating_add(i64::from(self.last_offset_delta()))
     }
     /// Leader epoch stamped by the leader that appended the batch.
     pub fn partition_leader_epoch(&self) -> i32 {

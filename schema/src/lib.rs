@@ -16,7 +16,7 @@ mod error;
 mod proptests;
 
 pub use batch::{
-    split_batches, RecordBatch, BASE_OFFSET_LEN, BATCH_HEADER_LEN, CRC_COVERAGE_START,
+    split_batches, BatchHeader, RecordBatch, BASE_OFFSET_LEN, BATCH_HEADER_LEN, CRC_COVERAGE_START,
     LOG_OVERHEAD, MAGIC_V2, MIN_RECORD_LEN,
 };
 pub use builder::{BatchBuilder, RecordHeader};

@@ -19,6 +19,9 @@ proptest! {
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let _ = RecordBatch::peek_size(&bytes, 1 << 20);
         let _ = RecordBatch::validate_slice(&bytes, 1 << 20);
+        if let Some(h) = crate::BatchHeader::read(&bytes) {
+            let _ = h.last_offset();
+        }
         if let Ok(b) = RecordBatch::parse(Bytes::from(bytes)) {
             let _ = b.validate(1 << 20);
             let _ = b.first_offset_at_or_after(0);
@@ -38,4 +41,19 @@ proptest! {
         bad[at] ^= flip;
         prop_assert!(RecordBatch::validate_slice(&bad, 1 << 20).is_err());
     }
+}
+
+#[test]
+fn a_damaged_base_offset_saturates_instead_of_overflowing() {
+    let mut bytes = batch_of(&[vec![1], vec![2], vec![3]]).to_vec();
+    RecordBatch::set_base_offset(&mut bytes, i64::MAX - 1);
+    let header = crate::BatchHeader::read(&bytes).unwrap();
+    assert_eq!(header.last_offset_delta, 2);
+    assert_eq!(header.last_offset(), i64::MAX);
+    assert_eq!(
+        RecordBatch::parse(Bytes::from(bytes))
+            .unwrap()
+            .last_offset(),
+        i64::MAX
+    );
 }

@@ -25,7 +25,7 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use glommio::io::DmaFile;
 use glommio::sync::Semaphore;
-use ringlog_schema::RecordBatch;
+use ringlog_schema::{BatchError, BatchHeader, RecordBatch};
 use tracing::{debug, info, warn};
 
 use crate::cache::{BatchCache, CachedBatch};
@@ -357,12 +357,16 @@ impl PartitionLog {
                 .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
             RecordBatch::set_base_offset(&mut owned, base);
             let bytes = owned.freeze();
-            let view = RecordBatch::parse(bytes.clone())?;
+            // Validated above, so the header is there.
+            let header = BatchHeader::read(&bytes).ok_or(BatchError::Truncated {
+                available: bytes.len(),
+                needed: ringlog_schema::BATCH_HEADER_LEN,
+            })?;
             let scanned = ScannedBatch {
                 len: bytes.len(),
                 base_offset: base,
-                last_offset: view.last_offset(),
-                max_timestamp: view.max_timestamp(),
+                last_offset: header.last_offset(),
+                max_timestamp: header.max_timestamp,
             };
             let position = st.writer.end();
             let file = st.active().file.clone();
@@ -993,11 +997,7 @@ async fn read_batches(
             let batch = &here[..size];
             RecordBatch::validate_slice(batch, max_batch_bytes)
                 .map_err(|e| corrupt(aligned + at as u64, e.to_string()))?;
-            let base = i64::from_be_bytes(batch[0..8].try_into().unwrap_or_default());
-            let last = base
-                + i64::from(i32::from_be_bytes(
-                    batch[23..27].try_into().unwrap_or_default(),
-                ));
+            let last = BatchHeader::read(batch).map_or(i64::MIN, |h| h.last_offset());
             if last >= from {
                 if first.is_some() && taken + size > max_bytes {
                     break;
@@ -1061,25 +1061,17 @@ async fn find_batch_start(seg: &Segment, offset: i64, max_batch_bytes: usize) ->
             .read_at(position, ringlog_schema::BATCH_HEADER_LEN)
             .await
             .map_err(|e| io_err("read", &seg.path, e))?;
-        let size = RecordBatch::peek_size(&data, max_batch_bytes)
-            .map_err(|e| StorageError::Corruption {
-                segment: seg.path.clone(),
-                position,
-                reason: e.to_string(),
-            })?
-            .unwrap_or(0);
-        if data.len() < ringlog_schema::BATCH_HEADER_LEN || size == 0 {
-            return Err(StorageError::Corruption {
-                segment: seg.path.clone(),
-                position,
-                reason: "short batch header".into(),
-            });
-        }
-        let base = i64::from_be_bytes(data[0..8].try_into().unwrap_or_default());
-        let last = base
-            + i64::from(i32::from_be_bytes(
-                data[23..27].try_into().unwrap_or_default(),
-            ));
+        let corrupt = |reason: String| StorageError::Corruption {
+            segment: seg.path.clone(),
+            position,
+            reason,
+        };
+        let size =
+            RecordBatch::peek_size(&data, max_batch_bytes).map_err(|e| corrupt(e.to_string()))?;
+        let (Some(size), Some(header)) = (size, BatchHeader::read(&data)) else {
+            return Err(corrupt("short batch header".into()));
+        };
+        let last = header.last_offset();
         if last >= offset {
             return Ok(position);
         }

@@ -16,7 +16,7 @@
 //! such a zero block is still a torn tail; a continuation with no hole before it means
 //! the bytes at `p` were durable and changed afterwards: corruption.
 
-use ringlog_schema::{RecordBatch, BATCH_HEADER_LEN, LOG_OVERHEAD};
+use ringlog_schema::{BatchHeader, RecordBatch, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2};
 
 use crate::config::BLOCK_BYTES;
 
@@ -65,17 +65,20 @@ pub(crate) fn step(buf: &[u8], expected_base: i64, max_batch_bytes: usize, at_eo
     if let Err(e) = RecordBatch::validate_slice(bytes, max_batch_bytes) {
         return Step::Stop(e.to_string());
     }
-    let base = i64::from_be_bytes(bytes[0..8].try_into().unwrap_or_default());
-    if base != expected_base {
-        return Step::Stop(format!("base offset {base}, expected {expected_base}"));
+    let Some(header) = BatchHeader::read(bytes) else {
+        return Step::Stop("batch shorter than its header".into());
+    };
+    if header.base_offset != expected_base {
+        return Step::Stop(format!(
+            "base offset {}, expected {expected_base}",
+            header.base_offset
+        ));
     }
-    let last_delta = i32::from_be_bytes(bytes[23..27].try_into().unwrap_or_default());
-    let max_timestamp = i64::from_be_bytes(bytes[35..43].try_into().unwrap_or_default());
     Step::Batch(ScannedBatch {
         len: size,
-        base_offset: base,
-        last_offset: base + i64::from(last_delta),
-        max_timestamp,
+        base_offset: header.base_offset,
+        last_offset: header.last_offset(),
+        max_timestamp: header.max_timestamp,
     })
 }
 
@@ -135,11 +138,12 @@ pub(crate) fn classify_stop(
 
 /// Cheap filter before a CRC: magic 2 and a base offset after the expected one.
 fn looks_like_continuation(buf: &[u8], expected_base: i64) -> bool {
-    if buf.len() < BATCH_HEADER_LEN || buf[16] != 2 {
+    let Some(header) = BatchHeader::read(buf) else {
         return false;
-    }
-    let base = i64::from_be_bytes(buf[0..8].try_into().unwrap_or_default());
-    base > expected_base && base - expected_base <= i64::from(i32::MAX)
+    };
+    header.magic == MAGIC_V2
+        && header.base_offset > expected_base
+        && header.base_offset.saturating_sub(expected_base) <= i64::from(i32::MAX)
 }
 
 /// True when some 4 KiB block overlapping `[from, to)` is all zeros over that range:
