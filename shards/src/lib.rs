@@ -1,7 +1,22 @@
-//! ringlog-shards: the thread-per-core substrate.
+//! ringlog-shards: the thread-per-core skeleton (DESIGN §2).
 //!
-//! Will own the glommio executor pool (one executor per shard, pinned to its core),
-//! our own `ShardId(0..S)`, partition -> shard routing (`(s0 + i) mod S`), the
-//! cross-shard channel mesh that forwards requests as `Bytes`, and orderly start-up
-//! and shutdown (DESIGN §2). Architecture invariant: it knows nothing about topics,
-//! logs or protocols. Empty until the broker issue.
+//! - [`ShardPool`] starts one glommio `LocalExecutor` per data shard, each pinned to
+//!   its own core, plus one lightweight coordination executor, and stops them in
+//!   order.
+//! - [`Mesh`] connects every executor to every other (a glommio channel mesh) so a
+//!   shard can [`Mesh::call`] another and await its answer; messages move, payloads
+//!   inside them (`Bytes`) are never copied.
+//! - [`routing`] says which shard owns a partition.
+//!
+//! Architecture invariant: this crate knows nothing about topics, logs or protocols.
+//! Its messages are a type parameter chosen by the broker.
+
+mod error;
+mod mesh;
+mod pool;
+pub mod routing;
+
+pub use error::ShardError;
+pub use mesh::{Handler, Mesh, Peer};
+pub use pool::{PoolConfig, ShardContext, ShardPool, MESH_CAPACITY_DEFAULT};
+pub use routing::{shard_for_partition, ShardId};

@@ -1,0 +1,18 @@
+//! Errors of the executor pool and the mesh.
+
+/// An executor could not start, or a peer is gone.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    /// Creating an executor failed. A common cause is the locked-memory limit.
+    #[error("cannot start executor {name}: {reason}")]
+    Start { name: String, reason: String },
+    /// The pool was configured with impossible values.
+    #[error("invalid shard configuration: {0}")]
+    Config(String),
+    /// The peer stopped (its executor exited) before answering.
+    #[error("peer {0} is gone")]
+    PeerGone(String),
+    /// An executor's thread panicked or returned an error.
+    #[error("executor {name} failed: {reason}")]
+    Executor { name: String, reason: String },
+}
