@@ -17,6 +17,6 @@ mod pool;
 pub mod routing;
 
 pub use error::ShardError;
-pub use mesh::{Handler, Mesh, Peer};
+pub use mesh::{Handler, Mesh, Peer, Reply};
 pub use pool::{PoolConfig, ShardContext, ShardPool, MESH_CAPACITY_DEFAULT};
 pub use routing::{shard_for_partition, ShardId};

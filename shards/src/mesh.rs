@@ -143,14 +143,28 @@ impl<M: Send + 'static> Mesh<M> {
 
     /// Sends `msg` to `peer` and awaits the answer of its handler.
     pub async fn call(&self, peer: Peer, msg: M) -> Result<M, ShardError> {
+        self.send(peer, msg).await?.recv().await
+    }
+
+    /// Hands `msg` to `peer` and returns once it is queued there, without waiting for
+    /// the answer. Requests sent one after another from one task reach the peer's
+    /// handler in that order (a call to oneself spawns the handler at once, in order
+    /// with the peer channels' requests), which is what keeps a connection's produce
+    /// requests in order.
+    pub async fn send(&self, peer: Peer, msg: M) -> Result<Reply<M>, ShardError> {
         let inner = &self.inner;
+        let (tx, rx) = flume::bounded(1);
         if peer == inner.me {
-            return Ok((inner.handler)(peer, msg).await);
+            let answer = (inner.handler)(peer, msg);
+            glommio::spawn_local(async move {
+                let _ = tx.try_send(answer.await);
+            })
+            .detach();
+            return Ok(Reply { peer, rx });
         }
         let index = peer.mesh_index(inner.shards);
         let id = inner.next_id.get();
         inner.next_id.set(id.wrapping_add(1));
-        let (tx, rx) = flume::bounded(1);
         inner.pending.borrow_mut().insert(id, (index, tx));
         if inner
             .senders
@@ -161,9 +175,23 @@ impl<M: Send + 'static> Mesh<M> {
             inner.pending.borrow_mut().remove(&id);
             return Err(ShardError::PeerGone(peer.to_string()));
         }
-        rx.recv_async()
+        Ok(Reply { peer, rx })
+    }
+}
+
+/// The answer to a request handed over by [`Mesh::send`].
+pub struct Reply<M> {
+    peer: Peer,
+    rx: flume::Receiver<M>,
+}
+
+impl<M> Reply<M> {
+    /// Waits for the answer.
+    pub async fn recv(self) -> Result<M, ShardError> {
+        self.rx
+            .recv_async()
             .await
-            .map_err(|_| ShardError::PeerGone(peer.to_string()))
+            .map_err(|_| ShardError::PeerGone(self.peer.to_string()))
     }
 }
 

@@ -341,7 +341,6 @@ impl ::flatbuffers::SimpleToVerifyInSlice for Body {}
 pub struct BodyUnionTableOffset {}
 
 #[allow(clippy::upper_case_acronyms)]
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub enum BodyT {
   NONE,
@@ -1048,7 +1047,6 @@ impl ::core::fmt::Debug for ConfigEntry<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigEntryT {
   pub key: alloc::string::String,
@@ -1204,7 +1202,6 @@ impl ::core::fmt::Debug for HelloRequest<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct HelloRequestT {
   pub client_id: Option<alloc::string::String>,
@@ -1413,7 +1410,6 @@ impl ::core::fmt::Debug for HelloResponse<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct HelloResponseT {
   pub error: ErrorCode,
@@ -1578,7 +1574,6 @@ impl ::core::fmt::Debug for MetadataRequest<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetadataRequestT {
   pub topics: Option<alloc::vec::Vec<alloc::string::String>>,
@@ -1770,7 +1765,6 @@ impl ::core::fmt::Debug for Broker<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerT {
   pub id: i32,
@@ -2029,7 +2023,6 @@ impl ::core::fmt::Debug for PartitionMetadata<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartitionMetadataT {
   pub partition: i32,
@@ -2247,7 +2240,6 @@ impl ::core::fmt::Debug for TopicMetadata<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicMetadataT {
   pub name: alloc::string::String,
@@ -2473,7 +2465,6 @@ impl ::core::fmt::Debug for MetadataResponse<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetadataResponseT {
   pub error: ErrorCode,
@@ -2685,7 +2676,6 @@ impl ::core::fmt::Debug for NewTopic<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewTopicT {
   pub name: alloc::string::String,
@@ -2867,7 +2857,6 @@ impl ::core::fmt::Debug for CreateTopicsRequest<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateTopicsRequestT {
   pub topics: Option<alloc::vec::Vec<NewTopicT>>,
@@ -3046,7 +3035,6 @@ impl ::core::fmt::Debug for TopicResult<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicResultT {
   pub name: alloc::string::String,
@@ -3186,7 +3174,6 @@ impl ::core::fmt::Debug for CreateTopicsResponse<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateTopicsResponseT {
   pub results: Option<alloc::vec::Vec<TopicResultT>>,
@@ -3334,7 +3321,6 @@ impl ::core::fmt::Debug for DeleteTopicsRequest<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteTopicsRequestT {
   pub names: Option<alloc::vec::Vec<alloc::string::String>>,
@@ -3467,7 +3453,6 @@ impl ::core::fmt::Debug for DeleteTopicsResponse<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteTopicsResponseT {
   pub results: Option<alloc::vec::Vec<TopicResultT>>,
@@ -3597,7 +3582,6 @@ impl ::core::fmt::Debug for DescribeTopicsRequest<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeTopicsRequestT {
   pub names: Option<alloc::vec::Vec<alloc::string::String>>,
@@ -3899,7 +3883,6 @@ impl ::core::fmt::Debug for PartitionDescription<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartitionDescriptionT {
   pub partition: i32,
@@ -4150,7 +4133,6 @@ impl ::core::fmt::Debug for TopicDescription<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicDescriptionT {
   pub name: alloc::string::String,
@@ -4302,7 +4284,6 @@ impl ::core::fmt::Debug for DescribeTopicsResponse<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeTopicsResponseT {
   pub topics: Option<alloc::vec::Vec<TopicDescriptionT>>,
@@ -4474,7 +4455,6 @@ impl ::core::fmt::Debug for ProducePartition<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProducePartitionT {
   pub topic: alloc::string::String,
@@ -4653,7 +4633,6 @@ impl ::core::fmt::Debug for ProduceRequest<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProduceRequestT {
   pub acks: i8,
@@ -4890,7 +4869,6 @@ impl ::core::fmt::Debug for ProducePartitionResult<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProducePartitionResultT {
   pub topic: alloc::string::String,
@@ -5042,7 +5020,6 @@ impl ::core::fmt::Debug for ProduceResponse<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProduceResponseT {
   pub partitions: Option<alloc::vec::Vec<ProducePartitionResultT>>,
@@ -5230,7 +5207,6 @@ impl ::core::fmt::Debug for FetchPartition<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct FetchPartitionT {
   pub topic: alloc::string::String,
@@ -5430,7 +5406,6 @@ impl ::core::fmt::Debug for FetchRequest<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct FetchRequestT {
   pub max_wait_ms: u32,
@@ -5692,7 +5667,6 @@ impl ::core::fmt::Debug for FetchPartitionResult<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct FetchPartitionResultT {
   pub topic: alloc::string::String,
@@ -5849,7 +5823,6 @@ impl ::core::fmt::Debug for FetchResponse<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct FetchResponseT {
   pub partitions: Option<alloc::vec::Vec<FetchPartitionResultT>>,
@@ -6019,7 +5992,6 @@ impl ::core::fmt::Debug for ListOffsetsPartition<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListOffsetsPartitionT {
   pub topic: alloc::string::String,
@@ -6157,7 +6129,6 @@ impl ::core::fmt::Debug for ListOffsetsRequest<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListOffsetsRequestT {
   pub partitions: Option<alloc::vec::Vec<ListOffsetsPartitionT>>,
@@ -6367,7 +6338,6 @@ impl ::core::fmt::Debug for ListOffsetsPartitionResult<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListOffsetsPartitionResultT {
   pub topic: alloc::string::String,
@@ -6515,7 +6485,6 @@ impl ::core::fmt::Debug for ListOffsetsResponse<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListOffsetsResponseT {
   pub partitions: Option<alloc::vec::Vec<ListOffsetsPartitionResultT>>,
@@ -6665,7 +6634,6 @@ impl ::core::fmt::Debug for ErrorResponse<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct ErrorResponseT {
   pub error: ErrorCode,
@@ -7319,7 +7287,6 @@ impl ::core::fmt::Debug for Envelope<'_> {
       ds.finish()
   }
 }
-#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnvelopeT {
   pub correlation_id: u64,

@@ -1,0 +1,209 @@
+//! One client connection on the native listener: frames in, responses out.
+//!
+//! The reader decodes frames one after another and hands each request to its own
+//! task, so requests are pipelined and answered in any order (matched by correlation
+//! id). Produce requests are the exception that keeps order: the reader itself hands
+//! each produce to the owner shards' queues before reading the next frame, so a
+//! connection's batches for a partition are appended in the order they were sent.
+//! At most `CONNECTION_INFLIGHT_MAX` requests are in flight; beyond that the reader
+//! stops reading (TCP backpressure). The writer task writes each response as one
+//! `writev` of the frame head and the payload buffers (cached or disk-read batches),
+//! so fetched record data is never copied.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt, BufReader, WriteHalf};
+use glommio::net::TcpStream;
+use glommio::sync::Semaphore;
+use ringlog_schema::frame::{self, FrameError, FRAME_LEN_BYTES};
+use ringlog_schema::wire::{BodyT, EnvelopeT, ErrorCode, ErrorResponseT};
+use tracing::debug;
+
+use crate::broker::handlers::{self, Response};
+use crate::broker::shard::Shard;
+use crate::config::CONNECTION_INFLIGHT_MAX;
+
+/// Read buffer of a connection.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// A frame body grows by at most this much per read, so a peer that announces a
+/// large frame and sends little holds little memory.
+const FRAME_GROWTH_BYTES: usize = 1 << 20;
+/// Most buffers in one writev (Linux IOV_MAX is 1024).
+const IOVECS_MAX: usize = 1024;
+
+/// Serves one connection until the peer closes it, it breaks the protocol beyond
+/// repair, or the shard stops.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let fd = stream.as_raw_fd();
+    let peer = stream.peer_addr().ok();
+    let (reader, writer) = futures_lite::io::split(stream);
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
+    let (out_tx, out_rx) = flume::bounded::<Vec<Bytes>>(CONNECTION_INFLIGHT_MAX);
+    let writer_task = glommio::spawn_local(write_loop(fd, writer, out_rx));
+    let slots = Rc::new(Semaphore::new(CONNECTION_INFLIGHT_MAX as u64));
+    let max = shard.config.socket_request_max_bytes;
+    loop {
+        let Ok(permit) = slots.clone().acquire_static_permit(1).await else {
+            break;
+        };
+        let stopping = async {
+            shard.stopping.wait().await;
+            Ok(None)
+        };
+        let next = futures_lite::future::or(read_frame(&mut reader, max), stopping).await;
+        let body = match next {
+            Ok(Some(body)) => body,
+            Ok(None) => break,
+            Err(ReadError::Io(e)) => {
+                debug!(?peer, error = %e, "connection read ended");
+                break;
+            }
+            Err(ReadError::Frame(e)) => {
+                // The stream cannot be resynchronized: answer, then close.
+                let _ = out_tx.send_async(error_frame(0, ErrorCode::MALFORMED_FRAME, &e)).await;
+                break;
+            }
+        };
+        let guard = shard.begin_request();
+        let frame = match frame::decode_frame(body.clone()) {
+            Ok(f) => f,
+            Err(e) => {
+                let id = frame::peek_correlation_id(&body).unwrap_or(0);
+                if out_tx.send_async(error_frame(id, ErrorCode::MALFORMED_FRAME, &e)).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
+        let correlation_id = frame.envelope.correlation_id;
+        let out = out_tx.clone();
+        let respond = move |resp: Option<Response>| async move {
+            if let Some(resp) = resp {
+                let _ = out.send_async(resp.into_buffers(correlation_id)).await;
+            }
+            drop(permit);
+            drop(guard);
+        };
+        if let BodyT::ProduceRequest(req) = frame.envelope.body {
+            // Queue the batches on their owners now, in arrival order; answer later.
+            let pending = handlers::produce::enqueue(&shard, *req, frame.payload).await;
+            glommio::spawn_local(async move { respond(pending.finish().await).await }).detach();
+        } else {
+            let shard = shard.clone();
+            glommio::spawn_local(async move {
+                let resp = handlers::dispatch(&shard, frame.envelope.body, frame.payload).await;
+                respond(resp).await;
+            })
+            .detach();
+        }
+    }
+    // Let in-flight requests answer, then close the writer.
+    let _ = slots.acquire(CONNECTION_INFLIGHT_MAX as u64).await;
+    drop(out_tx);
+    let _ = writer_task.await;
+}
+
+enum ReadError {
+    Io(io::Error),
+    Frame(FrameError),
+}
+
+/// Reads one frame body (everything after `frame_len`); `None` at a clean EOF.
+async fn read_frame<R: futures_lite::AsyncRead + Unpin>(reader: &mut R, max: usize) -> Result<Option<Bytes>, ReadError> {
+    let mut prefix = [0u8; FRAME_LEN_BYTES];
+    match reader.read_exact(&mut prefix).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(ReadError::Io(e)),
+    }
+    let len = frame::frame_len(prefix, max).map_err(ReadError::Frame)?;
+    let mut body = BytesMut::new();
+    while body.len() < len {
+        let start = body.len();
+        let step = (len - start).min(FRAME_GROWTH_BYTES);
+        body.resize(start + step, 0);
+        reader.read_exact(&mut body[start..]).await.map_err(ReadError::Io)?;
+    }
+    Ok(Some(body.freeze()))
+}
+
+fn error_frame(correlation_id: u64, code: ErrorCode, e: &dyn std::fmt::Display) -> Vec<Bytes> {
+    let env = EnvelopeT {
+        correlation_id,
+        body: BodyT::ErrorResponse(Box::new(ErrorResponseT {
+            error: code,
+            message: Some(e.to_string()),
+        })),
+    };
+    vec![frame::encode_frame_head(&env, 0)]
+}
+
+async fn write_loop(fd: RawFd, mut writer: WriteHalf<TcpStream>, rx: flume::Receiver<Vec<Bytes>>) {
+    while let Ok(bufs) = rx.recv_async().await {
+        if let Err(e) = write_all_vectored(fd, &mut writer, &bufs).await {
+            debug!(error = %e, "connection write failed");
+            break;
+        }
+    }
+    let _ = writer.close().await;
+}
+
+/// Writes every buffer with as few `writev` calls as the socket allows; when the
+/// socket is full, waits through glommio for it to drain.
+async fn write_all_vectored(fd: RawFd, writer: &mut WriteHalf<TcpStream>, bufs: &[Bytes]) -> io::Result<()> {
+    let mut idx = 0;
+    let mut off = 0;
+    while idx < bufs.len() {
+        if bufs[idx].len() == off {
+            idx += 1;
+            off = 0;
+            continue;
+        }
+        let iov: Vec<libc::iovec> = bufs[idx..]
+            .iter()
+            .take(IOVECS_MAX)
+            .enumerate()
+            .map(|(i, b)| {
+                let skip = if i == 0 { off } else { 0 };
+                libc::iovec {
+                    iov_base: b[skip..].as_ptr() as *mut libc::c_void,
+                    iov_len: b.len() - skip,
+                }
+            })
+            .collect();
+        // SAFETY: every iovec points into a live `Bytes` of `bufs`, which outlives the
+        // call; `fd` is the connection's socket, open while `writer` exists.
+        let n = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => {
+                    // Socket buffer full: let glommio wait for room for this buffer.
+                    writer.write_all(&bufs[idx][off..]).await?;
+                    idx += 1;
+                    off = 0;
+                    continue;
+                }
+                _ => return Err(err),
+            }
+        }
+        let mut n = n as usize;
+        while n > 0 && idx < bufs.len() {
+            let left = bufs[idx].len() - off;
+            if n >= left {
+                n -= left;
+                idx += 1;
+                off = 0;
+            } else {
+                off += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! The coordination executor: owner of this broker's cluster metadata (DESIGN §2, §5).
+//!
+//! It alone changes metadata. A change is validated against the pure model, persisted
+//! (atomic file replace with fsyncs), then pushed to every data shard, and answered
+//! only once every shard has adopted it (opened or closed its logs). Admin requests
+//! are serialized. Deleted partitions' directories are renamed to `*.delete` (durable)
+//! and then removed; a start-up sweep finishes removals a crash interrupted.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use glommio::sync::Semaphore;
+use ringlog_schema::wire::{
+    CreateTopicsRequestT, CreateTopicsResponseT, DeleteTopicsRequestT, DeleteTopicsResponseT,
+    ErrorCode, TopicResultT,
+};
+use ringlog_shards::{Mesh, Peer, ShardId};
+use tracing::{info, warn};
+
+use crate::broker::errors::metadata_error;
+use crate::broker::messages::ShardMsg;
+use crate::broker::partition::Partition;
+use crate::config::{topic_log_config, BrokerConfig};
+use crate::metadata::model::MetadataError;
+use crate::metadata::{store, ClusterMetadata};
+
+/// Suffix of a partition directory whose topic was deleted.
+pub const DELETE_SUFFIX: &str = ".delete";
+
+/// The coordination executor's state.
+pub struct Coordinator {
+    pub config: Arc<BrokerConfig>,
+    metadata: std::cell::RefCell<ClusterMetadata>,
+    admin: Semaphore,
+    mesh: std::cell::OnceCell<Mesh<ShardMsg>>,
+    shards: u16,
+}
+
+/// The coordinator could not load or save metadata.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct CoordinatorError(#[from] store::StoreError);
+
+impl Coordinator {
+    /// Loads (or creates) the metadata and records this broker's address in it.
+    pub fn load(config: Arc<BrokerConfig>, shards: u16, advertised: std::net::SocketAddr) -> Result<Self, CoordinatorError> {
+        let me = crate::metadata::BrokerInfo {
+            id: crate::metadata::BrokerId(config.broker_id),
+            host: advertised.ip().to_string(),
+            port: advertised.port(),
+            shards,
+        };
+        let mut md = match store::load(&config.data_dir)? {
+            Some(md) => md,
+            None => ClusterMetadata::new(new_cluster_id(), vec![me.clone()]),
+        };
+        md.upsert_broker(me);
+        store::save(&config.data_dir, &md)?;
+        sweep_deleted(&config.data_dir);
+        info!(cluster_id = %md.cluster_id, topics = md.topics.len(), version = md.version, "cluster metadata loaded");
+        Ok(Self {
+            config,
+            metadata: std::cell::RefCell::new(md),
+            admin: Semaphore::new(1),
+            mesh: std::cell::OnceCell::new(),
+            shards,
+        })
+    }
+
+    pub fn set_mesh(&self, mesh: Mesh<ShardMsg>) {
+        let _ = self.mesh.set(mesh);
+    }
+
+    fn mesh(&self) -> &Mesh<ShardMsg> {
+        self.mesh.get().expect("the mesh is joined before requests are served")
+    }
+
+    /// Sends the current metadata to every data shard and waits until all adopted it.
+    pub async fn publish(&self) {
+        let snapshot = Arc::new(self.metadata.borrow().clone());
+        let calls = (0..self.shards).map(|s| {
+            let snapshot = snapshot.clone();
+            async move {
+                if let Err(e) = self.mesh().call(Peer::Shard(ShardId(s)), ShardMsg::Apply(snapshot)).await {
+                    warn!(shard = s, error = %e, "shard did not adopt metadata");
+                }
+            }
+        });
+        join_all(calls).await;
+    }
+
+    /// Asks every data shard to drain and close its logs; returns when all did.
+    pub async fn shutdown_shards(&self) {
+        let calls = (0..self.shards).map(|s| async move {
+            // A shard that exits before its answer arrives has closed too.
+            let _ = self.mesh().call(Peer::Shard(ShardId(s)), ShardMsg::Shutdown).await;
+        });
+        join_all(calls).await;
+    }
+
+    /// Answers a request from a data shard.
+    pub async fn handle(self: Rc<Self>, _from: Peer, msg: ShardMsg) -> ShardMsg {
+        match msg {
+            ShardMsg::CreateTopics(req) => ShardMsg::Created(Box::new(self.create_topics(*req).await)),
+            ShardMsg::DeleteTopics(req) => ShardMsg::Deleted(Box::new(self.delete_topics(*req).await)),
+            ShardMsg::AutoCreate(names) => {
+                if self.config.auto_create_topics {
+                    let req = CreateTopicsRequestT {
+                        topics: Some(
+                            names
+                                .into_iter()
+                                .map(|name| ringlog_schema::wire::NewTopicT {
+                                    name,
+                                    partitions: -1,
+                                    replication_factor: -1,
+                                    configs: None,
+                                })
+                                .collect(),
+                        ),
+                        timeout_ms: 30_000,
+                        validate_only: false,
+                    };
+                    ShardMsg::Created(Box::new(self.create_topics(req).await))
+                } else {
+                    ShardMsg::Created(Box::default())
+                }
+            }
+            _ => ShardMsg::Unexpected("the coordinator answers metadata changes only"),
+        }
+    }
+
+    async fn create_topics(&self, req: CreateTopicsRequestT) -> CreateTopicsResponseT {
+        let Ok(_permit) = self.admin.acquire_permit(1).await else {
+            return CreateTopicsResponseT::default();
+        };
+        let mut results = Vec::new();
+        let mut changed = false;
+        for t in req.topics.unwrap_or_default() {
+            let partitions = if t.partitions == -1 { self.config.num_partitions } else { t.partitions };
+            let rf = if t.replication_factor == -1 {
+                self.config.default_replication_factor
+            } else {
+                t.replication_factor
+            };
+            let configs: BTreeMap<String, String> = t
+                .configs
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| (c.key, c.value))
+                .collect();
+            let planned = topic_log_config(&self.config.log, &configs)
+                .map_err(MetadataError::InvalidConfig)
+                .and_then(|_| self.metadata.borrow().plan_topic(&t.name, partitions, rf, configs));
+            match planned {
+                Ok(topic) => {
+                    if !req.validate_only {
+                        info!(topic = %topic.name, partitions, replication_factor = rf, "creating topic");
+                        self.metadata.borrow_mut().add_topic(topic);
+                        changed = true;
+                    }
+                    results.push(result(t.name, ErrorCode::NONE, None));
+                }
+                Err(e) => {
+                    let err = metadata_error(&e);
+                    results.push(result(t.name, err.code, Some(err.message)));
+                }
+            }
+        }
+        if changed {
+            if let Err(e) = store::save(&self.config.data_dir, &self.metadata.borrow()) {
+                // Not persisted: undo by reloading what is on disk, and say so.
+                warn!(error = %e, "cannot persist metadata; topic creation rolled back");
+                if let Ok(Some(md)) = store::load(&self.config.data_dir) {
+                    *self.metadata.borrow_mut() = md;
+                }
+                for r in results.iter_mut().filter(|r| r.error == ErrorCode::NONE) {
+                    r.error = ErrorCode::KAFKA_STORAGE_ERROR;
+                    r.message = Some(format!("cannot persist metadata: {e}"));
+                }
+                return CreateTopicsResponseT { results: Some(results) };
+            }
+            self.publish().await;
+        }
+        CreateTopicsResponseT { results: Some(results) }
+    }
+
+    async fn delete_topics(&self, req: DeleteTopicsRequestT) -> DeleteTopicsResponseT {
+        let Ok(_permit) = self.admin.acquire_permit(1).await else {
+            return DeleteTopicsResponseT::default();
+        };
+        let mut results = Vec::new();
+        let mut removed = Vec::new();
+        for name in req.names.unwrap_or_default() {
+            let r = self.metadata.borrow_mut().remove_topic(&name);
+            match r {
+                Ok(topic) => {
+                    info!(topic = %name, "deleting topic");
+                    removed.push(topic);
+                    results.push(result(name, ErrorCode::NONE, None));
+                }
+                Err(e) => {
+                    let err = metadata_error(&e);
+                    results.push(result(name, err.code, Some(err.message)));
+                }
+            }
+        }
+        if removed.is_empty() {
+            return DeleteTopicsResponseT { results: Some(results) };
+        }
+        if let Err(e) = store::save(&self.config.data_dir, &self.metadata.borrow()) {
+            warn!(error = %e, "cannot persist metadata; topic deletion rolled back");
+            if let Ok(Some(md)) = store::load(&self.config.data_dir) {
+                *self.metadata.borrow_mut() = md;
+            }
+            for r in results.iter_mut().filter(|r| r.error == ErrorCode::NONE) {
+                r.error = ErrorCode::KAFKA_STORAGE_ERROR;
+                r.message = Some(format!("cannot persist metadata: {e}"));
+            }
+            return DeleteTopicsResponseT { results: Some(results) };
+        }
+        // The shards close the logs, then the directories go.
+        self.publish().await;
+        for topic in removed {
+            for p in &topic.partitions {
+                remove_partition_dir(&Partition::dir(&self.config.data_dir, &topic.name, p.partition));
+            }
+        }
+        if let Err(e) = store::sync_dir(&self.config.data_dir) {
+            warn!(error = %e, "fsync of the data directory after topic deletion failed");
+        }
+        DeleteTopicsResponseT { results: Some(results) }
+    }
+}
+
+fn result(name: String, error: ErrorCode, message: Option<String>) -> TopicResultT {
+    TopicResultT { name, error, message }
+}
+
+/// Renames the directory to `*.delete`, then removes it. A crash between the two
+/// leaves a `*.delete` directory that the next start removes.
+fn remove_partition_dir(dir: &Path) {
+    if !dir.exists() {
+        return;
+    }
+    let doomed = PathBuf::from(format!("{}{DELETE_SUFFIX}", dir.display()));
+    if let Err(e) = std::fs::rename(dir, &doomed) {
+        warn!(dir = %dir.display(), error = %e, "cannot rename a deleted partition's directory");
+        return;
+    }
+    if let Err(e) = std::fs::remove_dir_all(&doomed) {
+        warn!(dir = %doomed.display(), error = %e, "cannot remove a deleted partition's directory");
+    }
+}
+
+/// Removes `*.delete` directories left by a crash during topic deletion.
+fn sweep_deleted(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() && path.to_string_lossy().ends_with(DELETE_SUFFIX) {
+            info!(dir = %path.display(), "removing the directory of a deleted topic");
+            if let Err(err) = std::fs::remove_dir_all(&path) {
+                warn!(dir = %path.display(), error = %err, "cannot remove");
+            }
+        }
+    }
+}
+
+fn new_cluster_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("ringlog-{:x}-{:x}", nanos, std::process::id())
+}
+
+/// Runs futures concurrently on this executor and waits for all of them.
+pub async fn join_all<F: std::future::Future<Output = ()>>(futures: impl Iterator<Item = F>) {
+    let mut pending: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    std::future::poll_fn(|cx| {
+        pending.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if pending.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}

@@ -1,0 +1,53 @@
+//! Mapping of internal errors onto wire error codes (Kafka's meanings).
+
+use ringlog_schema::wire::ErrorCode;
+use ringlog_schema::BatchError;
+use ringlog_storage::StorageError;
+
+use crate::broker::messages::PartitionError;
+use crate::metadata::model::MetadataError;
+
+/// The wire error for a storage error.
+pub fn storage_error(e: &StorageError) -> PartitionError {
+    let code = match e {
+        StorageError::InvalidBatch(BatchError::TooLarge { .. }) => ErrorCode::MESSAGE_TOO_LARGE,
+        StorageError::InvalidBatch(_) => ErrorCode::CORRUPT_MESSAGE,
+        StorageError::OffsetOutOfRange { .. } => ErrorCode::OFFSET_OUT_OF_RANGE,
+        StorageError::Closed { .. } => ErrorCode::NOT_LEADER_OR_FOLLOWER,
+        StorageError::Config(_) => ErrorCode::INVALID_CONFIG,
+        StorageError::Io { .. } | StorageError::Corruption { .. } | StorageError::LogFailed { .. } => {
+            ErrorCode::KAFKA_STORAGE_ERROR
+        }
+    };
+    PartitionError::new(code, e.to_string())
+}
+
+/// The wire error for a refused batch.
+pub fn batch_error(e: &BatchError) -> PartitionError {
+    let code = match e {
+        BatchError::TooLarge { .. } => ErrorCode::MESSAGE_TOO_LARGE,
+        _ => ErrorCode::CORRUPT_MESSAGE,
+    };
+    PartitionError::new(code, e.to_string())
+}
+
+/// The wire error for a refused metadata change.
+pub fn metadata_error(e: &MetadataError) -> PartitionError {
+    let code = match e {
+        MetadataError::TopicExists(_) => ErrorCode::TOPIC_ALREADY_EXISTS,
+        MetadataError::UnknownTopic(_) => ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+        MetadataError::InvalidTopicName { .. } => ErrorCode::INVALID_TOPIC,
+        MetadataError::InvalidPartitions(_) => ErrorCode::INVALID_PARTITIONS,
+        MetadataError::InvalidReplicationFactor { .. } => ErrorCode::INVALID_REPLICATION_FACTOR,
+        MetadataError::InvalidConfig(_) => ErrorCode::INVALID_CONFIG,
+    };
+    PartitionError::new(code, e.to_string())
+}
+
+/// "No such partition here", Kafka's UNKNOWN_TOPIC_OR_PARTITION.
+pub fn unknown_partition(topic: &str, partition: i32) -> PartitionError {
+    PartitionError::new(
+        ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+        format!("unknown topic or partition {topic}-{partition}"),
+    )
+}

@@ -1,0 +1,114 @@
+//! Produce: validate the request, hand each partition's batches to its owner shard
+//! in arrival order, answer once every partition is committed (acks = 1 / all under
+//! `log.flush = batch`: durable), or not at all for acks = 0.
+
+use bytes::Bytes;
+use ringlog_schema::frame;
+use ringlog_schema::wire::{BodyT, ErrorCode, ProducePartitionResultT, ProduceRequestT, ProduceResponseT};
+use ringlog_shards::Reply;
+
+use crate::broker::handlers::{error_body, join_all, Response};
+use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
+use crate::broker::shard::Shard;
+
+/// A produce whose batches are queued on their owners.
+pub struct PendingProduce {
+    acks: i8,
+    partitions: Vec<(PartitionKey, Result<Reply<ShardMsg>, PartitionError>)>,
+    refused: Option<BodyT>,
+}
+
+/// Validates the request and queues each partition's batches on its owner shard.
+pub async fn enqueue(shard: &Shard, req: ProduceRequestT, payload: Bytes) -> PendingProduce {
+    let acks = req.acks;
+    if !(-1..=1).contains(&acks) {
+        return PendingProduce {
+            acks: 1,
+            partitions: Vec::new(),
+            refused: Some(error_body(
+                ErrorCode::INVALID_REQUIRED_ACKS,
+                &format!("acks = {acks}: use 0, 1 or -1 (all)"),
+            )),
+        };
+    }
+    let mut partitions = Vec::new();
+    for p in req.partitions.unwrap_or_default() {
+        let key = PartitionKey {
+            topic: p.topic,
+            partition: p.partition,
+        };
+        let queued = match frame::payload_slice(&payload, p.records.as_ref(), "records") {
+            Ok(records) => {
+                shard
+                    .send_to_owner(
+                        &key,
+                        ShardMsg::Produce {
+                            key: key.clone(),
+                            records,
+                        },
+                    )
+                    .await
+            }
+            Err(e) => Err(PartitionError::new(ErrorCode::CORRUPT_MESSAGE, e.to_string())),
+        };
+        partitions.push((key, queued));
+    }
+    PendingProduce {
+        acks,
+        partitions,
+        refused: None,
+    }
+}
+
+impl PendingProduce {
+    /// Waits for every partition's outcome and builds the response.
+    pub async fn finish(self) -> Option<Response> {
+        if let Some(body) = self.refused {
+            return Some(Response::new(body));
+        }
+        let outcomes = join_all(
+            self.partitions
+                .into_iter()
+                .map(|(key, queued)| async move {
+                    let outcome = match queued {
+                        Ok(reply) => match reply.recv().await {
+                            Ok(ShardMsg::Produced(r)) => r,
+                            Ok(_) => Err(PartitionError::new(ErrorCode::UNKNOWN_SERVER_ERROR, "unexpected answer")),
+                            Err(e) => Err(PartitionError::new(ErrorCode::NOT_LEADER_OR_FOLLOWER, e.to_string())),
+                        },
+                        Err(e) => Err(e),
+                    };
+                    (key, outcome)
+                })
+                .collect(),
+        )
+        .await;
+        if self.acks == 0 {
+            return None;
+        }
+        let partitions = outcomes
+            .into_iter()
+            .map(|(key, outcome)| match outcome {
+                Ok((base_offset, log_start)) => ProducePartitionResultT {
+                    topic: key.topic,
+                    partition: key.partition,
+                    error: ErrorCode::NONE,
+                    message: None,
+                    base_offset,
+                    log_start,
+                },
+                Err(e) => ProducePartitionResultT {
+                    topic: key.topic,
+                    partition: key.partition,
+                    error: e.code,
+                    message: Some(e.message),
+                    base_offset: -1,
+                    log_start: -1,
+                },
+            })
+            .collect();
+        Some(Response::new(BodyT::ProduceResponse(Box::new(ProduceResponseT {
+            partitions: Some(partitions),
+        }))))
+    }
+}

@@ -1,0 +1,101 @@
+//! What data shards and the coordinator say to each other over the mesh. Payloads
+//! (`Bytes`) move between cores; they are never copied.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use ringlog_schema::wire::{
+    CreateTopicsRequestT, CreateTopicsResponseT, DeleteTopicsRequestT, DeleteTopicsResponseT,
+    ErrorCode,
+};
+
+use crate::metadata::ClusterMetadata;
+
+/// A partition-level failure: a wire error code and a message for humans.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl PartitionError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Offsets of a partition as its owner sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    pub log_start: i64,
+    pub log_end: i64,
+    pub high_watermark: i64,
+}
+
+/// Batches read for a fetch, with the offsets to report beside them.
+#[derive(Clone, Debug)]
+pub struct FetchData {
+    pub batches: Vec<Bytes>,
+    pub offsets: PartitionOffsets,
+}
+
+/// Identifies a partition in a message.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartitionKey {
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// Every request and answer that crosses the mesh.
+pub enum ShardMsg {
+    // Coordinator -> data shards.
+    /// Adopt this metadata: open newly owned partitions, close dropped ones.
+    Apply(Arc<ClusterMetadata>),
+    /// Stop accepting, finish in-flight requests, close every log cleanly.
+    Shutdown,
+
+    // Data shards -> coordinator.
+    CreateTopics(Box<CreateTopicsRequestT>),
+    DeleteTopics(Box<DeleteTopicsRequestT>),
+    /// Create these topics with the broker defaults if `auto.create.topics.enable`.
+    AutoCreate(Vec<String>),
+
+    // Any shard -> a partition's owner shard.
+    Produce {
+        key: PartitionKey,
+        records: Bytes,
+    },
+    Fetch {
+        key: PartitionKey,
+        offset: i64,
+        max_bytes: u32,
+    },
+    /// Resolves once the high watermark passes `offset`, or at `deadline`.
+    WaitForData {
+        key: PartitionKey,
+        offset: i64,
+        deadline: Instant,
+    },
+    ListOffset {
+        key: PartitionKey,
+        timestamp: i64,
+    },
+    Offsets {
+        key: PartitionKey,
+    },
+
+    // Answers.
+    Done,
+    Created(Box<CreateTopicsResponseT>),
+    Deleted(Box<DeleteTopicsResponseT>),
+    Produced(Result<(i64, i64), PartitionError>),
+    Fetched(Result<FetchData, PartitionError>),
+    Offset(Result<i64, PartitionError>),
+    OffsetsAre(Result<PartitionOffsets, PartitionError>),
+    /// The request was not one this executor answers.
+    Unexpected(&'static str),
+}

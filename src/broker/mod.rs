@@ -1,0 +1,334 @@
+//! The broker daemon: `ringlog serve`.
+//!
+//! Threads: one pinned data-shard executor per core (connections, partitions) and
+//! the coordination executor (metadata), from `ringlog-shards`; the main thread only
+//! starts them, writes `listeners.json` when the broker is ready, and turns SIGTERM /
+//! SIGINT into an orderly shutdown (stop accepting, finish in-flight requests within
+//! a bound, close every log with its clean-shutdown marker, exit 0).
+
+pub mod connection;
+pub mod coordinator;
+pub mod errors;
+pub mod handlers;
+pub mod messages;
+pub mod partition;
+pub mod shard;
+pub mod signal;
+
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::net::TcpListener;
+use glommio::{Latency, Shares};
+use ringlog_shards::{Handler, Peer, PoolConfig, ShardContext, ShardPool};
+use tracing::{error, info, warn};
+
+use crate::broker::coordinator::Coordinator;
+use crate::broker::messages::ShardMsg;
+use crate::broker::shard::Shard;
+use crate::config::{BrokerConfig, ConfigError, SHUTDOWN_DRAIN_MS_MAX};
+
+/// File in the data directory where the bound listener addresses are written.
+pub const LISTENERS_FILE: &str = "listeners.json";
+/// Lock file that keeps two brokers off one data directory.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Why the broker could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("data directory {0} is in use by another ringlog process")]
+    Locked(PathBuf),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} is not served yet: the listener is planned but not built")]
+    NotImplemented(&'static str),
+    #[error(transparent)]
+    Shards(#[from] ringlog_shards::ShardError),
+    #[error("broker failed: {0}")]
+    Failed(String),
+}
+
+/// What executors tell the main thread.
+enum Event {
+    Ready,
+    Failed(String),
+}
+
+/// Runs the broker until SIGTERM/SIGINT (or until `stop` yields), then shuts down in
+/// order. Returns an error if it could not start or a shard failed.
+pub fn serve(config: BrokerConfig) -> Result<(), BrokerError> {
+    config.validate()?;
+    if config.kafka_addr.is_some() {
+        return Err(BrokerError::NotImplemented("the Kafka-protocol listener (--kafka-addr)"));
+    }
+    if config.admin_addr.is_some() {
+        return Err(BrokerError::NotImplemented("the admin HTTP listener (--admin-addr)"));
+    }
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| BrokerError::Io {
+        op: "create data directory",
+        path: data_dir.clone(),
+        source,
+    })?;
+    let _lock = lock_data_dir(&data_dir)?;
+    let listeners_path = data_dir.join(LISTENERS_FILE);
+    let _ = std::fs::remove_file(&listeners_path);
+
+    // Reserve the port (an ephemeral one if asked) with a bound, non-listening
+    // SO_REUSEPORT socket so every shard can bind the same port.
+    let reservation = reserve_port(config.native_addr)?;
+    let native_addr = reservation.local_addr().map_err(|source| BrokerError::Bind {
+        addr: config.native_addr,
+        source,
+    })?;
+    let native_addr = native_addr.as_socket().ok_or(BrokerError::Failed("listener address is not IP".into()))?;
+    let advertised = config.advertised_native_addr.unwrap_or(native_addr);
+    let shards = config.shard_count();
+    let config = Arc::new(BrokerConfig { shards, ..config });
+
+    let (events_tx, events_rx) = flume::unbounded::<Event>();
+    let (stop_tx, stop_rx) = flume::bounded::<()>(1);
+    let pool_config = PoolConfig {
+        shards,
+        cores: config.cores.clone(),
+        io_memory_bytes: config.io_memory_bytes,
+        name: "ringlog".into(),
+        ..PoolConfig::default()
+    };
+    let data_config = config.clone();
+    let data_events = events_tx.clone();
+    let coord_config = config.clone();
+    let pool = ShardPool::start(
+        &pool_config,
+        move |ctx: ShardContext<ShardMsg>| run_shard(ctx, data_config.clone(), native_addr, data_events.clone()),
+        move |ctx: ShardContext<ShardMsg>| run_coordinator(ctx, coord_config, advertised, events_tx, stop_rx),
+    )?;
+    install_signal_handlers(stop_tx.clone());
+    info!(native = %native_addr, shards, data_dir = %data_dir.display(), broker_id = config.broker_id, "broker starting");
+
+    let mut failure = None;
+    match events_rx.recv() {
+        Ok(Event::Ready) => {
+            let json = format!(
+                "{{\"native\": \"{native_addr}\", \"broker_id\": {}, \"shards\": {shards}, \"pid\": {}}}\n",
+                config.broker_id,
+                std::process::id()
+            );
+            if let Err(e) = crate::metadata::store::write_atomically(&listeners_path, json.as_bytes()) {
+                failure = Some(e.to_string());
+                let _ = stop_tx.try_send(());
+            } else {
+                info!(native = %native_addr, listeners = %listeners_path.display(), "broker ready");
+            }
+        }
+        Ok(Event::Failed(reason)) => {
+            failure = Some(reason);
+            let _ = stop_tx.try_send(());
+        }
+        Err(_) => failure = Some("executors stopped before the broker was ready".into()),
+    }
+    // Later failures (a shard that could not bind) also stop the broker.
+    let watcher_stop = stop_tx.clone();
+    let watcher = std::thread::spawn(move || {
+        let mut later = None;
+        while let Ok(ev) = events_rx.recv() {
+            if let Event::Failed(reason) = ev {
+                later.get_or_insert(reason);
+                let _ = watcher_stop.try_send(());
+            }
+        }
+        later
+    });
+    let joined = pool.join();
+    drop(stop_tx);
+    let later = watcher.join().ok().flatten();
+    let _ = std::fs::remove_file(&listeners_path);
+    drop(reservation);
+    joined?;
+    if let Some(reason) = failure.or(later) {
+        return Err(BrokerError::Failed(reason));
+    }
+    info!("broker stopped cleanly");
+    Ok(())
+}
+
+fn reserve_port(addr: SocketAddr) -> Result<socket2::Socket, BrokerError> {
+    let bind_err = |source| BrokerError::Bind { addr, source };
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).map_err(bind_err)?;
+    socket.set_reuse_address(true).map_err(bind_err)?;
+    socket.set_reuse_port(true).map_err(bind_err)?;
+    socket.bind(&addr.into()).map_err(bind_err)?;
+    Ok(socket)
+}
+
+fn lock_data_dir(dir: &Path) -> Result<File, BrokerError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| BrokerError::Io {
+            op: "open",
+            path: path.clone(),
+            source,
+        })?;
+    // SAFETY: flock on a file descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(BrokerError::Locked(dir.to_path_buf()));
+    }
+    Ok(file)
+}
+
+fn install_signal_handlers(stop: flume::Sender<()>) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
+        Ok(mut signals) => {
+            std::thread::spawn(move || {
+                for sig in signals.forever() {
+                    info!(signal = sig, "shutdown requested");
+                    let _ = stop.try_send(());
+                }
+            });
+        }
+        Err(e) => warn!(error = %e, "cannot install signal handlers; SIGTERM will kill without a clean shutdown"),
+    }
+}
+
+async fn run_shard(
+    ctx: ShardContext<ShardMsg>,
+    config: Arc<BrokerConfig>,
+    native_addr: SocketAddr,
+    events: flume::Sender<Event>,
+) {
+    let Peer::Shard(id) = ctx.peer else {
+        return;
+    };
+    let background = glommio::executor().create_task_queue(Shares::Static(100), Latency::NotImportant, "background");
+    let shard = Rc::new(Shard::new(id, ctx.shards, config, background));
+    // Bind before joining the mesh: connections wait in the backlog until ready.
+    let listener = TcpListener::bind(native_addr);
+    let handler_shard = shard.clone();
+    let handler: Handler<ShardMsg> = Rc::new(move |from, msg| {
+        let s = handler_shard.clone();
+        Box::pin(s.handle(from, msg)) as Pin<Box<dyn Future<Output = ShardMsg>>>
+    });
+    let mesh = match ctx.join_mesh(handler).await {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = events.send(Event::Failed(format!("shard {id}: {e}")));
+            return;
+        }
+    };
+    shard.set_mesh(mesh);
+    let listener = match listener {
+        Ok(l) => Some(l),
+        Err(e) => {
+            let _ = events.send(Event::Failed(format!("shard {id} cannot bind {native_addr}: {e}")));
+            None
+        }
+    };
+    let stopping = async {
+        shard.stopping.wait().await;
+    };
+    futures_lite::future::or(shard.ready.wait(), stopping).await;
+    if let Some(listener) = listener {
+        let bg = shard.clone();
+        let _ = glommio::spawn_local_into(bg.background_loop(), shard.background).map(|t| t.detach());
+        loop {
+            let stop = async {
+                shard.stopping.wait().await;
+                None
+            };
+            let accept = async { Some(listener.accept().await) };
+            match futures_lite::future::or(accept, stop).await {
+                None => break,
+                Some(Ok(stream)) => {
+                    glommio::spawn_local(connection::serve(shard.clone(), stream)).detach();
+                }
+                Some(Err(e)) => {
+                    warn!(shard = %id, error = %e, "accept failed");
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    } else {
+        shard.stopping.wait().await;
+    }
+    shard
+        .drain_and_close(Duration::from_millis(SHUTDOWN_DRAIN_MS_MAX))
+        .await;
+    // Give the Shutdown answer a moment to leave before the executor exits.
+    for _ in 0..4 {
+        futures_lite::future::yield_now().await;
+    }
+}
+
+async fn run_coordinator(
+    ctx: ShardContext<ShardMsg>,
+    config: Arc<BrokerConfig>,
+    advertised: SocketAddr,
+    events: flume::Sender<Event>,
+    stop: flume::Receiver<()>,
+) {
+    let shards = ctx.shards;
+    let loaded = Coordinator::load(config, shards, advertised).map(Rc::new);
+    let handler: Handler<ShardMsg> = match &loaded {
+        Ok(c) => {
+            let c = c.clone();
+            Rc::new(move |from, msg| {
+                let c = c.clone();
+                Box::pin(c.handle(from, msg)) as Pin<Box<dyn Future<Output = ShardMsg>>>
+            })
+        }
+        Err(_) => Rc::new(|_, _| Box::pin(async { ShardMsg::Unexpected("the coordinator failed to start") })),
+    };
+    let mesh = match ctx.join_mesh(handler).await {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = events.send(Event::Failed(format!("coordinator: {e}")));
+            return;
+        }
+    };
+    match &loaded {
+        Ok(c) => {
+            c.set_mesh(mesh.clone());
+            c.publish().await;
+            let _ = events.send(Event::Ready);
+        }
+        Err(e) => {
+            error!(error = %e, "cannot load cluster metadata");
+            let _ = events.send(Event::Failed(e.to_string()));
+        }
+    }
+    let _ = stop.recv_async().await;
+    info!("shutting down: draining shards");
+    let calls = (0..shards).map(|s| {
+        let mesh = mesh.clone();
+        async move {
+            let _ = mesh.call(Peer::Shard(ringlog_shards::ShardId(s)), ShardMsg::Shutdown).await;
+        }
+    });
+    coordinator::join_all(calls).await;
+}

@@ -1,0 +1,350 @@
+//! A data shard: the partitions it owns, its copy of the cluster metadata, and the
+//! answers it gives to mesh requests. One per core; everything here is `!Send` and
+//! touched only by its own executor.
+
+use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::TaskQueueHandle;
+use ringlog_schema::wire::ErrorCode;
+use ringlog_shards::{Mesh, Peer, ShardId};
+use ringlog_storage::{FlushPolicy, PartitionLog, StorageError};
+use tracing::{info, warn};
+
+use crate::broker::errors::{storage_error, unknown_partition};
+use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
+use crate::broker::partition::Partition;
+use crate::broker::signal::{Latch, Signal};
+use crate::config::{topic_log_config, BrokerConfig};
+use crate::metadata::{BrokerId, ClusterMetadata, TopicMeta};
+
+/// The state of one data shard.
+pub struct Shard {
+    pub id: ShardId,
+    pub shards: u16,
+    pub config: Arc<BrokerConfig>,
+    pub metadata: RefCell<Arc<ClusterMetadata>>,
+    partitions: RefCell<HashMap<PartitionKey, Rc<Partition>>>,
+    mesh: OnceCell<Mesh<ShardMsg>>,
+    /// Set by the first metadata the coordinator sends: the shard may serve.
+    pub ready: Latch,
+    /// Set when shutdown starts: stop accepting and reading requests.
+    pub stopping: Latch,
+    /// Set once every log is closed.
+    pub closed: Latch,
+    /// Requests being handled on this shard's connections.
+    inflight: Cell<usize>,
+    inflight_done: Signal,
+    /// Background work (retention, interval flushes) runs here, below requests.
+    pub background: TaskQueueHandle,
+}
+
+impl Shard {
+    pub fn new(id: ShardId, shards: u16, config: Arc<BrokerConfig>, background: TaskQueueHandle) -> Self {
+        Self {
+            id,
+            shards,
+            config,
+            metadata: RefCell::new(Arc::new(ClusterMetadata::default())),
+            partitions: RefCell::new(HashMap::new()),
+            mesh: OnceCell::new(),
+            ready: Latch::default(),
+            stopping: Latch::default(),
+            closed: Latch::default(),
+            inflight: Cell::new(0),
+            inflight_done: Signal::default(),
+            background,
+        }
+    }
+
+    pub fn set_mesh(&self, mesh: Mesh<ShardMsg>) {
+        let _ = self.mesh.set(mesh);
+    }
+
+    /// The mesh; set right after the shard joins it, before any request is served.
+    pub fn mesh(&self) -> &Mesh<ShardMsg> {
+        self.mesh.get().expect("the mesh is joined before requests are served")
+    }
+
+    pub fn broker_id(&self) -> BrokerId {
+        BrokerId(self.config.broker_id)
+    }
+
+    /// The shard owning a partition, or the error a client should see.
+    pub fn owner_of(&self, topic: &str, partition: i32) -> Result<ShardId, PartitionError> {
+        let md = self.metadata.borrow();
+        let t = md
+            .topics
+            .get(topic)
+            .ok_or_else(|| unknown_partition(topic, partition))?;
+        let p = usize::try_from(partition)
+            .ok()
+            .and_then(|p| t.partitions.get(p))
+            .ok_or_else(|| unknown_partition(topic, partition))?;
+        if p.leader != Some(self.broker_id()) {
+            return Err(PartitionError::new(
+                ErrorCode::NOT_LEADER_OR_FOLLOWER,
+                format!("broker {} does not lead {topic}-{partition}", self.config.broker_id),
+            ));
+        }
+        Ok(ClusterMetadata::shard_of(t, partition, self.shards))
+    }
+
+    /// Routes a partition request to its owner and returns the pending answer.
+    pub async fn send_to_owner(
+        &self,
+        key: &PartitionKey,
+        msg: ShardMsg,
+    ) -> Result<ringlog_shards::Reply<ShardMsg>, PartitionError> {
+        let owner = self.owner_of(&key.topic, key.partition)?;
+        self.mesh()
+            .send(Peer::Shard(owner), msg)
+            .await
+            .map_err(|e| PartitionError::new(ErrorCode::NOT_LEADER_OR_FOLLOWER, e.to_string()))
+    }
+
+    fn local(&self, key: &PartitionKey) -> Result<Rc<Partition>, PartitionError> {
+        if self.closed.is_set() {
+            return Err(PartitionError::new(ErrorCode::SHUTTING_DOWN, "the broker is shutting down"));
+        }
+        self.partitions
+            .borrow()
+            .get(key)
+            .cloned()
+            .ok_or_else(|| unknown_partition(&key.topic, key.partition))
+    }
+
+    /// Answers a request from the mesh (or from this shard itself).
+    pub async fn handle(self: Rc<Self>, _from: Peer, msg: ShardMsg) -> ShardMsg {
+        match msg {
+            ShardMsg::Apply(md) => {
+                self.apply(md).await;
+                ShardMsg::Done
+            }
+            ShardMsg::Shutdown => {
+                self.stopping.set();
+                self.closed.wait().await;
+                ShardMsg::Done
+            }
+            ShardMsg::Produce { key, records } => match self.local(&key) {
+                Ok(p) => ShardMsg::Produced(p.produce(records).await),
+                Err(e) => ShardMsg::Produced(Err(e)),
+            },
+            ShardMsg::Fetch {
+                key,
+                offset,
+                max_bytes,
+            } => match self.local(&key) {
+                Ok(p) => ShardMsg::Fetched(p.fetch(offset, max_bytes).await),
+                Err(e) => ShardMsg::Fetched(Err(e)),
+            },
+            ShardMsg::WaitForData {
+                key,
+                offset,
+                deadline,
+            } => {
+                if let Ok(p) = self.local(&key) {
+                    let stopping = async {
+                        self.stopping.wait().await;
+                    };
+                    futures_lite::future::or(p.wait_for_data(offset, deadline), stopping).await;
+                }
+                ShardMsg::Done
+            }
+            ShardMsg::ListOffset { key, timestamp } => {
+                ShardMsg::Offset(match self.local(&key) {
+                    Ok(p) => list_offset(&p, timestamp).await,
+                    Err(e) => Err(e),
+                })
+            }
+            ShardMsg::Offsets { key } => ShardMsg::OffsetsAre(self.local(&key).map(|p| p.offsets())),
+            _ => ShardMsg::Unexpected("data shards answer partition requests only"),
+        }
+    }
+
+    /// Adopts new metadata: opens the partitions this shard now owns and closes the
+    /// ones it no longer does (their directories are then the coordinator's to remove).
+    async fn apply(&self, md: Arc<ClusterMetadata>) {
+        let me = self.broker_id();
+        let mut wanted: BTreeMap<PartitionKey, &TopicMeta> = BTreeMap::new();
+        for t in md.topics.values() {
+            for p in &t.partitions {
+                if p.replicas.contains(&me) && ClusterMetadata::shard_of(t, p.partition, self.shards) == self.id {
+                    wanted.insert(
+                        PartitionKey {
+                            topic: t.name.clone(),
+                            partition: p.partition,
+                        },
+                        t,
+                    );
+                }
+            }
+        }
+        let dropped: Vec<(PartitionKey, Rc<Partition>)> = {
+            let mut parts = self.partitions.borrow_mut();
+            let gone: Vec<PartitionKey> = parts.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
+            gone.into_iter()
+                .filter_map(|k| parts.remove(&k).map(|p| (k, p)))
+                .collect()
+        };
+        for (key, p) in dropped {
+            p.wake_waiters();
+            if let Err(e) = p.log.close().await {
+                warn!(topic = %key.topic, partition = key.partition, error = %e, "closing a dropped partition failed");
+            }
+        }
+        for (key, topic) in wanted {
+            if self.partitions.borrow().contains_key(&key) {
+                continue;
+            }
+            match open_partition(&self.config, topic, key.partition).await {
+                Ok(p) => {
+                    self.partitions.borrow_mut().insert(key, Rc::new(p));
+                }
+                Err(e) => {
+                    warn!(topic = %key.topic, partition = key.partition, error = %e, "cannot open partition log; it stays offline");
+                }
+            }
+        }
+        *self.metadata.borrow_mut() = md;
+        self.ready.set();
+    }
+
+    /// Counts a request in flight on this shard; dropping the guard counts it out.
+    pub fn begin_request(self: &Rc<Self>) -> InflightGuard {
+        self.inflight.set(self.inflight.get() + 1);
+        InflightGuard { shard: self.clone() }
+    }
+
+    /// Finishes shutdown: waits (bounded) for in-flight requests, then closes every log
+    /// cleanly (flush, indexes, clean-shutdown marker).
+    pub async fn drain_and_close(&self, bound: Duration) {
+        let deadline = std::time::Instant::now() + bound;
+        for p in self.partitions.borrow().values() {
+            p.wake_waiters();
+        }
+        while self.inflight.get() > 0 {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                warn!(shard = %self.id, inflight = self.inflight.get(), "shutdown stops waiting for in-flight requests");
+                break;
+            }
+            let timer = async {
+                glommio::timer::sleep(deadline - now).await;
+            };
+            futures_lite::future::or(self.inflight_done.wait(), timer).await;
+        }
+        let parts: Vec<Rc<Partition>> = self.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
+        let count = parts.len();
+        for p in parts {
+            if let Err(e) = p.log.close().await {
+                warn!(topic = %p.topic, partition = p.partition, error = %e, "clean close failed; the next start recovers this log");
+            }
+        }
+        info!(shard = %self.id, partitions = count, "shard closed its logs");
+        self.closed.set();
+    }
+
+    /// Runs retention and interval flushes until shutdown.
+    pub async fn background_loop(self: Rc<Self>) {
+        let interval = match self.config.log.flush {
+            FlushPolicy::Interval(every) => every.min(self.config.retention_check_interval),
+            _ => self.config.retention_check_interval,
+        };
+        let mut since_retention = Duration::ZERO;
+        loop {
+            let stopping = async {
+                self.stopping.wait().await;
+                true
+            };
+            let tick = async {
+                glommio::timer::sleep(interval).await;
+                false
+            };
+            if futures_lite::future::or(stopping, tick).await {
+                return;
+            }
+            since_retention += interval;
+            let parts: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
+            let retention_due = since_retention >= self.config.retention_check_interval;
+            if retention_due {
+                since_retention = Duration::ZERO;
+            }
+            let now_ms = now_ms();
+            for p in parts {
+                if let Err(e) = p.log.flush_if_due().await {
+                    warn!(topic = %p.topic, partition = p.partition, error = %e, "interval flush failed");
+                }
+                if retention_due {
+                    if let Err(e) = p.log.enforce_retention(now_ms).await {
+                        warn!(topic = %p.topic, partition = p.partition, error = %e, "retention failed");
+                    }
+                }
+                glommio::yield_if_needed().await;
+            }
+        }
+    }
+}
+
+/// Decrements the shard's in-flight count when dropped.
+pub struct InflightGuard {
+    shard: Rc<Shard>,
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        let n = self.shard.inflight.get().saturating_sub(1);
+        self.shard.inflight.set(n);
+        if n == 0 {
+            self.shard.inflight_done.notify();
+        }
+    }
+}
+
+async fn open_partition(config: &BrokerConfig, topic: &TopicMeta, partition: i32) -> Result<Partition, StorageError> {
+    let log_config = topic_log_config(&config.log, &topic.configs).map_err(StorageError::Config)?;
+    let dir = Partition::dir(&config.data_dir, &topic.name, partition);
+    let log = PartitionLog::open(&dir, log_config).await?;
+    let report = log.open_report();
+    info!(
+        topic = %topic.name,
+        partition,
+        clean = report.clean,
+        segments_scanned = report.segments_scanned,
+        truncated_bytes = report.truncated_bytes,
+        log_start = log.log_start_offset().0,
+        log_end = log.log_end_offset().0,
+        "opened partition"
+    );
+    Ok(Partition::new(topic.name.clone(), partition, log))
+}
+
+async fn list_offset(p: &Partition, timestamp: i64) -> Result<i64, PartitionError> {
+    match timestamp {
+        -2 => Ok(p.log.log_start_offset().0),
+        -1 => Ok(p.high_watermark()),
+        ts if ts >= 0 => {
+            let found = p
+                .log
+                .offset_for_timestamp(ts)
+                .await
+                .map_err(|e| storage_error(&e))?;
+            // Never point past what consumers may read.
+            Ok(found.map_or(-1, |o| o.0).min(p.high_watermark()))
+        }
+        other => Err(PartitionError::new(
+            ErrorCode::INVALID_REQUEST,
+            format!("timestamp {other}: use -2 (earliest), -1 (latest) or a time in ms"),
+        )),
+    }
+}
+
+/// Wall-clock milliseconds since the epoch (record timestamps are wall-clock).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

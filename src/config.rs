@@ -1,0 +1,493 @@
+//! Broker configuration: Kafka's key names where Kafka has the setting (DESIGN §9).
+//!
+//! Precedence, lowest first: built-in defaults, the TOML file, environment variables
+//! (`RINGLOG_` + the key upper-cased with `.` -> `_`, e.g. `RINGLOG_LOG_DIRS`), then
+//! command-line flags. TOML may spell a key dotted (`log.dirs = "x"`, which TOML nests)
+//! or quoted (`"log.dirs" = "x"`); both mean the same key. An unknown key is an error,
+//! never ignored, so a typo cannot silently leave a default in place.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ringlog_storage::{FlushPolicy, LogConfig};
+
+/// Default native-protocol listener.
+pub const NATIVE_ADDR_DEFAULT: &str = "127.0.0.1:9290";
+/// Default Kafka-protocol listener (served by a later issue).
+pub const KAFKA_ADDR_DEFAULT: &str = "127.0.0.1:9092";
+/// Default admin HTTP listener (served by a later issue).
+pub const ADMIN_ADDR_DEFAULT: &str = "127.0.0.1:9644";
+/// Most partitions one topic may have.
+pub const PARTITIONS_PER_TOPIC_MAX: i32 = 100_000;
+/// Longest topic name (Kafka's limit).
+pub const TOPIC_NAME_LEN_MAX: usize = 249;
+/// Most requests one connection may have in flight before the broker stops reading it.
+pub const CONNECTION_INFLIGHT_MAX: usize = 1024;
+/// Longest long-poll wait a fetch may ask for.
+pub const FETCH_MAX_WAIT_MS_MAX: u32 = 60_000;
+/// Bound on finishing in-flight requests at shutdown.
+pub const SHUTDOWN_DRAIN_MS_MAX: u64 = 10_000;
+
+/// A configuration value or key was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown config key {key:?} (from {source_name})")]
+    UnknownKey { key: String, source_name: String },
+    #[error("invalid value {value:?} for {key} (from {source_name}): {reason}")]
+    InvalidValue {
+        key: String,
+        value: String,
+        source_name: String,
+        reason: String,
+    },
+    #[error("cannot read config file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Everything `ringlog serve` needs.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// `broker.id`.
+    pub broker_id: i32,
+    /// `log.dirs`: the data directory (one directory for now).
+    pub data_dir: PathBuf,
+    /// `shards`: data shards; 0 means one per available core.
+    pub shards: u16,
+    /// `cores`: CPU per shard, or `None` for shard i on CPU i.
+    pub cores: Option<Vec<usize>>,
+    /// `native.listener`.
+    pub native_addr: SocketAddr,
+    /// `advertised.native.listener`: what Metadata tells clients (default: bound address).
+    pub advertised_native_addr: Option<SocketAddr>,
+    /// `kafka.listener`: refused until the Kafka listener exists.
+    pub kafka_addr: Option<SocketAddr>,
+    /// `admin.listener`: refused until the admin listener exists.
+    pub admin_addr: Option<SocketAddr>,
+    /// `num.partitions`: partitions of auto-created topics and of creates that give -1.
+    pub num_partitions: i32,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// `min.insync.replicas`.
+    pub min_insync_replicas: i16,
+    /// `socket.request.max.bytes`: largest frame accepted.
+    pub socket_request_max_bytes: usize,
+    /// `log.retention.check.interval.ms`.
+    pub retention_check_interval: Duration,
+    /// Shard io_uring buffer memory (locked), `shard.io.memory.bytes`.
+    pub io_memory_bytes: usize,
+    /// Per-partition log settings (`log.segment.bytes`, `log.retention.*`,
+    /// `message.max.bytes`, `log.flush`, ...). Topic configs override some.
+    pub log: LogConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            broker_id: 0,
+            data_dir: PathBuf::from("./data"),
+            shards: 0,
+            cores: None,
+            native_addr: parse_addr(NATIVE_ADDR_DEFAULT),
+            advertised_native_addr: None,
+            kafka_addr: None,
+            admin_addr: None,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            auto_create_topics: true,
+            min_insync_replicas: 1,
+            socket_request_max_bytes: ringlog_schema::frame::FRAME_BYTES_MAX_DEFAULT,
+            retention_check_interval: Duration::from_millis(300_000),
+            io_memory_bytes: 10 << 20,
+            log: LogConfig::default(),
+        }
+    }
+}
+
+fn parse_addr(s: &str) -> SocketAddr {
+    s.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+/// Broker keys and the topic-level key each one sets by default, if any.
+pub const BROKER_KEYS: &[&str] = &[
+    "broker.id",
+    "log.dirs",
+    "log.dir",
+    "shards",
+    "cores",
+    "native.listener",
+    "advertised.native.listener",
+    "kafka.listener",
+    "admin.listener",
+    "num.partitions",
+    "default.replication.factor",
+    "auto.create.topics.enable",
+    "min.insync.replicas",
+    "message.max.bytes",
+    "socket.request.max.bytes",
+    "log.segment.bytes",
+    "log.roll.ms",
+    "log.roll.hours",
+    "log.retention.ms",
+    "log.retention.minutes",
+    "log.retention.hours",
+    "log.retention.bytes",
+    "log.retention.check.interval.ms",
+    "log.index.interval.bytes",
+    "log.flush",
+    "log.cache.bytes",
+    "shard.io.memory.bytes",
+];
+
+impl BrokerConfig {
+    /// Applies one `key = value` from `source_name` (a file, the environment, a flag).
+    pub fn set(&mut self, key: &str, value: &str, source_name: &str) -> Result<(), ConfigError> {
+        let bad = |reason: String| ConfigError::InvalidValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            source_name: source_name.to_string(),
+            reason,
+        };
+        let v = value.trim();
+        match key {
+            "broker.id" => self.broker_id = num(v).map_err(bad)?,
+            "log.dirs" | "log.dir" => {
+                if v.contains(',') {
+                    return Err(bad("only one data directory is supported".into()));
+                }
+                if v.is_empty() {
+                    return Err(bad("must not be empty".into()));
+                }
+                self.data_dir = PathBuf::from(v);
+            }
+            "shards" => self.shards = num(v).map_err(bad)?,
+            "cores" => {
+                let cores: Result<Vec<usize>, _> = v
+                    .split(',')
+                    .filter(|c| !c.trim().is_empty())
+                    .map(|c| num::<usize>(c.trim()))
+                    .collect();
+                self.cores = Some(cores.map_err(bad)?);
+            }
+            "native.listener" => self.native_addr = addr(v).map_err(bad)?,
+            "advertised.native.listener" => self.advertised_native_addr = Some(addr(v).map_err(bad)?),
+            "kafka.listener" => self.kafka_addr = Some(addr(v).map_err(bad)?),
+            "admin.listener" => self.admin_addr = Some(addr(v).map_err(bad)?),
+            "num.partitions" => self.num_partitions = num(v).map_err(bad)?,
+            "default.replication.factor" => self.default_replication_factor = num(v).map_err(bad)?,
+            "auto.create.topics.enable" => self.auto_create_topics = boolean(v).map_err(bad)?,
+            "min.insync.replicas" => self.min_insync_replicas = num(v).map_err(bad)?,
+            "message.max.bytes" => self.log.max_batch_bytes = num(v).map_err(bad)?,
+            "socket.request.max.bytes" => self.socket_request_max_bytes = num(v).map_err(bad)?,
+            "log.segment.bytes" => self.log.segment_bytes = num(v).map_err(bad)?,
+            "log.roll.ms" => self.log.segment_ms = Some(num(v).map_err(bad)?),
+            "log.roll.hours" => self.log.segment_ms = Some(hours(v).map_err(bad)?),
+            "log.retention.ms" => self.log.retention_ms = optional_ms(v, 1).map_err(bad)?,
+            "log.retention.minutes" => self.log.retention_ms = optional_ms(v, 60_000).map_err(bad)?,
+            "log.retention.hours" => self.log.retention_ms = optional_ms(v, 3_600_000).map_err(bad)?,
+            "log.retention.bytes" => {
+                let n: i64 = num(v).map_err(bad)?;
+                self.log.retention_bytes = u64::try_from(n).ok();
+            }
+            "log.retention.check.interval.ms" => {
+                let ms: u64 = num(v).map_err(bad)?;
+                if ms == 0 {
+                    return Err(bad("must be > 0".into()));
+                }
+                self.retention_check_interval = Duration::from_millis(ms);
+            }
+            "log.index.interval.bytes" => self.log.index_interval_bytes = num(v).map_err(bad)?,
+            "log.flush" => {
+                self.log.flush = v.parse::<FlushPolicy>().map_err(|e| bad(e.to_string()))?;
+            }
+            "log.cache.bytes" => self.log.cache_bytes = num(v).map_err(bad)?,
+            "shard.io.memory.bytes" => self.io_memory_bytes = num(v).map_err(bad)?,
+            _ => {
+                return Err(ConfigError::UnknownKey {
+                    key: key.to_string(),
+                    source_name: source_name.to_string(),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a TOML file.
+    pub fn apply_toml_file(&mut self, path: &std::path::Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        self.apply_toml(&text, &path.display().to_string())
+    }
+
+    /// Applies TOML text; nested tables are flattened into dotted keys.
+    pub fn apply_toml(&mut self, text: &str, source_name: &str) -> Result<(), ConfigError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
+            path: PathBuf::from(source_name),
+            reason: e.to_string(),
+        })?;
+        let mut flat = BTreeMap::new();
+        flatten("", &toml::Value::Table(table), &mut flat);
+        for (key, value) in flat {
+            self.set(&key, &value, source_name)?;
+        }
+        Ok(())
+    }
+
+    /// Applies `RINGLOG_*` variables that name a known key.
+    pub fn apply_env(&mut self, vars: impl Iterator<Item = (String, String)>) -> Result<(), ConfigError> {
+        for (name, value) in vars {
+            let Some(rest) = name.strip_prefix("RINGLOG_") else {
+                continue;
+            };
+            // RUST_LOG-style logging variables are not config keys.
+            if rest == "LOG" || rest == "LOG_FORMAT" {
+                continue;
+            }
+            let key = BROKER_KEYS
+                .iter()
+                .find(|k| k.replace('.', "_").eq_ignore_ascii_case(rest))
+                .ok_or_else(|| ConfigError::UnknownKey {
+                    key: name.clone(),
+                    source_name: "environment".into(),
+                })?;
+            self.set(key, &value, &format!("environment {name}"))?;
+        }
+        Ok(())
+    }
+
+    /// The data-shard count after resolving 0 to one per available core.
+    pub fn shard_count(&self) -> u16 {
+        if self.shards > 0 {
+            return self.shards;
+        }
+        let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+        u16::try_from(ncpu).unwrap_or(u16::MAX)
+    }
+
+    /// Checks the values against each other; called once at start-up.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |m: String| Err(ConfigError::Invalid(m));
+        if self.broker_id < 0 {
+            return fail(format!("broker.id = {} must be >= 0", self.broker_id));
+        }
+        if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&self.num_partitions) {
+            return fail(format!(
+                "num.partitions = {} must be in [1, {PARTITIONS_PER_TOPIC_MAX}]",
+                self.num_partitions
+            ));
+        }
+        if self.default_replication_factor < 1 {
+            return fail("default.replication.factor must be >= 1".into());
+        }
+        if self.min_insync_replicas < 1 {
+            return fail("min.insync.replicas must be >= 1".into());
+        }
+        if self.socket_request_max_bytes < self.log.max_batch_bytes + 1024 {
+            return fail(format!(
+                "socket.request.max.bytes = {} must exceed message.max.bytes = {} by at least 1 KiB",
+                self.socket_request_max_bytes, self.log.max_batch_bytes
+            ));
+        }
+        if self.socket_request_max_bytes > u32::MAX as usize {
+            return fail("socket.request.max.bytes must fit in 32 bits".into());
+        }
+        if let Some(cores) = &self.cores {
+            if self.shards != 0 && cores.len() != usize::from(self.shards) {
+                return fail(format!("{} cores listed for {} shards", cores.len(), self.shards));
+            }
+        }
+        self.log
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+}
+
+fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        toml::Value::String(s) => {
+            out.insert(prefix.to_string(), s.clone());
+        }
+        toml::Value::Array(items) => {
+            let joined: Vec<String> = items
+                .iter()
+                .map(|i| match i {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            out.insert(prefix.to_string(), joined.join(","));
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+fn num<T: std::str::FromStr>(v: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    v.replace('_', "").parse::<T>().map_err(|e| e.to_string())
+}
+
+fn boolean(v: &str) -> Result<bool, String> {
+    match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+fn addr(v: &str) -> Result<SocketAddr, String> {
+    v.parse::<SocketAddr>()
+        .map_err(|e| format!("{e}: expected HOST:PORT with a numeric IP (port 0 = ephemeral)"))
+}
+
+fn hours(v: &str) -> Result<u64, String> {
+    let h: u64 = num(v)?;
+    h.checked_mul(3_600_000).ok_or_else(|| "too large".to_string())
+}
+
+/// Kafka's convention: -1 means "no limit".
+fn optional_ms(v: &str, unit_ms: u64) -> Result<Option<u64>, String> {
+    let n: i64 = num(v)?;
+    if n < 0 {
+        return Ok(None);
+    }
+    if n == 0 {
+        return Err("must be > 0, or -1 for no limit".into());
+    }
+    u64::try_from(n)
+        .ok()
+        .and_then(|n| n.checked_mul(unit_ms))
+        .map(Some)
+        .ok_or_else(|| "too large".into())
+}
+
+/// Topic-level configs accepted by CreateTopics, applied over the broker's log config.
+pub const TOPIC_KEYS: &[&str] = &[
+    "retention.ms",
+    "retention.bytes",
+    "segment.bytes",
+    "segment.ms",
+    "max.message.bytes",
+    "index.interval.bytes",
+    "cleanup.policy",
+];
+
+/// The log config of a topic: the broker's, overridden by the topic's configs.
+pub fn topic_log_config(base: &LogConfig, configs: &BTreeMap<String, String>) -> Result<LogConfig, String> {
+    let mut log = base.clone();
+    for (key, value) in configs {
+        let v = value.trim();
+        let bad = |reason: String| format!("invalid value {value:?} for {key}: {reason}");
+        match key.as_str() {
+            "retention.ms" => log.retention_ms = optional_ms(v, 1).map_err(bad)?,
+            "retention.bytes" => {
+                let n: i64 = num(v).map_err(bad)?;
+                log.retention_bytes = u64::try_from(n).ok();
+            }
+            "segment.bytes" => log.segment_bytes = num(v).map_err(bad)?,
+            "segment.ms" => log.segment_ms = Some(num(v).map_err(bad)?),
+            "max.message.bytes" => log.max_batch_bytes = num(v).map_err(bad)?,
+            "index.interval.bytes" => log.index_interval_bytes = num(v).map_err(bad)?,
+            "cleanup.policy" if v == "delete" => {}
+            "cleanup.policy" => return Err(bad("only cleanup.policy=delete is supported".into())),
+            _ => {
+                return Err(format!(
+                    "unknown topic config {key:?}; known: {}",
+                    TOPIC_KEYS.join(", ")
+                ))
+            }
+        }
+    }
+    log.validate().map_err(|e| e.to_string())?;
+    Ok(log)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_dotted_and_quoted_keys_mean_the_same() {
+        let mut a = BrokerConfig::default();
+        a.apply_toml("log.dirs = \"/x\"\nnum.partitions = 6\n", "a.toml")
+            .unwrap();
+        let mut b = BrokerConfig::default();
+        b.apply_toml("\"log.dirs\" = \"/x\"\n\"num.partitions\" = 6\n", "b.toml")
+            .unwrap();
+        assert_eq!(a.data_dir, PathBuf::from("/x"));
+        assert_eq!(b.data_dir, a.data_dir);
+        assert_eq!(a.num_partitions, 6);
+        assert_eq!(b.num_partitions, 6);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let mut c = BrokerConfig::default();
+        let e = c.apply_toml("log.dirz = \"/x\"", "f.toml").unwrap_err();
+        assert!(e.to_string().contains("log.dirz"), "{e}");
+        let e = c.set("num.partitions", "many", "flag").unwrap_err();
+        assert!(e.to_string().contains("num.partitions"), "{e}");
+        let e = c
+            .apply_env([("RINGLOG_NOPE".to_string(), "1".to_string())].into_iter())
+            .unwrap_err();
+        assert!(e.to_string().contains("RINGLOG_NOPE"), "{e}");
+    }
+
+    #[test]
+    fn env_names_map_onto_keys() {
+        let mut c = BrokerConfig::default();
+        c.apply_env(
+            [
+                ("RINGLOG_LOG_DIRS".to_string(), "/e".to_string()),
+                ("RINGLOG_AUTO_CREATE_TOPICS_ENABLE".to_string(), "false".to_string()),
+                ("PATH".to_string(), "/bin".to_string()),
+            ]
+            .into_iter(),
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/e"));
+        assert!(!c.auto_create_topics);
+    }
+
+    #[test]
+    fn retention_minus_one_means_unlimited_and_validate_checks_relations() {
+        let mut c = BrokerConfig::default();
+        c.set("log.retention.hours", "-1", "t").unwrap();
+        assert_eq!(c.log.retention_ms, None);
+        c.set("log.retention.hours", "2", "t").unwrap();
+        assert_eq!(c.log.retention_ms, Some(7_200_000));
+        c.validate().unwrap();
+        c.set("socket.request.max.bytes", "1000", "t").unwrap();
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn topic_configs_override_and_unknown_ones_are_refused() {
+        let base = LogConfig::default();
+        let mut m = BTreeMap::new();
+        m.insert("retention.ms".to_string(), "1000".to_string());
+        assert_eq!(topic_log_config(&base, &m).unwrap().retention_ms, Some(1000));
+        m.insert("bogus".to_string(), "1".to_string());
+        assert!(topic_log_config(&base, &m).unwrap_err().contains("bogus"));
+    }
+}

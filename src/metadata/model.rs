@@ -1,0 +1,242 @@
+//! The metadata model and the pure operations on it (create and delete topics).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{PARTITIONS_PER_TOPIC_MAX, TOPIC_NAME_LEN_MAX};
+use crate::metadata::placement;
+
+/// A broker's id (`broker.id`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BrokerId(pub i32);
+
+/// A broker as clients see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerInfo {
+    pub id: BrokerId,
+    pub host: String,
+    pub port: u16,
+    pub shards: u16,
+}
+
+/// One partition's replicas and leadership.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMeta {
+    pub partition: i32,
+    /// Replica j of partition i is broker (i + j) mod N; replica 0 is the preferred
+    /// leader.
+    pub replicas: Vec<BrokerId>,
+    /// `None` while the partition is offline.
+    pub leader: Option<BrokerId>,
+    /// Bumped by every election; stamped into the batches the leader appends.
+    pub leader_epoch: i32,
+    pub isr: Vec<BrokerId>,
+}
+
+/// A topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    /// s0 of DESIGN §2: partition i lives on shard (s0 + i) mod S. Stored unreduced so
+    /// a restart with another shard count still spreads the topic.
+    pub start_shard: u32,
+    /// Topic-level configs (`retention.ms`, ...), as given at creation.
+    pub configs: BTreeMap<String, String>,
+    pub partitions: Vec<PartitionMeta>,
+}
+
+/// The whole cluster's metadata, versioned: every change bumps `version`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMetadata {
+    pub version: u64,
+    pub cluster_id: String,
+    pub brokers: BTreeMap<BrokerId, BrokerInfo>,
+    pub topics: BTreeMap<String, TopicMeta>,
+    /// s0 for the next topic: the running total of partitions created, so many small
+    /// topics spread over the shards too.
+    pub next_start_shard: u32,
+}
+
+/// Why a metadata change was refused. Each maps onto a wire error code.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    #[error("topic {0:?} does not exist")]
+    UnknownTopic(String),
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName { name: String, reason: String },
+    #[error("invalid number of partitions {0}: must be in [1, {PARTITIONS_PER_TOPIC_MAX}]")]
+    InvalidPartitions(i32),
+    #[error("replication factor {factor} is invalid: {live} live broker(s)")]
+    InvalidReplicationFactor { factor: i16, live: usize },
+    #[error("invalid topic config: {0}")]
+    InvalidConfig(String),
+}
+
+/// Checks a topic name against Kafka's rules: 1..=249 characters of
+/// `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), MetadataError> {
+    let bad = |reason: &str| {
+        Err(MetadataError::InvalidTopicName {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.len() > TOPIC_NAME_LEN_MAX {
+        return bad("longer than 249 characters");
+    }
+    if name == "." || name == ".." {
+        return bad("'.' and '..' are reserved");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+impl ClusterMetadata {
+    /// A cluster of the given brokers with no topics.
+    pub fn new(cluster_id: String, brokers: Vec<BrokerInfo>) -> Self {
+        Self {
+            version: 1,
+            cluster_id,
+            brokers: brokers.into_iter().map(|b| (b.id, b)).collect(),
+            topics: BTreeMap::new(),
+            next_start_shard: 0,
+        }
+    }
+
+    /// Records a broker's current address and shard count.
+    pub fn upsert_broker(&mut self, broker: BrokerInfo) {
+        if self.brokers.get(&broker.id) != Some(&broker) {
+            self.brokers.insert(broker.id, broker);
+            self.version += 1;
+        }
+    }
+
+    /// The topic as it would be created, without changing anything (validate only).
+    pub fn plan_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+    ) -> Result<TopicMeta, MetadataError> {
+        validate_topic_name(name)?;
+        if self.topics.contains_key(name) {
+            return Err(MetadataError::TopicExists(name.to_string()));
+        }
+        if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
+            return Err(MetadataError::InvalidPartitions(partitions));
+        }
+        let brokers: Vec<BrokerId> = self.brokers.keys().copied().collect();
+        let replicas = placement::assign_replicas(partitions, replication_factor, &brokers)?;
+        let partitions = replicas
+            .into_iter()
+            .enumerate()
+            .map(|(i, replicas)| PartitionMeta {
+                partition: i32::try_from(i).unwrap_or(i32::MAX),
+                leader: replicas.first().copied(),
+                leader_epoch: 0,
+                isr: replicas.clone(),
+                replicas,
+            })
+            .collect();
+        Ok(TopicMeta {
+            name: name.to_string(),
+            start_shard: self.next_start_shard,
+            configs,
+            partitions,
+        })
+    }
+
+    /// Adds a planned topic.
+    pub fn add_topic(&mut self, topic: TopicMeta) {
+        let n = u32::try_from(topic.partitions.len()).unwrap_or(u32::MAX);
+        self.next_start_shard = self.next_start_shard.wrapping_add(n);
+        self.topics.insert(topic.name.clone(), topic);
+        self.version += 1;
+    }
+
+    /// Removes a topic and returns it.
+    pub fn remove_topic(&mut self, name: &str) -> Result<TopicMeta, MetadataError> {
+        let topic = self
+            .topics
+            .remove(name)
+            .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+        self.version += 1;
+        Ok(topic)
+    }
+
+    /// The shard owning `partition` of `topic` on a broker with `shards` data shards.
+    pub fn shard_of(topic: &TopicMeta, partition: i32, shards: u16) -> ringlog_shards::ShardId {
+        let s0 = u16::try_from(topic.start_shard % u32::from(shards.max(1))).unwrap_or(0);
+        ringlog_shards::shard_for_partition(u32::try_from(partition).unwrap_or(0), s0, shards)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_broker() -> ClusterMetadata {
+        ClusterMetadata::new(
+            "c".into(),
+            vec![BrokerInfo {
+                id: BrokerId(0),
+                host: "127.0.0.1".into(),
+                port: 9290,
+                shards: 2,
+            }],
+        )
+    }
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        for ok in ["a", "orders.v1", "x_y-z", &"a".repeat(249)] {
+            validate_topic_name(ok).unwrap();
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "é", &"a".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn create_assigns_leaders_isr_and_rotates_start_shard() {
+        let mut md = one_broker();
+        let t = md.plan_topic("a", 3, 1, BTreeMap::new()).unwrap();
+        assert_eq!(t.start_shard, 0);
+        assert!(t
+            .partitions
+            .iter()
+            .all(|p| p.leader == Some(BrokerId(0)) && p.isr == vec![BrokerId(0)]));
+        md.add_topic(t);
+        let t = md.plan_topic("b", 1, 1, BTreeMap::new()).unwrap();
+        assert_eq!(t.start_shard, 3);
+        assert_eq!(ClusterMetadata::shard_of(&t, 0, 2).0, 1);
+        assert!(matches!(
+            md.plan_topic("a", 1, 1, BTreeMap::new()),
+            Err(MetadataError::TopicExists(_))
+        ));
+        assert!(matches!(
+            md.plan_topic("c", 1, 3, BTreeMap::new()),
+            Err(MetadataError::InvalidReplicationFactor { .. })
+        ));
+        assert!(matches!(
+            md.plan_topic("c", 0, 1, BTreeMap::new()),
+            Err(MetadataError::InvalidPartitions(0))
+        ));
+        let v = md.version;
+        md.remove_topic("a").unwrap();
+        assert!(md.version > v);
+        assert!(md.remove_topic("a").is_err());
+    }
+}
