@@ -175,11 +175,15 @@ impl BrokerConfig {
                 self.cores = Some(cores.map_err(bad)?);
             }
             "native.listener" => self.native_addr = addr(v).map_err(bad)?,
-            "advertised.native.listener" => self.advertised_native_addr = Some(addr(v).map_err(bad)?),
+            "advertised.native.listener" => {
+                self.advertised_native_addr = Some(addr(v).map_err(bad)?)
+            }
             "kafka.listener" => self.kafka_addr = Some(addr(v).map_err(bad)?),
             "admin.listener" => self.admin_addr = Some(addr(v).map_err(bad)?),
             "num.partitions" => self.num_partitions = num(v).map_err(bad)?,
-            "default.replication.factor" => self.default_replication_factor = num(v).map_err(bad)?,
+            "default.replication.factor" => {
+                self.default_replication_factor = num(v).map_err(bad)?
+            }
             "auto.create.topics.enable" => self.auto_create_topics = boolean(v).map_err(bad)?,
             "min.insync.replicas" => self.min_insync_replicas = num(v).map_err(bad)?,
             "message.max.bytes" => self.log.max_batch_bytes = num(v).map_err(bad)?,
@@ -188,8 +192,12 @@ impl BrokerConfig {
             "log.roll.ms" => self.log.segment_ms = Some(num(v).map_err(bad)?),
             "log.roll.hours" => self.log.segment_ms = Some(hours(v).map_err(bad)?),
             "log.retention.ms" => self.log.retention_ms = optional_ms(v, 1).map_err(bad)?,
-            "log.retention.minutes" => self.log.retention_ms = optional_ms(v, 60_000).map_err(bad)?,
-            "log.retention.hours" => self.log.retention_ms = optional_ms(v, 3_600_000).map_err(bad)?,
+            "log.retention.minutes" => {
+                self.log.retention_ms = optional_ms(v, 60_000).map_err(bad)?
+            }
+            "log.retention.hours" => {
+                self.log.retention_ms = optional_ms(v, 3_600_000).map_err(bad)?
+            }
             "log.retention.bytes" => {
                 let n: i64 = num(v).map_err(bad)?;
                 self.log.retention_bytes = u64::try_from(n).ok();
@@ -228,10 +236,12 @@ impl BrokerConfig {
 
     /// Applies TOML text; nested tables are flattened into dotted keys.
     pub fn apply_toml(&mut self, text: &str, source_name: &str) -> Result<(), ConfigError> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
-            path: PathBuf::from(source_name),
-            reason: e.to_string(),
-        })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::File {
+                path: PathBuf::from(source_name),
+                reason: e.to_string(),
+            })?;
         let mut flat = BTreeMap::new();
         flatten("", &toml::Value::Table(table), &mut flat);
         for (key, value) in flat {
@@ -241,7 +251,10 @@ impl BrokerConfig {
     }
 
     /// Applies `RINGLOG_*` variables that name a known key.
-    pub fn apply_env(&mut self, vars: impl Iterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    pub fn apply_env(
+        &mut self,
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
         for (name, value) in vars {
             let Some(rest) = name.strip_prefix("RINGLOG_") else {
                 continue;
@@ -300,7 +313,11 @@ impl BrokerConfig {
         }
         if let Some(cores) = &self.cores {
             if self.shards != 0 && cores.len() != usize::from(self.shards) {
-                return fail(format!("{} cores listed for {} shards", cores.len(), self.shards));
+                return fail(format!(
+                    "{} cores listed for {} shards",
+                    cores.len(),
+                    self.shards
+                ));
             }
         }
         self.log
@@ -362,7 +379,8 @@ fn addr(v: &str) -> Result<SocketAddr, String> {
 
 fn hours(v: &str) -> Result<u64, String> {
     let h: u64 = num(v)?;
-    h.checked_mul(3_600_000).ok_or_else(|| "too large".to_string())
+    h.checked_mul(3_600_000)
+        .ok_or_else(|| "too large".to_string())
 }
 
 /// Kafka's convention: -1 means "no limit".
@@ -393,7 +411,10 @@ pub const TOPIC_KEYS: &[&str] = &[
 ];
 
 /// The log config of a topic: the broker's, overridden by the topic's configs.
-pub fn topic_log_config(base: &LogConfig, configs: &BTreeMap<String, String>) -> Result<LogConfig, String> {
+pub fn topic_log_config(
+    base: &LogConfig,
+    configs: &BTreeMap<String, String>,
+) -> Result<LogConfig, String> {
     let mut log = base.clone();
     for (key, value) in configs {
         let v = value.trim();
@@ -459,7 +480,10 @@ mod tests {
         c.apply_env(
             [
                 ("RINGLOG_LOG_DIRS".to_string(), "/e".to_string()),
-                ("RINGLOG_AUTO_CREATE_TOPICS_ENABLE".to_string(), "false".to_string()),
+                (
+                    "RINGLOG_AUTO_CREATE_TOPICS_ENABLE".to_string(),
+                    "false".to_string(),
+                ),
                 ("PATH".to_string(), "/bin".to_string()),
             ]
             .into_iter(),
@@ -486,7 +510,10 @@ mod tests {
         let base = LogConfig::default();
         let mut m = BTreeMap::new();
         m.insert("retention.ms".to_string(), "1000".to_string());
-        assert_eq!(topic_log_config(&base, &m).unwrap().retention_ms, Some(1000));
+        assert_eq!(
+            topic_log_config(&base, &m).unwrap().retention_ms,
+            Some(1000)
+        );
         m.insert("bogus".to_string(), "1".to_string());
         assert!(topic_log_config(&base, &m).unwrap_err().contains("bogus"));
     }

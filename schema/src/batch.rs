@@ -109,6 +109,16 @@ impl BatchHeader {
     }
 }
 
+/// One record decoded from a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodedRecord {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<crate::RecordHeader>,
+}
+
 /// A zero-copy view over one complete RecordBatch v2 held in [`Bytes`].
 ///
 /// Construction ([`RecordBatch::parse`]) checks only that the bytes hold exactly one
@@ -293,6 +303,39 @@ impl RecordBatch {
     /// Number of records.
     pub fn record_count(&self) -> i32 {
         be_i32(&self.bytes, RECORD_COUNT_AT)
+    }
+
+    /// Decodes the records (uncompressed batches; compressed ones are refused until
+    /// the compression codecs are linked).
+    pub fn records(&self) -> Result<Vec<DecodedRecord>, BatchError> {
+        if self.compression() != 0 {
+            return Err(BatchError::Decode(format!(
+                "batch at offset {} uses compression codec {}, which this build cannot decode",
+                self.base_offset(),
+                self.compression()
+            )));
+        }
+        let mut buf = self.bytes.clone();
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
+            .map_err(|e| BatchError::Decode(e.to_string()))?;
+        Ok(set
+            .records
+            .into_iter()
+            .map(|r| DecodedRecord {
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: r.key,
+                value: r.value,
+                headers: r
+                    .headers
+                    .into_iter()
+                    .map(|(k, v)| crate::RecordHeader {
+                        key: k.to_string(),
+                        value: v,
+                    })
+                    .collect(),
+            })
+            .collect())
     }
 
     /// Offset of the first record whose timestamp is `>= ts`, if any.

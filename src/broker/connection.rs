@@ -64,7 +64,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             }
             Err(ReadError::Frame(e)) => {
                 // The stream cannot be resynchronized: answer, then close.
-                let _ = out_tx.send_async(error_frame(0, ErrorCode::MALFORMED_FRAME, &e)).await;
+                let _ = out_tx
+                    .send_async(error_frame(0, ErrorCode::MALFORMED_FRAME, &e))
+                    .await;
                 break;
             }
         };
@@ -73,7 +75,11 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             Ok(f) => f,
             Err(e) => {
                 let id = frame::peek_correlation_id(&body).unwrap_or(0);
-                if out_tx.send_async(error_frame(id, ErrorCode::MALFORMED_FRAME, &e)).await.is_err() {
+                if out_tx
+                    .send_async(error_frame(id, ErrorCode::MALFORMED_FRAME, &e))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 continue;
@@ -113,7 +119,10 @@ enum ReadError {
 }
 
 /// Reads one frame body (everything after `frame_len`); `None` at a clean EOF.
-async fn read_frame<R: futures_lite::AsyncRead + Unpin>(reader: &mut R, max: usize) -> Result<Option<Bytes>, ReadError> {
+async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> Result<Option<Bytes>, ReadError> {
     let mut prefix = [0u8; FRAME_LEN_BYTES];
     match reader.read_exact(&mut prefix).await {
         Ok(()) => {}
@@ -126,7 +135,10 @@ async fn read_frame<R: futures_lite::AsyncRead + Unpin>(reader: &mut R, max: usi
         let start = body.len();
         let step = (len - start).min(FRAME_GROWTH_BYTES);
         body.resize(start + step, 0);
-        reader.read_exact(&mut body[start..]).await.map_err(ReadError::Io)?;
+        reader
+            .read_exact(&mut body[start..])
+            .await
+            .map_err(ReadError::Io)?;
     }
     Ok(Some(body.freeze()))
 }
@@ -154,7 +166,11 @@ async fn write_loop(fd: RawFd, mut writer: WriteHalf<TcpStream>, rx: flume::Rece
 
 /// Writes every buffer with as few `writev` calls as the socket allows; when the
 /// socket is full, waits through glommio for it to drain.
-async fn write_all_vectored(fd: RawFd, writer: &mut WriteHalf<TcpStream>, bufs: &[Bytes]) -> io::Result<()> {
+async fn write_all_vectored(
+    fd: RawFd,
+    writer: &mut WriteHalf<TcpStream>,
+    bufs: &[Bytes],
+) -> io::Result<()> {
     let mut idx = 0;
     let mut off = 0;
     while idx < bufs.len() {

@@ -45,7 +45,11 @@ pub struct CoordinatorError(#[from] store::StoreError);
 
 impl Coordinator {
     /// Loads (or creates) the metadata and records this broker's address in it.
-    pub fn load(config: Arc<BrokerConfig>, shards: u16, advertised: std::net::SocketAddr) -> Result<Self, CoordinatorError> {
+    pub fn load(
+        config: Arc<BrokerConfig>,
+        shards: u16,
+        advertised: std::net::SocketAddr,
+    ) -> Result<Self, CoordinatorError> {
         let me = crate::metadata::BrokerInfo {
             id: crate::metadata::BrokerId(config.broker_id),
             host: advertised.ip().to_string(),
@@ -74,7 +78,9 @@ impl Coordinator {
     }
 
     fn mesh(&self) -> &Mesh<ShardMsg> {
-        self.mesh.get().expect("the mesh is joined before requests are served")
+        self.mesh
+            .get()
+            .expect("the mesh is joined before requests are served")
     }
 
     /// Sends the current metadata to every data shard and waits until all adopted it.
@@ -83,7 +89,11 @@ impl Coordinator {
         let calls = (0..self.shards).map(|s| {
             let snapshot = snapshot.clone();
             async move {
-                if let Err(e) = self.mesh().call(Peer::Shard(ShardId(s)), ShardMsg::Apply(snapshot)).await {
+                if let Err(e) = self
+                    .mesh()
+                    .call(Peer::Shard(ShardId(s)), ShardMsg::Apply(snapshot))
+                    .await
+                {
                     warn!(shard = s, error = %e, "shard did not adopt metadata");
                 }
             }
@@ -95,7 +105,10 @@ impl Coordinator {
     pub async fn shutdown_shards(&self) {
         let calls = (0..self.shards).map(|s| async move {
             // A shard that exits before its answer arrives has closed too.
-            let _ = self.mesh().call(Peer::Shard(ShardId(s)), ShardMsg::Shutdown).await;
+            let _ = self
+                .mesh()
+                .call(Peer::Shard(ShardId(s)), ShardMsg::Shutdown)
+                .await;
         });
         join_all(calls).await;
     }
@@ -103,8 +116,12 @@ impl Coordinator {
     /// Answers a request from a data shard.
     pub async fn handle(self: Rc<Self>, _from: Peer, msg: ShardMsg) -> ShardMsg {
         match msg {
-            ShardMsg::CreateTopics(req) => ShardMsg::Created(Box::new(self.create_topics(*req).await)),
-            ShardMsg::DeleteTopics(req) => ShardMsg::Deleted(Box::new(self.delete_topics(*req).await)),
+            ShardMsg::CreateTopics(req) => {
+                ShardMsg::Created(Box::new(self.create_topics(*req).await))
+            }
+            ShardMsg::DeleteTopics(req) => {
+                ShardMsg::Deleted(Box::new(self.delete_topics(*req).await))
+            }
             ShardMsg::AutoCreate(names) => {
                 if self.config.auto_create_topics {
                     let req = CreateTopicsRequestT {
@@ -138,7 +155,11 @@ impl Coordinator {
         let mut results = Vec::new();
         let mut changed = false;
         for t in req.topics.unwrap_or_default() {
-            let partitions = if t.partitions == -1 { self.config.num_partitions } else { t.partitions };
+            let partitions = if t.partitions == -1 {
+                self.config.num_partitions
+            } else {
+                t.partitions
+            };
             let rf = if t.replication_factor == -1 {
                 self.config.default_replication_factor
             } else {
@@ -152,7 +173,11 @@ impl Coordinator {
                 .collect();
             let planned = topic_log_config(&self.config.log, &configs)
                 .map_err(MetadataError::InvalidConfig)
-                .and_then(|_| self.metadata.borrow().plan_topic(&t.name, partitions, rf, configs));
+                .and_then(|_| {
+                    self.metadata
+                        .borrow()
+                        .plan_topic(&t.name, partitions, rf, configs)
+                });
             match planned {
                 Ok(topic) => {
                     if !req.validate_only {
@@ -179,11 +204,15 @@ impl Coordinator {
                     r.error = ErrorCode::KAFKA_STORAGE_ERROR;
                     r.message = Some(format!("cannot persist metadata: {e}"));
                 }
-                return CreateTopicsResponseT { results: Some(results) };
+                return CreateTopicsResponseT {
+                    results: Some(results),
+                };
             }
             self.publish().await;
         }
-        CreateTopicsResponseT { results: Some(results) }
+        CreateTopicsResponseT {
+            results: Some(results),
+        }
     }
 
     async fn delete_topics(&self, req: DeleteTopicsRequestT) -> DeleteTopicsResponseT {
@@ -207,7 +236,9 @@ impl Coordinator {
             }
         }
         if removed.is_empty() {
-            return DeleteTopicsResponseT { results: Some(results) };
+            return DeleteTopicsResponseT {
+                results: Some(results),
+            };
         }
         if let Err(e) = store::save(&self.config.data_dir, &self.metadata.borrow()) {
             warn!(error = %e, "cannot persist metadata; topic deletion rolled back");
@@ -218,24 +249,36 @@ impl Coordinator {
                 r.error = ErrorCode::KAFKA_STORAGE_ERROR;
                 r.message = Some(format!("cannot persist metadata: {e}"));
             }
-            return DeleteTopicsResponseT { results: Some(results) };
+            return DeleteTopicsResponseT {
+                results: Some(results),
+            };
         }
         // The shards close the logs, then the directories go.
         self.publish().await;
         for topic in removed {
             for p in &topic.partitions {
-                remove_partition_dir(&Partition::dir(&self.config.data_dir, &topic.name, p.partition));
+                remove_partition_dir(&Partition::dir(
+                    &self.config.data_dir,
+                    &topic.name,
+                    p.partition,
+                ));
             }
         }
         if let Err(e) = store::sync_dir(&self.config.data_dir) {
             warn!(error = %e, "fsync of the data directory after topic deletion failed");
         }
-        DeleteTopicsResponseT { results: Some(results) }
+        DeleteTopicsResponseT {
+            results: Some(results),
+        }
     }
 }
 
 fn result(name: String, error: ErrorCode, message: Option<String>) -> TopicResultT {
-    TopicResultT { name, error, message }
+    TopicResultT {
+        name,
+        error,
+        message,
+    }
 }
 
 /// Renames the directory to `*.delete`, then removes it. A crash between the two

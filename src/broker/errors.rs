@@ -15,9 +15,9 @@ pub fn storage_error(e: &StorageError) -> PartitionError {
         StorageError::OffsetOutOfRange { .. } => ErrorCode::OFFSET_OUT_OF_RANGE,
         StorageError::Closed { .. } => ErrorCode::NOT_LEADER_OR_FOLLOWER,
         StorageError::Config(_) => ErrorCode::INVALID_CONFIG,
-        StorageError::Io { .. } | StorageError::Corruption { .. } | StorageError::LogFailed { .. } => {
-            ErrorCode::KAFKA_STORAGE_ERROR
-        }
+        StorageError::Io { .. }
+        | StorageError::Corruption { .. }
+        | StorageError::LogFailed { .. } => ErrorCode::KAFKA_STORAGE_ERROR,
     };
     PartitionError::new(code, e.to_string())
 }

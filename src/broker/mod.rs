@@ -79,10 +79,14 @@ enum Event {
 pub fn serve(config: BrokerConfig) -> Result<(), BrokerError> {
     config.validate()?;
     if config.kafka_addr.is_some() {
-        return Err(BrokerError::NotImplemented("the Kafka-protocol listener (--kafka-addr)"));
+        return Err(BrokerError::NotImplemented(
+            "the Kafka-protocol listener (--kafka-addr)",
+        ));
     }
     if config.admin_addr.is_some() {
-        return Err(BrokerError::NotImplemented("the admin HTTP listener (--admin-addr)"));
+        return Err(BrokerError::NotImplemented(
+            "the admin HTTP listener (--admin-addr)",
+        ));
     }
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| BrokerError::Io {
@@ -90,6 +94,17 @@ pub fn serve(config: BrokerConfig) -> Result<(), BrokerError> {
         path: data_dir.clone(),
         source,
     })?;
+    // Absolute, so every path derived from it is independent of the working
+    // directory (glommio's directory opens need it too).
+    let data_dir = std::fs::canonicalize(&data_dir).map_err(|source| BrokerError::Io {
+        op: "resolve data directory",
+        path: data_dir.clone(),
+        source,
+    })?;
+    let config = BrokerConfig {
+        data_dir: data_dir.clone(),
+        ..config
+    };
     let _lock = lock_data_dir(&data_dir)?;
     let listeners_path = data_dir.join(LISTENERS_FILE);
     let _ = std::fs::remove_file(&listeners_path);
@@ -97,11 +112,15 @@ pub fn serve(config: BrokerConfig) -> Result<(), BrokerError> {
     // Reserve the port (an ephemeral one if asked) with a bound, non-listening
     // SO_REUSEPORT socket so every shard can bind the same port.
     let reservation = reserve_port(config.native_addr)?;
-    let native_addr = reservation.local_addr().map_err(|source| BrokerError::Bind {
-        addr: config.native_addr,
-        source,
-    })?;
-    let native_addr = native_addr.as_socket().ok_or(BrokerError::Failed("listener address is not IP".into()))?;
+    let native_addr = reservation
+        .local_addr()
+        .map_err(|source| BrokerError::Bind {
+            addr: config.native_addr,
+            source,
+        })?;
+    let native_addr = native_addr
+        .as_socket()
+        .ok_or(BrokerError::Failed("listener address is not IP".into()))?;
     let advertised = config.advertised_native_addr.unwrap_or(native_addr);
     let shards = config.shard_count();
     let config = Arc::new(BrokerConfig { shards, ..config });
@@ -120,8 +139,12 @@ pub fn serve(config: BrokerConfig) -> Result<(), BrokerError> {
     let coord_config = config.clone();
     let pool = ShardPool::start(
         &pool_config,
-        move |ctx: ShardContext<ShardMsg>| run_shard(ctx, data_config.clone(), native_addr, data_events.clone()),
-        move |ctx: ShardContext<ShardMsg>| run_coordinator(ctx, coord_config, advertised, events_tx, stop_rx),
+        move |ctx: ShardContext<ShardMsg>| {
+            run_shard(ctx, data_config.clone(), native_addr, data_events.clone())
+        },
+        move |ctx: ShardContext<ShardMsg>| {
+            run_coordinator(ctx, coord_config, advertised, events_tx, stop_rx)
+        },
     )?;
     install_signal_handlers(stop_tx.clone());
     info!(native = %native_addr, shards, data_dir = %data_dir.display(), broker_id = config.broker_id, "broker starting");
@@ -134,7 +157,9 @@ pub fn serve(config: BrokerConfig) -> Result<(), BrokerError> {
                 config.broker_id,
                 std::process::id()
             );
-            if let Err(e) = crate::metadata::store::write_atomically(&listeners_path, json.as_bytes()) {
+            if let Err(e) =
+                crate::metadata::store::write_atomically(&listeners_path, json.as_bytes())
+            {
                 failure = Some(e.to_string());
                 let _ = stop_tx.try_send(());
             } else {
@@ -174,7 +199,12 @@ pub fn serve(config: BrokerConfig) -> Result<(), BrokerError> {
 
 fn reserve_port(addr: SocketAddr) -> Result<socket2::Socket, BrokerError> {
     let bind_err = |source| BrokerError::Bind { addr, source };
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).map_err(bind_err)?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .map_err(bind_err)?;
     socket.set_reuse_address(true).map_err(bind_err)?;
     socket.set_reuse_port(true).map_err(bind_err)?;
     socket.bind(&addr.into()).map_err(bind_err)?;
@@ -212,7 +242,9 @@ fn install_signal_handlers(stop: flume::Sender<()>) {
                 }
             });
         }
-        Err(e) => warn!(error = %e, "cannot install signal handlers; SIGTERM will kill without a clean shutdown"),
+        Err(e) => {
+            warn!(error = %e, "cannot install signal handlers; SIGTERM will kill without a clean shutdown")
+        }
     }
 }
 
@@ -225,7 +257,11 @@ async fn run_shard(
     let Peer::Shard(id) = ctx.peer else {
         return;
     };
-    let background = glommio::executor().create_task_queue(Shares::Static(100), Latency::NotImportant, "background");
+    let background = glommio::executor().create_task_queue(
+        Shares::Static(100),
+        Latency::NotImportant,
+        "background",
+    );
     let shard = Rc::new(Shard::new(id, ctx.shards, config, background));
     // Bind before joining the mesh: connections wait in the backlog until ready.
     let listener = TcpListener::bind(native_addr);
@@ -245,7 +281,9 @@ async fn run_shard(
     let listener = match listener {
         Ok(l) => Some(l),
         Err(e) => {
-            let _ = events.send(Event::Failed(format!("shard {id} cannot bind {native_addr}: {e}")));
+            let _ = events.send(Event::Failed(format!(
+                "shard {id} cannot bind {native_addr}: {e}"
+            )));
             None
         }
     };
@@ -255,7 +293,8 @@ async fn run_shard(
     futures_lite::future::or(shard.ready.wait(), stopping).await;
     if let Some(listener) = listener {
         let bg = shard.clone();
-        let _ = glommio::spawn_local_into(bg.background_loop(), shard.background).map(|t| t.detach());
+        let _ =
+            glommio::spawn_local_into(bg.background_loop(), shard.background).map(|t| t.detach());
         loop {
             let stop = async {
                 shard.stopping.wait().await;
@@ -302,7 +341,9 @@ async fn run_coordinator(
                 Box::pin(c.handle(from, msg)) as Pin<Box<dyn Future<Output = ShardMsg>>>
             })
         }
-        Err(_) => Rc::new(|_, _| Box::pin(async { ShardMsg::Unexpected("the coordinator failed to start") })),
+        Err(_) => Rc::new(|_, _| {
+            Box::pin(async { ShardMsg::Unexpected("the coordinator failed to start") })
+        }),
     };
     let mesh = match ctx.join_mesh(handler).await {
         Ok(m) => m,
@@ -327,7 +368,9 @@ async fn run_coordinator(
     let calls = (0..shards).map(|s| {
         let mesh = mesh.clone();
         async move {
-            let _ = mesh.call(Peer::Shard(ringlog_shards::ShardId(s)), ShardMsg::Shutdown).await;
+            let _ = mesh
+                .call(Peer::Shard(ringlog_shards::ShardId(s)), ShardMsg::Shutdown)
+                .await;
         }
     });
     coordinator::join_all(calls).await;

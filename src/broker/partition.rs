@@ -94,11 +94,13 @@ impl Partition {
     pub async fn fetch(&self, offset: i64, max_bytes: u32) -> Result<FetchData, PartitionError> {
         let offsets = self.offsets();
         if offset < offsets.log_start || offset > offsets.log_end {
-            return Err(storage_error(&ringlog_storage::StorageError::OffsetOutOfRange {
-                offset,
-                log_start: offsets.log_start,
-                log_end: offsets.log_end,
-            }));
+            return Err(storage_error(
+                &ringlog_storage::StorageError::OffsetOutOfRange {
+                    offset,
+                    log_start: offsets.log_start,
+                    log_end: offsets.log_end,
+                },
+            ));
         }
         if offset >= offsets.high_watermark {
             return Ok(FetchData {

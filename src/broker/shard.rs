@@ -43,7 +43,12 @@ pub struct Shard {
 }
 
 impl Shard {
-    pub fn new(id: ShardId, shards: u16, config: Arc<BrokerConfig>, background: TaskQueueHandle) -> Self {
+    pub fn new(
+        id: ShardId,
+        shards: u16,
+        config: Arc<BrokerConfig>,
+        background: TaskQueueHandle,
+    ) -> Self {
         Self {
             id,
             shards,
@@ -66,7 +71,9 @@ impl Shard {
 
     /// The mesh; set right after the shard joins it, before any request is served.
     pub fn mesh(&self) -> &Mesh<ShardMsg> {
-        self.mesh.get().expect("the mesh is joined before requests are served")
+        self.mesh
+            .get()
+            .expect("the mesh is joined before requests are served")
     }
 
     pub fn broker_id(&self) -> BrokerId {
@@ -87,7 +94,10 @@ impl Shard {
         if p.leader != Some(self.broker_id()) {
             return Err(PartitionError::new(
                 ErrorCode::NOT_LEADER_OR_FOLLOWER,
-                format!("broker {} does not lead {topic}-{partition}", self.config.broker_id),
+                format!(
+                    "broker {} does not lead {topic}-{partition}",
+                    self.config.broker_id
+                ),
             ));
         }
         Ok(ClusterMetadata::shard_of(t, partition, self.shards))
@@ -108,7 +118,10 @@ impl Shard {
 
     fn local(&self, key: &PartitionKey) -> Result<Rc<Partition>, PartitionError> {
         if self.closed.is_set() {
-            return Err(PartitionError::new(ErrorCode::SHUTTING_DOWN, "the broker is shutting down"));
+            return Err(PartitionError::new(
+                ErrorCode::SHUTTING_DOWN,
+                "the broker is shutting down",
+            ));
         }
         self.partitions
             .borrow()
@@ -154,13 +167,13 @@ impl Shard {
                 }
                 ShardMsg::Done
             }
-            ShardMsg::ListOffset { key, timestamp } => {
-                ShardMsg::Offset(match self.local(&key) {
-                    Ok(p) => list_offset(&p, timestamp).await,
-                    Err(e) => Err(e),
-                })
+            ShardMsg::ListOffset { key, timestamp } => ShardMsg::Offset(match self.local(&key) {
+                Ok(p) => list_offset(&p, timestamp).await,
+                Err(e) => Err(e),
+            }),
+            ShardMsg::Offsets { key } => {
+                ShardMsg::OffsetsAre(self.local(&key).map(|p| p.offsets()))
             }
-            ShardMsg::Offsets { key } => ShardMsg::OffsetsAre(self.local(&key).map(|p| p.offsets())),
             _ => ShardMsg::Unexpected("data shards answer partition requests only"),
         }
     }
@@ -172,7 +185,9 @@ impl Shard {
         let mut wanted: BTreeMap<PartitionKey, &TopicMeta> = BTreeMap::new();
         for t in md.topics.values() {
             for p in &t.partitions {
-                if p.replicas.contains(&me) && ClusterMetadata::shard_of(t, p.partition, self.shards) == self.id {
+                if p.replicas.contains(&me)
+                    && ClusterMetadata::shard_of(t, p.partition, self.shards) == self.id
+                {
                     wanted.insert(
                         PartitionKey {
                             topic: t.name.clone(),
@@ -185,7 +200,11 @@ impl Shard {
         }
         let dropped: Vec<(PartitionKey, Rc<Partition>)> = {
             let mut parts = self.partitions.borrow_mut();
-            let gone: Vec<PartitionKey> = parts.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
+            let gone: Vec<PartitionKey> = parts
+                .keys()
+                .filter(|k| !wanted.contains_key(*k))
+                .cloned()
+                .collect();
             gone.into_iter()
                 .filter_map(|k| parts.remove(&k).map(|p| (k, p)))
                 .collect()
@@ -216,7 +235,9 @@ impl Shard {
     /// Counts a request in flight on this shard; dropping the guard counts it out.
     pub fn begin_request(self: &Rc<Self>) -> InflightGuard {
         self.inflight.set(self.inflight.get() + 1);
-        InflightGuard { shard: self.clone() }
+        InflightGuard {
+            shard: self.clone(),
+        }
     }
 
     /// Finishes shutdown: waits (bounded) for in-flight requests, then closes every log
@@ -237,7 +258,12 @@ impl Shard {
             };
             futures_lite::future::or(self.inflight_done.wait(), timer).await;
         }
-        let parts: Vec<Rc<Partition>> = self.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
+        let parts: Vec<Rc<Partition>> = self
+            .partitions
+            .borrow_mut()
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
         let count = parts.len();
         for p in parts {
             if let Err(e) = p.log.close().await {
@@ -304,7 +330,11 @@ impl Drop for InflightGuard {
     }
 }
 
-async fn open_partition(config: &BrokerConfig, topic: &TopicMeta, partition: i32) -> Result<Partition, StorageError> {
+async fn open_partition(
+    config: &BrokerConfig,
+    topic: &TopicMeta,
+    partition: i32,
+) -> Result<Partition, StorageError> {
     let log_config = topic_log_config(&config.log, &topic.configs).map_err(StorageError::Config)?;
     let dir = Partition::dir(&config.data_dir, &topic.name, partition);
     let log = PartitionLog::open(&dir, log_config).await?;

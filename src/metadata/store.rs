@@ -44,10 +44,12 @@ pub fn load(data_dir: &Path) -> Result<Option<ClusterMetadata>, StoreError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io("read", &path)(e)),
     };
-    serde_json::from_str(&text).map(Some).map_err(|e| StoreError::Corrupt {
-        path,
-        reason: e.to_string(),
-    })
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt {
+            path,
+            reason: e.to_string(),
+        })
 }
 
 /// Replaces the metadata of `data_dir` atomically and durably.

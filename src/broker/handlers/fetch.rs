@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringlog_schema::frame::push_payload;
-use ringlog_schema::wire::{BodyT, ErrorCode, FetchPartitionResultT, FetchRequestT, FetchResponseT};
+use ringlog_schema::wire::{
+    BodyT, ErrorCode, FetchPartitionResultT, FetchRequestT, FetchResponseT,
+};
 
 use crate::broker::handlers::{call_owners, Response};
 use crate::broker::messages::{FetchData, PartitionError, PartitionKey, ShardMsg};
@@ -22,7 +24,10 @@ pub async fn handle(shard: &Shard, req: FetchRequestT) -> Response {
         let results = read_all(shard, &parts).await;
         let got: usize = results
             .iter()
-            .map(|r| r.as_ref().map_or(0, |d| d.batches.iter().map(Bytes::len).sum()))
+            .map(|r| {
+                r.as_ref()
+                    .map_or(0, |d| d.batches.iter().map(Bytes::len).sum())
+            })
             .sum();
         let any_error = results.iter().any(Result::is_err);
         let done = got >= req.min_bytes as usize
@@ -61,7 +66,10 @@ pub async fn handle(shard: &Shard, req: FetchRequestT) -> Response {
     }
 }
 
-async fn read_all(shard: &Shard, parts: &[ringlog_schema::wire::FetchPartitionT]) -> Vec<Result<FetchData, PartitionError>> {
+async fn read_all(
+    shard: &Shard,
+    parts: &[ringlog_schema::wire::FetchPartitionT],
+) -> Vec<Result<FetchData, PartitionError>> {
     let requests = parts
         .iter()
         .map(|p| {
@@ -84,7 +92,10 @@ async fn read_all(shard: &Shard, parts: &[ringlog_schema::wire::FetchPartitionT]
         .into_iter()
         .map(|a| match a {
             Ok(ShardMsg::Fetched(r)) => r,
-            Ok(_) => Err(PartitionError::new(ErrorCode::UNKNOWN_SERVER_ERROR, "unexpected answer")),
+            Ok(_) => Err(PartitionError::new(
+                ErrorCode::UNKNOWN_SERVER_ERROR,
+                "unexpected answer",
+            )),
             Err(e) => Err(e),
         })
         .collect()
@@ -167,7 +178,9 @@ fn respond(
         out.push(result);
     }
     Response {
-        body: BodyT::FetchResponse(Box::new(FetchResponseT { partitions: Some(out) })),
+        body: BodyT::FetchResponse(Box::new(FetchResponseT {
+            partitions: Some(out),
+        })),
         payload,
     }
 }

@@ -1,7 +1,9 @@
 //! ListOffsets: earliest (-2), latest (-1, the high watermark) or the first offset
 //! at or after a timestamp, per partition.
 
-use ringlog_schema::wire::{BodyT, ErrorCode, ListOffsetsPartitionResultT, ListOffsetsRequestT, ListOffsetsResponseT};
+use ringlog_schema::wire::{
+    BodyT, ErrorCode, ListOffsetsPartitionResultT, ListOffsetsRequestT, ListOffsetsResponseT,
+};
 
 use crate::broker::handlers::call_owners;
 use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
@@ -32,7 +34,10 @@ pub async fn handle(shard: &Shard, req: ListOffsetsRequestT) -> BodyT {
         .map(|(p, a)| {
             let r = match a {
                 Ok(ShardMsg::Offset(r)) => r,
-                Ok(_) => Err(PartitionError::new(ErrorCode::UNKNOWN_SERVER_ERROR, "unexpected answer")),
+                Ok(_) => Err(PartitionError::new(
+                    ErrorCode::UNKNOWN_SERVER_ERROR,
+                    "unexpected answer",
+                )),
                 Err(e) => Err(e),
             };
             match r {

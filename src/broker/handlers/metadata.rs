@@ -3,7 +3,8 @@
 //! auto-created when the client allows it and `auto.create.topics.enable` is on.
 
 use ringlog_schema::wire::{
-    BodyT, BrokerT, ErrorCode, MetadataRequestT, MetadataResponseT, PartitionMetadataT, TopicMetadataT,
+    BodyT, BrokerT, ErrorCode, MetadataRequestT, MetadataResponseT, PartitionMetadataT,
+    TopicMetadataT,
 };
 use ringlog_shards::Peer;
 
@@ -15,16 +16,27 @@ pub async fn handle(shard: &Shard, req: MetadataRequestT) -> BodyT {
     if let Some(names) = &req.topics {
         let missing: Vec<String> = {
             let md = shard.metadata.borrow();
-            names.iter().filter(|n| !md.topics.contains_key(*n)).cloned().collect()
+            names
+                .iter()
+                .filter(|n| !md.topics.contains_key(*n))
+                .cloned()
+                .collect()
         };
         if !missing.is_empty() && req.allow_auto_topic_creation && shard.config.auto_create_topics {
             // The coordinator answers after every shard adopted the new metadata.
-            let _ = shard.mesh().call(Peer::Coordinator, ShardMsg::AutoCreate(missing)).await;
+            let _ = shard
+                .mesh()
+                .call(Peer::Coordinator, ShardMsg::AutoCreate(missing))
+                .await;
         }
     }
     let md = shard.metadata.borrow().clone();
     let topics = match &req.topics {
-        None => md.topics.values().map(|t| topic_metadata(t, shard.shards)).collect(),
+        None => md
+            .topics
+            .values()
+            .map(|t| topic_metadata(t, shard.shards))
+            .collect(),
         Some(names) => names
             .iter()
             .map(|n| match md.topics.get(n) {

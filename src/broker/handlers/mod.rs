@@ -66,10 +66,16 @@ pub async fn dispatch(shard: &Shard, body: BodyT, payload: Bytes) -> Option<Resp
         BodyT::DescribeTopicsRequest(req) => topics::describe(shard, *req).await,
         BodyT::FetchRequest(req) => return Some(fetch::handle(shard, *req).await),
         BodyT::ListOffsetsRequest(req) => list_offsets::handle(shard, *req).await,
-        BodyT::ProduceRequest(_) => error_body(ErrorCode::INVALID_REQUEST, "produce is handled by the connection reader"),
+        BodyT::ProduceRequest(_) => error_body(
+            ErrorCode::INVALID_REQUEST,
+            "produce is handled by the connection reader",
+        ),
         other => error_body(
             ErrorCode::UNSUPPORTED_API,
-            &format!("{:?} is not a request this broker serves", other.body_type()),
+            &format!(
+                "{:?} is not a request this broker serves",
+                other.body_type()
+            ),
         ),
     };
     Some(Response::new(body))
@@ -84,7 +90,10 @@ pub fn error_body(code: ErrorCode, message: &str) -> BodyT {
 }
 
 /// Sends each request to its partition's owner in order, then awaits all answers.
-pub async fn call_owners(shard: &Shard, requests: Vec<(PartitionKey, ShardMsg)>) -> Vec<Result<ShardMsg, PartitionError>> {
+pub async fn call_owners(
+    shard: &Shard,
+    requests: Vec<(PartitionKey, ShardMsg)>,
+) -> Vec<Result<ShardMsg, PartitionError>> {
     let mut pending = Vec::with_capacity(requests.len());
     for (key, msg) in requests {
         pending.push(shard.send_to_owner(&key, msg).await);
@@ -106,8 +115,10 @@ type Slot<F> = (Option<Pin<Box<F>>>, Option<<F as Future>::Output>);
 
 /// Polls every future until all are done; outputs in input order.
 pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut slots: Vec<Slot<F>> =
-        futures.into_iter().map(|f| (Some(Box::pin(f)), None)).collect();
+    let mut slots: Vec<Slot<F>> = futures
+        .into_iter()
+        .map(|f| (Some(Box::pin(f)), None))
+        .collect();
     std::future::poll_fn(|cx| {
         let mut done = true;
         for (fut, out) in &mut slots {

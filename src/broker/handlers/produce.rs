@@ -4,7 +4,9 @@
 
 use bytes::Bytes;
 use ringlog_schema::frame;
-use ringlog_schema::wire::{BodyT, ErrorCode, ProducePartitionResultT, ProduceRequestT, ProduceResponseT};
+use ringlog_schema::wire::{
+    BodyT, ErrorCode, ProducePartitionResultT, ProduceRequestT, ProduceResponseT,
+};
 use ringlog_shards::Reply;
 
 use crate::broker::handlers::{error_body, join_all, Response};
@@ -49,7 +51,10 @@ pub async fn enqueue(shard: &Shard, req: ProduceRequestT, payload: Bytes) -> Pen
                     )
                     .await
             }
-            Err(e) => Err(PartitionError::new(ErrorCode::CORRUPT_MESSAGE, e.to_string())),
+            Err(e) => Err(PartitionError::new(
+                ErrorCode::CORRUPT_MESSAGE,
+                e.to_string(),
+            )),
         };
         partitions.push((key, queued));
     }
@@ -73,8 +78,14 @@ impl PendingProduce {
                     let outcome = match queued {
                         Ok(reply) => match reply.recv().await {
                             Ok(ShardMsg::Produced(r)) => r,
-                            Ok(_) => Err(PartitionError::new(ErrorCode::UNKNOWN_SERVER_ERROR, "unexpected answer")),
-                            Err(e) => Err(PartitionError::new(ErrorCode::NOT_LEADER_OR_FOLLOWER, e.to_string())),
+                            Ok(_) => Err(PartitionError::new(
+                                ErrorCode::UNKNOWN_SERVER_ERROR,
+                                "unexpected answer",
+                            )),
+                            Err(e) => Err(PartitionError::new(
+                                ErrorCode::NOT_LEADER_OR_FOLLOWER,
+                                e.to_string(),
+                            )),
                         },
                         Err(e) => Err(e),
                     };
@@ -107,8 +118,10 @@ impl PendingProduce {
                 },
             })
             .collect();
-        Some(Response::new(BodyT::ProduceResponse(Box::new(ProduceResponseT {
-            partitions: Some(partitions),
-        }))))
+        Some(Response::new(BodyT::ProduceResponse(Box::new(
+            ProduceResponseT {
+                partitions: Some(partitions),
+            },
+        ))))
     }
 }

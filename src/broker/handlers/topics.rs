@@ -20,7 +20,10 @@ pub async fn create(shard: &Shard, req: CreateTopicsRequestT) -> BodyT {
         .await
     {
         Ok(ShardMsg::Created(resp)) => BodyT::CreateTopicsResponse(resp),
-        Ok(_) => error_body(ErrorCode::UNKNOWN_SERVER_ERROR, "unexpected answer from the coordinator"),
+        Ok(_) => error_body(
+            ErrorCode::UNKNOWN_SERVER_ERROR,
+            "unexpected answer from the coordinator",
+        ),
         Err(e) => error_body(ErrorCode::SHUTTING_DOWN, &e.to_string()),
     }
 }
@@ -32,14 +35,19 @@ pub async fn delete(shard: &Shard, req: DeleteTopicsRequestT) -> BodyT {
         .await
     {
         Ok(ShardMsg::Deleted(resp)) => BodyT::DeleteTopicsResponse(resp),
-        Ok(_) => error_body(ErrorCode::UNKNOWN_SERVER_ERROR, "unexpected answer from the coordinator"),
+        Ok(_) => error_body(
+            ErrorCode::UNKNOWN_SERVER_ERROR,
+            "unexpected answer from the coordinator",
+        ),
         Err(e) => error_body(ErrorCode::SHUTTING_DOWN, &e.to_string()),
     }
 }
 
 pub async fn describe(shard: &Shard, req: DescribeTopicsRequestT) -> BodyT {
     let md = shard.metadata.borrow().clone();
-    let names: Vec<String> = req.names.unwrap_or_else(|| md.topics.keys().cloned().collect());
+    let names: Vec<String> = req
+        .names
+        .unwrap_or_else(|| md.topics.keys().cloned().collect());
     let mut topics = Vec::with_capacity(names.len());
     for name in names {
         let Some(t) = md.topics.get(&name) else {
@@ -109,5 +117,7 @@ pub async fn describe(shard: &Shard, req: DescribeTopicsRequestT) -> BodyT {
             ),
         });
     }
-    BodyT::DescribeTopicsResponse(Box::new(DescribeTopicsResponseT { topics: Some(topics) }))
+    BodyT::DescribeTopicsResponse(Box::new(DescribeTopicsResponseT {
+        topics: Some(topics),
+    }))
 }

@@ -1,0 +1,90 @@
+//! The command line: `ringlog serve | topic | produce | consume`, with Kafka tools'
+//! habits (`-b/--bootstrap-server`, `--from-beginning`, `--max-messages`).
+
+mod consume;
+mod produce;
+mod serve;
+mod topic;
+
+use std::future::Future;
+
+use clap::{Parser, Subcommand};
+use ringlog::client::BOOTSTRAP_DEFAULT;
+
+#[derive(Parser)]
+#[command(
+    name = "ringlog",
+    version,
+    about = "ringlog: a Kafka-class message broker, thread-per-core on io_uring"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve(serve::ServeArgs),
+    /// Create, list, describe and delete topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Produce lines from stdin, one record per line.
+    Produce(produce::ProduceArgs),
+    /// Consume records and print them, one per line.
+    Consume(consume::ConsumeArgs),
+}
+
+/// Connection options shared by the client commands.
+#[derive(clap::Args, Clone)]
+pub struct Connect {
+    /// Broker address (native protocol).
+    #[arg(short = 'b', long = "bootstrap-server", default_value = BOOTSTRAP_DEFAULT, env = "RINGLOG_BOOTSTRAP_SERVER")]
+    pub bootstrap_server: String,
+}
+
+pub fn run() -> anyhow::Result<i32> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Topic(cmd) => {
+            init_logging("warn");
+            topic::run(cmd)
+        }
+        Command::Produce(args) => {
+            init_logging("warn");
+            produce::run(args)
+        }
+        Command::Consume(args) => {
+            init_logging("warn");
+            consume::run(args)
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `default_level`).
+pub fn init_logging(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Runs a client future on a small glommio executor on this thread.
+pub fn block_on<F, Fut, T>(f: F) -> anyhow::Result<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<T>> + 'static,
+    T: Send + 'static,
+{
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .name("ringlog-cli")
+        .io_memory(512 << 10)
+        .spawn(f)
+        .map_err(|e| anyhow::anyhow!("cannot start the I/O executor (io_uring): {e}"))?
+        .join()
+        .map_err(|e| anyhow::anyhow!("executor failed: {e}"))?
+}

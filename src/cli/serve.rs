@@ -1,0 +1,68 @@
+//! `ringlog serve`: flags and environment over the TOML config, then run the broker.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use ringlog::config::BrokerConfig;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// TOML config file with Kafka's key names (log.dirs, num.partitions, ...).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (log.dirs). Default ./data.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Data shards (default: one per core).
+    #[arg(long)]
+    shards: Option<u16>,
+    /// CPU of each shard, comma-separated.
+    #[arg(long)]
+    cores: Option<String>,
+    /// Native listener HOST:PORT (port 0 = ephemeral). Default 127.0.0.1:9290.
+    #[arg(long)]
+    native_addr: Option<String>,
+    /// Kafka-protocol listener HOST:PORT (not served yet: refused with an error).
+    #[arg(long)]
+    kafka_addr: Option<String>,
+    /// Admin HTTP listener HOST:PORT (not served yet: refused with an error).
+    #[arg(long)]
+    admin_addr: Option<String>,
+    /// broker.id.
+    #[arg(long)]
+    broker_id: Option<i32>,
+    /// Any config key: --set key=value (repeatable), over file and environment.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
+    super::init_logging("info");
+    let mut config = BrokerConfig::default();
+    if let Some(path) = &args.config {
+        config.apply_toml_file(path)?;
+    }
+    config.apply_env(std::env::vars())?;
+    let flags: [(&str, Option<String>); 7] = [
+        ("log.dirs", args.data_dir.map(|p| p.display().to_string())),
+        ("shards", args.shards.map(|s| s.to_string())),
+        ("cores", args.cores),
+        ("native.listener", args.native_addr),
+        ("kafka.listener", args.kafka_addr),
+        ("admin.listener", args.admin_addr),
+        ("broker.id", args.broker_id.map(|b| b.to_string())),
+    ];
+    for (key, value) in flags {
+        if let Some(v) = value {
+            config.set(key, &v, "command line")?;
+        }
+    }
+    for kv in &args.set {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
+        config.set(k.trim(), v, "command line --set")?;
+    }
+    ringlog::broker::serve(config)?;
+    Ok(0)
+}

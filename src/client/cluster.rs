@@ -1,0 +1,292 @@
+//! [`Client`]: the broker connection plus a metadata cache and the admin calls.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use ringlog_schema::frame::payload_slice;
+use ringlog_schema::wire::*;
+
+use crate::client::{ClientError, Connection};
+
+/// A partition as metadata describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub partition: i32,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub shard: u16,
+    pub error: ErrorCode,
+}
+
+/// A topic as metadata describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// A connection to the cluster with cached topic metadata. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    conn: Connection,
+    topics: Rc<RefCell<HashMap<String, Rc<TopicInfo>>>>,
+}
+
+/// Resolves `host:port` to the first address.
+pub fn resolve(addr: &str) -> Result<SocketAddr, ClientError> {
+    addr.to_socket_addrs()
+        .map_err(|e| ClientError::Connect {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?
+        .next()
+        .ok_or_else(|| ClientError::Connect {
+            addr: addr.to_string(),
+            reason: "no address".into(),
+        })
+}
+
+impl Client {
+    /// Connects to the bootstrap server and says hello.
+    pub async fn connect(bootstrap: &str) -> Result<Self, ClientError> {
+        let conn = Connection::connect(resolve(bootstrap)?).await?;
+        let client = Self {
+            conn,
+            topics: Rc::new(RefCell::new(HashMap::new())),
+        };
+        client.hello().await?;
+        Ok(client)
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    async fn hello(&self) -> Result<HelloResponseT, ClientError> {
+        let body = BodyT::HelloRequest(Box::new(HelloRequestT {
+            client_id: Some("ringlog-client".into()),
+            protocol_version: 1,
+        }));
+        match self.conn.request(body, Vec::new()).await?.envelope.body {
+            BodyT::HelloResponse(r) if r.error == ErrorCode::NONE => Ok(*r),
+            BodyT::HelloResponse(r) => Err(ClientError::broker(r.error, None)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Fetches metadata for `topics` (all when `None`), optionally asking the broker to
+    /// create missing ones, and refreshes the cache.
+    pub async fn metadata(
+        &self,
+        topics: Option<Vec<String>>,
+        auto_create: bool,
+    ) -> Result<MetadataResponseT, ClientError> {
+        let body = BodyT::MetadataRequest(Box::new(MetadataRequestT {
+            topics,
+            allow_auto_topic_creation: auto_create,
+        }));
+        let resp = match self.conn.request(body, Vec::new()).await?.envelope.body {
+            BodyT::MetadataResponse(r) => *r,
+            other => return Err(unexpected(other)),
+        };
+        let mut cache = self.topics.borrow_mut();
+        for t in resp.topics.iter().flatten() {
+            if t.error != ErrorCode::NONE {
+                cache.remove(&t.name);
+                continue;
+            }
+            let info = TopicInfo {
+                name: t.name.clone(),
+                partitions: t
+                    .partitions
+                    .iter()
+                    .flatten()
+                    .map(|p| PartitionInfo {
+                        partition: p.partition,
+                        leader: p.leader,
+                        leader_epoch: p.leader_epoch,
+                        replicas: p.replicas.clone().unwrap_or_default(),
+                        isr: p.isr.clone().unwrap_or_default(),
+                        shard: p.shard,
+                        error: p.error,
+                    })
+                    .collect(),
+            };
+            cache.insert(t.name.clone(), Rc::new(info));
+        }
+        Ok(resp)
+    }
+
+    /// A topic's metadata, from the cache or the broker.
+    pub async fn topic(&self, name: &str, auto_create: bool) -> Result<Rc<TopicInfo>, ClientError> {
+        if let Some(t) = self.topics.borrow().get(name) {
+            return Ok(t.clone());
+        }
+        let resp = self
+            .metadata(Some(vec![name.to_string()]), auto_create)
+            .await?;
+        if let Some(t) = resp.topics.iter().flatten().find(|t| t.name == name) {
+            if t.error == ErrorCode::UNKNOWN_TOPIC_OR_PARTITION {
+                return Err(ClientError::UnknownTopic(name.to_string()));
+            }
+            if t.error != ErrorCode::NONE {
+                return Err(ClientError::broker(t.error, t.message.clone()));
+            }
+        }
+        self.topics
+            .borrow()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ClientError::UnknownTopic(name.to_string()))
+    }
+
+    /// Creates a topic; `configs` are topic-level settings (`retention.ms`, ...).
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: Vec<(String, String)>,
+    ) -> Result<(), ClientError> {
+        let body = BodyT::CreateTopicsRequest(Box::new(CreateTopicsRequestT {
+            topics: Some(vec![NewTopicT {
+                name: name.to_string(),
+                partitions,
+                replication_factor,
+                configs: Some(
+                    configs
+                        .into_iter()
+                        .map(|(key, value)| ConfigEntryT { key, value })
+                        .collect(),
+                ),
+            }]),
+            timeout_ms: 30_000,
+            validate_only: false,
+        }));
+        match self.conn.request(body, Vec::new()).await?.envelope.body {
+            BodyT::CreateTopicsResponse(r) => first_result(r.results),
+            BodyT::ErrorResponse(e) => Err(ClientError::broker(e.error, e.message)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Deletes a topic and its data.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
+        self.topics.borrow_mut().remove(name);
+        let body = BodyT::DeleteTopicsRequest(Box::new(DeleteTopicsRequestT {
+            names: Some(vec![name.to_string()]),
+            timeout_ms: 30_000,
+        }));
+        match self.conn.request(body, Vec::new()).await?.envelope.body {
+            BodyT::DeleteTopicsResponse(r) => first_result(r.results),
+            BodyT::ErrorResponse(e) => Err(ClientError::broker(e.error, e.message)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Describes topics (all when `None`), with each partition's offsets.
+    pub async fn describe_topics(
+        &self,
+        names: Option<Vec<String>>,
+    ) -> Result<Vec<TopicDescriptionT>, ClientError> {
+        let body = BodyT::DescribeTopicsRequest(Box::new(DescribeTopicsRequestT { names }));
+        match self.conn.request(body, Vec::new()).await?.envelope.body {
+            BodyT::DescribeTopicsResponse(r) => Ok(r.topics.unwrap_or_default()),
+            BodyT::ErrorResponse(e) => Err(ClientError::broker(e.error, e.message)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Lists an offset: `timestamp` -2 = earliest, -1 = latest, else by time.
+    pub async fn list_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+    ) -> Result<i64, ClientError> {
+        let body = BodyT::ListOffsetsRequest(Box::new(ListOffsetsRequestT {
+            partitions: Some(vec![ListOffsetsPartitionT {
+                topic: topic.to_string(),
+                partition,
+                timestamp,
+            }]),
+        }));
+        match self.conn.request(body, Vec::new()).await?.envelope.body {
+            BodyT::ListOffsetsResponse(r) => {
+                let p = r
+                    .partitions
+                    .unwrap_or_default()
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| ClientError::Protocol("empty ListOffsets answer".into()))?;
+                if p.error != ErrorCode::NONE {
+                    return Err(ClientError::broker(p.error, p.message));
+                }
+                Ok(p.offset)
+            }
+            BodyT::ErrorResponse(e) => Err(ClientError::broker(e.error, e.message)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends one fetch and returns, per partition asked, the result and its batches.
+    pub async fn fetch(
+        &self,
+        partitions: Vec<FetchPartitionT>,
+        max_wait_ms: u32,
+        min_bytes: u32,
+        max_bytes: u32,
+    ) -> Result<Vec<(FetchPartitionResultT, Bytes)>, ClientError> {
+        let body = BodyT::FetchRequest(Box::new(FetchRequestT {
+            max_wait_ms,
+            min_bytes,
+            max_bytes,
+            partitions: Some(partitions),
+        }));
+        let frame = self.conn.request(body, Vec::new()).await?;
+        match frame.envelope.body {
+            BodyT::FetchResponse(r) => r
+                .partitions
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| {
+                    let data = match &p.records {
+                        Some(range) if range.length > 0 => {
+                            payload_slice(&frame.payload, Some(range), "records")
+                                .map_err(|e| ClientError::Protocol(e.to_string()))?
+                        }
+                        _ => Bytes::new(),
+                    };
+                    Ok((p, data))
+                })
+                .collect(),
+            BodyT::ErrorResponse(e) => Err(ClientError::broker(e.error, e.message)),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn first_result(results: Option<Vec<TopicResultT>>) -> Result<(), ClientError> {
+    let r = results
+        .unwrap_or_default()
+        .into_iter()
+        .next()
+        .ok_or_else(|| ClientError::Protocol("empty answer".into()))?;
+    if r.error == ErrorCode::NONE {
+        Ok(())
+    } else {
+        Err(ClientError::broker(r.error, r.message))
+    }
+}
+
+pub(crate) fn unexpected(body: BodyT) -> ClientError {
+    match body {
+        BodyT::ErrorResponse(e) => ClientError::broker(e.error, e.message),
+        other => ClientError::Protocol(format!("unexpected answer {:?}", other.body_type())),
+    }
+}

@@ -1,0 +1,218 @@
+//! The consumer: reads assigned partitions from chosen offsets. One fetch is always
+//! in flight ahead of the application: as soon as an answer arrives, the next fetch
+//! (from the offsets after it) is sent, then the records are decoded and returned.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use ringlog_schema::frame::payload_slice;
+use ringlog_schema::wire::{BodyT, ErrorCode, FetchPartitionT, FetchRequestT};
+use ringlog_schema::{split_batches, RecordHeader};
+
+use crate::client::cluster::unexpected;
+use crate::client::connection::ResponseFuture;
+use crate::client::{Client, ClientError};
+
+/// Consumer settings (Kafka's names in the docs).
+#[derive(Clone, Debug)]
+pub struct ConsumerConfig {
+    /// `fetch.max.wait.ms`: how long the broker holds a fetch waiting for data.
+    pub max_wait_ms: u32,
+    /// `fetch.min.bytes`.
+    pub min_bytes: u32,
+    /// `fetch.max.bytes`.
+    pub max_bytes: u32,
+    /// `max.partition.fetch.bytes`.
+    pub partition_max_bytes: u32,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            max_wait_ms: 500,
+            min_bytes: 1,
+            max_bytes: 50 << 20,
+            partition_max_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Where a partition's consumption starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartOffset {
+    Earliest,
+    Latest,
+    Offset(i64),
+}
+
+/// A consumed record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<RecordHeader>,
+}
+
+struct Position {
+    partition: i32,
+    offset: i64,
+}
+
+/// Reads one topic's assigned partitions.
+pub struct Consumer {
+    client: Client,
+    topic: String,
+    config: ConsumerConfig,
+    positions: Vec<Position>,
+    ahead: Option<ResponseFuture>,
+    ready: VecDeque<Record>,
+}
+
+impl Consumer {
+    /// Assigns `partitions` of `topic` (all when `None`), each starting at `start`.
+    pub async fn assign(
+        client: Client,
+        topic: &str,
+        partitions: Option<Vec<i32>>,
+        start: StartOffset,
+        config: ConsumerConfig,
+    ) -> Result<Self, ClientError> {
+        let info = client.topic(topic, false).await?;
+        let count = info.partitions.len();
+        let partitions = match partitions {
+            Some(ps) => {
+                for p in &ps {
+                    if *p < 0 || *p as usize >= count {
+                        return Err(ClientError::UnknownPartition {
+                            topic: topic.to_string(),
+                            partition: *p,
+                            count,
+                        });
+                    }
+                }
+                ps
+            }
+            None => (0..count as i32).collect(),
+        };
+        let mut positions = Vec::with_capacity(partitions.len());
+        for p in partitions {
+            let offset = match start {
+                StartOffset::Earliest => client.list_offset(topic, p, -2).await?,
+                StartOffset::Latest => client.list_offset(topic, p, -1).await?,
+                StartOffset::Offset(o) => o,
+            };
+            positions.push(Position {
+                partition: p,
+                offset,
+            });
+        }
+        Ok(Self {
+            client,
+            topic: topic.to_string(),
+            config,
+            positions,
+            ahead: None,
+            ready: VecDeque::new(),
+        })
+    }
+
+    /// The next offset to read of each assigned partition.
+    pub fn positions(&self) -> Vec<(i32, i64)> {
+        self.positions
+            .iter()
+            .map(|p| (p.partition, p.offset))
+            .collect()
+    }
+
+    /// Returns the next records: at once if some are buffered, else after one fetch
+    /// (which the broker holds up to `max_wait_ms`); empty if nothing arrived.
+    pub async fn poll(&mut self) -> Result<Vec<Record>, ClientError> {
+        if !self.ready.is_empty() {
+            return Ok(self.ready.drain(..).collect());
+        }
+        let pending = match self.ahead.take() {
+            Some(p) => p,
+            None => self.send_fetch().await?,
+        };
+        let frame = pending.await_response().await?;
+        let resp = match frame.envelope.body {
+            BodyT::FetchResponse(r) => r,
+            other => return Err(unexpected(other)),
+        };
+        let mut chunks = Vec::new();
+        for p in resp.partitions.unwrap_or_default() {
+            if p.topic != self.topic {
+                continue;
+            }
+            if p.error != ErrorCode::NONE {
+                return Err(ClientError::broker(p.error, p.message));
+            }
+            let data = match &p.records {
+                Some(r) if r.length > 0 => payload_slice(&frame.payload, Some(r), "records")
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?,
+                _ => continue,
+            };
+            let Some(pos) = self
+                .positions
+                .iter_mut()
+                .find(|x| x.partition == p.partition)
+            else {
+                continue;
+            };
+            let from = pos.offset;
+            for b in split_batches(data.clone()) {
+                let b = b.map_err(|e| ClientError::Records(e.to_string()))?;
+                pos.offset = pos.offset.max(b.last_offset() + 1);
+            }
+            chunks.push((p.partition, from, data));
+        }
+        // Fetch ahead while this answer is decoded and processed.
+        self.ahead = Some(self.send_fetch().await?);
+        let mut out = Vec::new();
+        for (partition, from, data) in chunks {
+            for b in split_batches(data) {
+                let b = b.map_err(|e| ClientError::Records(e.to_string()))?;
+                for r in b
+                    .records()
+                    .map_err(|e| ClientError::Records(e.to_string()))?
+                {
+                    if r.offset < from {
+                        continue;
+                    }
+                    out.push(Record {
+                        partition,
+                        offset: r.offset,
+                        timestamp: r.timestamp,
+                        key: r.key,
+                        value: r.value,
+                        headers: r.headers,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn send_fetch(&self) -> Result<ResponseFuture, ClientError> {
+        let partitions = self
+            .positions
+            .iter()
+            .map(|p| FetchPartitionT {
+                topic: self.topic.clone(),
+                partition: p.partition,
+                offset: p.offset,
+                max_bytes: self.config.partition_max_bytes,
+            })
+            .collect();
+        let body = BodyT::FetchRequest(Box::new(FetchRequestT {
+            max_wait_ms: self.config.max_wait_ms,
+            min_bytes: self.config.min_bytes,
+            max_bytes: self.config.max_bytes,
+            partitions: Some(partitions),
+        }));
+        self.client.connection().send(body, Vec::new()).await
+    }
+}

@@ -1,0 +1,335 @@
+//! The batching producer: records accumulate per partition until the batch is full
+//! (`batch_bytes`) or has waited `linger`; each full batch becomes a produce request,
+//! and up to `max_in_flight` requests are pipelined on the connection. Requests are
+//! queued on the connection in the order batches close, and the broker appends a
+//! connection's batches in arrival order, so per-partition order is kept.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use glommio::sync::Semaphore;
+use ringlog_schema::wire::{BodyT, ErrorCode, PayloadRangeT, ProducePartitionT, ProduceRequestT};
+use ringlog_schema::{BatchBuilder, RecordHeader};
+
+use crate::broker::signal::{Latch, Signal};
+use crate::client::cluster::unexpected;
+use crate::client::partitioner::partition_for_key;
+use crate::client::{Client, ClientError};
+
+/// Producer settings (Kafka's names in the docs).
+#[derive(Clone, Debug)]
+pub struct ProducerConfig {
+    /// `acks`: 0, 1 or -1 (all).
+    pub acks: i8,
+    /// `batch.size`: a partition's batch is sent once it reaches this many bytes.
+    pub batch_bytes: usize,
+    /// `linger.ms`: longest a record waits for its batch to fill.
+    pub linger: Duration,
+    /// `max.in.flight.requests`: produce requests awaiting an answer.
+    pub max_in_flight: usize,
+    /// Largest record accepted (the broker's `message.max.bytes` applies too).
+    pub max_record_bytes: usize,
+    /// Ask the broker to create missing topics.
+    pub auto_create_topics: bool,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            acks: -1,
+            batch_bytes: 64 * 1024,
+            linger: Duration::from_millis(5),
+            max_in_flight: 64,
+            max_record_bytes: 1_000_000,
+            auto_create_topics: true,
+        }
+    }
+}
+
+/// The fate of one batch, shared by its records' [`Delivery`] handles.
+#[derive(Default)]
+struct BatchOutcome {
+    done: Latch,
+    result: RefCell<Option<Result<i64, ClientError>>>,
+}
+
+/// A record's acknowledgement: resolves to (partition, offset) once its batch is
+/// committed. With acks = 0 the offset is -1.
+pub struct Delivery {
+    outcome: Rc<BatchOutcome>,
+    index: i64,
+    partition: i32,
+}
+
+impl Delivery {
+    pub async fn wait(self) -> Result<(i32, i64), ClientError> {
+        self.outcome.done.wait().await;
+        match &*self.outcome.result.borrow() {
+            Some(Ok(base)) if *base >= 0 => Ok((self.partition, base + self.index)),
+            Some(Ok(_)) => Ok((self.partition, -1)),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(ClientError::Disconnected("batch abandoned".into())),
+        }
+    }
+}
+
+struct Accumulator {
+    builder: BatchBuilder,
+    outcome: Rc<BatchOutcome>,
+    /// Bumped each time the batch is sent, so a stale linger timer does nothing.
+    generation: u64,
+    linger_armed: bool,
+}
+
+struct Inner {
+    client: Client,
+    config: ProducerConfig,
+    batches: RefCell<HashMap<(String, i32), Accumulator>>,
+    round_robin: Cell<usize>,
+    slots: Rc<Semaphore>,
+    outstanding: Cell<usize>,
+    idle: Signal,
+    first_error: RefCell<Option<ClientError>>,
+}
+
+/// A batching, pipelining producer. Cheap to clone.
+#[derive(Clone)]
+pub struct Producer {
+    inner: Rc<Inner>,
+}
+
+impl Producer {
+    pub fn new(client: Client, config: ProducerConfig) -> Self {
+        let slots = Rc::new(Semaphore::new(config.max_in_flight.max(1) as u64));
+        Self {
+            inner: Rc::new(Inner {
+                client,
+                config,
+                batches: RefCell::new(HashMap::new()),
+                round_robin: Cell::new(0),
+                slots,
+                outstanding: Cell::new(0),
+                idle: Signal::default(),
+                first_error: RefCell::new(None),
+            }),
+        }
+    }
+
+    /// Adds a record to its partition's batch. `partition` overrides the partitioner
+    /// (murmur2 of the key, else round-robin).
+    pub async fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+        headers: &[RecordHeader],
+    ) -> Result<Delivery, ClientError> {
+        let inner = &self.inner;
+        let info = inner
+            .client
+            .topic(topic, inner.config.auto_create_topics)
+            .await?;
+        let count = info.partitions.len();
+        let partition = match partition {
+            Some(p) if p >= 0 && (p as usize) < count => p,
+            Some(p) => {
+                return Err(ClientError::UnknownPartition {
+                    topic: topic.to_string(),
+                    partition: p,
+                    count,
+                })
+            }
+            None => match &key {
+                Some(k) => partition_for_key(k, count) as i32,
+                None => {
+                    let n = inner.round_robin.get();
+                    inner.round_robin.set(n.wrapping_add(1));
+                    (n % count.max(1)) as i32
+                }
+            },
+        };
+        let size = 32
+            + key.as_ref().map_or(0, Bytes::len)
+            + value.as_ref().map_or(0, Bytes::len)
+            + headers
+                .iter()
+                .map(|h| 8 + h.key.len() + h.value.as_ref().map_or(0, Bytes::len))
+                .sum::<usize>();
+        if size > inner.config.max_record_bytes {
+            return Err(ClientError::RecordTooLarge {
+                size,
+                max: inner.config.max_record_bytes,
+            });
+        }
+        let slot = (topic.to_string(), partition);
+        let full_before = inner.batches.borrow().get(&slot).is_some_and(|a| {
+            !a.builder.is_empty() && a.builder.estimated_size() + size > inner.config.batch_bytes
+        });
+        if full_before {
+            self.send_batch(&slot).await;
+        }
+        let (delivery, full, arm) = {
+            let mut batches = inner.batches.borrow_mut();
+            let acc = batches.entry(slot.clone()).or_insert_with(|| Accumulator {
+                builder: BatchBuilder::new(),
+                outcome: Rc::new(BatchOutcome::default()),
+                generation: 0,
+                linger_armed: false,
+            });
+            acc.builder.push(key, value, headers, now_ms());
+            let delivery = Delivery {
+                outcome: acc.outcome.clone(),
+                index: acc.builder.len() as i64 - 1,
+                partition,
+            };
+            let full = acc.builder.estimated_size() >= inner.config.batch_bytes;
+            let arm = !full && !acc.linger_armed;
+            if arm {
+                acc.linger_armed = true;
+            }
+            (delivery, full, arm.then_some(acc.generation))
+        };
+        if full {
+            self.send_batch(&slot).await;
+        } else if let Some(generation) = arm {
+            let me = self.clone();
+            let linger = inner.config.linger;
+            glommio::spawn_local(async move {
+                glommio::timer::sleep(linger).await;
+                let due = me
+                    .inner
+                    .batches
+                    .borrow()
+                    .get(&slot)
+                    .is_some_and(|a| a.generation == generation && !a.builder.is_empty());
+                if due {
+                    me.send_batch(&slot).await;
+                }
+            })
+            .detach();
+        }
+        Ok(delivery)
+    }
+
+    /// Closes the partition's batch and queues it as a produce request.
+    async fn send_batch(&self, slot: &(String, i32)) {
+        let inner = &self.inner;
+        let taken = {
+            let mut batches = inner.batches.borrow_mut();
+            let Some(acc) = batches.get_mut(slot) else {
+                return;
+            };
+            if acc.builder.is_empty() {
+                return;
+            }
+            acc.generation += 1;
+            acc.linger_armed = false;
+            let outcome = std::mem::take(&mut acc.outcome);
+            (acc.builder.build(), outcome)
+        };
+        let (built, outcome) = taken;
+        inner.outstanding.set(inner.outstanding.get() + 1);
+        let batch = match built {
+            Ok(b) => b,
+            Err(e) => {
+                self.settle(&outcome, Err(ClientError::Records(e.to_string())));
+                return;
+            }
+        };
+        let Ok(permit) = inner.slots.clone().acquire_static_permit(1).await else {
+            self.settle(
+                &outcome,
+                Err(ClientError::Disconnected("producer closed".into())),
+            );
+            return;
+        };
+        let len = batch.len() as u32;
+        let body = BodyT::ProduceRequest(Box::new(ProduceRequestT {
+            acks: inner.config.acks,
+            timeout_ms: 30_000,
+            partitions: Some(vec![ProducePartitionT {
+                topic: slot.0.clone(),
+                partition: slot.1,
+                records: Some(PayloadRangeT {
+                    offset: 0,
+                    length: len,
+                }),
+            }]),
+        }));
+        let conn = inner.client.connection();
+        if inner.config.acks == 0 {
+            let r = conn.send_oneway(body, vec![batch]).await.map(|()| -1);
+            drop(permit);
+            self.settle(&outcome, r);
+            return;
+        }
+        let pending = match conn.send(body, vec![batch]).await {
+            Ok(p) => p,
+            Err(e) => {
+                drop(permit);
+                self.settle(&outcome, Err(e));
+                return;
+            }
+        };
+        let me = self.clone();
+        glommio::spawn_local(async move {
+            let result = match pending.await_response().await {
+                Ok(frame) => match frame.envelope.body {
+                    BodyT::ProduceResponse(r) => {
+                        match r.partitions.unwrap_or_default().into_iter().next() {
+                            Some(p) if p.error == ErrorCode::NONE => Ok(p.base_offset),
+                            Some(p) => Err(ClientError::broker(p.error, p.message)),
+                            None => Err(ClientError::Protocol("empty produce answer".into())),
+                        }
+                    }
+                    other => Err(unexpected(other)),
+                },
+                Err(e) => Err(e),
+            };
+            drop(permit);
+            me.settle(&outcome, result);
+        })
+        .detach();
+    }
+
+    fn settle(&self, outcome: &BatchOutcome, result: Result<i64, ClientError>) {
+        let inner = &self.inner;
+        if let Err(e) = &result {
+            inner
+                .first_error
+                .borrow_mut()
+                .get_or_insert_with(|| e.clone());
+        }
+        *outcome.result.borrow_mut() = Some(result);
+        outcome.done.set();
+        let n = inner.outstanding.get().saturating_sub(1);
+        inner.outstanding.set(n);
+        if n == 0 {
+            inner.idle.notify();
+        }
+    }
+
+    /// Sends every open batch and waits for all answers. Returns the first error any
+    /// batch met since the producer started (or since the last flush).
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        let slots: Vec<(String, i32)> = self.inner.batches.borrow().keys().cloned().collect();
+        for slot in slots {
+            self.send_batch(&slot).await;
+        }
+        while self.inner.outstanding.get() > 0 {
+            self.inner.idle.wait().await;
+        }
+        match self.inner.first_error.borrow_mut().take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    crate::broker::shard::now_ms()
+}
