@@ -67,7 +67,8 @@ impl Client {
         &self.conn
     }
 
-    async fn hello(&self) -> Result<HelloResponseT, ClientError> {
+    /// Says hello: the broker's id, shard count and the shard serving this connection.
+    pub async fn hello(&self) -> Result<HelloResponseT, ClientError> {
         let body = BodyT::HelloRequest(Box::new(HelloRequestT {
             client_id: Some("ringlog-client".into()),
             protocol_version: 1,

@@ -86,7 +86,8 @@ impl Connection {
         })
     }
 
-    fn check(&self) -> Result<(), ClientError> {
+    /// The error that broke this connection, if it is broken.
+    pub fn check(&self) -> Result<(), ClientError> {
         match &*self.broken.borrow() {
             Some(e) => Err(e.clone()),
             None => Ok(()),

@@ -129,6 +129,7 @@ impl Producer {
         headers: &[RecordHeader],
     ) -> Result<Delivery, ClientError> {
         let inner = &self.inner;
+        inner.client.connection().check()?;
         let info = inner
             .client
             .topic(topic, inner.config.auto_create_topics)

@@ -1251,6 +1251,7 @@ impl<'a> HelloResponse<'a> {
   pub const VT_BROKER_ID: ::flatbuffers::VOffsetT = 8;
   pub const VT_SHARD_COUNT: ::flatbuffers::VOffsetT = 10;
   pub const VT_SERVER_VERSION: ::flatbuffers::VOffsetT = 12;
+  pub const VT_CONNECTION_SHARD: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1264,6 +1265,7 @@ impl<'a> HelloResponse<'a> {
     let mut builder = HelloResponseBuilder::new(_fbb);
     if let Some(x) = args.server_version { builder.add_server_version(x); }
     builder.add_broker_id(args.broker_id);
+    builder.add_connection_shard(args.connection_shard);
     builder.add_shard_count(args.shard_count);
     builder.add_protocol_version(args.protocol_version);
     builder.add_error(args.error);
@@ -1278,12 +1280,14 @@ impl<'a> HelloResponse<'a> {
     let server_version = self.server_version().map(|x| {
       alloc::string::ToString::to_string(x)
     });
+    let connection_shard = self.connection_shard();
     HelloResponseT {
       error,
       protocol_version,
       broker_id,
       shard_count,
       server_version,
+      connection_shard,
     }
   }
 
@@ -1322,6 +1326,14 @@ impl<'a> HelloResponse<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(HelloResponse::VT_SERVER_VERSION, None)}
   }
+  /// The shard that accepted this connection (shard-aware clients and tests).
+  #[inline]
+  pub fn connection_shard(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(HelloResponse::VT_CONNECTION_SHARD, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for HelloResponse<'_> {
@@ -1335,6 +1347,7 @@ impl ::flatbuffers::Verifiable for HelloResponse<'_> {
      .visit_field::<i32>("broker_id", Self::VT_BROKER_ID, false)?
      .visit_field::<u16>("shard_count", Self::VT_SHARD_COUNT, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("server_version", Self::VT_SERVER_VERSION, false)?
+     .visit_field::<u16>("connection_shard", Self::VT_CONNECTION_SHARD, false)?
      .finish();
     Ok(())
   }
@@ -1345,6 +1358,7 @@ pub struct HelloResponseArgs<'a> {
     pub broker_id: i32,
     pub shard_count: u16,
     pub server_version: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub connection_shard: u16,
 }
 impl<'a> Default for HelloResponseArgs<'a> {
   #[inline]
@@ -1355,6 +1369,7 @@ impl<'a> Default for HelloResponseArgs<'a> {
       broker_id: 0,
       shard_count: 0,
       server_version: None,
+      connection_shard: 0,
     }
   }
 }
@@ -1385,6 +1400,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HelloResponseBuilder<'a, 'b, 
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(HelloResponse::VT_SERVER_VERSION, server_version);
   }
   #[inline]
+  pub fn add_connection_shard(&mut self, connection_shard: u16) {
+    self.fbb_.push_slot::<u16>(HelloResponse::VT_CONNECTION_SHARD, connection_shard, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HelloResponseBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     HelloResponseBuilder {
@@ -1407,6 +1426,7 @@ impl ::core::fmt::Debug for HelloResponse<'_> {
       ds.field("broker_id", &self.broker_id());
       ds.field("shard_count", &self.shard_count());
       ds.field("server_version", &self.server_version());
+      ds.field("connection_shard", &self.connection_shard());
       ds.finish()
   }
 }
@@ -1417,6 +1437,7 @@ pub struct HelloResponseT {
   pub broker_id: i32,
   pub shard_count: u16,
   pub server_version: Option<alloc::string::String>,
+  pub connection_shard: u16,
 }
 impl Default for HelloResponseT {
   fn default() -> Self {
@@ -1426,6 +1447,7 @@ impl Default for HelloResponseT {
       broker_id: 0,
       shard_count: 0,
       server_version: None,
+      connection_shard: 0,
     }
   }
 }
@@ -1441,12 +1463,14 @@ impl HelloResponseT {
     let server_version = self.server_version.as_ref().map(|x|{
       _fbb.create_string(x)
     });
+    let connection_shard = self.connection_shard;
     HelloResponse::create(_fbb, &HelloResponseArgs{
       error,
       protocol_version,
       broker_id,
       shard_count,
       server_version,
+      connection_shard,
     })
   }
 }

@@ -59,6 +59,7 @@ pub async fn dispatch(shard: &Shard, body: BodyT, payload: Bytes) -> Option<Resp
             broker_id: shard.config.broker_id,
             shard_count: shard.shards,
             server_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            connection_shard: shard.id.0,
         })),
         BodyT::MetadataRequest(req) => metadata::handle(shard, *req).await,
         BodyT::CreateTopicsRequest(req) => topics::create(shard, *req).await,
