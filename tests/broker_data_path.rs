@@ -121,11 +121,8 @@ fn acked_writes_survive_kill_9_and_sigterm_skips_recovery() {
                 };
                 let tx = acked_tx.clone();
                 glommio::spawn_local(async move {
-                    match d.wait().await {
-                        Ok((p, o)) => {
-                            let _ = tx.send((p, o, value));
-                        }
-                        Err(_) => {}
+                    if let Ok((p, o)) = d.wait().await {
+                        let _ = tx.send((p, o, value));
                     }
                 })
                 .detach();
