@@ -314,13 +314,19 @@ impl Producer {
         }
     }
 
-    /// Sends every open batch and waits for all answers. Returns the first error any
-    /// batch met since the producer started (or since the last flush).
-    pub async fn flush(&self) -> Result<(), ClientError> {
+    /// Sends every open batch now, without waiting for the answers (as if every
+    /// linger had expired).
+    pub async fn send_open_batches(&self) {
         let slots: Vec<(String, i32)> = self.inner.batches.borrow().keys().cloned().collect();
         for slot in slots {
             self.send_batch(&slot).await;
         }
+    }
+
+    /// Sends every open batch and waits for all answers. Returns the first error any
+    /// batch met since the producer started (or since the last flush).
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        self.send_open_batches().await;
         while self.inner.outstanding.get() > 0 {
             self.inner.idle.wait().await;
         }
