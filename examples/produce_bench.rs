@@ -19,7 +19,9 @@ use ringlog::client::{Client, Producer, ProducerConfig};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 7 {
-        eprintln!("usage: produce_bench ADDR TOPIC PARTITIONS ACKS RECORD_BYTES SECONDS [RATE_PER_S]");
+        eprintln!(
+            "usage: produce_bench ADDR TOPIC PARTITIONS ACKS RECORD_BYTES SECONDS [RATE_PER_S]"
+        );
         std::process::exit(2);
     }
     let addr = args[1].clone();
@@ -35,13 +37,19 @@ fn main() {
             let _ = client.create_topic(&topic, partitions, 1, vec![]).await;
             let config = ProducerConfig {
                 acks,
-                linger: if rate.is_some() { Duration::ZERO } else { Duration::from_millis(2) },
+                linger: if rate.is_some() {
+                    Duration::ZERO
+                } else {
+                    Duration::from_millis(2)
+                },
                 batch_bytes: 256 * 1024,
                 max_in_flight: 64,
                 ..ProducerConfig::default()
             };
             let producer = Producer::new(client, config);
-            let hist = Rc::new(RefCell::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap()));
+            let hist = Rc::new(RefCell::new(
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap(),
+            ));
             let value = Bytes::from(vec![b'x'; record_bytes]);
             let start = Instant::now();
             let end = start + Duration::from_secs(seconds);
