@@ -45,13 +45,7 @@ impl BatchBuilder {
         timestamp_ms: i64,
     ) -> &mut Self {
         let delta = self.records.len() as i64;
-        self.encoded_estimate += 16
-            + key.as_ref().map_or(0, Bytes::len)
-            + value.as_ref().map_or(0, Bytes::len)
-            + headers
-                .iter()
-                .map(|h| 8 + h.key.len() + h.value.as_ref().map_or(0, Bytes::len))
-                .sum::<usize>();
+        self.encoded_estimate += Self::record_size_estimate(key.as_ref(), value.as_ref(), headers);
         let headers: IndexMap<StrBytes, Option<Bytes>> = headers
             .iter()
             .map(|h| (StrBytes::from_string(h.key.clone()), h.value.clone()))
@@ -75,6 +69,21 @@ impl BatchBuilder {
             headers,
         });
         self
+    }
+
+    /// An upper estimate of one record's encoded size (varint framing included), so
+    /// producers can refuse an oversized record before pushing it.
+    pub fn record_size_estimate(
+        key: Option<&Bytes>,
+        value: Option<&Bytes>,
+        headers: &[RecordHeader],
+    ) -> usize {
+        16 + key.map_or(0, Bytes::len)
+            + value.map_or(0, Bytes::len)
+            + headers
+                .iter()
+                .map(|h| 8 + h.key.len() + h.value.as_ref().map_or(0, Bytes::len))
+                .sum::<usize>()
     }
 
     /// Number of records pushed so far.

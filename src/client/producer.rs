@@ -153,13 +153,7 @@ impl Producer {
                 }
             },
         };
-        let size = 32
-            + key.as_ref().map_or(0, Bytes::len)
-            + value.as_ref().map_or(0, Bytes::len)
-            + headers
-                .iter()
-                .map(|h| 8 + h.key.len() + h.value.as_ref().map_or(0, Bytes::len))
-                .sum::<usize>();
+        let size = BatchBuilder::record_size_estimate(key.as_ref(), value.as_ref(), headers);
         if size > inner.config.max_record_bytes {
             return Err(ClientError::RecordTooLarge {
                 size,
