@@ -12,6 +12,9 @@ pub enum ShardError {
     /// The peer stopped (its executor exited) before answering.
     #[error("peer {0} is gone")]
     PeerGone(String),
+    /// [`crate::Mesh::leave`] gave up waiting for these peers to leave.
+    #[error("peers still calling when this executor left: {0}")]
+    LeaveTimeout(String),
     /// An executor's thread panicked or returned an error.
     #[error("executor {name} failed: {reason}")]
     Executor { name: String, reason: String },

@@ -7,6 +7,15 @@
 //! Every peer-to-peer channel is bounded (`mesh_capacity`): a sender waits when the
 //! receiver falls behind. Receiving never waits on sending (answers are sent from the
 //! handler's own task), so two shards calling each other cannot deadlock.
+//!
+//! Leaving is a barrier. An executor that stops answering while a peer still calls it
+//! would leave that peer waiting forever: glommio keeps a task that waits on a channel
+//! alive through the channel's waker, so an exited executor's channels are never
+//! dropped and its peers never see it go. [`Mesh::leave`] therefore tells every peer
+//! this executor makes no more calls, keeps answering until every peer has said the
+//! same, and only then closes its channels. An executor that returns without leaving
+//! (an error path) has its channels closed by the pool, and calls to it fail with
+//! [`ShardError::PeerGone`] instead of hanging.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -14,6 +23,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::time::Duration;
 
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
 use tracing::debug;
@@ -56,8 +66,41 @@ impl Peer {
 
 /// What travels between executors.
 pub(crate) enum Wire<M> {
-    Request { id: u64, body: M },
-    Response { id: u64, body: M },
+    Request {
+        id: u64,
+        body: M,
+    },
+    Response {
+        id: u64,
+        body: M,
+    },
+    /// The sender makes no more calls; it still answers until everyone has left.
+    Leave,
+}
+
+/// What this executor knows about one peer's end of the mesh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PeerState {
+    /// Calls and answers flow.
+    Up,
+    /// The peer makes no more calls (it sent [`Wire::Leave`]) but still answers.
+    Left,
+    /// The peer's channel to us closed: it answers nothing more.
+    Gone,
+}
+
+thread_local! {
+    /// Closes this executor's mesh channels; taken and run by the pool when the
+    /// executor's body returns, so an executor that exits without [`Mesh::leave`]
+    /// cannot leave its peers waiting.
+    static CLOSE_ON_EXIT: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
+}
+
+/// Closes the mesh of the current executor if it joined one and has not left.
+pub(crate) fn close_on_exit() {
+    if let Some(close) = CLOSE_ON_EXIT.with(|c| c.borrow_mut().take()) {
+        close();
+    }
 }
 
 /// Answers a request from a peer. Runs as its own task on the receiving executor.
@@ -71,6 +114,40 @@ struct Inner<M: Send + 'static> {
     /// Calls awaiting an answer: id -> (peer index, where to deliver it).
     pending: RefCell<HashMap<u64, (usize, flume::Sender<M>)>>,
     next_id: Cell<u64>,
+    /// State of each peer by mesh index (this executor's own entry stays `Up`).
+    peers: RefCell<Vec<PeerState>>,
+    /// Woken whenever a peer leaves or goes.
+    peer_changed: (flume::Sender<()>, flume::Receiver<()>),
+    /// Set once this executor closed its channels: calls fail from then on.
+    closed: Cell<bool>,
+}
+
+impl<M: Send + 'static> Inner<M> {
+    fn set_peer(&self, index: usize, state: PeerState) {
+        if let Some(p) = self.peers.borrow_mut().get_mut(index) {
+            // `Gone` is final; `Left` never returns to `Up`.
+            if *p != PeerState::Gone {
+                *p = state;
+            }
+        }
+        let _ = self.peer_changed.0.try_send(());
+    }
+
+    fn peer(&self, index: usize) -> PeerState {
+        self.peers
+            .borrow()
+            .get(index)
+            .copied()
+            .unwrap_or(PeerState::Gone)
+    }
+
+    /// Closes this executor's outgoing channels: peers see it gone once they have
+    /// drained what it sent.
+    fn close(&self) {
+        if !self.closed.replace(true) {
+            self.senders.close();
+        }
+    }
 }
 
 /// This executor's end of the mesh. Cheap to clone; `!Send` (it belongs to one
@@ -107,6 +184,9 @@ impl<M: Send + 'static> Mesh<M> {
             handler,
             pending: RefCell::new(HashMap::new()),
             next_id: Cell::new(1),
+            peers: RefCell::new(vec![PeerState::Up; usize::from(shards) + 1]),
+            peer_changed: flume::unbounded(),
+            closed: Cell::new(false),
         });
         for (index, receiver) in receivers.streams() {
             let inner = inner.clone();
@@ -120,15 +200,76 @@ impl<M: Send + 'static> Mesh<M> {
                                 let _ = tx.try_send(body);
                             }
                         }
+                        Wire::Leave => inner.set_peer(index, PeerState::Left),
                     }
                 }
-                // The peer's executor exited: fail the calls still waiting on it.
+                // The peer closed its channels: fail the calls still waiting on it;
+                // `send` refuses new ones.
                 debug!(peer = %Peer::from_mesh_index(index, inner.shards), "mesh peer gone");
+                inner.set_peer(index, PeerState::Gone);
                 inner.pending.borrow_mut().retain(|_, (p, _)| *p != index);
             })
             .detach();
         }
+        let closer = Rc::downgrade(&inner);
+        CLOSE_ON_EXIT.with(|c| {
+            *c.borrow_mut() = Some(Box::new(move || {
+                if let Some(inner) = closer.upgrade() {
+                    inner.close();
+                }
+            }));
+        });
         Ok(Self { inner })
+    }
+
+    /// Leaves the mesh: tells every peer this executor makes no more calls, keeps
+    /// answering theirs until each has left too (or `bound` passes), then closes this
+    /// executor's channels. Call it after this executor's own calls have finished.
+    /// Returns the peers that had not left within `bound`.
+    pub async fn leave(&self, bound: Duration) -> Result<(), ShardError> {
+        let inner = &self.inner;
+        if inner.closed.get() {
+            return Ok(());
+        }
+        let me = inner.me.mesh_index(inner.shards);
+        let others: Vec<usize> = (0..=usize::from(inner.shards))
+            .filter(|i| *i != me)
+            .collect();
+        let all_left = async {
+            for &index in &others {
+                // A peer that is gone needs no notice (and may never drain its channel).
+                if inner.peer(index) != PeerState::Gone {
+                    let _ = inner.senders.send_to(index, Wire::Leave).await;
+                }
+            }
+            while others.iter().any(|i| inner.peer(*i) == PeerState::Up) {
+                if inner.peer_changed.1.recv_async().await.is_err() {
+                    break;
+                }
+            }
+        };
+        let timed_out = futures_lite::future::or(
+            async {
+                all_left.await;
+                false
+            },
+            async {
+                glommio::timer::sleep(bound).await;
+                true
+            },
+        )
+        .await;
+        inner.close();
+        CLOSE_ON_EXIT.with(|c| c.borrow_mut().take());
+        if timed_out {
+            let late: Vec<String> = others
+                .iter()
+                .filter(|i| inner.peer(**i) == PeerState::Up)
+                .map(|i| Peer::from_mesh_index(*i, inner.shards).to_string())
+                .collect();
+            return Err(ShardError::LeaveTimeout(late.join(", ")));
+        }
+        Ok(())
     }
 
     /// This executor.
@@ -163,6 +304,9 @@ impl<M: Send + 'static> Mesh<M> {
             return Ok(Reply { peer, rx });
         }
         let index = peer.mesh_index(inner.shards);
+        if inner.closed.get() || inner.peer(index) == PeerState::Gone {
+            return Err(ShardError::PeerGone(peer.to_string()));
+        }
         let id = inner.next_id.get();
         inner.next_id.set(id.wrapping_add(1));
         inner.pending.borrow_mut().insert(id, (index, tx));

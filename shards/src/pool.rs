@@ -238,7 +238,13 @@ where
 {
     let _ = up.send(());
     match go.recv_async().await {
-        Ok(true) => Some(body().await),
+        Ok(true) => {
+            let out = body().await;
+            // An executor that returns without leaving the mesh must not leave its
+            // peers waiting for answers it will never send.
+            crate::mesh::close_on_exit();
+            Some(out)
+        }
         _ => None,
     }
 }
@@ -263,6 +269,9 @@ mod tests {
     use super::*;
 
     type Msg = (u16, u64);
+
+    /// Far longer than any of these tests needs; reaching it fails the test.
+    const LEAVE_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
 
     fn echo_handler(me: u16) -> Handler<Msg> {
         Rc::new(move |_from, (_, x): Msg| Box::pin(async move { (me, x + 1) }))
@@ -298,24 +307,16 @@ mod tests {
                     .await
                     .map_err(|e| e.to_string())?;
                 seen.push(who);
-                // Tell the coordinator this shard is done.
-                mesh.call(Peer::Coordinator, (u16::MAX, 0))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                // Shards finish at different times; leaving keeps each answering
+                // until the slowest has made its calls.
+                mesh.leave(LEAVE_BOUND).await.map_err(|e| e.to_string())?;
                 Ok(seen)
             },
             |ctx: ShardContext<Msg>| async move {
-                let (done_tx, done_rx) = flume::unbounded();
-                let handler: Handler<Msg> = Rc::new(move |_from, (tag, x): Msg| {
-                    if tag == u16::MAX {
-                        let _ = done_tx.send(());
-                    }
-                    Box::pin(async move { (999, x + 1) })
-                });
+                let handler: Handler<Msg> =
+                    Rc::new(move |_from, (_, x): Msg| Box::pin(async move { (999, x + 1) }));
                 let mesh = ctx.join_mesh(handler).await.map_err(|e| e.to_string())?;
-                for _ in 0..mesh.shards() {
-                    done_rx.recv_async().await.map_err(|e| e.to_string())?;
-                }
+                mesh.leave(LEAVE_BOUND).await.map_err(|e| e.to_string())?;
                 Ok(vec![])
             },
         )
@@ -325,6 +326,53 @@ mod tests {
         for seen in &out[..3] {
             assert_eq!(seen.as_ref().unwrap(), &vec![0, 1, 2, 999]);
         }
+    }
+
+    #[test]
+    fn calls_to_an_executor_that_exited_without_leaving_fail_instead_of_hanging() {
+        let config = PoolConfig {
+            shards: 2,
+            ..PoolConfig::default()
+        };
+        let pool = ShardPool::start(
+            &config,
+            |ctx: ShardContext<Msg>| async move {
+                let Peer::Shard(me) = ctx.peer else {
+                    return Err("not a shard".to_string());
+                };
+                let mesh = ctx
+                    .join_mesh(echo_handler(me.0))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if me.0 == 0 {
+                    // Exits at once, without leaving.
+                    return Ok(0);
+                }
+                // Shard 0 answers until it exits; after that every call must fail.
+                let mut answered = 0;
+                loop {
+                    match mesh.call(Peer::Shard(ShardId(0)), (me.0, 1)).await {
+                        Ok(_) => answered += 1,
+                        Err(ShardError::PeerGone(_)) => break,
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                assert!(mesh.call(Peer::Shard(ShardId(0)), (me.0, 1)).await.is_err());
+                mesh.leave(LEAVE_BOUND).await.map_err(|e| e.to_string())?;
+                Ok(answered)
+            },
+            |ctx: ShardContext<Msg>| async move {
+                let mesh = ctx
+                    .join_mesh(echo_handler(u16::MAX))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                mesh.leave(LEAVE_BOUND).await.map_err(|e| e.to_string())?;
+                Ok(0)
+            },
+        )
+        .unwrap();
+        let out = pool.join().unwrap();
+        assert!(out.iter().all(|r| r.is_ok()), "{out:?}");
     }
 
     #[test]

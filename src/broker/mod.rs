@@ -277,7 +277,7 @@ async fn run_shard(
             return;
         }
     };
-    shard.set_mesh(mesh);
+    shard.set_mesh(mesh.clone());
     let listener = match listener {
         Ok(l) => Some(l),
         Err(e) => {
@@ -318,9 +318,13 @@ async fn run_shard(
     shard
         .drain_and_close(Duration::from_millis(SHUTDOWN_DRAIN_MS_MAX))
         .await;
-    // Give the Shutdown answer a moment to leave before the executor exits.
-    for _ in 0..4 {
-        futures_lite::future::yield_now().await;
+    // Keep answering peers (the coordinator awaits this shard's Shutdown answer)
+    // until every executor is done calling.
+    if let Err(e) = mesh
+        .leave(Duration::from_millis(SHUTDOWN_DRAIN_MS_MAX))
+        .await
+    {
+        warn!(shard = %id, error = %e, "left the mesh without waiting for every peer");
     }
 }
 
@@ -374,4 +378,10 @@ async fn run_coordinator(
         }
     });
     coordinator::join_all(calls).await;
+    if let Err(e) = mesh
+        .leave(Duration::from_millis(SHUTDOWN_DRAIN_MS_MAX))
+        .await
+    {
+        warn!(error = %e, "coordinator left the mesh without waiting for every peer");
+    }
 }
