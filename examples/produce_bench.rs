@@ -5,8 +5,8 @@
 //! cargo run --release --example produce_bench -- ADDR TOPIC PARTITIONS ACKS RECORD_BYTES SECONDS [RATE_PER_S]
 //! ```
 //! Without RATE_PER_S it produces as fast as it can (throughput); with it, it sends at
-//! that fixed rate and reports latency measured from each record's intended send time
-//! (coordinated omission corrected).
+//! that fixed rate, in one request per partition every `TICK`, and reports latency
+//! measured from each record's intended send time (coordinated omission corrected).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use ringlog::client::{Client, Producer, ProducerConfig};
+
+/// Fixed-rate mode sends what is due once per tick: the batching delay a producer
+/// with `linger.ms` = 0.25 would add under this load.
+const TICK: Duration = Duration::from_micros(250);
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -54,17 +58,19 @@ fn main() {
             let start = Instant::now();
             let end = start + Duration::from_secs(seconds);
             let mut sent = 0u64;
-            let interval = rate.map(|r| Duration::from_nanos(1_000_000_000 / r.max(1)));
+            let mut ticks = 0u64;
             while Instant::now() < end {
-                // Open loop: send every record due by now, each stamped with its
-                // intended send time, then wait for the next one to be due.
+                // Open loop: each tick sends every record due by now, each stamped with
+                // its intended send time, as one request per partition; then it waits
+                // for the next tick. A tick that runs late sends more records, not
+                // more requests, so falling behind cannot snowball into tiny requests.
                 let due = match rate {
-                    Some(r) => (start.elapsed().as_secs_f64() * r as f64) as u64 + 1,
+                    Some(r) => (start.elapsed().as_secs_f64() * r as f64) as u64,
                     None => sent + 256,
                 };
                 while sent < due {
-                    let intended = match interval {
-                        Some(iv) => start + iv * u32::try_from(sent).unwrap_or(u32::MAX),
+                    let intended = match rate {
+                        Some(r) => start + Duration::from_secs_f64(sent as f64 / r as f64),
                         None => Instant::now(),
                     };
                     let p = (sent % partitions as u64) as i32;
@@ -82,12 +88,15 @@ fn main() {
                     .detach();
                     sent += 1;
                 }
-                if let Some(iv) = interval {
+                if rate.is_some() {
                     producer.send_open_batches().await;
-                    let next = start + iv * u32::try_from(sent).unwrap_or(u32::MAX);
+                    ticks += 1;
+                    let next = start + TICK * u32::try_from(ticks).unwrap_or(u32::MAX);
                     let now = Instant::now();
                     if next > now {
-                        glommio::timer::sleep((next - now).max(Duration::from_micros(200))).await;
+                        glommio::timer::sleep(next - now).await;
+                    } else {
+                        glommio::yield_if_needed().await;
                     }
                 } else {
                     glommio::yield_if_needed().await;

@@ -13,7 +13,11 @@ pub fn storage_error(e: &StorageError) -> PartitionError {
         StorageError::InvalidBatch(BatchError::TooLarge { .. }) => ErrorCode::MESSAGE_TOO_LARGE,
         StorageError::InvalidBatch(_) => ErrorCode::CORRUPT_MESSAGE,
         StorageError::OffsetOutOfRange { .. } => ErrorCode::OFFSET_OUT_OF_RANGE,
-        StorageError::Closed { .. } => ErrorCode::NOT_LEADER_OR_FOLLOWER,
+        // Truncation happens when a leader becomes a follower: the producer retries
+        // on the new leader.
+        StorageError::Closed { .. } | StorageError::Truncated { .. } => {
+            ErrorCode::NOT_LEADER_OR_FOLLOWER
+        }
         StorageError::Config(_) => ErrorCode::INVALID_CONFIG,
         StorageError::Io { .. }
         | StorageError::Corruption { .. }

@@ -1,12 +1,16 @@
 //! The batching producer: records accumulate per partition until the batch is full
-//! (`batch_bytes`) or has waited `linger`; each full batch becomes a produce request,
-//! and up to `max_in_flight` requests are pipelined on the connection. Requests are
-//! queued on the connection in the order batches close, and the broker appends a
-//! connection's batches in arrival order, so per-partition order is kept.
+//! (`batch_bytes`) or has waited `linger`; each closed batch becomes a produce request,
+//! and up to `max_in_flight` requests are pipelined on the connection.
+//!
+//! Order: closed batches go through one FIFO queue to one sender task, which alone
+//! waits for an in-flight slot and writes requests to the connection. So requests
+//! leave in the order their batches closed (several tasks waiting on the slot
+//! semaphore could be woken out of order), and the broker appends a connection's
+//! batches in arrival order: per-partition order is kept.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -84,12 +88,21 @@ struct Accumulator {
     linger_armed: bool,
 }
 
+/// A batch closed and waiting for the sender task.
+struct ClosedBatch {
+    slot: (String, i32),
+    batch: Bytes,
+    outcome: Rc<BatchOutcome>,
+}
+
 struct Inner {
     client: Client,
     config: ProducerConfig,
     batches: RefCell<HashMap<(String, i32), Accumulator>>,
     round_robin: Cell<usize>,
-    slots: Rc<Semaphore>,
+    /// Closed batches in closing order; bounded, so `send` waits when the sender
+    /// falls behind.
+    closed: flume::Sender<ClosedBatch>,
     outstanding: Cell<usize>,
     idle: Signal,
     first_error: RefCell<Option<ClientError>>,
@@ -103,19 +116,22 @@ pub struct Producer {
 
 impl Producer {
     pub fn new(client: Client, config: ProducerConfig) -> Self {
-        let slots = Rc::new(Semaphore::new(config.max_in_flight.max(1) as u64));
-        Self {
-            inner: Rc::new(Inner {
-                client,
-                config,
-                batches: RefCell::new(HashMap::new()),
-                round_robin: Cell::new(0),
-                slots,
-                outstanding: Cell::new(0),
-                idle: Signal::default(),
-                first_error: RefCell::new(None),
-            }),
-        }
+        let in_flight = config.max_in_flight.max(1);
+        // One batch waits for the sender at most: the in-flight slots are the buffer.
+        let (closed, queue) = flume::bounded(1);
+        let inner = Rc::new(Inner {
+            client,
+            config,
+            batches: RefCell::new(HashMap::new()),
+            round_robin: Cell::new(0),
+            closed,
+            outstanding: Cell::new(0),
+            idle: Signal::default(),
+            first_error: RefCell::new(None),
+        });
+        let slots = Rc::new(Semaphore::new(in_flight as u64));
+        glommio::spawn_local(sender_loop(Rc::downgrade(&inner), queue, slots)).detach();
+        Self { inner }
     }
 
     /// Adds a record to its partition's batch. `partition` overrides the partitioner
@@ -194,7 +210,15 @@ impl Producer {
             let me = self.clone();
             let linger = inner.config.linger;
             glommio::spawn_local(async move {
-                glommio::timer::sleep(linger).await;
+                // glommio polls a spawned task at once: a zero sleep would send the
+                // batch right here with one record. Yielding instead lets the caller
+                // keep adding records until it yields, as Kafka's `linger.ms` = 0
+                // batches what accumulates while the sender is busy.
+                if linger.is_zero() {
+                    futures_lite::future::yield_now().await;
+                } else {
+                    glommio::timer::sleep(linger).await;
+                }
                 let due = me
                     .inner
                     .batches
@@ -210,7 +234,7 @@ impl Producer {
         Ok(delivery)
     }
 
-    /// Closes the partition's batch and queues it as a produce request.
+    /// Closes the partition's batch and queues it for the sender task.
     async fn send_batch(&self, slot: &(String, i32)) {
         let inner = &self.inner;
         let taken = {
@@ -231,80 +255,22 @@ impl Producer {
         let batch = match built {
             Ok(b) => b,
             Err(e) => {
-                self.settle(&outcome, Err(ClientError::Records(e.to_string())));
+                settle(inner, &outcome, Err(ClientError::Records(e.to_string())));
                 return;
             }
         };
-        let Ok(permit) = inner.slots.clone().acquire_static_permit(1).await else {
-            self.settle(
-                &outcome,
+        let closed = ClosedBatch {
+            slot: slot.clone(),
+            batch,
+            outcome,
+        };
+        // The queue is FIFO for waiting senders too, so batches keep closing order.
+        if let Err(flume::SendError(closed)) = inner.closed.send_async(closed).await {
+            settle(
+                inner,
+                &closed.outcome,
                 Err(ClientError::Disconnected("producer closed".into())),
             );
-            return;
-        };
-        let len = batch.len() as u32;
-        let body = BodyT::ProduceRequest(Box::new(ProduceRequestT {
-            acks: inner.config.acks,
-            timeout_ms: 30_000,
-            partitions: Some(vec![ProducePartitionT {
-                topic: slot.0.clone(),
-                partition: slot.1,
-                records: Some(PayloadRangeT {
-                    offset: 0,
-                    length: len,
-                }),
-            }]),
-        }));
-        let conn = inner.client.connection();
-        if inner.config.acks == 0 {
-            let r = conn.send_oneway(body, vec![batch]).await.map(|()| -1);
-            drop(permit);
-            self.settle(&outcome, r);
-            return;
-        }
-        let pending = match conn.send(body, vec![batch]).await {
-            Ok(p) => p,
-            Err(e) => {
-                drop(permit);
-                self.settle(&outcome, Err(e));
-                return;
-            }
-        };
-        let me = self.clone();
-        glommio::spawn_local(async move {
-            let result = match pending.await_response().await {
-                Ok(frame) => match frame.envelope.body {
-                    BodyT::ProduceResponse(r) => {
-                        match r.partitions.unwrap_or_default().into_iter().next() {
-                            Some(p) if p.error == ErrorCode::NONE => Ok(p.base_offset),
-                            Some(p) => Err(ClientError::broker(p.error, p.message)),
-                            None => Err(ClientError::Protocol("empty produce answer".into())),
-                        }
-                    }
-                    other => Err(unexpected(other)),
-                },
-                Err(e) => Err(e),
-            };
-            drop(permit);
-            me.settle(&outcome, result);
-        })
-        .detach();
-    }
-
-    fn settle(&self, outcome: &BatchOutcome, result: Result<i64, ClientError>) {
-        let inner = &self.inner;
-        if let Err(e) = &result {
-            inner
-                .first_error
-                .borrow_mut()
-                .get_or_insert_with(|| e.clone());
-        }
-        *outcome.result.borrow_mut() = Some(result);
-        outcome.done.set();
-        let n = inner.outstanding.get().saturating_sub(1);
-        inner.outstanding.set(n);
-        if n == 0 {
-            inner.idle.notify();
         }
     }
 
@@ -328,6 +294,92 @@ impl Producer {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+/// The sender task: takes closed batches in order and writes each as a produce
+/// request once an in-flight slot is free. It is the only task that waits for a slot,
+/// so requests leave in closing order. Ends when the producer is dropped.
+async fn sender_loop(
+    producer: Weak<Inner>,
+    queue: flume::Receiver<ClosedBatch>,
+    slots: Rc<Semaphore>,
+) {
+    while let Ok(closed) = queue.recv_async().await {
+        let Ok(permit) = slots.clone().acquire_static_permit(1).await else {
+            return;
+        };
+        let Some(inner) = producer.upgrade() else {
+            return;
+        };
+        let ClosedBatch {
+            slot,
+            batch,
+            outcome,
+        } = closed;
+        let len = batch.len() as u32;
+        let body = BodyT::ProduceRequest(Box::new(ProduceRequestT {
+            acks: inner.config.acks,
+            timeout_ms: 30_000,
+            partitions: Some(vec![ProducePartitionT {
+                topic: slot.0,
+                partition: slot.1,
+                records: Some(PayloadRangeT {
+                    offset: 0,
+                    length: len,
+                }),
+            }]),
+        }));
+        let conn = inner.client.connection();
+        if inner.config.acks == 0 {
+            let r = conn.send_oneway(body, vec![batch]).await.map(|()| -1);
+            drop(permit);
+            settle(&inner, &outcome, r);
+            continue;
+        }
+        let pending = match conn.send(body, vec![batch]).await {
+            Ok(p) => p,
+            Err(e) => {
+                drop(permit);
+                settle(&inner, &outcome, Err(e));
+                continue;
+            }
+        };
+        let answer = async move {
+            let result = match pending.await_response().await {
+                Ok(frame) => match frame.envelope.body {
+                    BodyT::ProduceResponse(r) => {
+                        match r.partitions.unwrap_or_default().into_iter().next() {
+                            Some(p) if p.error == ErrorCode::NONE => Ok(p.base_offset),
+                            Some(p) => Err(ClientError::broker(p.error, p.message)),
+                            None => Err(ClientError::Protocol("empty produce answer".into())),
+                        }
+                    }
+                    other => Err(unexpected(other)),
+                },
+                Err(e) => Err(e),
+            };
+            drop(permit);
+            settle(&inner, &outcome, result);
+        };
+        glommio::spawn_local(answer).detach();
+    }
+}
+
+/// Records a batch's fate and wakes `flush` when nothing is outstanding.
+fn settle(inner: &Inner, outcome: &BatchOutcome, result: Result<i64, ClientError>) {
+    if let Err(e) = &result {
+        inner
+            .first_error
+            .borrow_mut()
+            .get_or_insert_with(|| e.clone());
+    }
+    *outcome.result.borrow_mut() = Some(result);
+    outcome.done.set();
+    let n = inner.outstanding.get().saturating_sub(1);
+    inner.outstanding.set(n);
+    if n == 0 {
+        inner.idle.notify();
     }
 }
 

@@ -37,6 +37,14 @@ pub enum StorageError {
     /// than retrying and risking acknowledging data the disk did not keep.
     #[error("log {dir} stopped accepting writes after an I/O error: {reason}")]
     LogFailed { dir: PathBuf, reason: String },
+    /// The log was truncated below records still waiting to become durable; they are
+    /// gone and must not be acknowledged.
+    #[error("log {dir} was truncated to {log_end} before offset {offset} became durable")]
+    Truncated {
+        dir: PathBuf,
+        offset: i64,
+        log_end: i64,
+    },
     /// The log was closed.
     #[error("log {dir} is closed")]
     Closed { dir: PathBuf },

@@ -7,15 +7,24 @@
 //! - `append_lock`: appends, rolls, truncation, retention and close, one at a time
 //!   (offset assignment and segment changes are sequential);
 //! - `flush_lock`: one fdatasync at a time. Group commit: a flusher takes the lock only
-//!   if it is free and then syncs everything appended so far; otherwise it waits for
+//!   if it is free and then syncs everything written so far; otherwise it waits for
 //!   the sync in progress to end (`sync_done`) and re-checks, so one fdatasync answers
-//!   every append that arrived before it started;
-//! - `pump_lock`: queued buffers are issued to the device in order.
+//!   every append whose bytes were written before it started;
+//! - `pump_lock`: queued buffers are issued to the device in order, and one flusher at
+//!   a time writes out what is buffered.
+//!
+//! Committing is a pipeline of two stages, write then fdatasync, each held by one
+//! flusher at a time: while one group's fdatasync runs, the next group's bytes are
+//! already being written, so a commit mostly waits for the rest of the sync in
+//! progress and its own, not for a write as well. The syncer also writes whatever
+//! was appended since (lock order: `flush_lock`, then `pump_lock`), so a group holds
+//! everything appended before its fdatasync starts.
 //!
 //! Write-behind buffers are written by spawned tasks, at most `inflight_writes_max` at a
 //! time (`write_slots`); taking every slot waits until no write is in flight.
 //!
-//! Offsets: `log_start <= durable <= log_end`, all exclusive bounds ("next offset").
+//! Offsets: `log_start <= durable <= written <= log_end`, all exclusive bounds ("next
+//! offset").
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -61,6 +70,8 @@ struct LogState {
     writer: WriteBehind,
     cache: BatchCache,
     next_offset: i64,
+    /// Every record below this offset is written to the file (maybe not yet durable).
+    written_offset: i64,
     durable_offset: i64,
     log_start: i64,
     /// File positions of the active segment's writes in flight: start -> end.
@@ -252,6 +263,7 @@ impl PartitionLog {
                 writer,
                 cache: BatchCache::new(config.cache_bytes),
                 next_offset,
+                written_offset: next_offset,
                 durable_offset: next_offset,
                 log_start,
                 inflight: Rc::new(RefCell::new(BTreeMap::new())),
@@ -438,6 +450,9 @@ impl PartitionLog {
         self.flush_to(target).await
     }
 
+    /// Returns once every record below `target` is durable: first its bytes are
+    /// written (by this flusher or one ahead of it), then an fdatasync that started
+    /// after that covers them.
     async fn flush_to(&self, target: i64) -> Result<Offset> {
         loop {
             if let Some(reason) = self.failure.borrow().as_ref() {
@@ -446,18 +461,54 @@ impl PartitionLog {
                     reason: reason.clone(),
                 });
             }
-            let durable = self.state.borrow().durable_offset;
+            let (durable, written, log_end) = {
+                let st = self.state.borrow();
+                (st.durable_offset, st.written_offset, st.next_offset)
+            };
             if durable >= target {
                 return Ok(Offset(durable));
             }
-            // Become the syncer if nobody is; otherwise wait for the current holder of
-            // the flush lock and look again: its sync may have covered us.
+            if target > log_end {
+                return Err(StorageError::Truncated {
+                    dir: self.dir.clone(),
+                    offset: target - 1,
+                    log_end,
+                });
+            }
+            if written < target {
+                // Write out everything buffered, for every appender waiting, unless a
+                // flusher ahead of us in the queue already did.
+                let _pump = self
+                    .pump_lock
+                    .acquire_permit(1)
+                    .await
+                    .map_err(|_| self.closed_err())?;
+                if self.state.borrow().written_offset < target {
+                    // Let appenders woken with us add their batches to this write.
+                    glommio::executor().yield_task_queue_now().await;
+                    self.write_buffered().await?;
+                }
+                continue;
+            }
             match self.try_lock_flush() {
                 Some(_guard) => {
-                    // Let flushers woken by the previous sync append their next batch
-                    // first, so this fdatasync covers them too.
+                    // Take in what was appended since our write (appenders woken by the
+                    // previous sync): a short write now spares them a whole cycle, and
+                    // keeps groups as large as when writing and syncing were one step.
                     glommio::executor().yield_task_queue_now().await;
-                    self.sync_active().await?;
+                    let behind = {
+                        let st = self.state.borrow();
+                        st.written_offset < st.next_offset
+                    };
+                    if behind {
+                        let _pump = self
+                            .pump_lock
+                            .acquire_permit(1)
+                            .await
+                            .map_err(|_| self.closed_err())?;
+                        self.write_buffered().await?;
+                    }
+                    self.sync_written().await?;
                 }
                 // No await between the failed try-lock and registering here, so the
                 // holder's release cannot be missed.
@@ -491,13 +542,27 @@ impl PartitionLog {
     /// Writes out everything buffered for the active segment and fdatasyncs it.
     /// Caller holds `flush_lock`.
     async fn sync_active(&self) -> Result<()> {
-        let (upto, file, path) = {
+        {
+            let _pump = self
+                .pump_lock
+                .acquire_permit(1)
+                .await
+                .map_err(|_| self.closed_err())?;
+            self.write_buffered().await?;
+        }
+        self.sync_written().await
+    }
+
+    /// Queues the partly filled buffer, issues every queued buffer and waits until no
+    /// write is in flight; then everything appended so far is in the file. Caller holds
+    /// `pump_lock`.
+    async fn write_buffered(&self) -> Result<()> {
+        let upto = {
             let mut st = self.state.borrow_mut();
             st.writer.queue_partial();
-            let a = st.active();
-            (st.next_offset, a.file.clone(), a.path.clone())
+            st.next_offset
         };
-        self.pump().await?;
+        self.pump_locked().await?;
         self.drain_writes().await?;
         if let Some(reason) = self.failure.borrow().clone() {
             return Err(StorageError::LogFailed {
@@ -505,6 +570,20 @@ impl PartitionLog {
                 reason,
             });
         }
+        let mut st = self.state.borrow_mut();
+        st.written_offset = st.written_offset.max(upto);
+        st.evict_cache();
+        Ok(())
+    }
+
+    /// fdatasyncs the active segment, making everything written so far durable.
+    /// Caller holds `flush_lock`.
+    async fn sync_written(&self) -> Result<()> {
+        let (upto, file, path) = {
+            let st = self.state.borrow();
+            let a = st.active();
+            (st.written_offset, a.file.clone(), a.path.clone())
+        };
         if let Err(e) = file.fdatasync().await {
             return Err(self.fail(format!("fdatasync {}: {e}", path.display())));
         }
@@ -513,7 +592,6 @@ impl PartitionLog {
         debug_assert!(st.log_start <= upto && upto <= st.next_offset);
         st.durable_offset = st.durable_offset.max(upto);
         st.last_flush_ms = self.clock.now_ms();
-        st.evict_cache();
         Ok(())
     }
 
@@ -525,6 +603,11 @@ impl PartitionLog {
             .acquire_permit(1)
             .await
             .map_err(|_| self.closed_err())?;
+        self.pump_locked().await
+    }
+
+    /// [`PartitionLog::pump`] for a caller that holds `pump_lock`.
+    async fn pump_locked(&self) -> Result<()> {
         loop {
             let (item, file, path, inflight, need_prealloc) = {
                 let mut st = self.state.borrow_mut();
@@ -800,6 +883,7 @@ impl PartitionLog {
         st.writer = WriteBehind::new(self.config.write_buffer_bytes, cut, tail);
         st.preallocated = cut;
         st.next_offset = new_end;
+        st.written_offset = new_end;
         st.durable_offset = new_end;
         st.cache.truncate_from(new_end);
         info!(dir = %self.dir.display(), requested = offset.0, log_end = new_end, "truncated log");
@@ -819,6 +903,7 @@ impl PartitionLog {
         st.writer = WriteBehind::new(self.config.write_buffer_bytes, 0, Vec::new());
         st.preallocated = 0;
         st.next_offset = start;
+        st.written_offset = start;
         st.durable_offset = start;
         st.log_start = start;
         st.cache.truncate_from(i64::MIN);
