@@ -478,11 +478,7 @@ impl PartitionLog {
             if written < target {
                 // Write out everything buffered, for every appender waiting, unless a
                 // flusher ahead of us in the queue already did.
-                let _pump = self
-                    .pump_lock
-                    .acquire_permit(1)
-                    .await
-                    .map_err(|_| self.closed_err())?;
+                let _pump = self.lock_pump().await?;
                 if self.state.borrow().written_offset < target {
                     // Let appenders woken with us add their batches to this write.
                     glommio::executor().yield_task_queue_now().await;
@@ -501,11 +497,7 @@ impl PartitionLog {
                         st.written_offset < st.next_offset
                     };
                     if behind {
-                        let _pump = self
-                            .pump_lock
-                            .acquire_permit(1)
-                            .await
-                            .map_err(|_| self.closed_err())?;
+                        let _pump = self.lock_pump().await?;
                         self.write_buffered().await?;
                     }
                     self.sync_written().await?;
@@ -543,11 +535,7 @@ impl PartitionLog {
     /// Caller holds `flush_lock`.
     async fn sync_active(&self) -> Result<()> {
         {
-            let _pump = self
-                .pump_lock
-                .acquire_permit(1)
-                .await
-                .map_err(|_| self.closed_err())?;
+            let _pump = self.lock_pump().await?;
             self.write_buffered().await?;
         }
         self.sync_written().await
@@ -598,12 +586,16 @@ impl PartitionLog {
     /// Issues queued write-behind buffers to the device, in order, each in its own task,
     /// at most `inflight_writes_max` at a time.
     async fn pump(&self) -> Result<()> {
-        let _order = self
-            .pump_lock
+        let _order = self.lock_pump().await?;
+        self.pump_locked().await
+    }
+
+    /// Waits for `pump_lock`: the right to issue this log's writes.
+    async fn lock_pump(&self) -> Result<glommio::sync::Permit<'_>> {
+        self.pump_lock
             .acquire_permit(1)
             .await
-            .map_err(|_| self.closed_err())?;
-        self.pump_locked().await
+            .map_err(|_| self.closed_err())
     }
 
     /// [`PartitionLog::pump`] for a caller that holds `pump_lock`.
