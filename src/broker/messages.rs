@@ -50,6 +50,15 @@ pub struct PartitionKey {
     pub partition: i32,
 }
 
+impl PartitionKey {
+    pub fn new(topic: &str, partition: i32) -> Self {
+        Self {
+            topic: topic.to_string(),
+            partition,
+        }
+    }
+}
+
 /// Every request and answer that crosses the mesh.
 pub enum ShardMsg {
     // Coordinator -> data shards.

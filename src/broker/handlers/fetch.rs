@@ -48,10 +48,7 @@ pub async fn handle(shard: &Shard, req: FetchRequestT) -> Response {
                     .ok()
                     .and_then(|d| last_offset(&d.batches))
                     .map_or(p.offset, |last| last + 1);
-                let key = PartitionKey {
-                    topic: p.topic.clone(),
-                    partition: p.partition,
-                };
+                let key = PartitionKey::new(&p.topic, p.partition);
                 (
                     key.clone(),
                     ShardMsg::WaitForData {
@@ -73,10 +70,7 @@ async fn read_all(
     let requests = parts
         .iter()
         .map(|p| {
-            let key = PartitionKey {
-                topic: p.topic.clone(),
-                partition: p.partition,
-            };
+            let key = PartitionKey::new(&p.topic, p.partition);
             (
                 key.clone(),
                 ShardMsg::Fetch {

@@ -14,10 +14,7 @@ pub async fn handle(shard: &Shard, req: ListOffsetsRequestT) -> BodyT {
     let requests = parts
         .iter()
         .map(|p| {
-            let key = PartitionKey {
-                topic: p.topic.clone(),
-                partition: p.partition,
-            };
+            let key = PartitionKey::new(&p.topic, p.partition);
             (
                 key.clone(),
                 ShardMsg::ListOffset {
