@@ -141,6 +141,7 @@ pub const BROKER_KEYS: &[&str] = &[
     "log.index.interval.bytes",
     "log.flush",
     "log.cache.bytes",
+    "log.zero.ahead.bytes",
     "shard.io.memory.bytes",
 ];
 
@@ -214,6 +215,7 @@ impl BrokerConfig {
                 self.log.flush = v.parse::<FlushPolicy>().map_err(|e| bad(e.to_string()))?;
             }
             "log.cache.bytes" => self.log.cache_bytes = num(v).map_err(bad)?,
+            "log.zero.ahead.bytes" => self.log.zero_ahead_bytes = num(v).map_err(bad)?,
             "shard.io.memory.bytes" => self.io_memory_bytes = num(v).map_err(bad)?,
             _ => {
                 return Err(ConfigError::UnknownKey {

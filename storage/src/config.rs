@@ -69,6 +69,11 @@ pub struct LogConfig {
     pub cache_bytes: usize,
     /// Segment files grow by fallocate steps of this size.
     pub preallocate_bytes: u64,
+    /// `log.zero.ahead.bytes`: how far past its data the active segment is zero-filled
+    /// while the log has spare time, so group commits overwrite written space instead
+    /// of converting fallocated extents (see `zeroer`); never past the space already
+    /// fallocated. 0 turns it off.
+    pub zero_ahead_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -85,6 +90,7 @@ impl Default for LogConfig {
             inflight_writes_max: 8,
             cache_bytes: 4 << 20,
             preallocate_bytes: 32 << 20,
+            zero_ahead_bytes: 8 << 20,
         }
     }
 }
@@ -127,6 +133,12 @@ impl LogConfig {
         }
         if self.preallocate_bytes < self.write_buffer_bytes as u64 {
             return fail("preallocation step must be at least one write buffer".into());
+        }
+        if self.zero_ahead_bytes % BLOCK_BYTES as u64 != 0 {
+            return fail(format!(
+                "log.zero.ahead.bytes = {} must be a multiple of {BLOCK_BYTES}",
+                self.zero_ahead_bytes
+            ));
         }
         Ok(())
     }
@@ -175,5 +187,20 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("message.max.bytes"));
+        let bad = LogConfig {
+            zero_ahead_bytes: 5000,
+            ..LogConfig::default()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("log.zero.ahead.bytes"));
+        LogConfig {
+            zero_ahead_bytes: 0,
+            ..LogConfig::default()
+        }
+        .validate()
+        .unwrap();
     }
 }

@@ -25,6 +25,7 @@ mod scan;
 mod segment;
 mod types;
 mod writer;
+mod zeroer;
 
 pub use clock::{Clock, SystemClock};
 pub use config::{

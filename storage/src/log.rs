@@ -47,6 +47,7 @@ use crate::retention::{segments_to_delete, RetentionView};
 use crate::scan::ScannedBatch;
 use crate::segment::{parse_log_name, segment_file, Segment, LOG_SUFFIX};
 use crate::writer::{WriteBehind, WriteItem};
+use crate::zeroer::{self, ZeroAhead};
 use crate::{AppendInfo, Offset, Result, StorageError};
 
 /// Name of the file whose presence says the log was closed cleanly.
@@ -125,6 +126,7 @@ pub struct PartitionLog {
     sync_done: SyncNotify,
     pump_lock: Semaphore,
     write_slots: Rc<Semaphore>,
+    zero: Rc<ZeroAhead>,
     /// Set once by the first failed write or fdatasync; the log is then read-only.
     failure: Rc<RefCell<Option<String>>>,
     fdatasyncs: Cell<u64>,
@@ -279,6 +281,7 @@ impl PartitionLog {
             sync_done: SyncNotify::default(),
             pump_lock: Semaphore::new(1),
             write_slots: Rc::new(Semaphore::new(inflight)),
+            zero: ZeroAhead::new(),
             failure: Rc::new(RefCell::new(None)),
             fdatasyncs: Cell::new(0),
             report,
@@ -320,6 +323,11 @@ impl PartitionLog {
     /// fdatasync calls issued on segment files since open (group commit shows here).
     pub fn fdatasync_count(&self) -> u64 {
         self.fdatasyncs.get()
+    }
+
+    /// Pieces of segment space zero-filled ahead of the writer since open.
+    pub fn zero_fill_writes(&self) -> u64 {
+        self.zero.pieces()
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -501,6 +509,7 @@ impl PartitionLog {
                         self.write_buffered().await?;
                     }
                     self.sync_written().await?;
+                    self.zero_ahead_if_idle();
                 }
                 // No await between the failed try-lock and registering here, so the
                 // holder's release cannot be missed.
@@ -583,6 +592,35 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Starts zero-filling the next piece past the data (see `zeroer`) when nothing
+    /// appended waits to be written: filling uses the time a lightly loaded log would
+    /// idle, and a busy one (always a group waiting) does not pay for it.
+    fn zero_ahead_if_idle(&self) {
+        let ahead = self.config.zero_ahead_bytes;
+        if ahead == 0 || self.failure.borrow().is_some() {
+            return;
+        }
+        let (file, path, piece) = {
+            let st = self.state.borrow();
+            if st.closed || st.written_offset < st.next_offset || st.writer.has_ready() {
+                return;
+            }
+            let Some(piece) = zeroer::next_piece(
+                st.writer.end(),
+                self.zero.frontier(),
+                st.preallocated,
+                ahead,
+            ) else {
+                return;
+            };
+            let a = st.active();
+            (a.file.clone(), a.path.clone(), piece)
+        };
+        if let Some(permit) = self.zero.try_start() {
+            self.zero.spawn_write(file, path, piece, permit);
+        }
+    }
+
     /// Issues queued write-behind buffers to the device, in order, each in its own task,
     /// at most `inflight_writes_max` at a time.
     async fn pump(&self) -> Result<()> {
@@ -608,7 +646,10 @@ impl PartitionLog {
                 };
                 let end = item.position + item.buffer.len() as u64;
                 st.inflight.borrow_mut().insert(item.position, end);
-                let need = (end > st.preallocated).then(|| end + self.config.preallocate_bytes);
+                // Allocate before the zero-filled space would reach the end of the
+                // allocation, so filling keeps its distance across steps.
+                let need = (end + self.config.zero_ahead_bytes > st.preallocated)
+                    .then(|| end + self.config.zero_ahead_bytes + self.config.preallocate_bytes);
                 if let Some(to) = need {
                     st.preallocated = to;
                 }
@@ -634,6 +675,13 @@ impl PartitionLog {
                 if let Err(e) = file.pre_allocate(to, false).await {
                     warn!(segment = %path.display(), error = %e, "fallocate failed; writes may block on allocation");
                 }
+            }
+            if self
+                .zero
+                .overlaps_inflight(item.position + item.buffer.len() as u64)
+            {
+                // The zeros must land before this data, never after it.
+                drop(self.zero.wait_idle().await);
             }
             let permit = self
                 .write_slots
@@ -679,6 +727,8 @@ impl PartitionLog {
     async fn roll(&self) -> Result<()> {
         let _sync = self.lock_flush().await?;
         self.sync_active().await?;
+        let _zero = self.zero.wait_idle().await;
+        self.zero.reset();
         self.seal_active().await?;
         let base = self.state.borrow().next_offset;
         let seg = create_segment(&self.dir, base, self.clock.now_ms()).await?;
@@ -801,6 +851,8 @@ impl PartitionLog {
             .map_err(|_| self.closed_err())?;
         let _sync = self.lock_flush().await?;
         self.sync_active().await?;
+        let _zero = self.zero.wait_idle().await;
+        self.zero.reset();
         let (next, log_start) = {
             let st = self.state.borrow();
             (st.next_offset, st.log_start)
@@ -959,6 +1011,7 @@ impl PartitionLog {
             .map_err(|_| self.closed_err())?;
         let _sync = self.lock_flush().await?;
         self.sync_active().await?;
+        let _zero = self.zero.wait_idle().await;
         self.seal_active().await?;
         let marker = self.dir.join(CLEAN_SHUTDOWN_MARKER);
         let f = DmaFile::create(&marker)
