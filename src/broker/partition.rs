@@ -58,8 +58,9 @@ impl Partition {
     }
 
     /// Validates every batch of `records` first (so a bad one leaves nothing behind),
-    /// then appends them in order and returns once they are committed under the
-    /// flush policy. Returns the first batch's base offset and the log start.
+    /// then appends them together, in order, with no other request's batches between
+    /// them, and returns once they are committed under the flush policy. Returns the
+    /// first batch's base offset and the log start.
     pub async fn produce(&self, records: Bytes) -> Result<(i64, i64), PartitionError> {
         let max = self.log.config().max_batch_bytes;
         let batches: Vec<RecordBatch> = split_batches(records)
@@ -74,18 +75,12 @@ impl Partition {
         for b in &batches {
             b.validate(max).map_err(|e| batch_error(&e))?;
         }
-        let last = batches.len() - 1;
-        let mut base = None;
-        for (i, batch) in batches.into_iter().enumerate() {
-            let batch = batch.into_bytes();
-            let info = if i == last {
-                self.log.append_committed(batch).await
-            } else {
-                self.log.append(batch).await
-            }
+        let infos = self
+            .log
+            .append_all_committed(batches.into_iter().map(RecordBatch::into_bytes).collect())
+            .await
             .map_err(|e| storage_error(&e))?;
-            base.get_or_insert(info.base_offset.0);
-        }
+        let base = infos.first().map(|i| i.base_offset.0);
         self.arrived.notify();
         Ok((base.unwrap_or(-1), self.log.log_start_offset().0))
     }

@@ -16,6 +16,7 @@ mod cache;
 mod clock;
 mod config;
 mod error;
+mod fifo_lock;
 mod index;
 mod log;
 mod notify;

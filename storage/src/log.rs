@@ -5,7 +5,8 @@
 //! across an `.await`. Three async locks order what must not interleave:
 //!
 //! - `append_lock`: appends, rolls, truncation, retention and close, one at a time
-//!   (offset assignment and segment changes are sequential);
+//!   (offset assignment and segment changes are sequential), first come first
+//!   served: appends keep the order in which they reached the log (`FifoLock`);
 //! - `flush_lock`: one fdatasync at a time. Group commit: a flusher takes the lock only
 //!   if it is free and then syncs everything written so far; otherwise it waits for
 //!   the sync in progress to end (`sync_done`) and re-checks, so one fdatasync answers
@@ -41,6 +42,7 @@ use crate::cache::{BatchCache, CachedBatch};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{FlushPolicy, LogConfig, BLOCK_BYTES};
 use crate::error::io_err;
+use crate::fifo_lock::FifoLock;
 use crate::notify::SyncNotify;
 use crate::recovery::{self, ScanMode};
 use crate::retention::{segments_to_delete, RetentionView};
@@ -120,7 +122,7 @@ pub struct PartitionLog {
     config: LogConfig,
     clock: Rc<dyn Clock>,
     state: RefCell<LogState>,
-    append_lock: Semaphore,
+    append_lock: FifoLock,
     flush_lock: Semaphore,
     /// Broadcast when the holder of `flush_lock` releases it.
     sync_done: SyncNotify,
@@ -276,7 +278,7 @@ impl PartitionLog {
             dir,
             config,
             clock,
-            append_lock: Semaphore::new(1),
+            append_lock: FifoLock::new(),
             flush_lock: Semaphore::new(1),
             sync_done: SyncNotify::default(),
             pump_lock: Semaphore::new(1),
@@ -358,14 +360,30 @@ impl PartitionLog {
     /// the write-behind buffer (readable, not yet durable) when this returns; see
     /// [`PartitionLog::flush`] and [`PartitionLog::append_committed`].
     pub async fn append(&self, batch: Bytes) -> Result<AppendInfo> {
-        RecordBatch::validate_slice(&batch, self.config.max_batch_bytes)?;
+        let mut infos = self.append_all(vec![batch]).await?;
+        Ok(infos.remove(0))
+    }
+
+    /// Appends `batches` one after the other with nothing in between, as one produce
+    /// request's batches for a partition are in Kafka. Every batch is validated first,
+    /// so a bad one leaves nothing behind. Appends keep the order in which they asked
+    /// for the log (the append lock is first come, first served).
+    pub async fn append_all(&self, batches: Vec<Bytes>) -> Result<Vec<AppendInfo>> {
+        for batch in &batches {
+            RecordBatch::validate_slice(batch, self.config.max_batch_bytes)?;
+        }
         self.check_writable()?;
-        let _guard = self
-            .append_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| self.closed_err())?;
+        let _guard = self.append_lock.lock().await;
         self.check_writable()?;
+        let mut infos = Vec::with_capacity(batches.len());
+        for batch in batches {
+            infos.push(self.append_locked(batch).await?);
+        }
+        Ok(infos)
+    }
+
+    /// Appends one validated batch. Caller holds `append_lock`.
+    async fn append_locked(&self, batch: Bytes) -> Result<AppendInfo> {
         if self.needs_roll(batch.len()) {
             self.roll().await?;
         }
@@ -377,7 +395,7 @@ impl PartitionLog {
                 .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
             RecordBatch::set_base_offset(&mut owned, base);
             let bytes = owned.freeze();
-            // Validated above, so the header is there.
+            // Validated by `append_all`, so the header is there.
             let header = BatchHeader::read(&bytes).ok_or(BatchError::Truncated {
                 available: bytes.len(),
                 needed: ringlog_schema::BATCH_HEADER_LEN,
@@ -420,17 +438,27 @@ impl PartitionLog {
     /// (sharing the fdatasync with concurrent appenders). Under `interval:<ms>` it
     /// flushes when the interval has elapsed; under `os` it never waits.
     pub async fn append_committed(&self, batch: Bytes) -> Result<AppendInfo> {
-        let info = self.append(batch).await?;
+        let mut infos = self.append_all_committed(vec![batch]).await?;
+        Ok(infos.remove(0))
+    }
+
+    /// [`PartitionLog::append_all`], then committed as [`PartitionLog::append_committed`]
+    /// commits one batch.
+    pub async fn append_all_committed(&self, batches: Vec<Bytes>) -> Result<Vec<AppendInfo>> {
+        let infos = self.append_all(batches).await?;
+        let Some(last) = infos.last() else {
+            return Ok(infos);
+        };
         match self.config.flush {
             FlushPolicy::Batch => {
-                self.flush_to(info.last_offset.0 + 1).await?;
+                self.flush_to(last.last_offset.0 + 1).await?;
             }
             FlushPolicy::Interval(_) => {
                 self.flush_if_due().await?;
             }
             FlushPolicy::Os => {}
         }
-        Ok(info)
+        Ok(infos)
     }
 
     /// Under `log.flush = interval:<ms>`: flushes if the interval has elapsed since the
@@ -844,11 +872,7 @@ impl PartitionLog {
     /// below the log start the log is emptied and restarts at `offset`.
     pub async fn truncate_to(&self, offset: Offset) -> Result<Offset> {
         self.check_writable()?;
-        let _guard = self
-            .append_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| self.closed_err())?;
+        let _guard = self.append_lock.lock().await;
         let _sync = self.lock_flush().await?;
         self.sync_active().await?;
         let _zero = self.zero.wait_idle().await;
@@ -959,11 +983,7 @@ impl PartitionLog {
     /// (by their newest record); returns how many. The log start advances.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
         self.check_writable()?;
-        let _guard = self
-            .append_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| self.closed_err())?;
+        let _guard = self.append_lock.lock().await;
         let doomed: Vec<i64> = {
             let st = self.state.borrow();
             let views: Vec<RetentionView> = st
@@ -1004,11 +1024,7 @@ impl PartitionLog {
     /// closes the files. The next open skips the recovery scan.
     pub async fn close(&self) -> Result<()> {
         self.check_writable()?;
-        let _guard = self
-            .append_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| self.closed_err())?;
+        let _guard = self.append_lock.lock().await;
         let _sync = self.lock_flush().await?;
         self.sync_active().await?;
         let _zero = self.zero.wait_idle().await;
