@@ -1,6 +1,18 @@
 //! ringlog-bench: the load generator (DESIGN §8).
 //!
-//! Will own the `ringlog-bench` binary: producers and consumers over the native or the
-//! Kafka protocol, open-loop rates with coordinated-omission correction, HdrHistogram
-//! latency reports (`.hgrm`, JSON, plots). Empty until the bench issue; the storage
-//! engine's own benchmark is `storage/benches/log_bench.rs`.
+//! Producers and consumers on the native protocol, open-loop rates with
+//! coordinated-omission correction, HdrHistogram latency (produce: intended send time
+//! to ack; end to end: intended send time to consumption), verification of every
+//! consumed record, and reports: text, JSON, `.hgrm`, SVG plots, and `compare`.
+//! The storage engine's own benchmark is `storage/benches/log_bench.rs`.
+
+pub mod compare;
+pub mod config;
+pub mod hgrm;
+pub mod plot;
+pub mod progress;
+pub mod record;
+pub mod run;
+pub mod summary;
+pub mod verify;
+pub mod workloads;

@@ -1,0 +1,129 @@
+//! A real `ringlog serve` process for end-to-end tests, on 127.0.0.1 with an
+//! ephemeral port and the caller's data directory. Shared by the root `tests/` and
+//! `bench/tests/` (through `#[path]`); the including module provides
+//! `ringlog_bin()` and `cli_with_input()`.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Longest a broker may take to start before a test fails.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running broker process; killed when dropped.
+pub struct Broker {
+    pub child: Child,
+    pub data_dir: PathBuf,
+    pub addr: String,
+    pub log_path: PathBuf,
+}
+
+impl Broker {
+    /// Starts `ringlog serve` on `data_dir` with `shards` shards and waits until it
+    /// has written `listeners.json`.
+    pub fn start(data_dir: &Path, shards: u16, extra: &[&str]) -> Broker {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let log_path = next_log_path(data_dir);
+        let log = File::create(&log_path).unwrap();
+        let listeners = data_dir.join("listeners.json");
+        let _ = std::fs::remove_file(&listeners);
+        let child = Command::new(super::ringlog_bin())
+            .args(["serve", "--native-addr", "127.0.0.1:0", "--shards"])
+            .arg(shards.to_string())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("BROKER_LOG").unwrap_or("info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut broker = Broker {
+            child,
+            data_dir: data_dir.to_path_buf(),
+            addr: String::new(),
+            log_path,
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&listeners) {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                broker.addr = v["native"].as_str().unwrap().to_string();
+                return broker;
+            }
+            if let Some(status) = broker.child.try_wait().unwrap() {
+                panic!(
+                    "broker exited during start-up ({status}):\n{}",
+                    broker.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker did not start:\n{}",
+                broker.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The broker's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// `kill -9`, and wait for the process to be gone.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        unsafe {
+            libc::kill(self.pid(), libc::SIGTERM);
+        }
+        self.child.wait().unwrap()
+    }
+
+    /// Runs the CLI against this broker.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        super::cli_with_input(&self.with_bootstrap(args), None)
+    }
+
+    /// Runs the CLI with `input` on stdin.
+    pub fn cli_input(&self, args: &[&str], input: &[u8]) -> Output {
+        super::cli_with_input(&self.with_bootstrap(args), Some(input))
+    }
+
+    fn with_bootstrap(&self, args: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.push("-b".into());
+        v.push(self.addr.clone());
+        v
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn next_log_path(data_dir: &Path) -> PathBuf {
+    let parent = data_dir.parent().unwrap_or(Path::new("/tmp"));
+    (0..)
+        .map(|i| parent.join(format!("broker-{i}.log")))
+        .find(|p| !p.exists())
+        .unwrap()
+}
