@@ -1,5 +1,5 @@
-//! The live progress line: rate, p99 of the last interval, elapsed and remaining
-//! time. Only on a terminal; quiet when stderr is a file or a pipe.
+//! The live progress line: rate, produce p99 so far, elapsed and planned time.
+//! Only on a terminal; quiet when stderr is a file or a pipe.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -28,7 +28,7 @@ impl Progress {
         }
     }
 
-    /// `count`: records done so far; `p99_us`: p99 since the last call (0: unknown).
+    /// `count`: records done so far; `p99_us`: produce p99 so far (0: unknown).
     pub fn update(&mut self, elapsed: Duration, count: u64, p99_us: u64) {
         if !self.enabled {
             return;
@@ -50,7 +50,7 @@ impl Progress {
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,
-            "\r  {:6.1} s{remaining}  {rate:>12.0} records/s  p99 {p99:<12}",
+            "\r  {:6.1} s{remaining}  {rate:>12.0} records/s  p99 so far {p99:<12}",
             elapsed.as_secs_f64()
         );
         let _ = err.flush();

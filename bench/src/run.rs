@@ -74,8 +74,8 @@ struct Shared {
     /// When the last producer finished, µs after the epoch.
     producers_end_us: AtomicU64,
     consumers_done: AtomicUsize,
-    /// Highest produce p99 of the last progress interval, µs.
-    recent_p99_us: AtomicU64,
+    /// Produce p99 so far, µs: the highest any producer reported.
+    p99_so_far_us: AtomicU64,
     abort: AtomicBool,
 }
 
@@ -146,7 +146,7 @@ pub fn run(config: &RunConfig, show_progress: bool) -> anyhow::Result<Outcome> {
         producers_done: AtomicUsize::new(0),
         producers_end_us: AtomicU64::new(0),
         consumers_done: AtomicUsize::new(0),
-        recent_p99_us: AtomicU64::new(0),
+        p99_so_far_us: AtomicU64::new(0),
         abort: AtomicBool::new(false),
     });
     let barrier = Arc::new(Barrier::new(producers + consumers + 1));
@@ -198,7 +198,7 @@ pub fn run(config: &RunConfig, show_progress: bool) -> anyhow::Result<Outcome> {
             });
             last_sample = (now, count);
         }
-        progress.update(now - start, count, shared.recent_p99_us.swap(0, Relaxed));
+        progress.update(now - start, count, shared.p99_so_far_us.load(Relaxed));
         if !expected_set && shared.producers_done.load(Relaxed) == producers {
             // Every record acknowledged must reach every group; with acks=0 every
             // record sent without an error.
@@ -372,7 +372,6 @@ async fn send_all(
     let maker = RecordMaker::new(c.message_size, c.payload, c.seed ^ (id as u64) << 32);
     let producer_tag = shared.run_tag << 16 | id as u32;
     let hist = Rc::new(RefCell::new(new_histogram()));
-    let recent = Rc::new(RefCell::new(new_histogram()));
     let pending = Rc::new(std::cell::Cell::new(0u64));
     let start = shared.start();
     let measure_from = shared.measure_from();
@@ -436,12 +435,7 @@ async fn send_all(
                 Ok(delivery) => {
                     shared.sent.fetch_add(1, Relaxed);
                     pending.set(pending.get() + 1);
-                    let (shared, hist, recent, pending) = (
-                        shared.clone(),
-                        hist.clone(),
-                        recent.clone(),
-                        pending.clone(),
-                    );
+                    let (shared, hist, pending) = (shared.clone(), hist.clone(), pending.clone());
                     glommio::spawn_local(async move {
                         match delivery.wait().await {
                             Ok(_) => {
@@ -451,7 +445,6 @@ async fn send_all(
                                     if shared.config.measures_acks() {
                                         let us = (intended.elapsed().as_micros() as u64).max(1);
                                         let _ = hist.borrow_mut().record(us);
-                                        let _ = recent.borrow_mut().record(us);
                                     }
                                 }
                             }
@@ -471,12 +464,12 @@ async fn send_all(
             seq += 1;
         }
         if now - last_publish >= Duration::from_millis(500) {
-            let mut r = recent.borrow_mut();
-            if !r.is_empty() {
+            let h = hist.borrow();
+            if !h.is_empty() {
+                // Several producers: the progress line shows the worst one's.
                 shared
-                    .recent_p99_us
-                    .fetch_max(r.value_at_quantile(0.99), Relaxed);
-                r.reset();
+                    .p99_so_far_us
+                    .fetch_max(h.value_at_quantile(0.99), Relaxed);
             }
             last_publish = now;
         }
