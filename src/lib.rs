@@ -4,6 +4,7 @@
 //!   protocol, the coordination executor owning cluster metadata.
 //! - [`client`]: the async native client (on glommio): metadata cache, batching
 //!   producer, fetch-ahead consumer.
+//! - [`groups`]: consumer-group membership and assignment (pure state machines).
 //! - [`metadata`]: the cluster metadata model, placement rule and persistence.
 //! - [`config`]: broker configuration with Kafka's key names.
 //!
@@ -13,6 +14,7 @@
 pub mod broker;
 pub mod client;
 pub mod config;
+pub mod groups;
 pub mod metadata;
 
 pub use ringlog_schema as schema;
