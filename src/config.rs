@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use ringlog_storage::{FlushPolicy, LogConfig};
 
+use crate::groups::membership::GroupLimits;
+
 /// Default native-protocol listener.
 pub const NATIVE_ADDR_DEFAULT: &str = "127.0.0.1:9290";
 /// Default Kafka-protocol listener (served by a later issue).
@@ -84,6 +86,11 @@ pub struct BrokerConfig {
     /// Per-partition log settings (`log.segment.bytes`, `log.retention.*`,
     /// `message.max.bytes`, `log.flush`, ...). Topic configs override some.
     pub log: LogConfig,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`.
+    pub offsets_topic_partitions: i32,
+    /// `group.min.session.timeout.ms`, `group.max.session.timeout.ms`,
+    /// `group.initial.rebalance.delay.ms`, `group.max.size`.
+    pub groups: GroupLimits,
 }
 
 impl Default for BrokerConfig {
@@ -105,6 +112,8 @@ impl Default for BrokerConfig {
             retention_check_interval: Duration::from_millis(300_000),
             io_memory_bytes: 10 << 20,
             log: LogConfig::default(),
+            offsets_topic_partitions: 50,
+            groups: GroupLimits::default(),
         }
     }
 }
@@ -143,6 +152,11 @@ pub const BROKER_KEYS: &[&str] = &[
     "log.cache.bytes",
     "log.zero.ahead.bytes",
     "shard.io.memory.bytes",
+    "offsets.topic.num.partitions",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
+    "group.initial.rebalance.delay.ms",
+    "group.max.size",
 ];
 
 impl BrokerConfig {
@@ -217,6 +231,29 @@ impl BrokerConfig {
             "log.cache.bytes" => self.log.cache_bytes = num(v).map_err(bad)?,
             "log.zero.ahead.bytes" => self.log.zero_ahead_bytes = num(v).map_err(bad)?,
             "shard.io.memory.bytes" => self.io_memory_bytes = num(v).map_err(bad)?,
+            "offsets.topic.num.partitions" => {
+                let n: i32 = num(v).map_err(bad)?;
+                if n < 1 {
+                    return Err(bad("must be at least 1".into()));
+                }
+                self.offsets_topic_partitions = n;
+            }
+            "group.min.session.timeout.ms" => {
+                self.groups.session_timeout_min_ms = num(v).map_err(bad)?
+            }
+            "group.max.session.timeout.ms" => {
+                self.groups.session_timeout_max_ms = num(v).map_err(bad)?
+            }
+            "group.initial.rebalance.delay.ms" => {
+                self.groups.initial_rebalance_delay_ms = num(v).map_err(bad)?
+            }
+            "group.max.size" => {
+                let n: usize = num(v).map_err(bad)?;
+                if n < 1 {
+                    return Err(bad("must be at least 1".into()));
+                }
+                self.groups.max_size = n;
+            }
             _ => {
                 return Err(ConfigError::UnknownKey {
                     key: key.to_string(),
@@ -303,6 +340,17 @@ impl BrokerConfig {
         }
         if self.min_insync_replicas < 1 {
             return fail("min.insync.replicas must be >= 1".into());
+        }
+        if self.offsets_topic_partitions > PARTITIONS_PER_TOPIC_MAX {
+            return fail(format!(
+                "offsets.topic.num.partitions = {} must be at most {PARTITIONS_PER_TOPIC_MAX}",
+                self.offsets_topic_partitions
+            ));
+        }
+        if self.groups.session_timeout_min_ms > self.groups.session_timeout_max_ms {
+            return fail(
+                "group.min.session.timeout.ms must not exceed group.max.session.timeout.ms".into(),
+            );
         }
         if self.socket_request_max_bytes < self.log.max_batch_bytes + 1024 {
             return fail(format!(

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ringlog_schema::wire::{
-    CreateTopicsRequestT, CreateTopicsResponseT, DeleteTopicsRequestT, DeleteTopicsResponseT,
-    ErrorCode,
+    BodyT, CreateTopicsRequestT, CreateTopicsResponseT, DeleteTopicsRequestT,
+    DeleteTopicsResponseT, ErrorCode,
 };
 
 use crate::metadata::ClusterMetadata;
@@ -96,6 +96,9 @@ pub enum ShardMsg {
     Offsets {
         key: PartitionKey,
     },
+    /// A group request for the coordinator of its group on this shard (or, for
+    /// ListGroups, for this shard's groups).
+    Group(Box<BodyT>),
 
     // Answers.
     Done,
@@ -105,6 +108,7 @@ pub enum ShardMsg {
     Fetched(Result<FetchData, PartitionError>),
     Offset(Result<i64, PartitionError>),
     OffsetsAre(Result<PartitionOffsets, PartitionError>),
+    GroupAnswer(Box<BodyT>),
     /// The request was not one this executor answers.
     Unexpected(&'static str),
 }

@@ -9,6 +9,7 @@
 pub mod connection;
 pub mod coordinator;
 pub mod errors;
+pub mod group_coordinator;
 pub mod handlers;
 pub mod messages;
 pub mod partition;
@@ -31,6 +32,7 @@ use ringlog_shards::{Handler, Peer, PoolConfig, ShardContext, ShardPool};
 use tracing::{error, info, warn};
 
 use crate::broker::coordinator::Coordinator;
+use crate::broker::group_coordinator::GroupCoordinator;
 use crate::broker::messages::ShardMsg;
 use crate::broker::shard::Shard;
 use crate::config::{BrokerConfig, ConfigError, SHUTDOWN_DRAIN_MS_MAX};
@@ -295,6 +297,7 @@ async fn run_shard(
         let bg = shard.clone();
         let _ =
             glommio::spawn_local_into(bg.background_loop(), shard.background).map(|t| t.detach());
+        glommio::spawn_local(GroupCoordinator::tick_loop(shard.clone())).detach();
         loop {
             let stop = async {
                 shard.stopping.wait().await;

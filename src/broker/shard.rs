@@ -15,6 +15,7 @@ use ringlog_storage::{FlushPolicy, PartitionLog, StorageError};
 use tracing::{info, warn};
 
 use crate::broker::errors::{storage_error, unknown_partition};
+use crate::broker::group_coordinator::GroupCoordinator;
 use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
 use crate::broker::partition::Partition;
 use crate::broker::signal::{Latch, Signal};
@@ -40,6 +41,8 @@ pub struct Shard {
     inflight_done: Signal,
     /// Background work (retention, interval flushes) runs here, below requests.
     pub background: TaskQueueHandle,
+    /// The consumer groups this shard coordinates.
+    pub groups: GroupCoordinator,
 }
 
 impl Shard {
@@ -49,6 +52,7 @@ impl Shard {
         config: Arc<BrokerConfig>,
         background: TaskQueueHandle,
     ) -> Self {
+        let limits = config.groups.clone();
         Self {
             id,
             shards,
@@ -62,6 +66,7 @@ impl Shard {
             inflight: Cell::new(0),
             inflight_done: Signal::default(),
             background,
+            groups: GroupCoordinator::new(limits),
         }
     }
 
@@ -114,6 +119,11 @@ impl Shard {
             .send(Peer::Shard(owner), msg)
             .await
             .map_err(|e| PartitionError::new(ErrorCode::NOT_LEADER_OR_FOLLOWER, e.to_string()))
+    }
+
+    /// A partition this shard owns, open.
+    pub fn local_partition(&self, key: &PartitionKey) -> Result<Rc<Partition>, PartitionError> {
+        self.local(key)
     }
 
     fn local(&self, key: &PartitionKey) -> Result<Rc<Partition>, PartitionError> {
@@ -173,6 +183,9 @@ impl Shard {
             }),
             ShardMsg::Offsets { key } => {
                 ShardMsg::OffsetsAre(self.local(&key).map(|p| p.offsets()))
+            }
+            ShardMsg::Group(body) => {
+                ShardMsg::GroupAnswer(Box::new(self.groups.handle(&self, *body).await))
             }
             _ => ShardMsg::Unexpected("data shards answer partition requests only"),
         }

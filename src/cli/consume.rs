@@ -4,7 +4,11 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ringlog::client::{Client, Consumer, ConsumerConfig, StartOffset};
+use std::collections::BTreeMap;
+
+use ringlog::client::{
+    Client, Consumer, ConsumerConfig, GroupConfig, GroupConsumer, OffsetReset, Record, StartOffset,
+};
 
 use super::{block_on, Connect};
 
@@ -15,15 +19,27 @@ pub struct ConsumeArgs {
     /// Topic to read.
     #[arg(short, long)]
     topic: String,
-    /// Start at the earliest offset (default: only new records).
+    /// Start at the earliest offset (default: only new records). With --group, only
+    /// where the group has no committed offset (auto.offset.reset=earliest).
     #[arg(long, conflicts_with = "offset")]
     from_beginning: bool,
     /// Start at this offset (needs --partition).
     #[arg(long, requires = "partition")]
     offset: Option<i64>,
     /// Read only this partition.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "group")]
     partition: Option<i32>,
+    /// Consume as a member of this consumer group: the broker assigns partitions,
+    /// reading starts at the group's committed offsets, and progress is committed
+    /// (every second and at exit) unless --no-commit.
+    #[arg(short, long)]
+    group: Option<String>,
+    /// With --group: never commit offsets.
+    #[arg(long, requires = "group")]
+    no_commit: bool,
+    /// With --group: the session timeout (session.timeout.ms).
+    #[arg(long, requires = "group", default_value_t = 45_000)]
+    session_timeout_ms: u64,
     /// Exit after this many records.
     #[arg(long)]
     max_messages: Option<u64>,
@@ -41,7 +57,13 @@ pub struct ConsumeArgs {
     print_partition: bool,
 }
 
+/// How often `--group` commits what it printed.
+const AUTO_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
 pub fn run(args: ConsumeArgs) -> anyhow::Result<i32> {
+    if args.group.is_some() {
+        return run_in_group(args);
+    }
     block_on(move || async move {
         let client = Client::connect(&args.connect.bootstrap_server).await?;
         let start = match (args.offset, args.from_beginning) {
@@ -81,18 +103,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<i32> {
             }
             last_record = Instant::now();
             for r in records {
-                if args.print_partition {
-                    write!(out, "Partition:{}\t", r.partition)?;
-                }
-                if args.print_offset {
-                    write!(out, "Offset:{}\t", r.offset)?;
-                }
-                if args.print_key {
-                    out.write_all(r.key.as_deref().unwrap_or(b"null"))?;
-                    out.write_all(b"\t")?;
-                }
-                out.write_all(r.value.as_deref().unwrap_or(b"null"))?;
-                out.write_all(b"\n")?;
+                print_record(&mut out, &args, &r)?;
                 count += 1;
                 if args.max_messages.is_some_and(|m| count >= m) {
                     break 'outer;
@@ -104,4 +115,93 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<i32> {
         eprintln!("Processed a total of {count} messages");
         Ok(0)
     })
+}
+
+/// `--group`: consume as a group member; print, then commit what was printed.
+fn run_in_group(args: ConsumeArgs) -> anyhow::Result<i32> {
+    block_on(move || async move {
+        let group = args.group.clone().unwrap_or_default();
+        let client = Client::connect(&args.connect.bootstrap_server).await?;
+        let mut config = GroupConfig::new(&group, &[args.topic.as_str()]);
+        config.client_id = "ringlog-cli".into();
+        config.session_timeout = Duration::from_millis(args.session_timeout_ms);
+        config.heartbeat_interval = (config.session_timeout / 3).min(Duration::from_secs(3));
+        config.auto_commit = (!args.no_commit).then_some(AUTO_COMMIT_INTERVAL);
+        config.offset_reset = if args.from_beginning {
+            OffsetReset::Earliest
+        } else {
+            OffsetReset::Latest
+        };
+        if let Some(t) = args.timeout_ms {
+            config.fetch.max_wait_ms = u32::try_from(t.min(500)).unwrap_or(500);
+        }
+        let mut consumer = GroupConsumer::join(client, config)
+            .await
+            .with_context(|| format!("cannot join group {group:?} on topic {:?}", args.topic))?;
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        let mut count = 0u64;
+        let mut last_record = Instant::now();
+        // Offsets of records returned but not printed (--max-messages stopped first).
+        let mut unprinted: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        'outer: loop {
+            if args.max_messages.is_some_and(|m| count >= m) {
+                break;
+            }
+            let records = consumer.poll().await?;
+            if records.is_empty() {
+                if let Some(t) = args.timeout_ms {
+                    if last_record.elapsed() >= Duration::from_millis(t) {
+                        break;
+                    }
+                }
+                continue;
+            }
+            last_record = Instant::now();
+            let mut records = records.into_iter();
+            for r in records.by_ref() {
+                print_record(&mut out, &args, &r)?;
+                count += 1;
+                if args.max_messages.is_some_and(|m| count >= m) {
+                    break;
+                }
+            }
+            for r in records {
+                unprinted
+                    .entry((args.topic.clone(), r.partition))
+                    .and_modify(|o| *o = (*o).min(r.offset))
+                    .or_insert(r.offset);
+            }
+            // Printed before committed: at least once.
+            out.flush()?;
+            if !unprinted.is_empty() {
+                break 'outer;
+            }
+        }
+        out.flush()?;
+        if !args.no_commit {
+            consumer
+                .commit_with(&unprinted)
+                .await
+                .context("cannot commit the group's offsets")?;
+        }
+        consumer.leave().await.context("cannot leave the group")?;
+        eprintln!("Processed a total of {count} messages");
+        Ok(0)
+    })
+}
+
+fn print_record(out: &mut impl Write, args: &ConsumeArgs, r: &Record) -> std::io::Result<()> {
+    if args.print_partition {
+        write!(out, "Partition:{}\t", r.partition)?;
+    }
+    if args.print_offset {
+        write!(out, "Offset:{}\t", r.offset)?;
+    }
+    if args.print_key {
+        out.write_all(r.key.as_deref().unwrap_or(b"null"))?;
+        out.write_all(b"\t")?;
+    }
+    out.write_all(r.value.as_deref().unwrap_or(b"null"))?;
+    out.write_all(b"\n")
 }

@@ -1,7 +1,8 @@
-//! The command line: `ringlog serve | topic | produce | consume`, with Kafka tools'
+//! The command line: `ringlog serve | topic | produce | consume | group`, with Kafka tools'
 //! habits (`-b/--bootstrap-server`, `--from-beginning`, `--max-messages`).
 
 mod consume;
+mod group;
 mod produce;
 mod serve;
 mod topic;
@@ -33,6 +34,9 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Consume records and print them, one per line.
     Consume(consume::ConsumeArgs),
+    /// List, describe, reset and delete consumer groups.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
 }
 
 /// Connection options shared by the client commands.
@@ -58,6 +62,10 @@ pub fn run() -> anyhow::Result<i32> {
         Command::Consume(args) => {
             init_logging("warn");
             consume::run(args)
+        }
+        Command::Group(cmd) => {
+            init_logging("warn");
+            group::run(cmd)
         }
     }
 }

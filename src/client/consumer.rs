@@ -97,26 +97,41 @@ impl Consumer {
             }
             None => (0..count as i32).collect(),
         };
-        let mut positions = Vec::with_capacity(partitions.len());
+        let mut starts = Vec::with_capacity(partitions.len());
         for p in partitions {
             let offset = match start {
                 StartOffset::Earliest => client.list_offset(topic, p, -2).await?,
                 StartOffset::Latest => client.list_offset(topic, p, -1).await?,
                 StartOffset::Offset(o) => o,
             };
-            positions.push(Position {
-                partition: p,
-                offset,
-            });
+            starts.push((p, offset));
         }
-        Ok(Self {
+        Ok(Self::assign_at(client, topic, starts, config))
+    }
+
+    /// Reads `topic`'s partitions from the given offsets: `(partition, offset)`.
+    pub fn assign_at(
+        client: Client,
+        topic: &str,
+        starts: Vec<(i32, i64)>,
+        config: ConsumerConfig,
+    ) -> Self {
+        Self {
             client,
             topic: topic.to_string(),
             config,
-            positions,
+            positions: starts
+                .into_iter()
+                .map(|(partition, offset)| Position { partition, offset })
+                .collect(),
             ahead: None,
             ready: VecDeque::new(),
-        })
+        }
+    }
+
+    /// The topic this consumer reads.
+    pub fn topic(&self) -> &str {
+        &self.topic
     }
 
     /// The next offset to read of each assigned partition.

@@ -29,6 +29,8 @@ pub enum ClientError {
     Timeout(u64),
     #[error("invalid record data: {0}")]
     Records(String),
+    #[error("invalid client setting: {0}")]
+    Config(String),
 }
 
 impl ClientError {

@@ -6,11 +6,14 @@
 //! - [`Producer`]: batches records per partition (batch size, linger), partitions by
 //!   key (Kafka's murmur2) or round-robin, pipelines produce requests.
 //! - [`Consumer`]: reads assigned partitions from given offsets, one fetch ahead.
+//! - [`GroupConsumer`]: a consumer-group member: join, heartbeat, committed offsets,
+//!   auto or manual commit, rebalances.
 
 mod cluster;
 mod connection;
 mod consumer;
 mod error;
+pub mod group;
 pub mod partitioner;
 mod producer;
 
@@ -18,6 +21,7 @@ pub use cluster::{Client, PartitionInfo, TopicInfo};
 pub use connection::Connection;
 pub use consumer::{Consumer, ConsumerConfig, Record, StartOffset};
 pub use error::ClientError;
+pub use group::{GroupConfig, GroupConsumer, OffsetReset};
 pub use producer::{Delivery, Producer, ProducerConfig};
 
 /// Default bootstrap server, the native listener's default.

@@ -416,7 +416,9 @@ impl Group {
         replies
     }
 
-    /// Whether an offset commit from `member_id` at `generation` is accepted. A
+    /// Whether an offset commit from `member_id` at `generation` is accepted: a
+    /// member of the current generation, while the group is stable or collecting
+    /// joins (the assignment of that generation still holds then). A
     /// commit with no member and generation -1 (an admin tool, or a consumer that
     /// manages its own partitions) is accepted only while the group has no members.
     pub fn check_commit(&self, member_id: &str, generation: i32) -> Result<(), GroupError> {
@@ -429,11 +431,12 @@ impl Group {
         }
         self.check_member(member_id, generation)?;
         match self.state {
-            GroupState::Stable => Ok(()),
+            // While the group collects joins, members of the current generation may
+            // still commit what they processed before giving their partitions up
+            // (as in Kafka), so the next owner starts where they stopped.
+            GroupState::Stable | GroupState::PreparingRebalance => Ok(()),
             GroupState::Empty => Err(GroupError::UnknownMemberId),
-            GroupState::PreparingRebalance | GroupState::CompletingRebalance => {
-                Err(GroupError::RebalanceInProgress)
-            }
+            GroupState::CompletingRebalance => Err(GroupError::RebalanceInProgress),
         }
     }
 

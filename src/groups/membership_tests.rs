@@ -128,10 +128,8 @@ fn a_member_that_goes_silent_is_expired_and_the_rest_rebalance() {
         g.heartbeat(&b.member_id, b.generation, 100 + SESSION_MS as i64),
         Err(GroupError::RebalanceInProgress)
     );
-    assert_eq!(
-        g.check_commit(&b.member_id, b.generation),
-        Err(GroupError::RebalanceInProgress)
-    );
+    // b may still commit what it processed under generation 1 before rejoining.
+    g.check_commit(&b.member_id, b.generation).unwrap();
     let replies = g.join(3, server(&b.member_id), 100 + SESSION_MS as i64, &parts);
     let b2 = join_ok(&replies, 3);
     assert_eq!(b2.generation, 2);
@@ -404,7 +402,7 @@ fn run(ops: Vec<Op>, client_side: bool) -> Result<(), TestCaseError> {
                         g.generation(),
                         "a stale generation committed"
                     );
-                    prop_assert_eq!(g.state(), GroupState::Stable);
+                    prop_assert!(g.state() != GroupState::CompletingRebalance);
                 }
                 Vec::new()
             }
@@ -415,7 +413,7 @@ fn run(ops: Vec<Op>, client_side: bool) -> Result<(), TestCaseError> {
                         g.generation() == gen && g.members().iter().any(|m| m.member_id == id);
                     if g.check_commit(&id, gen).is_ok() {
                         prop_assert!(
-                            current && g.state() == GroupState::Stable,
+                            current && g.state() != GroupState::CompletingRebalance,
                             "zombie {} gen {} committed",
                             id,
                             gen

@@ -4,10 +4,12 @@
 //!
 //! - [`membership`]: one group's state machine (Kafka's classic group protocol, with
 //!   server-side assignment for the native consumer);
-//! - [`assignor`]: the `range` and `roundrobin` strategies.
+//! - [`assignor`]: the `range` and `roundrobin` strategies;
+//! - [`offsets`]: committed offsets as records of `__consumer_offsets`, and their view.
 
 pub mod assignor;
 pub mod membership;
+pub mod offsets;
 
 #[cfg(test)]
 #[path = "membership_tests.rs"]

@@ -16,7 +16,7 @@ pub const ENUM_MIN_ERROR_CODE: i16 = -1;
 pub const ENUM_MAX_ERROR_CODE: i16 = 1002;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 25] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 38] = [
   ErrorCode::UNKNOWN_SERVER_ERROR,
   ErrorCode::NONE,
   ErrorCode::OFFSET_OUT_OF_RANGE,
@@ -26,10 +26,20 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 25] = [
   ErrorCode::NOT_LEADER_OR_FOLLOWER,
   ErrorCode::REQUEST_TIMED_OUT,
   ErrorCode::MESSAGE_TOO_LARGE,
+  ErrorCode::OFFSET_METADATA_TOO_LARGE,
+  ErrorCode::COORDINATOR_LOAD_IN_PROGRESS,
+  ErrorCode::COORDINATOR_NOT_AVAILABLE,
+  ErrorCode::NOT_COORDINATOR,
   ErrorCode::INVALID_TOPIC,
   ErrorCode::RECORD_LIST_TOO_LARGE,
   ErrorCode::NOT_ENOUGH_REPLICAS,
   ErrorCode::INVALID_REQUIRED_ACKS,
+  ErrorCode::ILLEGAL_GENERATION,
+  ErrorCode::INCONSISTENT_GROUP_PROTOCOL,
+  ErrorCode::INVALID_GROUP_ID,
+  ErrorCode::UNKNOWN_MEMBER_ID,
+  ErrorCode::INVALID_SESSION_TIMEOUT,
+  ErrorCode::REBALANCE_IN_PROGRESS,
   ErrorCode::UNSUPPORTED_VERSION,
   ErrorCode::TOPIC_ALREADY_EXISTS,
   ErrorCode::INVALID_PARTITIONS,
@@ -38,6 +48,9 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 25] = [
   ErrorCode::INVALID_REQUEST,
   ErrorCode::POLICY_VIOLATION,
   ErrorCode::KAFKA_STORAGE_ERROR,
+  ErrorCode::NON_EMPTY_GROUP,
+  ErrorCode::GROUP_ID_NOT_FOUND,
+  ErrorCode::GROUP_MAX_SIZE_REACHED,
   ErrorCode::UNKNOWN_TOPIC_ID,
   ErrorCode::MALFORMED_FRAME,
   ErrorCode::UNSUPPORTED_API,
@@ -59,10 +72,20 @@ impl ErrorCode {
   pub const NOT_LEADER_OR_FOLLOWER: Self = Self(6);
   pub const REQUEST_TIMED_OUT: Self = Self(7);
   pub const MESSAGE_TOO_LARGE: Self = Self(10);
+  pub const OFFSET_METADATA_TOO_LARGE: Self = Self(12);
+  pub const COORDINATOR_LOAD_IN_PROGRESS: Self = Self(14);
+  pub const COORDINATOR_NOT_AVAILABLE: Self = Self(15);
+  pub const NOT_COORDINATOR: Self = Self(16);
   pub const INVALID_TOPIC: Self = Self(17);
   pub const RECORD_LIST_TOO_LARGE: Self = Self(18);
   pub const NOT_ENOUGH_REPLICAS: Self = Self(19);
   pub const INVALID_REQUIRED_ACKS: Self = Self(21);
+  pub const ILLEGAL_GENERATION: Self = Self(22);
+  pub const INCONSISTENT_GROUP_PROTOCOL: Self = Self(23);
+  pub const INVALID_GROUP_ID: Self = Self(24);
+  pub const UNKNOWN_MEMBER_ID: Self = Self(25);
+  pub const INVALID_SESSION_TIMEOUT: Self = Self(26);
+  pub const REBALANCE_IN_PROGRESS: Self = Self(27);
   pub const UNSUPPORTED_VERSION: Self = Self(35);
   pub const TOPIC_ALREADY_EXISTS: Self = Self(36);
   pub const INVALID_PARTITIONS: Self = Self(37);
@@ -71,6 +94,9 @@ impl ErrorCode {
   pub const INVALID_REQUEST: Self = Self(42);
   pub const POLICY_VIOLATION: Self = Self(44);
   pub const KAFKA_STORAGE_ERROR: Self = Self(56);
+  pub const NON_EMPTY_GROUP: Self = Self(68);
+  pub const GROUP_ID_NOT_FOUND: Self = Self(69);
+  pub const GROUP_MAX_SIZE_REACHED: Self = Self(81);
   pub const UNKNOWN_TOPIC_ID: Self = Self(100);
   /// ringlog only: the frame or its header could not be decoded.
   pub const MALFORMED_FRAME: Self = Self(1000);
@@ -91,10 +117,20 @@ impl ErrorCode {
     Self::NOT_LEADER_OR_FOLLOWER,
     Self::REQUEST_TIMED_OUT,
     Self::MESSAGE_TOO_LARGE,
+    Self::OFFSET_METADATA_TOO_LARGE,
+    Self::COORDINATOR_LOAD_IN_PROGRESS,
+    Self::COORDINATOR_NOT_AVAILABLE,
+    Self::NOT_COORDINATOR,
     Self::INVALID_TOPIC,
     Self::RECORD_LIST_TOO_LARGE,
     Self::NOT_ENOUGH_REPLICAS,
     Self::INVALID_REQUIRED_ACKS,
+    Self::ILLEGAL_GENERATION,
+    Self::INCONSISTENT_GROUP_PROTOCOL,
+    Self::INVALID_GROUP_ID,
+    Self::UNKNOWN_MEMBER_ID,
+    Self::INVALID_SESSION_TIMEOUT,
+    Self::REBALANCE_IN_PROGRESS,
     Self::UNSUPPORTED_VERSION,
     Self::TOPIC_ALREADY_EXISTS,
     Self::INVALID_PARTITIONS,
@@ -103,6 +139,9 @@ impl ErrorCode {
     Self::INVALID_REQUEST,
     Self::POLICY_VIOLATION,
     Self::KAFKA_STORAGE_ERROR,
+    Self::NON_EMPTY_GROUP,
+    Self::GROUP_ID_NOT_FOUND,
+    Self::GROUP_MAX_SIZE_REACHED,
     Self::UNKNOWN_TOPIC_ID,
     Self::MALFORMED_FRAME,
     Self::UNSUPPORTED_API,
@@ -120,10 +159,20 @@ impl ErrorCode {
       Self::NOT_LEADER_OR_FOLLOWER => Some("NOT_LEADER_OR_FOLLOWER"),
       Self::REQUEST_TIMED_OUT => Some("REQUEST_TIMED_OUT"),
       Self::MESSAGE_TOO_LARGE => Some("MESSAGE_TOO_LARGE"),
+      Self::OFFSET_METADATA_TOO_LARGE => Some("OFFSET_METADATA_TOO_LARGE"),
+      Self::COORDINATOR_LOAD_IN_PROGRESS => Some("COORDINATOR_LOAD_IN_PROGRESS"),
+      Self::COORDINATOR_NOT_AVAILABLE => Some("COORDINATOR_NOT_AVAILABLE"),
+      Self::NOT_COORDINATOR => Some("NOT_COORDINATOR"),
       Self::INVALID_TOPIC => Some("INVALID_TOPIC"),
       Self::RECORD_LIST_TOO_LARGE => Some("RECORD_LIST_TOO_LARGE"),
       Self::NOT_ENOUGH_REPLICAS => Some("NOT_ENOUGH_REPLICAS"),
       Self::INVALID_REQUIRED_ACKS => Some("INVALID_REQUIRED_ACKS"),
+      Self::ILLEGAL_GENERATION => Some("ILLEGAL_GENERATION"),
+      Self::INCONSISTENT_GROUP_PROTOCOL => Some("INCONSISTENT_GROUP_PROTOCOL"),
+      Self::INVALID_GROUP_ID => Some("INVALID_GROUP_ID"),
+      Self::UNKNOWN_MEMBER_ID => Some("UNKNOWN_MEMBER_ID"),
+      Self::INVALID_SESSION_TIMEOUT => Some("INVALID_SESSION_TIMEOUT"),
+      Self::REBALANCE_IN_PROGRESS => Some("REBALANCE_IN_PROGRESS"),
       Self::UNSUPPORTED_VERSION => Some("UNSUPPORTED_VERSION"),
       Self::TOPIC_ALREADY_EXISTS => Some("TOPIC_ALREADY_EXISTS"),
       Self::INVALID_PARTITIONS => Some("INVALID_PARTITIONS"),
@@ -132,6 +181,9 @@ impl ErrorCode {
       Self::INVALID_REQUEST => Some("INVALID_REQUEST"),
       Self::POLICY_VIOLATION => Some("POLICY_VIOLATION"),
       Self::KAFKA_STORAGE_ERROR => Some("KAFKA_STORAGE_ERROR"),
+      Self::NON_EMPTY_GROUP => Some("NON_EMPTY_GROUP"),
+      Self::GROUP_ID_NOT_FOUND => Some("GROUP_ID_NOT_FOUND"),
+      Self::GROUP_MAX_SIZE_REACHED => Some("GROUP_MAX_SIZE_REACHED"),
       Self::UNKNOWN_TOPIC_ID => Some("UNKNOWN_TOPIC_ID"),
       Self::MALFORMED_FRAME => Some("MALFORMED_FRAME"),
       Self::UNSUPPORTED_API => Some("UNSUPPORTED_API"),
@@ -193,10 +245,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_BODY: u8 = 17;
+pub const ENUM_MAX_BODY: u8 = 35;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_BODY: [Body; 18] = [
+pub const ENUM_VALUES_BODY: [Body; 36] = [
   Body::NONE,
   Body::HelloRequest,
   Body::HelloResponse,
@@ -215,6 +267,24 @@ pub const ENUM_VALUES_BODY: [Body; 18] = [
   Body::ListOffsetsRequest,
   Body::ListOffsetsResponse,
   Body::ErrorResponse,
+  Body::FindCoordinatorRequest,
+  Body::FindCoordinatorResponse,
+  Body::JoinGroupRequest,
+  Body::JoinGroupResponse,
+  Body::HeartbeatRequest,
+  Body::HeartbeatResponse,
+  Body::LeaveGroupRequest,
+  Body::LeaveGroupResponse,
+  Body::OffsetCommitRequest,
+  Body::OffsetCommitResponse,
+  Body::OffsetFetchRequest,
+  Body::OffsetFetchResponse,
+  Body::ListGroupsRequest,
+  Body::ListGroupsResponse,
+  Body::DescribeGroupsRequest,
+  Body::DescribeGroupsResponse,
+  Body::DeleteGroupsRequest,
+  Body::DeleteGroupsResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -240,9 +310,27 @@ impl Body {
   pub const ListOffsetsRequest: Self = Self(15);
   pub const ListOffsetsResponse: Self = Self(16);
   pub const ErrorResponse: Self = Self(17);
+  pub const FindCoordinatorRequest: Self = Self(18);
+  pub const FindCoordinatorResponse: Self = Self(19);
+  pub const JoinGroupRequest: Self = Self(20);
+  pub const JoinGroupResponse: Self = Self(21);
+  pub const HeartbeatRequest: Self = Self(22);
+  pub const HeartbeatResponse: Self = Self(23);
+  pub const LeaveGroupRequest: Self = Self(24);
+  pub const LeaveGroupResponse: Self = Self(25);
+  pub const OffsetCommitRequest: Self = Self(26);
+  pub const OffsetCommitResponse: Self = Self(27);
+  pub const OffsetFetchRequest: Self = Self(28);
+  pub const OffsetFetchResponse: Self = Self(29);
+  pub const ListGroupsRequest: Self = Self(30);
+  pub const ListGroupsResponse: Self = Self(31);
+  pub const DescribeGroupsRequest: Self = Self(32);
+  pub const DescribeGroupsResponse: Self = Self(33);
+  pub const DeleteGroupsRequest: Self = Self(34);
+  pub const DeleteGroupsResponse: Self = Self(35);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 17;
+  pub const ENUM_MAX: u8 = 35;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::HelloRequest,
@@ -262,6 +350,24 @@ impl Body {
     Self::ListOffsetsRequest,
     Self::ListOffsetsResponse,
     Self::ErrorResponse,
+    Self::FindCoordinatorRequest,
+    Self::FindCoordinatorResponse,
+    Self::JoinGroupRequest,
+    Self::JoinGroupResponse,
+    Self::HeartbeatRequest,
+    Self::HeartbeatResponse,
+    Self::LeaveGroupRequest,
+    Self::LeaveGroupResponse,
+    Self::OffsetCommitRequest,
+    Self::OffsetCommitResponse,
+    Self::OffsetFetchRequest,
+    Self::OffsetFetchResponse,
+    Self::ListGroupsRequest,
+    Self::ListGroupsResponse,
+    Self::DescribeGroupsRequest,
+    Self::DescribeGroupsResponse,
+    Self::DeleteGroupsRequest,
+    Self::DeleteGroupsResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -284,6 +390,24 @@ impl Body {
       Self::ListOffsetsRequest => Some("ListOffsetsRequest"),
       Self::ListOffsetsResponse => Some("ListOffsetsResponse"),
       Self::ErrorResponse => Some("ErrorResponse"),
+      Self::FindCoordinatorRequest => Some("FindCoordinatorRequest"),
+      Self::FindCoordinatorResponse => Some("FindCoordinatorResponse"),
+      Self::JoinGroupRequest => Some("JoinGroupRequest"),
+      Self::JoinGroupResponse => Some("JoinGroupResponse"),
+      Self::HeartbeatRequest => Some("HeartbeatRequest"),
+      Self::HeartbeatResponse => Some("HeartbeatResponse"),
+      Self::LeaveGroupRequest => Some("LeaveGroupRequest"),
+      Self::LeaveGroupResponse => Some("LeaveGroupResponse"),
+      Self::OffsetCommitRequest => Some("OffsetCommitRequest"),
+      Self::OffsetCommitResponse => Some("OffsetCommitResponse"),
+      Self::OffsetFetchRequest => Some("OffsetFetchRequest"),
+      Self::OffsetFetchResponse => Some("OffsetFetchResponse"),
+      Self::ListGroupsRequest => Some("ListGroupsRequest"),
+      Self::ListGroupsResponse => Some("ListGroupsResponse"),
+      Self::DescribeGroupsRequest => Some("DescribeGroupsRequest"),
+      Self::DescribeGroupsResponse => Some("DescribeGroupsResponse"),
+      Self::DeleteGroupsRequest => Some("DeleteGroupsRequest"),
+      Self::DeleteGroupsResponse => Some("DeleteGroupsResponse"),
       _ => None,
     }
   }
@@ -361,6 +485,24 @@ pub enum BodyT {
   ListOffsetsRequest(alloc::boxed::Box<ListOffsetsRequestT>),
   ListOffsetsResponse(alloc::boxed::Box<ListOffsetsResponseT>),
   ErrorResponse(alloc::boxed::Box<ErrorResponseT>),
+  FindCoordinatorRequest(alloc::boxed::Box<FindCoordinatorRequestT>),
+  FindCoordinatorResponse(alloc::boxed::Box<FindCoordinatorResponseT>),
+  JoinGroupRequest(alloc::boxed::Box<JoinGroupRequestT>),
+  JoinGroupResponse(alloc::boxed::Box<JoinGroupResponseT>),
+  HeartbeatRequest(alloc::boxed::Box<HeartbeatRequestT>),
+  HeartbeatResponse(alloc::boxed::Box<HeartbeatResponseT>),
+  LeaveGroupRequest(alloc::boxed::Box<LeaveGroupRequestT>),
+  LeaveGroupResponse(alloc::boxed::Box<LeaveGroupResponseT>),
+  OffsetCommitRequest(alloc::boxed::Box<OffsetCommitRequestT>),
+  OffsetCommitResponse(alloc::boxed::Box<OffsetCommitResponseT>),
+  OffsetFetchRequest(alloc::boxed::Box<OffsetFetchRequestT>),
+  OffsetFetchResponse(alloc::boxed::Box<OffsetFetchResponseT>),
+  ListGroupsRequest(alloc::boxed::Box<ListGroupsRequestT>),
+  ListGroupsResponse(alloc::boxed::Box<ListGroupsResponseT>),
+  DescribeGroupsRequest(alloc::boxed::Box<DescribeGroupsRequestT>),
+  DescribeGroupsResponse(alloc::boxed::Box<DescribeGroupsResponseT>),
+  DeleteGroupsRequest(alloc::boxed::Box<DeleteGroupsRequestT>),
+  DeleteGroupsResponse(alloc::boxed::Box<DeleteGroupsResponseT>),
 }
 impl Default for BodyT {
   fn default() -> Self {
@@ -388,6 +530,24 @@ impl BodyT {
       Self::ListOffsetsRequest(_) => Body::ListOffsetsRequest,
       Self::ListOffsetsResponse(_) => Body::ListOffsetsResponse,
       Self::ErrorResponse(_) => Body::ErrorResponse,
+      Self::FindCoordinatorRequest(_) => Body::FindCoordinatorRequest,
+      Self::FindCoordinatorResponse(_) => Body::FindCoordinatorResponse,
+      Self::JoinGroupRequest(_) => Body::JoinGroupRequest,
+      Self::JoinGroupResponse(_) => Body::JoinGroupResponse,
+      Self::HeartbeatRequest(_) => Body::HeartbeatRequest,
+      Self::HeartbeatResponse(_) => Body::HeartbeatResponse,
+      Self::LeaveGroupRequest(_) => Body::LeaveGroupRequest,
+      Self::LeaveGroupResponse(_) => Body::LeaveGroupResponse,
+      Self::OffsetCommitRequest(_) => Body::OffsetCommitRequest,
+      Self::OffsetCommitResponse(_) => Body::OffsetCommitResponse,
+      Self::OffsetFetchRequest(_) => Body::OffsetFetchRequest,
+      Self::OffsetFetchResponse(_) => Body::OffsetFetchResponse,
+      Self::ListGroupsRequest(_) => Body::ListGroupsRequest,
+      Self::ListGroupsResponse(_) => Body::ListGroupsResponse,
+      Self::DescribeGroupsRequest(_) => Body::DescribeGroupsRequest,
+      Self::DescribeGroupsResponse(_) => Body::DescribeGroupsResponse,
+      Self::DeleteGroupsRequest(_) => Body::DeleteGroupsRequest,
+      Self::DeleteGroupsResponse(_) => Body::DeleteGroupsResponse,
     }
   }
   pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(&self, fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>) -> Option<::flatbuffers::WIPOffset<::flatbuffers::UnionWIPOffset>> {
@@ -410,6 +570,24 @@ impl BodyT {
       Self::ListOffsetsRequest(v) => Some(v.pack(fbb).as_union_value()),
       Self::ListOffsetsResponse(v) => Some(v.pack(fbb).as_union_value()),
       Self::ErrorResponse(v) => Some(v.pack(fbb).as_union_value()),
+      Self::FindCoordinatorRequest(v) => Some(v.pack(fbb).as_union_value()),
+      Self::FindCoordinatorResponse(v) => Some(v.pack(fbb).as_union_value()),
+      Self::JoinGroupRequest(v) => Some(v.pack(fbb).as_union_value()),
+      Self::JoinGroupResponse(v) => Some(v.pack(fbb).as_union_value()),
+      Self::HeartbeatRequest(v) => Some(v.pack(fbb).as_union_value()),
+      Self::HeartbeatResponse(v) => Some(v.pack(fbb).as_union_value()),
+      Self::LeaveGroupRequest(v) => Some(v.pack(fbb).as_union_value()),
+      Self::LeaveGroupResponse(v) => Some(v.pack(fbb).as_union_value()),
+      Self::OffsetCommitRequest(v) => Some(v.pack(fbb).as_union_value()),
+      Self::OffsetCommitResponse(v) => Some(v.pack(fbb).as_union_value()),
+      Self::OffsetFetchRequest(v) => Some(v.pack(fbb).as_union_value()),
+      Self::OffsetFetchResponse(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ListGroupsRequest(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ListGroupsResponse(v) => Some(v.pack(fbb).as_union_value()),
+      Self::DescribeGroupsRequest(v) => Some(v.pack(fbb).as_union_value()),
+      Self::DescribeGroupsResponse(v) => Some(v.pack(fbb).as_union_value()),
+      Self::DeleteGroupsRequest(v) => Some(v.pack(fbb).as_union_value()),
+      Self::DeleteGroupsResponse(v) => Some(v.pack(fbb).as_union_value()),
     }
   }
   /// If the union variant matches, return the owned HelloRequestT, setting the union to NONE.
@@ -768,6 +946,384 @@ impl BodyT {
   /// If the union variant matches, return a mutable reference to the ErrorResponseT.
   pub fn as_error_response_mut(&mut self) -> Option<&mut ErrorResponseT> {
     if let Self::ErrorResponse(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned FindCoordinatorRequestT, setting the union to NONE.
+  pub fn take_find_coordinator_request(&mut self) -> Option<alloc::boxed::Box<FindCoordinatorRequestT>> {
+    if let Self::FindCoordinatorRequest(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::FindCoordinatorRequest(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the FindCoordinatorRequestT.
+  pub fn as_find_coordinator_request(&self) -> Option<&FindCoordinatorRequestT> {
+    if let Self::FindCoordinatorRequest(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the FindCoordinatorRequestT.
+  pub fn as_find_coordinator_request_mut(&mut self) -> Option<&mut FindCoordinatorRequestT> {
+    if let Self::FindCoordinatorRequest(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned FindCoordinatorResponseT, setting the union to NONE.
+  pub fn take_find_coordinator_response(&mut self) -> Option<alloc::boxed::Box<FindCoordinatorResponseT>> {
+    if let Self::FindCoordinatorResponse(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::FindCoordinatorResponse(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the FindCoordinatorResponseT.
+  pub fn as_find_coordinator_response(&self) -> Option<&FindCoordinatorResponseT> {
+    if let Self::FindCoordinatorResponse(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the FindCoordinatorResponseT.
+  pub fn as_find_coordinator_response_mut(&mut self) -> Option<&mut FindCoordinatorResponseT> {
+    if let Self::FindCoordinatorResponse(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned JoinGroupRequestT, setting the union to NONE.
+  pub fn take_join_group_request(&mut self) -> Option<alloc::boxed::Box<JoinGroupRequestT>> {
+    if let Self::JoinGroupRequest(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::JoinGroupRequest(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the JoinGroupRequestT.
+  pub fn as_join_group_request(&self) -> Option<&JoinGroupRequestT> {
+    if let Self::JoinGroupRequest(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the JoinGroupRequestT.
+  pub fn as_join_group_request_mut(&mut self) -> Option<&mut JoinGroupRequestT> {
+    if let Self::JoinGroupRequest(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned JoinGroupResponseT, setting the union to NONE.
+  pub fn take_join_group_response(&mut self) -> Option<alloc::boxed::Box<JoinGroupResponseT>> {
+    if let Self::JoinGroupResponse(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::JoinGroupResponse(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the JoinGroupResponseT.
+  pub fn as_join_group_response(&self) -> Option<&JoinGroupResponseT> {
+    if let Self::JoinGroupResponse(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the JoinGroupResponseT.
+  pub fn as_join_group_response_mut(&mut self) -> Option<&mut JoinGroupResponseT> {
+    if let Self::JoinGroupResponse(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned HeartbeatRequestT, setting the union to NONE.
+  pub fn take_heartbeat_request(&mut self) -> Option<alloc::boxed::Box<HeartbeatRequestT>> {
+    if let Self::HeartbeatRequest(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::HeartbeatRequest(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the HeartbeatRequestT.
+  pub fn as_heartbeat_request(&self) -> Option<&HeartbeatRequestT> {
+    if let Self::HeartbeatRequest(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the HeartbeatRequestT.
+  pub fn as_heartbeat_request_mut(&mut self) -> Option<&mut HeartbeatRequestT> {
+    if let Self::HeartbeatRequest(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned HeartbeatResponseT, setting the union to NONE.
+  pub fn take_heartbeat_response(&mut self) -> Option<alloc::boxed::Box<HeartbeatResponseT>> {
+    if let Self::HeartbeatResponse(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::HeartbeatResponse(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the HeartbeatResponseT.
+  pub fn as_heartbeat_response(&self) -> Option<&HeartbeatResponseT> {
+    if let Self::HeartbeatResponse(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the HeartbeatResponseT.
+  pub fn as_heartbeat_response_mut(&mut self) -> Option<&mut HeartbeatResponseT> {
+    if let Self::HeartbeatResponse(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned LeaveGroupRequestT, setting the union to NONE.
+  pub fn take_leave_group_request(&mut self) -> Option<alloc::boxed::Box<LeaveGroupRequestT>> {
+    if let Self::LeaveGroupRequest(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::LeaveGroupRequest(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the LeaveGroupRequestT.
+  pub fn as_leave_group_request(&self) -> Option<&LeaveGroupRequestT> {
+    if let Self::LeaveGroupRequest(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the LeaveGroupRequestT.
+  pub fn as_leave_group_request_mut(&mut self) -> Option<&mut LeaveGroupRequestT> {
+    if let Self::LeaveGroupRequest(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned LeaveGroupResponseT, setting the union to NONE.
+  pub fn take_leave_group_response(&mut self) -> Option<alloc::boxed::Box<LeaveGroupResponseT>> {
+    if let Self::LeaveGroupResponse(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::LeaveGroupResponse(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the LeaveGroupResponseT.
+  pub fn as_leave_group_response(&self) -> Option<&LeaveGroupResponseT> {
+    if let Self::LeaveGroupResponse(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the LeaveGroupResponseT.
+  pub fn as_leave_group_response_mut(&mut self) -> Option<&mut LeaveGroupResponseT> {
+    if let Self::LeaveGroupResponse(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned OffsetCommitRequestT, setting the union to NONE.
+  pub fn take_offset_commit_request(&mut self) -> Option<alloc::boxed::Box<OffsetCommitRequestT>> {
+    if let Self::OffsetCommitRequest(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::OffsetCommitRequest(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the OffsetCommitRequestT.
+  pub fn as_offset_commit_request(&self) -> Option<&OffsetCommitRequestT> {
+    if let Self::OffsetCommitRequest(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the OffsetCommitRequestT.
+  pub fn as_offset_commit_request_mut(&mut self) -> Option<&mut OffsetCommitRequestT> {
+    if let Self::OffsetCommitRequest(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned OffsetCommitResponseT, setting the union to NONE.
+  pub fn take_offset_commit_response(&mut self) -> Option<alloc::boxed::Box<OffsetCommitResponseT>> {
+    if let Self::OffsetCommitResponse(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::OffsetCommitResponse(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the OffsetCommitResponseT.
+  pub fn as_offset_commit_response(&self) -> Option<&OffsetCommitResponseT> {
+    if let Self::OffsetCommitResponse(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the OffsetCommitResponseT.
+  pub fn as_offset_commit_response_mut(&mut self) -> Option<&mut OffsetCommitResponseT> {
+    if let Self::OffsetCommitResponse(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned OffsetFetchRequestT, setting the union to NONE.
+  pub fn take_offset_fetch_request(&mut self) -> Option<alloc::boxed::Box<OffsetFetchRequestT>> {
+    if let Self::OffsetFetchRequest(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::OffsetFetchRequest(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the OffsetFetchRequestT.
+  pub fn as_offset_fetch_request(&self) -> Option<&OffsetFetchRequestT> {
+    if let Self::OffsetFetchRequest(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the OffsetFetchRequestT.
+  pub fn as_offset_fetch_request_mut(&mut self) -> Option<&mut OffsetFetchRequestT> {
+    if let Self::OffsetFetchRequest(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned OffsetFetchResponseT, setting the union to NONE.
+  pub fn take_offset_fetch_response(&mut self) -> Option<alloc::boxed::Box<OffsetFetchResponseT>> {
+    if let Self::OffsetFetchResponse(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::OffsetFetchResponse(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the OffsetFetchResponseT.
+  pub fn as_offset_fetch_response(&self) -> Option<&OffsetFetchResponseT> {
+    if let Self::OffsetFetchResponse(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the OffsetFetchResponseT.
+  pub fn as_offset_fetch_response_mut(&mut self) -> Option<&mut OffsetFetchResponseT> {
+    if let Self::OffsetFetchResponse(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ListGroupsRequestT, setting the union to NONE.
+  pub fn take_list_groups_request(&mut self) -> Option<alloc::boxed::Box<ListGroupsRequestT>> {
+    if let Self::ListGroupsRequest(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ListGroupsRequest(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ListGroupsRequestT.
+  pub fn as_list_groups_request(&self) -> Option<&ListGroupsRequestT> {
+    if let Self::ListGroupsRequest(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ListGroupsRequestT.
+  pub fn as_list_groups_request_mut(&mut self) -> Option<&mut ListGroupsRequestT> {
+    if let Self::ListGroupsRequest(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ListGroupsResponseT, setting the union to NONE.
+  pub fn take_list_groups_response(&mut self) -> Option<alloc::boxed::Box<ListGroupsResponseT>> {
+    if let Self::ListGroupsResponse(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ListGroupsResponse(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ListGroupsResponseT.
+  pub fn as_list_groups_response(&self) -> Option<&ListGroupsResponseT> {
+    if let Self::ListGroupsResponse(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ListGroupsResponseT.
+  pub fn as_list_groups_response_mut(&mut self) -> Option<&mut ListGroupsResponseT> {
+    if let Self::ListGroupsResponse(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned DescribeGroupsRequestT, setting the union to NONE.
+  pub fn take_describe_groups_request(&mut self) -> Option<alloc::boxed::Box<DescribeGroupsRequestT>> {
+    if let Self::DescribeGroupsRequest(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::DescribeGroupsRequest(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the DescribeGroupsRequestT.
+  pub fn as_describe_groups_request(&self) -> Option<&DescribeGroupsRequestT> {
+    if let Self::DescribeGroupsRequest(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the DescribeGroupsRequestT.
+  pub fn as_describe_groups_request_mut(&mut self) -> Option<&mut DescribeGroupsRequestT> {
+    if let Self::DescribeGroupsRequest(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned DescribeGroupsResponseT, setting the union to NONE.
+  pub fn take_describe_groups_response(&mut self) -> Option<alloc::boxed::Box<DescribeGroupsResponseT>> {
+    if let Self::DescribeGroupsResponse(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::DescribeGroupsResponse(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the DescribeGroupsResponseT.
+  pub fn as_describe_groups_response(&self) -> Option<&DescribeGroupsResponseT> {
+    if let Self::DescribeGroupsResponse(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the DescribeGroupsResponseT.
+  pub fn as_describe_groups_response_mut(&mut self) -> Option<&mut DescribeGroupsResponseT> {
+    if let Self::DescribeGroupsResponse(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned DeleteGroupsRequestT, setting the union to NONE.
+  pub fn take_delete_groups_request(&mut self) -> Option<alloc::boxed::Box<DeleteGroupsRequestT>> {
+    if let Self::DeleteGroupsRequest(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::DeleteGroupsRequest(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the DeleteGroupsRequestT.
+  pub fn as_delete_groups_request(&self) -> Option<&DeleteGroupsRequestT> {
+    if let Self::DeleteGroupsRequest(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the DeleteGroupsRequestT.
+  pub fn as_delete_groups_request_mut(&mut self) -> Option<&mut DeleteGroupsRequestT> {
+    if let Self::DeleteGroupsRequest(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned DeleteGroupsResponseT, setting the union to NONE.
+  pub fn take_delete_groups_response(&mut self) -> Option<alloc::boxed::Box<DeleteGroupsResponseT>> {
+    if let Self::DeleteGroupsResponse(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::DeleteGroupsResponse(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the DeleteGroupsResponseT.
+  pub fn as_delete_groups_response(&self) -> Option<&DeleteGroupsResponseT> {
+    if let Self::DeleteGroupsResponse(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the DeleteGroupsResponseT.
+  pub fn as_delete_groups_response_mut(&mut self) -> Option<&mut DeleteGroupsResponseT> {
+    if let Self::DeleteGroupsResponse(v) = self { Some(v.as_mut()) } else { None }
   }
 }
 /// A byte range of the frame's payload.
@@ -6533,6 +7089,5188 @@ impl ListOffsetsResponseT {
     })
   }
 }
+pub enum FindCoordinatorRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct FindCoordinatorRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for FindCoordinatorRequest<'a> {
+  type Inner = FindCoordinatorRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> FindCoordinatorRequest<'a> {
+  pub const VT_GROUP: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    FindCoordinatorRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args FindCoordinatorRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<FindCoordinatorRequest<'bldr>> {
+    let mut builder = FindCoordinatorRequestBuilder::new(_fbb);
+    if let Some(x) = args.group { builder.add_group(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> FindCoordinatorRequestT {
+    let group = {
+      let x = self.group();
+      alloc::string::ToString::to_string(x)
+    };
+    FindCoordinatorRequestT {
+      group,
+    }
+  }
+
+  #[inline]
+  pub fn group(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(FindCoordinatorRequest::VT_GROUP, None).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for FindCoordinatorRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group", Self::VT_GROUP, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct FindCoordinatorRequestArgs<'a> {
+    pub group: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for FindCoordinatorRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    FindCoordinatorRequestArgs {
+      group: None, // required field
+    }
+  }
+}
+
+pub struct FindCoordinatorRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> FindCoordinatorRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group(&mut self, group: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(FindCoordinatorRequest::VT_GROUP, group);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> FindCoordinatorRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    FindCoordinatorRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<FindCoordinatorRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, FindCoordinatorRequest::VT_GROUP,"group");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for FindCoordinatorRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("FindCoordinatorRequest");
+      ds.field("group", &self.group());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindCoordinatorRequestT {
+  pub group: alloc::string::String,
+}
+impl Default for FindCoordinatorRequestT {
+  fn default() -> Self {
+    Self {
+      group: alloc::string::ToString::to_string(""),
+    }
+  }
+}
+impl FindCoordinatorRequestT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<FindCoordinatorRequest<'b>> {
+    let group = Some({
+      let x = &self.group;
+      _fbb.create_string(x)
+    });
+    FindCoordinatorRequest::create(_fbb, &FindCoordinatorRequestArgs{
+      group,
+    })
+  }
+}
+pub enum FindCoordinatorResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct FindCoordinatorResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for FindCoordinatorResponse<'a> {
+  type Inner = FindCoordinatorResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> FindCoordinatorResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_BROKER_ID: ::flatbuffers::VOffsetT = 8;
+  pub const VT_HOST: ::flatbuffers::VOffsetT = 10;
+  pub const VT_PORT: ::flatbuffers::VOffsetT = 12;
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 14;
+  pub const VT_SHARD: ::flatbuffers::VOffsetT = 16;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    FindCoordinatorResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args FindCoordinatorResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<FindCoordinatorResponse<'bldr>> {
+    let mut builder = FindCoordinatorResponseBuilder::new(_fbb);
+    builder.add_partition(args.partition);
+    builder.add_port(args.port);
+    if let Some(x) = args.host { builder.add_host(x); }
+    builder.add_broker_id(args.broker_id);
+    if let Some(x) = args.message { builder.add_message(x); }
+    builder.add_shard(args.shard);
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> FindCoordinatorResponseT {
+    let error = self.error();
+    let message = self.message().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let broker_id = self.broker_id();
+    let host = self.host().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let port = self.port();
+    let partition = self.partition();
+    let shard = self.shard();
+    FindCoordinatorResponseT {
+      error,
+      message,
+      broker_id,
+      host,
+      port,
+      partition,
+      shard,
+    }
+  }
+
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(FindCoordinatorResponse::VT_ERROR, Some(ErrorCode::NONE)).unwrap()}
+  }
+  #[inline]
+  pub fn message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(FindCoordinatorResponse::VT_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn broker_id(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(FindCoordinatorResponse::VT_BROKER_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn host(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(FindCoordinatorResponse::VT_HOST, None)}
+  }
+  #[inline]
+  pub fn port(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(FindCoordinatorResponse::VT_PORT, Some(0)).unwrap()}
+  }
+  /// The `__consumer_offsets` partition that holds the group, and its shard.
+  #[inline]
+  pub fn partition(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(FindCoordinatorResponse::VT_PARTITION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn shard(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(FindCoordinatorResponse::VT_SHARD, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for FindCoordinatorResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .visit_field::<i32>("broker_id", Self::VT_BROKER_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("host", Self::VT_HOST, false)?
+     .visit_field::<i32>("port", Self::VT_PORT, false)?
+     .visit_field::<i32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<u16>("shard", Self::VT_SHARD, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct FindCoordinatorResponseArgs<'a> {
+    pub error: ErrorCode,
+    pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub broker_id: i32,
+    pub host: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub port: i32,
+    pub partition: i32,
+    pub shard: u16,
+}
+impl<'a> Default for FindCoordinatorResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    FindCoordinatorResponseArgs {
+      error: ErrorCode::NONE,
+      message: None,
+      broker_id: 0,
+      host: None,
+      port: 0,
+      partition: 0,
+      shard: 0,
+    }
+  }
+}
+
+pub struct FindCoordinatorResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> FindCoordinatorResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(FindCoordinatorResponse::VT_ERROR, error, ErrorCode::NONE);
+  }
+  #[inline]
+  pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(FindCoordinatorResponse::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn add_broker_id(&mut self, broker_id: i32) {
+    self.fbb_.push_slot::<i32>(FindCoordinatorResponse::VT_BROKER_ID, broker_id, 0);
+  }
+  #[inline]
+  pub fn add_host(&mut self, host: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(FindCoordinatorResponse::VT_HOST, host);
+  }
+  #[inline]
+  pub fn add_port(&mut self, port: i32) {
+    self.fbb_.push_slot::<i32>(FindCoordinatorResponse::VT_PORT, port, 0);
+  }
+  #[inline]
+  pub fn add_partition(&mut self, partition: i32) {
+    self.fbb_.push_slot::<i32>(FindCoordinatorResponse::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_shard(&mut self, shard: u16) {
+    self.fbb_.push_slot::<u16>(FindCoordinatorResponse::VT_SHARD, shard, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> FindCoordinatorResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    FindCoordinatorResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<FindCoordinatorResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for FindCoordinatorResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("FindCoordinatorResponse");
+      ds.field("error", &self.error());
+      ds.field("message", &self.message());
+      ds.field("broker_id", &self.broker_id());
+      ds.field("host", &self.host());
+      ds.field("port", &self.port());
+      ds.field("partition", &self.partition());
+      ds.field("shard", &self.shard());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindCoordinatorResponseT {
+  pub error: ErrorCode,
+  pub message: Option<alloc::string::String>,
+  pub broker_id: i32,
+  pub host: Option<alloc::string::String>,
+  pub port: i32,
+  pub partition: i32,
+  pub shard: u16,
+}
+impl Default for FindCoordinatorResponseT {
+  fn default() -> Self {
+    Self {
+      error: ErrorCode::NONE,
+      message: None,
+      broker_id: 0,
+      host: None,
+      port: 0,
+      partition: 0,
+      shard: 0,
+    }
+  }
+}
+impl FindCoordinatorResponseT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<FindCoordinatorResponse<'b>> {
+    let error = self.error;
+    let message = self.message.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let broker_id = self.broker_id;
+    let host = self.host.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let port = self.port;
+    let partition = self.partition;
+    let shard = self.shard;
+    FindCoordinatorResponse::create(_fbb, &FindCoordinatorResponseArgs{
+      error,
+      message,
+      broker_id,
+      host,
+      port,
+      partition,
+      shard,
+    })
+  }
+}
+pub enum TopicAssignmentOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct TopicAssignment<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for TopicAssignment<'a> {
+  type Inner = TopicAssignment<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> TopicAssignment<'a> {
+  pub const VT_TOPIC: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    TopicAssignment { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args TopicAssignmentArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<TopicAssignment<'bldr>> {
+    let mut builder = TopicAssignmentBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> TopicAssignmentT {
+    let topic = {
+      let x = self.topic();
+      alloc::string::ToString::to_string(x)
+    };
+    let partitions = self.partitions().map(|x| {
+      x.into_iter().collect()
+    });
+    TopicAssignmentT {
+      topic,
+      partitions,
+    }
+  }
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(TopicAssignment::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, i32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, i32>>>(TopicAssignment::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for TopicAssignment<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, i32>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TopicAssignmentArgs<'a> {
+    pub topic: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, i32>>>,
+}
+impl<'a> Default for TopicAssignmentArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    TopicAssignmentArgs {
+      topic: None, // required field
+      partitions: None,
+    }
+  }
+}
+
+pub struct TopicAssignmentBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TopicAssignmentBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TopicAssignment::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , i32>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TopicAssignment::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TopicAssignmentBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    TopicAssignmentBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<TopicAssignment<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, TopicAssignment::VT_TOPIC,"topic");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for TopicAssignment<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("TopicAssignment");
+      ds.field("topic", &self.topic());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicAssignmentT {
+  pub topic: alloc::string::String,
+  pub partitions: Option<alloc::vec::Vec<i32>>,
+}
+impl Default for TopicAssignmentT {
+  fn default() -> Self {
+    Self {
+      topic: alloc::string::ToString::to_string(""),
+      partitions: None,
+    }
+  }
+}
+impl TopicAssignmentT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<TopicAssignment<'b>> {
+    let topic = Some({
+      let x = &self.topic;
+      _fbb.create_string(x)
+    });
+    let partitions = self.partitions.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    TopicAssignment::create(_fbb, &TopicAssignmentArgs{
+      topic,
+      partitions,
+    })
+  }
+}
+pub enum GroupProtocolOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct GroupProtocol<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for GroupProtocol<'a> {
+  type Inner = GroupProtocol<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> GroupProtocol<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    GroupProtocol { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args GroupProtocolArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<GroupProtocol<'bldr>> {
+    let mut builder = GroupProtocolBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> GroupProtocolT {
+    let name = {
+      let x = self.name();
+      alloc::string::ToString::to_string(x)
+    };
+    let topics = self.topics().map(|x| {
+      x.iter().map(|s| alloc::string::ToString::to_string(s)).collect()
+    });
+    GroupProtocolT {
+      name,
+      topics,
+    }
+  }
+
+  /// An assignment strategy: "range" or "roundrobin".
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupProtocol::VT_NAME, None).unwrap()}
+  }
+  /// Topics subscribed to.
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(GroupProtocol::VT_TOPICS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for GroupProtocol<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("topics", Self::VT_TOPICS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GroupProtocolArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for GroupProtocolArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GroupProtocolArgs {
+      name: None, // required field
+      topics: None,
+    }
+  }
+}
+
+pub struct GroupProtocolBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupProtocolBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupProtocol::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupProtocol::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupProtocolBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    GroupProtocolBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<GroupProtocol<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, GroupProtocol::VT_NAME,"name");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for GroupProtocol<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("GroupProtocol");
+      ds.field("name", &self.name());
+      ds.field("topics", &self.topics());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupProtocolT {
+  pub name: alloc::string::String,
+  pub topics: Option<alloc::vec::Vec<alloc::string::String>>,
+}
+impl Default for GroupProtocolT {
+  fn default() -> Self {
+    Self {
+      name: alloc::string::ToString::to_string(""),
+      topics: None,
+    }
+  }
+}
+impl GroupProtocolT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<GroupProtocol<'b>> {
+    let name = Some({
+      let x = &self.name;
+      _fbb.create_string(x)
+    });
+    let topics = self.topics.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|s| _fbb.create_string(s)).collect();_fbb.create_vector(&w)
+    });
+    GroupProtocol::create(_fbb, &GroupProtocolArgs{
+      name,
+      topics,
+    })
+  }
+}
+pub enum JoinGroupRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct JoinGroupRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for JoinGroupRequest<'a> {
+  type Inner = JoinGroupRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> JoinGroupRequest<'a> {
+  pub const VT_GROUP: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_CLIENT_ID: ::flatbuffers::VOffsetT = 8;
+  pub const VT_SESSION_TIMEOUT_MS: ::flatbuffers::VOffsetT = 10;
+  pub const VT_REBALANCE_TIMEOUT_MS: ::flatbuffers::VOffsetT = 12;
+  pub const VT_PROTOCOL_TYPE: ::flatbuffers::VOffsetT = 14;
+  pub const VT_PROTOCOLS: ::flatbuffers::VOffsetT = 16;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    JoinGroupRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args JoinGroupRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<JoinGroupRequest<'bldr>> {
+    let mut builder = JoinGroupRequestBuilder::new(_fbb);
+    if let Some(x) = args.protocols { builder.add_protocols(x); }
+    if let Some(x) = args.protocol_type { builder.add_protocol_type(x); }
+    builder.add_rebalance_timeout_ms(args.rebalance_timeout_ms);
+    builder.add_session_timeout_ms(args.session_timeout_ms);
+    if let Some(x) = args.client_id { builder.add_client_id(x); }
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
+    if let Some(x) = args.group { builder.add_group(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> JoinGroupRequestT {
+    let group = {
+      let x = self.group();
+      alloc::string::ToString::to_string(x)
+    };
+    let member_id = self.member_id().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let client_id = self.client_id().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let session_timeout_ms = self.session_timeout_ms();
+    let rebalance_timeout_ms = self.rebalance_timeout_ms();
+    let protocol_type = self.protocol_type().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let protocols = self.protocols().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    JoinGroupRequestT {
+      group,
+      member_id,
+      client_id,
+      session_timeout_ms,
+      rebalance_timeout_ms,
+      protocol_type,
+      protocols,
+    }
+  }
+
+  #[inline]
+  pub fn group(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(JoinGroupRequest::VT_GROUP, None).unwrap()}
+  }
+  /// Empty on a member's first join; the response carries the id to use after.
+  #[inline]
+  pub fn member_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(JoinGroupRequest::VT_MEMBER_ID, None)}
+  }
+  #[inline]
+  pub fn client_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(JoinGroupRequest::VT_CLIENT_ID, None)}
+  }
+  #[inline]
+  pub fn session_timeout_ms(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(JoinGroupRequest::VT_SESSION_TIMEOUT_MS, Some(45000)).unwrap()}
+  }
+  #[inline]
+  pub fn rebalance_timeout_ms(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(JoinGroupRequest::VT_REBALANCE_TIMEOUT_MS, Some(300000)).unwrap()}
+  }
+  /// "ringlog" (server-side assignment).
+  #[inline]
+  pub fn protocol_type(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(JoinGroupRequest::VT_PROTOCOL_TYPE, None)}
+  }
+  #[inline]
+  pub fn protocols(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupProtocol<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupProtocol>>>>(JoinGroupRequest::VT_PROTOCOLS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for JoinGroupRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group", Self::VT_GROUP, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("client_id", Self::VT_CLIENT_ID, false)?
+     .visit_field::<i32>("session_timeout_ms", Self::VT_SESSION_TIMEOUT_MS, false)?
+     .visit_field::<i32>("rebalance_timeout_ms", Self::VT_REBALANCE_TIMEOUT_MS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("protocol_type", Self::VT_PROTOCOL_TYPE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<GroupProtocol>>>>("protocols", Self::VT_PROTOCOLS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct JoinGroupRequestArgs<'a> {
+    pub group: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub client_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub protocols: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupProtocol<'a>>>>>,
+}
+impl<'a> Default for JoinGroupRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    JoinGroupRequestArgs {
+      group: None, // required field
+      member_id: None,
+      client_id: None,
+      session_timeout_ms: 45000,
+      rebalance_timeout_ms: 300000,
+      protocol_type: None,
+      protocols: None,
+    }
+  }
+}
+
+pub struct JoinGroupRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> JoinGroupRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group(&mut self, group: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupRequest::VT_GROUP, group);
+  }
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupRequest::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn add_client_id(&mut self, client_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupRequest::VT_CLIENT_ID, client_id);
+  }
+  #[inline]
+  pub fn add_session_timeout_ms(&mut self, session_timeout_ms: i32) {
+    self.fbb_.push_slot::<i32>(JoinGroupRequest::VT_SESSION_TIMEOUT_MS, session_timeout_ms, 45000);
+  }
+  #[inline]
+  pub fn add_rebalance_timeout_ms(&mut self, rebalance_timeout_ms: i32) {
+    self.fbb_.push_slot::<i32>(JoinGroupRequest::VT_REBALANCE_TIMEOUT_MS, rebalance_timeout_ms, 300000);
+  }
+  #[inline]
+  pub fn add_protocol_type(&mut self, protocol_type: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupRequest::VT_PROTOCOL_TYPE, protocol_type);
+  }
+  #[inline]
+  pub fn add_protocols(&mut self, protocols: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<GroupProtocol<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupRequest::VT_PROTOCOLS, protocols);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> JoinGroupRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    JoinGroupRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<JoinGroupRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, JoinGroupRequest::VT_GROUP,"group");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for JoinGroupRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("JoinGroupRequest");
+      ds.field("group", &self.group());
+      ds.field("member_id", &self.member_id());
+      ds.field("client_id", &self.client_id());
+      ds.field("session_timeout_ms", &self.session_timeout_ms());
+      ds.field("rebalance_timeout_ms", &self.rebalance_timeout_ms());
+      ds.field("protocol_type", &self.protocol_type());
+      ds.field("protocols", &self.protocols());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinGroupRequestT {
+  pub group: alloc::string::String,
+  pub member_id: Option<alloc::string::String>,
+  pub client_id: Option<alloc::string::String>,
+  pub session_timeout_ms: i32,
+  pub rebalance_timeout_ms: i32,
+  pub protocol_type: Option<alloc::string::String>,
+  pub protocols: Option<alloc::vec::Vec<GroupProtocolT>>,
+}
+impl Default for JoinGroupRequestT {
+  fn default() -> Self {
+    Self {
+      group: alloc::string::ToString::to_string(""),
+      member_id: None,
+      client_id: None,
+      session_timeout_ms: 45000,
+      rebalance_timeout_ms: 300000,
+      protocol_type: None,
+      protocols: None,
+    }
+  }
+}
+impl JoinGroupRequestT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<JoinGroupRequest<'b>> {
+    let group = Some({
+      let x = &self.group;
+      _fbb.create_string(x)
+    });
+    let member_id = self.member_id.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let client_id = self.client_id.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let session_timeout_ms = self.session_timeout_ms;
+    let rebalance_timeout_ms = self.rebalance_timeout_ms;
+    let protocol_type = self.protocol_type.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let protocols = self.protocols.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    JoinGroupRequest::create(_fbb, &JoinGroupRequestArgs{
+      group,
+      member_id,
+      client_id,
+      session_timeout_ms,
+      rebalance_timeout_ms,
+      protocol_type,
+      protocols,
+    })
+  }
+}
+pub enum JoinGroupResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct JoinGroupResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for JoinGroupResponse<'a> {
+  type Inner = JoinGroupResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> JoinGroupResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_GENERATION: ::flatbuffers::VOffsetT = 8;
+  pub const VT_PROTOCOL: ::flatbuffers::VOffsetT = 10;
+  pub const VT_LEADER: ::flatbuffers::VOffsetT = 12;
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 14;
+  pub const VT_ASSIGNMENT: ::flatbuffers::VOffsetT = 16;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    JoinGroupResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args JoinGroupResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<JoinGroupResponse<'bldr>> {
+    let mut builder = JoinGroupResponseBuilder::new(_fbb);
+    if let Some(x) = args.assignment { builder.add_assignment(x); }
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
+    if let Some(x) = args.leader { builder.add_leader(x); }
+    if let Some(x) = args.protocol { builder.add_protocol(x); }
+    builder.add_generation(args.generation);
+    if let Some(x) = args.message { builder.add_message(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> JoinGroupResponseT {
+    let error = self.error();
+    let message = self.message().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let generation = self.generation();
+    let protocol = self.protocol().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let leader = self.leader().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let member_id = self.member_id().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let assignment = self.assignment().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    JoinGroupResponseT {
+      error,
+      message,
+      generation,
+      protocol,
+      leader,
+      member_id,
+      assignment,
+    }
+  }
+
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(JoinGroupResponse::VT_ERROR, Some(ErrorCode::NONE)).unwrap()}
+  }
+  #[inline]
+  pub fn message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(JoinGroupResponse::VT_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn generation(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(JoinGroupResponse::VT_GENERATION, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn protocol(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(JoinGroupResponse::VT_PROTOCOL, None)}
+  }
+  #[inline]
+  pub fn leader(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(JoinGroupResponse::VT_LEADER, None)}
+  }
+  #[inline]
+  pub fn member_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(JoinGroupResponse::VT_MEMBER_ID, None)}
+  }
+  #[inline]
+  pub fn assignment(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicAssignment<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicAssignment>>>>(JoinGroupResponse::VT_ASSIGNMENT, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for JoinGroupResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .visit_field::<i32>("generation", Self::VT_GENERATION, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("protocol", Self::VT_PROTOCOL, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("leader", Self::VT_LEADER, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TopicAssignment>>>>("assignment", Self::VT_ASSIGNMENT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct JoinGroupResponseArgs<'a> {
+    pub error: ErrorCode,
+    pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub generation: i32,
+    pub protocol: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub leader: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub assignment: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicAssignment<'a>>>>>,
+}
+impl<'a> Default for JoinGroupResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    JoinGroupResponseArgs {
+      error: ErrorCode::NONE,
+      message: None,
+      generation: -1,
+      protocol: None,
+      leader: None,
+      member_id: None,
+      assignment: None,
+    }
+  }
+}
+
+pub struct JoinGroupResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> JoinGroupResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(JoinGroupResponse::VT_ERROR, error, ErrorCode::NONE);
+  }
+  #[inline]
+  pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupResponse::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn add_generation(&mut self, generation: i32) {
+    self.fbb_.push_slot::<i32>(JoinGroupResponse::VT_GENERATION, generation, -1);
+  }
+  #[inline]
+  pub fn add_protocol(&mut self, protocol: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupResponse::VT_PROTOCOL, protocol);
+  }
+  #[inline]
+  pub fn add_leader(&mut self, leader: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupResponse::VT_LEADER, leader);
+  }
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupResponse::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn add_assignment(&mut self, assignment: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<TopicAssignment<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupResponse::VT_ASSIGNMENT, assignment);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> JoinGroupResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    JoinGroupResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<JoinGroupResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for JoinGroupResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("JoinGroupResponse");
+      ds.field("error", &self.error());
+      ds.field("message", &self.message());
+      ds.field("generation", &self.generation());
+      ds.field("protocol", &self.protocol());
+      ds.field("leader", &self.leader());
+      ds.field("member_id", &self.member_id());
+      ds.field("assignment", &self.assignment());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinGroupResponseT {
+  pub error: ErrorCode,
+  pub message: Option<alloc::string::String>,
+  pub generation: i32,
+  pub protocol: Option<alloc::string::String>,
+  pub leader: Option<alloc::string::String>,
+  pub member_id: Option<alloc::string::String>,
+  pub assignment: Option<alloc::vec::Vec<TopicAssignmentT>>,
+}
+impl Default for JoinGroupResponseT {
+  fn default() -> Self {
+    Self {
+      error: ErrorCode::NONE,
+      message: None,
+      generation: -1,
+      protocol: None,
+      leader: None,
+      member_id: None,
+      assignment: None,
+    }
+  }
+}
+impl JoinGroupResponseT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<JoinGroupResponse<'b>> {
+    let error = self.error;
+    let message = self.message.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let generation = self.generation;
+    let protocol = self.protocol.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let leader = self.leader.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let member_id = self.member_id.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let assignment = self.assignment.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    JoinGroupResponse::create(_fbb, &JoinGroupResponseArgs{
+      error,
+      message,
+      generation,
+      protocol,
+      leader,
+      member_id,
+      assignment,
+    })
+  }
+}
+pub enum HeartbeatRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct HeartbeatRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for HeartbeatRequest<'a> {
+  type Inner = HeartbeatRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> HeartbeatRequest<'a> {
+  pub const VT_GROUP: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_GENERATION: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    HeartbeatRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args HeartbeatRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<HeartbeatRequest<'bldr>> {
+    let mut builder = HeartbeatRequestBuilder::new(_fbb);
+    builder.add_generation(args.generation);
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
+    if let Some(x) = args.group { builder.add_group(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> HeartbeatRequestT {
+    let group = {
+      let x = self.group();
+      alloc::string::ToString::to_string(x)
+    };
+    let member_id = {
+      let x = self.member_id();
+      alloc::string::ToString::to_string(x)
+    };
+    let generation = self.generation();
+    HeartbeatRequestT {
+      group,
+      member_id,
+      generation,
+    }
+  }
+
+  #[inline]
+  pub fn group(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(HeartbeatRequest::VT_GROUP, None).unwrap()}
+  }
+  #[inline]
+  pub fn member_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(HeartbeatRequest::VT_MEMBER_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn generation(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(HeartbeatRequest::VT_GENERATION, Some(-1)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for HeartbeatRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group", Self::VT_GROUP, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, true)?
+     .visit_field::<i32>("generation", Self::VT_GENERATION, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct HeartbeatRequestArgs<'a> {
+    pub group: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub generation: i32,
+}
+impl<'a> Default for HeartbeatRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    HeartbeatRequestArgs {
+      group: None, // required field
+      member_id: None, // required field
+      generation: -1,
+    }
+  }
+}
+
+pub struct HeartbeatRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HeartbeatRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group(&mut self, group: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(HeartbeatRequest::VT_GROUP, group);
+  }
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(HeartbeatRequest::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn add_generation(&mut self, generation: i32) {
+    self.fbb_.push_slot::<i32>(HeartbeatRequest::VT_GENERATION, generation, -1);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HeartbeatRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    HeartbeatRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<HeartbeatRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, HeartbeatRequest::VT_GROUP,"group");
+    self.fbb_.required(o, HeartbeatRequest::VT_MEMBER_ID,"member_id");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for HeartbeatRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("HeartbeatRequest");
+      ds.field("group", &self.group());
+      ds.field("member_id", &self.member_id());
+      ds.field("generation", &self.generation());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeartbeatRequestT {
+  pub group: alloc::string::String,
+  pub member_id: alloc::string::String,
+  pub generation: i32,
+}
+impl Default for HeartbeatRequestT {
+  fn default() -> Self {
+    Self {
+      group: alloc::string::ToString::to_string(""),
+      member_id: alloc::string::ToString::to_string(""),
+      generation: -1,
+    }
+  }
+}
+impl HeartbeatRequestT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<HeartbeatRequest<'b>> {
+    let group = Some({
+      let x = &self.group;
+      _fbb.create_string(x)
+    });
+    let member_id = Some({
+      let x = &self.member_id;
+      _fbb.create_string(x)
+    });
+    let generation = self.generation;
+    HeartbeatRequest::create(_fbb, &HeartbeatRequestArgs{
+      group,
+      member_id,
+      generation,
+    })
+  }
+}
+pub enum HeartbeatResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct HeartbeatResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for HeartbeatResponse<'a> {
+  type Inner = HeartbeatResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> HeartbeatResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    HeartbeatResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args HeartbeatResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<HeartbeatResponse<'bldr>> {
+    let mut builder = HeartbeatResponseBuilder::new(_fbb);
+    if let Some(x) = args.message { builder.add_message(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> HeartbeatResponseT {
+    let error = self.error();
+    let message = self.message().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    HeartbeatResponseT {
+      error,
+      message,
+    }
+  }
+
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(HeartbeatResponse::VT_ERROR, Some(ErrorCode::NONE)).unwrap()}
+  }
+  #[inline]
+  pub fn message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(HeartbeatResponse::VT_MESSAGE, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for HeartbeatResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct HeartbeatResponseArgs<'a> {
+    pub error: ErrorCode,
+    pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for HeartbeatResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    HeartbeatResponseArgs {
+      error: ErrorCode::NONE,
+      message: None,
+    }
+  }
+}
+
+pub struct HeartbeatResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HeartbeatResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(HeartbeatResponse::VT_ERROR, error, ErrorCode::NONE);
+  }
+  #[inline]
+  pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(HeartbeatResponse::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HeartbeatResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    HeartbeatResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<HeartbeatResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for HeartbeatResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("HeartbeatResponse");
+      ds.field("error", &self.error());
+      ds.field("message", &self.message());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeartbeatResponseT {
+  pub error: ErrorCode,
+  pub message: Option<alloc::string::String>,
+}
+impl Default for HeartbeatResponseT {
+  fn default() -> Self {
+    Self {
+      error: ErrorCode::NONE,
+      message: None,
+    }
+  }
+}
+impl HeartbeatResponseT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<HeartbeatResponse<'b>> {
+    let error = self.error;
+    let message = self.message.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    HeartbeatResponse::create(_fbb, &HeartbeatResponseArgs{
+      error,
+      message,
+    })
+  }
+}
+pub enum LeaveGroupRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct LeaveGroupRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for LeaveGroupRequest<'a> {
+  type Inner = LeaveGroupRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> LeaveGroupRequest<'a> {
+  pub const VT_GROUP: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    LeaveGroupRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args LeaveGroupRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<LeaveGroupRequest<'bldr>> {
+    let mut builder = LeaveGroupRequestBuilder::new(_fbb);
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
+    if let Some(x) = args.group { builder.add_group(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> LeaveGroupRequestT {
+    let group = {
+      let x = self.group();
+      alloc::string::ToString::to_string(x)
+    };
+    let member_id = {
+      let x = self.member_id();
+      alloc::string::ToString::to_string(x)
+    };
+    LeaveGroupRequestT {
+      group,
+      member_id,
+    }
+  }
+
+  #[inline]
+  pub fn group(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(LeaveGroupRequest::VT_GROUP, None).unwrap()}
+  }
+  #[inline]
+  pub fn member_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(LeaveGroupRequest::VT_MEMBER_ID, None).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for LeaveGroupRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group", Self::VT_GROUP, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct LeaveGroupRequestArgs<'a> {
+    pub group: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for LeaveGroupRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    LeaveGroupRequestArgs {
+      group: None, // required field
+      member_id: None, // required field
+    }
+  }
+}
+
+pub struct LeaveGroupRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> LeaveGroupRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group(&mut self, group: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(LeaveGroupRequest::VT_GROUP, group);
+  }
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(LeaveGroupRequest::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> LeaveGroupRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    LeaveGroupRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<LeaveGroupRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, LeaveGroupRequest::VT_GROUP,"group");
+    self.fbb_.required(o, LeaveGroupRequest::VT_MEMBER_ID,"member_id");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for LeaveGroupRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("LeaveGroupRequest");
+      ds.field("group", &self.group());
+      ds.field("member_id", &self.member_id());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaveGroupRequestT {
+  pub group: alloc::string::String,
+  pub member_id: alloc::string::String,
+}
+impl Default for LeaveGroupRequestT {
+  fn default() -> Self {
+    Self {
+      group: alloc::string::ToString::to_string(""),
+      member_id: alloc::string::ToString::to_string(""),
+    }
+  }
+}
+impl LeaveGroupRequestT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<LeaveGroupRequest<'b>> {
+    let group = Some({
+      let x = &self.group;
+      _fbb.create_string(x)
+    });
+    let member_id = Some({
+      let x = &self.member_id;
+      _fbb.create_string(x)
+    });
+    LeaveGroupRequest::create(_fbb, &LeaveGroupRequestArgs{
+      group,
+      member_id,
+    })
+  }
+}
+pub enum LeaveGroupResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct LeaveGroupResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for LeaveGroupResponse<'a> {
+  type Inner = LeaveGroupResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> LeaveGroupResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    LeaveGroupResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args LeaveGroupResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<LeaveGroupResponse<'bldr>> {
+    let mut builder = LeaveGroupResponseBuilder::new(_fbb);
+    if let Some(x) = args.message { builder.add_message(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> LeaveGroupResponseT {
+    let error = self.error();
+    let message = self.message().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    LeaveGroupResponseT {
+      error,
+      message,
+    }
+  }
+
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(LeaveGroupResponse::VT_ERROR, Some(ErrorCode::NONE)).unwrap()}
+  }
+  #[inline]
+  pub fn message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(LeaveGroupResponse::VT_MESSAGE, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for LeaveGroupResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct LeaveGroupResponseArgs<'a> {
+    pub error: ErrorCode,
+    pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for LeaveGroupResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    LeaveGroupResponseArgs {
+      error: ErrorCode::NONE,
+      message: None,
+    }
+  }
+}
+
+pub struct LeaveGroupResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> LeaveGroupResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(LeaveGroupResponse::VT_ERROR, error, ErrorCode::NONE);
+  }
+  #[inline]
+  pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(LeaveGroupResponse::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> LeaveGroupResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    LeaveGroupResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<LeaveGroupResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for LeaveGroupResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("LeaveGroupResponse");
+      ds.field("error", &self.error());
+      ds.field("message", &self.message());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaveGroupResponseT {
+  pub error: ErrorCode,
+  pub message: Option<alloc::string::String>,
+}
+impl Default for LeaveGroupResponseT {
+  fn default() -> Self {
+    Self {
+      error: ErrorCode::NONE,
+      message: None,
+    }
+  }
+}
+impl LeaveGroupResponseT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<LeaveGroupResponse<'b>> {
+    let error = self.error;
+    let message = self.message.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    LeaveGroupResponse::create(_fbb, &LeaveGroupResponseArgs{
+      error,
+      message,
+    })
+  }
+}
+pub enum OffsetCommitPartitionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct OffsetCommitPartition<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetCommitPartition<'a> {
+  type Inner = OffsetCommitPartition<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetCommitPartition<'a> {
+  pub const VT_TOPIC: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 6;
+  pub const VT_OFFSET: ::flatbuffers::VOffsetT = 8;
+  pub const VT_METADATA: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetCommitPartition { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetCommitPartitionArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetCommitPartition<'bldr>> {
+    let mut builder = OffsetCommitPartitionBuilder::new(_fbb);
+    builder.add_offset(args.offset);
+    if let Some(x) = args.metadata { builder.add_metadata(x); }
+    builder.add_partition(args.partition);
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> OffsetCommitPartitionT {
+    let topic = {
+      let x = self.topic();
+      alloc::string::ToString::to_string(x)
+    };
+    let partition = self.partition();
+    let offset = self.offset();
+    let metadata = self.metadata().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    OffsetCommitPartitionT {
+      topic,
+      partition,
+      offset,
+      metadata,
+    }
+  }
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetCommitPartition::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn partition(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(OffsetCommitPartition::VT_PARTITION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn offset(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(OffsetCommitPartition::VT_OFFSET, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn metadata(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetCommitPartition::VT_METADATA, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetCommitPartition<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<i32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<i64>("offset", Self::VT_OFFSET, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("metadata", Self::VT_METADATA, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetCommitPartitionArgs<'a> {
+    pub topic: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partition: i32,
+    pub offset: i64,
+    pub metadata: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for OffsetCommitPartitionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetCommitPartitionArgs {
+      topic: None, // required field
+      partition: 0,
+      offset: 0,
+      metadata: None,
+    }
+  }
+}
+
+pub struct OffsetCommitPartitionBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetCommitPartitionBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitPartition::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_partition(&mut self, partition: i32) {
+    self.fbb_.push_slot::<i32>(OffsetCommitPartition::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_offset(&mut self, offset: i64) {
+    self.fbb_.push_slot::<i64>(OffsetCommitPartition::VT_OFFSET, offset, 0);
+  }
+  #[inline]
+  pub fn add_metadata(&mut self, metadata: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitPartition::VT_METADATA, metadata);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetCommitPartitionBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetCommitPartitionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetCommitPartition<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, OffsetCommitPartition::VT_TOPIC,"topic");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetCommitPartition<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetCommitPartition");
+      ds.field("topic", &self.topic());
+      ds.field("partition", &self.partition());
+      ds.field("offset", &self.offset());
+      ds.field("metadata", &self.metadata());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct OffsetCommitPartitionT {
+  pub topic: alloc::string::String,
+  pub partition: i32,
+  pub offset: i64,
+  pub metadata: Option<alloc::string::String>,
+}
+impl Default for OffsetCommitPartitionT {
+  fn default() -> Self {
+    Self {
+      topic: alloc::string::ToString::to_string(""),
+      partition: 0,
+      offset: 0,
+      metadata: None,
+    }
+  }
+}
+impl OffsetCommitPartitionT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<OffsetCommitPartition<'b>> {
+    let topic = Some({
+      let x = &self.topic;
+      _fbb.create_string(x)
+    });
+    let partition = self.partition;
+    let offset = self.offset;
+    let metadata = self.metadata.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    OffsetCommitPartition::create(_fbb, &OffsetCommitPartitionArgs{
+      topic,
+      partition,
+      offset,
+      metadata,
+    })
+  }
+}
+pub enum OffsetCommitRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct OffsetCommitRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetCommitRequest<'a> {
+  type Inner = OffsetCommitRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetCommitRequest<'a> {
+  pub const VT_GROUP: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_GENERATION: ::flatbuffers::VOffsetT = 8;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetCommitRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetCommitRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetCommitRequest<'bldr>> {
+    let mut builder = OffsetCommitRequestBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    builder.add_generation(args.generation);
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
+    if let Some(x) = args.group { builder.add_group(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> OffsetCommitRequestT {
+    let group = {
+      let x = self.group();
+      alloc::string::ToString::to_string(x)
+    };
+    let member_id = self.member_id().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let generation = self.generation();
+    let partitions = self.partitions().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    OffsetCommitRequestT {
+      group,
+      member_id,
+      generation,
+      partitions,
+    }
+  }
+
+  #[inline]
+  pub fn group(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetCommitRequest::VT_GROUP, None).unwrap()}
+  }
+  /// Empty with generation -1: a commit from outside the group (admin tools),
+  /// accepted only while the group has no members.
+  #[inline]
+  pub fn member_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetCommitRequest::VT_MEMBER_ID, None)}
+  }
+  #[inline]
+  pub fn generation(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(OffsetCommitRequest::VT_GENERATION, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitPartition<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitPartition>>>>(OffsetCommitRequest::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetCommitRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group", Self::VT_GROUP, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, false)?
+     .visit_field::<i32>("generation", Self::VT_GENERATION, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<OffsetCommitPartition>>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetCommitRequestArgs<'a> {
+    pub group: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub generation: i32,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitPartition<'a>>>>>,
+}
+impl<'a> Default for OffsetCommitRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetCommitRequestArgs {
+      group: None, // required field
+      member_id: None,
+      generation: -1,
+      partitions: None,
+    }
+  }
+}
+
+pub struct OffsetCommitRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetCommitRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group(&mut self, group: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitRequest::VT_GROUP, group);
+  }
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitRequest::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn add_generation(&mut self, generation: i32) {
+    self.fbb_.push_slot::<i32>(OffsetCommitRequest::VT_GENERATION, generation, -1);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<OffsetCommitPartition<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitRequest::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetCommitRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetCommitRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetCommitRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, OffsetCommitRequest::VT_GROUP,"group");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetCommitRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetCommitRequest");
+      ds.field("group", &self.group());
+      ds.field("member_id", &self.member_id());
+      ds.field("generation", &self.generation());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct OffsetCommitRequestT {
+  pub group: alloc::string::String,
+  pub member_id: Option<alloc::string::String>,
+  pub generation: i32,
+  pub partitions: Option<alloc::vec::Vec<OffsetCommitPartitionT>>,
+}
+impl Default for OffsetCommitRequestT {
+  fn default() -> Self {
+    Self {
+      group: alloc::string::ToString::to_string(""),
+      member_id: None,
+      generation: -1,
+      partitions: None,
+    }
+  }
+}
+impl OffsetCommitRequestT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<OffsetCommitRequest<'b>> {
+    let group = Some({
+      let x = &self.group;
+      _fbb.create_string(x)
+    });
+    let member_id = self.member_id.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let generation = self.generation;
+    let partitions = self.partitions.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    OffsetCommitRequest::create(_fbb, &OffsetCommitRequestArgs{
+      group,
+      member_id,
+      generation,
+      partitions,
+    })
+  }
+}
+pub enum OffsetCommitPartitionResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct OffsetCommitPartitionResult<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetCommitPartitionResult<'a> {
+  type Inner = OffsetCommitPartitionResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetCommitPartitionResult<'a> {
+  pub const VT_TOPIC: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 8;
+  pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetCommitPartitionResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetCommitPartitionResultArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetCommitPartitionResult<'bldr>> {
+    let mut builder = OffsetCommitPartitionResultBuilder::new(_fbb);
+    if let Some(x) = args.message { builder.add_message(x); }
+    builder.add_partition(args.partition);
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> OffsetCommitPartitionResultT {
+    let topic = {
+      let x = self.topic();
+      alloc::string::ToString::to_string(x)
+    };
+    let partition = self.partition();
+    let error = self.error();
+    let message = self.message().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    OffsetCommitPartitionResultT {
+      topic,
+      partition,
+      error,
+      message,
+    }
+  }
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetCommitPartitionResult::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn partition(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(OffsetCommitPartitionResult::VT_PARTITION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(OffsetCommitPartitionResult::VT_ERROR, Some(ErrorCode::NONE)).unwrap()}
+  }
+  #[inline]
+  pub fn message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetCommitPartitionResult::VT_MESSAGE, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetCommitPartitionResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<i32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetCommitPartitionResultArgs<'a> {
+    pub topic: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partition: i32,
+    pub error: ErrorCode,
+    pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for OffsetCommitPartitionResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetCommitPartitionResultArgs {
+      topic: None, // required field
+      partition: 0,
+      error: ErrorCode::NONE,
+      message: None,
+    }
+  }
+}
+
+pub struct OffsetCommitPartitionResultBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetCommitPartitionResultBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitPartitionResult::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_partition(&mut self, partition: i32) {
+    self.fbb_.push_slot::<i32>(OffsetCommitPartitionResult::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(OffsetCommitPartitionResult::VT_ERROR, error, ErrorCode::NONE);
+  }
+  #[inline]
+  pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitPartitionResult::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetCommitPartitionResultBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetCommitPartitionResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetCommitPartitionResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, OffsetCommitPartitionResult::VT_TOPIC,"topic");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetCommitPartitionResult<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetCommitPartitionResult");
+      ds.field("topic", &self.topic());
+      ds.field("partition", &self.partition());
+      ds.field("error", &self.error());
+      ds.field("message", &self.message());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct OffsetCommitPartitionResultT {
+  pub topic: alloc::string::String,
+  pub partition: i32,
+  pub error: ErrorCode,
+  pub message: Option<alloc::string::String>,
+}
+impl Default for OffsetCommitPartitionResultT {
+  fn default() -> Self {
+    Self {
+      topic: alloc::string::ToString::to_string(""),
+      partition: 0,
+      error: ErrorCode::NONE,
+      message: None,
+    }
+  }
+}
+impl OffsetCommitPartitionResultT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<OffsetCommitPartitionResult<'b>> {
+    let topic = Some({
+      let x = &self.topic;
+      _fbb.create_string(x)
+    });
+    let partition = self.partition;
+    let error = self.error;
+    let message = self.message.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    OffsetCommitPartitionResult::create(_fbb, &OffsetCommitPartitionResultArgs{
+      topic,
+      partition,
+      error,
+      message,
+    })
+  }
+}
+pub enum OffsetCommitResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct OffsetCommitResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetCommitResponse<'a> {
+  type Inner = OffsetCommitResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetCommitResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetCommitResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetCommitResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetCommitResponse<'bldr>> {
+    let mut builder = OffsetCommitResponseBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    if let Some(x) = args.message { builder.add_message(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> OffsetCommitResponseT {
+    let error = self.error();
+    let message = self.message().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let partitions = self.partitions().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    OffsetCommitResponseT {
+      error,
+      message,
+      partitions,
+    }
+  }
+
+  /// A group-level refusal (fencing, rebalance); NONE when partitions say more.
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(OffsetCommitResponse::VT_ERROR, Some(ErrorCode::NONE)).unwrap()}
+  }
+  #[inline]
+  pub fn message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetCommitResponse::VT_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitPartitionResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitPartitionResult>>>>(OffsetCommitResponse::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetCommitResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<OffsetCommitPartitionResult>>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetCommitResponseArgs<'a> {
+    pub error: ErrorCode,
+    pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitPartitionResult<'a>>>>>,
+}
+impl<'a> Default for OffsetCommitResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetCommitResponseArgs {
+      error: ErrorCode::NONE,
+      message: None,
+      partitions: None,
+    }
+  }
+}
+
+pub struct OffsetCommitResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetCommitResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(OffsetCommitResponse::VT_ERROR, error, ErrorCode::NONE);
+  }
+  #[inline]
+  pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitResponse::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<OffsetCommitPartitionResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitResponse::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetCommitResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetCommitResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetCommitResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetCommitResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetCommitResponse");
+      ds.field("error", &self.error());
+      ds.field("message", &self.message());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct OffsetCommitResponseT {
+  pub error: ErrorCode,
+  pub message: Option<alloc::string::String>,
+  pub partitions: Option<alloc::vec::Vec<OffsetCommitPartitionResultT>>,
+}
+impl Default for OffsetCommitResponseT {
+  fn default() -> Self {
+    Self {
+      error: ErrorCode::NONE,
+      message: None,
+      partitions: None,
+    }
+  }
+}
+impl OffsetCommitResponseT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<OffsetCommitResponse<'b>> {
+    let error = self.error;
+    let message = self.message.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let partitions = self.partitions.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    OffsetCommitResponse::create(_fbb, &OffsetCommitResponseArgs{
+      error,
+      message,
+      partitions,
+    })
+  }
+}
+pub enum TopicPartitionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct TopicPartition<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for TopicPartition<'a> {
+  type Inner = TopicPartition<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> TopicPartition<'a> {
+  pub const VT_TOPIC: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    TopicPartition { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args TopicPartitionArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<TopicPartition<'bldr>> {
+    let mut builder = TopicPartitionBuilder::new(_fbb);
+    builder.add_partition(args.partition);
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> TopicPartitionT {
+    let topic = {
+      let x = self.topic();
+      alloc::string::ToString::to_string(x)
+    };
+    let partition = self.partition();
+    TopicPartitionT {
+      topic,
+      partition,
+    }
+  }
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(TopicPartition::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn partition(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(TopicPartition::VT_PARTITION, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for TopicPartition<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<i32>("partition", Self::VT_PARTITION, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TopicPartitionArgs<'a> {
+    pub topic: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partition: i32,
+}
+impl<'a> Default for TopicPartitionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    TopicPartitionArgs {
+      topic: None, // required field
+      partition: 0,
+    }
+  }
+}
+
+pub struct TopicPartitionBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TopicPartitionBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TopicPartition::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_partition(&mut self, partition: i32) {
+    self.fbb_.push_slot::<i32>(TopicPartition::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TopicPartitionBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    TopicPartitionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<TopicPartition<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, TopicPartition::VT_TOPIC,"topic");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for TopicPartition<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("TopicPartition");
+      ds.field("topic", &self.topic());
+      ds.field("partition", &self.partition());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicPartitionT {
+  pub topic: alloc::string::String,
+  pub partition: i32,
+}
+impl Default for TopicPartitionT {
+  fn default() -> Self {
+    Self {
+      topic: alloc::string::ToString::to_string(""),
+      partition: 0,
+    }
+  }
+}
+impl TopicPartitionT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<TopicPartition<'b>> {
+    let topic = Some({
+      let x = &self.topic;
+      _fbb.create_string(x)
+    });
+    let partition = self.partition;
+    TopicPartition::create(_fbb, &TopicPartitionArgs{
+      topic,
+      partition,
+    })
+  }
+}
+pub enum OffsetFetchRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct OffsetFetchRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetFetchRequest<'a> {
+  type Inner = OffsetFetchRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetFetchRequest<'a> {
+  pub const VT_GROUP: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetFetchRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetFetchRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetFetchRequest<'bldr>> {
+    let mut builder = OffsetFetchRequestBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    if let Some(x) = args.group { builder.add_group(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> OffsetFetchRequestT {
+    let group = {
+      let x = self.group();
+      alloc::string::ToString::to_string(x)
+    };
+    let partitions = self.partitions().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    OffsetFetchRequestT {
+      group,
+      partitions,
+    }
+  }
+
+  #[inline]
+  pub fn group(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetFetchRequest::VT_GROUP, None).unwrap()}
+  }
+  /// Empty or absent: every partition the group has committed.
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicPartition<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicPartition>>>>(OffsetFetchRequest::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetFetchRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group", Self::VT_GROUP, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TopicPartition>>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetFetchRequestArgs<'a> {
+    pub group: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicPartition<'a>>>>>,
+}
+impl<'a> Default for OffsetFetchRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetFetchRequestArgs {
+      group: None, // required field
+      partitions: None,
+    }
+  }
+}
+
+pub struct OffsetFetchRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetFetchRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group(&mut self, group: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetFetchRequest::VT_GROUP, group);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<TopicPartition<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetFetchRequest::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetFetchRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetFetchRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetFetchRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, OffsetFetchRequest::VT_GROUP,"group");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetFetchRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetFetchRequest");
+      ds.field("group", &self.group());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct OffsetFetchRequestT {
+  pub group: alloc::string::String,
+  pub partitions: Option<alloc::vec::Vec<TopicPartitionT>>,
+}
+impl Default for OffsetFetchRequestT {
+  fn default() -> Self {
+    Self {
+      group: alloc::string::ToString::to_string(""),
+      partitions: None,
+    }
+  }
+}
+impl OffsetFetchRequestT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<OffsetFetchRequest<'b>> {
+    let group = Some({
+      let x = &self.group;
+      _fbb.create_string(x)
+    });
+    let partitions = self.partitions.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    OffsetFetchRequest::create(_fbb, &OffsetFetchRequestArgs{
+      group,
+      partitions,
+    })
+  }
+}
+pub enum CommittedOffsetOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct CommittedOffset<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for CommittedOffset<'a> {
+  type Inner = CommittedOffset<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> CommittedOffset<'a> {
+  pub const VT_TOPIC: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 6;
+  pub const VT_OFFSET: ::flatbuffers::VOffsetT = 8;
+  pub const VT_METADATA: ::flatbuffers::VOffsetT = 10;
+  pub const VT_COMMIT_TIMESTAMP: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    CommittedOffset { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args CommittedOffsetArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<CommittedOffset<'bldr>> {
+    let mut builder = CommittedOffsetBuilder::new(_fbb);
+    builder.add_commit_timestamp(args.commit_timestamp);
+    builder.add_offset(args.offset);
+    if let Some(x) = args.metadata { builder.add_metadata(x); }
+    builder.add_partition(args.partition);
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> CommittedOffsetT {
+    let topic = {
+      let x = self.topic();
+      alloc::string::ToString::to_string(x)
+    };
+    let partition = self.partition();
+    let offset = self.offset();
+    let metadata = self.metadata().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let commit_timestamp = self.commit_timestamp();
+    CommittedOffsetT {
+      topic,
+      partition,
+      offset,
+      metadata,
+      commit_timestamp,
+    }
+  }
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(CommittedOffset::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn partition(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(CommittedOffset::VT_PARTITION, Some(0)).unwrap()}
+  }
+  /// -1: nothing committed.
+  #[inline]
+  pub fn offset(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(CommittedOffset::VT_OFFSET, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn metadata(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(CommittedOffset::VT_METADATA, None)}
+  }
+  #[inline]
+  pub fn commit_timestamp(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(CommittedOffset::VT_COMMIT_TIMESTAMP, Some(-1)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for CommittedOffset<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<i32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<i64>("offset", Self::VT_OFFSET, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("metadata", Self::VT_METADATA, false)?
+     .visit_field::<i64>("commit_timestamp", Self::VT_COMMIT_TIMESTAMP, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct CommittedOffsetArgs<'a> {
+    pub topic: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partition: i32,
+    pub offset: i64,
+    pub metadata: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub commit_timestamp: i64,
+}
+impl<'a> Default for CommittedOffsetArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    CommittedOffsetArgs {
+      topic: None, // required field
+      partition: 0,
+      offset: -1,
+      metadata: None,
+      commit_timestamp: -1,
+    }
+  }
+}
+
+pub struct CommittedOffsetBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CommittedOffsetBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CommittedOffset::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_partition(&mut self, partition: i32) {
+    self.fbb_.push_slot::<i32>(CommittedOffset::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_offset(&mut self, offset: i64) {
+    self.fbb_.push_slot::<i64>(CommittedOffset::VT_OFFSET, offset, -1);
+  }
+  #[inline]
+  pub fn add_metadata(&mut self, metadata: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CommittedOffset::VT_METADATA, metadata);
+  }
+  #[inline]
+  pub fn add_commit_timestamp(&mut self, commit_timestamp: i64) {
+    self.fbb_.push_slot::<i64>(CommittedOffset::VT_COMMIT_TIMESTAMP, commit_timestamp, -1);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CommittedOffsetBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    CommittedOffsetBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<CommittedOffset<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, CommittedOffset::VT_TOPIC,"topic");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for CommittedOffset<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("CommittedOffset");
+      ds.field("topic", &self.topic());
+      ds.field("partition", &self.partition());
+      ds.field("offset", &self.offset());
+      ds.field("metadata", &self.metadata());
+      ds.field("commit_timestamp", &self.commit_timestamp());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommittedOffsetT {
+  pub topic: alloc::string::String,
+  pub partition: i32,
+  pub offset: i64,
+  pub metadata: Option<alloc::string::String>,
+  pub commit_timestamp: i64,
+}
+impl Default for CommittedOffsetT {
+  fn default() -> Self {
+    Self {
+      topic: alloc::string::ToString::to_string(""),
+      partition: 0,
+      offset: -1,
+      metadata: None,
+      commit_timestamp: -1,
+    }
+  }
+}
+impl CommittedOffsetT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<CommittedOffset<'b>> {
+    let topic = Some({
+      let x = &self.topic;
+      _fbb.create_string(x)
+    });
+    let partition = self.partition;
+    let offset = self.offset;
+    let metadata = self.metadata.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let commit_timestamp = self.commit_timestamp;
+    CommittedOffset::create(_fbb, &CommittedOffsetArgs{
+      topic,
+      partition,
+      offset,
+      metadata,
+      commit_timestamp,
+    })
+  }
+}
+pub enum OffsetFetchResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct OffsetFetchResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetFetchResponse<'a> {
+  type Inner = OffsetFetchResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetFetchResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_OFFSETS: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetFetchResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetFetchResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetFetchResponse<'bldr>> {
+    let mut builder = OffsetFetchResponseBuilder::new(_fbb);
+    if let Some(x) = args.offsets { builder.add_offsets(x); }
+    if let Some(x) = args.message { builder.add_message(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> OffsetFetchResponseT {
+    let error = self.error();
+    let message = self.message().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let offsets = self.offsets().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    OffsetFetchResponseT {
+      error,
+      message,
+      offsets,
+    }
+  }
+
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(OffsetFetchResponse::VT_ERROR, Some(ErrorCode::NONE)).unwrap()}
+  }
+  #[inline]
+  pub fn message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetFetchResponse::VT_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn offsets(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CommittedOffset<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CommittedOffset>>>>(OffsetFetchResponse::VT_OFFSETS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetFetchResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<CommittedOffset>>>>("offsets", Self::VT_OFFSETS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetFetchResponseArgs<'a> {
+    pub error: ErrorCode,
+    pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub offsets: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CommittedOffset<'a>>>>>,
+}
+impl<'a> Default for OffsetFetchResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetFetchResponseArgs {
+      error: ErrorCode::NONE,
+      message: None,
+      offsets: None,
+    }
+  }
+}
+
+pub struct OffsetFetchResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetFetchResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(OffsetFetchResponse::VT_ERROR, error, ErrorCode::NONE);
+  }
+  #[inline]
+  pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetFetchResponse::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn add_offsets(&mut self, offsets: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<CommittedOffset<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetFetchResponse::VT_OFFSETS, offsets);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetFetchResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetFetchResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetFetchResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetFetchResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetFetchResponse");
+      ds.field("error", &self.error());
+      ds.field("message", &self.message());
+      ds.field("offsets", &self.offsets());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct OffsetFetchResponseT {
+  pub error: ErrorCode,
+  pub message: Option<alloc::string::String>,
+  pub offsets: Option<alloc::vec::Vec<CommittedOffsetT>>,
+}
+impl Default for OffsetFetchResponseT {
+  fn default() -> Self {
+    Self {
+      error: ErrorCode::NONE,
+      message: None,
+      offsets: None,
+    }
+  }
+}
+impl OffsetFetchResponseT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<OffsetFetchResponse<'b>> {
+    let error = self.error;
+    let message = self.message.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let offsets = self.offsets.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    OffsetFetchResponse::create(_fbb, &OffsetFetchResponseArgs{
+      error,
+      message,
+      offsets,
+    })
+  }
+}
+pub enum ListGroupsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ListGroupsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ListGroupsRequest<'a> {
+  type Inner = ListGroupsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ListGroupsRequest<'a> {
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ListGroupsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    _args: &'args ListGroupsRequestArgs
+  ) -> ::flatbuffers::WIPOffset<ListGroupsRequest<'bldr>> {
+    let mut builder = ListGroupsRequestBuilder::new(_fbb);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> ListGroupsRequestT {
+    ListGroupsRequestT {
+    }
+  }
+}
+
+impl ::flatbuffers::Verifiable for ListGroupsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListGroupsRequestArgs {
+}
+impl<'a> Default for ListGroupsRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    ListGroupsRequestArgs {
+    }
+  }
+}
+
+pub struct ListGroupsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ListGroupsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ListGroupsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ListGroupsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ListGroupsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ListGroupsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ListGroupsRequest");
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListGroupsRequestT {
+}
+impl Default for ListGroupsRequestT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl ListGroupsRequestT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ListGroupsRequest<'b>> {
+    ListGroupsRequest::create(_fbb, &ListGroupsRequestArgs{
+    })
+  }
+}
+pub enum GroupListingOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct GroupListing<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for GroupListing<'a> {
+  type Inner = GroupListing<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> GroupListing<'a> {
+  pub const VT_GROUP: ::flatbuffers::VOffsetT = 4;
+  pub const VT_STATE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_PROTOCOL_TYPE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_MEMBERS: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    GroupListing { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args GroupListingArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<GroupListing<'bldr>> {
+    let mut builder = GroupListingBuilder::new(_fbb);
+    builder.add_members(args.members);
+    if let Some(x) = args.protocol_type { builder.add_protocol_type(x); }
+    if let Some(x) = args.state { builder.add_state(x); }
+    if let Some(x) = args.group { builder.add_group(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> GroupListingT {
+    let group = {
+      let x = self.group();
+      alloc::string::ToString::to_string(x)
+    };
+    let state = self.state().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let protocol_type = self.protocol_type().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let members = self.members();
+    GroupListingT {
+      group,
+      state,
+      protocol_type,
+      members,
+    }
+  }
+
+  #[inline]
+  pub fn group(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupListing::VT_GROUP, None).unwrap()}
+  }
+  #[inline]
+  pub fn state(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupListing::VT_STATE, None)}
+  }
+  #[inline]
+  pub fn protocol_type(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupListing::VT_PROTOCOL_TYPE, None)}
+  }
+  #[inline]
+  pub fn members(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(GroupListing::VT_MEMBERS, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for GroupListing<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group", Self::VT_GROUP, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("state", Self::VT_STATE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("protocol_type", Self::VT_PROTOCOL_TYPE, false)?
+     .visit_field::<i32>("members", Self::VT_MEMBERS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GroupListingArgs<'a> {
+    pub group: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub state: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub protocol_type: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub members: i32,
+}
+impl<'a> Default for GroupListingArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GroupListingArgs {
+      group: None, // required field
+      state: None,
+      protocol_type: None,
+      members: 0,
+    }
+  }
+}
+
+pub struct GroupListingBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupListingBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group(&mut self, group: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupListing::VT_GROUP, group);
+  }
+  #[inline]
+  pub fn add_state(&mut self, state: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupListing::VT_STATE, state);
+  }
+  #[inline]
+  pub fn add_protocol_type(&mut self, protocol_type: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupListing::VT_PROTOCOL_TYPE, protocol_type);
+  }
+  #[inline]
+  pub fn add_members(&mut self, members: i32) {
+    self.fbb_.push_slot::<i32>(GroupListing::VT_MEMBERS, members, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupListingBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    GroupListingBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<GroupListing<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, GroupListing::VT_GROUP,"group");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for GroupListing<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("GroupListing");
+      ds.field("group", &self.group());
+      ds.field("state", &self.state());
+      ds.field("protocol_type", &self.protocol_type());
+      ds.field("members", &self.members());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupListingT {
+  pub group: alloc::string::String,
+  pub state: Option<alloc::string::String>,
+  pub protocol_type: Option<alloc::string::String>,
+  pub members: i32,
+}
+impl Default for GroupListingT {
+  fn default() -> Self {
+    Self {
+      group: alloc::string::ToString::to_string(""),
+      state: None,
+      protocol_type: None,
+      members: 0,
+    }
+  }
+}
+impl GroupListingT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<GroupListing<'b>> {
+    let group = Some({
+      let x = &self.group;
+      _fbb.create_string(x)
+    });
+    let state = self.state.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let protocol_type = self.protocol_type.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let members = self.members;
+    GroupListing::create(_fbb, &GroupListingArgs{
+      group,
+      state,
+      protocol_type,
+      members,
+    })
+  }
+}
+pub enum ListGroupsResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ListGroupsResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ListGroupsResponse<'a> {
+  type Inner = ListGroupsResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ListGroupsResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_GROUPS: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ListGroupsResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ListGroupsResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ListGroupsResponse<'bldr>> {
+    let mut builder = ListGroupsResponseBuilder::new(_fbb);
+    if let Some(x) = args.groups { builder.add_groups(x); }
+    if let Some(x) = args.message { builder.add_message(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> ListGroupsResponseT {
+    let error = self.error();
+    let message = self.message().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let groups = self.groups().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    ListGroupsResponseT {
+      error,
+      message,
+      groups,
+    }
+  }
+
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(ListGroupsResponse::VT_ERROR, Some(ErrorCode::NONE)).unwrap()}
+  }
+  #[inline]
+  pub fn message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ListGroupsResponse::VT_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn groups(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupListing<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupListing>>>>(ListGroupsResponse::VT_GROUPS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ListGroupsResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<GroupListing>>>>("groups", Self::VT_GROUPS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListGroupsResponseArgs<'a> {
+    pub error: ErrorCode,
+    pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub groups: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupListing<'a>>>>>,
+}
+impl<'a> Default for ListGroupsResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListGroupsResponseArgs {
+      error: ErrorCode::NONE,
+      message: None,
+      groups: None,
+    }
+  }
+}
+
+pub struct ListGroupsResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ListGroupsResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(ListGroupsResponse::VT_ERROR, error, ErrorCode::NONE);
+  }
+  #[inline]
+  pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ListGroupsResponse::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn add_groups(&mut self, groups: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<GroupListing<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ListGroupsResponse::VT_GROUPS, groups);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ListGroupsResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ListGroupsResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ListGroupsResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ListGroupsResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ListGroupsResponse");
+      ds.field("error", &self.error());
+      ds.field("message", &self.message());
+      ds.field("groups", &self.groups());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListGroupsResponseT {
+  pub error: ErrorCode,
+  pub message: Option<alloc::string::String>,
+  pub groups: Option<alloc::vec::Vec<GroupListingT>>,
+}
+impl Default for ListGroupsResponseT {
+  fn default() -> Self {
+    Self {
+      error: ErrorCode::NONE,
+      message: None,
+      groups: None,
+    }
+  }
+}
+impl ListGroupsResponseT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ListGroupsResponse<'b>> {
+    let error = self.error;
+    let message = self.message.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let groups = self.groups.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    ListGroupsResponse::create(_fbb, &ListGroupsResponseArgs{
+      error,
+      message,
+      groups,
+    })
+  }
+}
+pub enum DescribeGroupsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DescribeGroupsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribeGroupsRequest<'a> {
+  type Inner = DescribeGroupsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribeGroupsRequest<'a> {
+  pub const VT_GROUPS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribeGroupsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DescribeGroupsRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DescribeGroupsRequest<'bldr>> {
+    let mut builder = DescribeGroupsRequestBuilder::new(_fbb);
+    if let Some(x) = args.groups { builder.add_groups(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> DescribeGroupsRequestT {
+    let groups = self.groups().map(|x| {
+      x.iter().map(|s| alloc::string::ToString::to_string(s)).collect()
+    });
+    DescribeGroupsRequestT {
+      groups,
+    }
+  }
+
+  #[inline]
+  pub fn groups(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(DescribeGroupsRequest::VT_GROUPS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribeGroupsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("groups", Self::VT_GROUPS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeGroupsRequestArgs<'a> {
+    pub groups: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for DescribeGroupsRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeGroupsRequestArgs {
+      groups: None,
+    }
+  }
+}
+
+pub struct DescribeGroupsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribeGroupsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_groups(&mut self, groups: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeGroupsRequest::VT_GROUPS, groups);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribeGroupsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribeGroupsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribeGroupsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribeGroupsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeGroupsRequest");
+      ds.field("groups", &self.groups());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribeGroupsRequestT {
+  pub groups: Option<alloc::vec::Vec<alloc::string::String>>,
+}
+impl Default for DescribeGroupsRequestT {
+  fn default() -> Self {
+    Self {
+      groups: None,
+    }
+  }
+}
+impl DescribeGroupsRequestT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<DescribeGroupsRequest<'b>> {
+    let groups = self.groups.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|s| _fbb.create_string(s)).collect();_fbb.create_vector(&w)
+    });
+    DescribeGroupsRequest::create(_fbb, &DescribeGroupsRequestArgs{
+      groups,
+    })
+  }
+}
+pub enum GroupMemberDescriptionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct GroupMemberDescription<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for GroupMemberDescription<'a> {
+  type Inner = GroupMemberDescription<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> GroupMemberDescription<'a> {
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_CLIENT_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_CLIENT_HOST: ::flatbuffers::VOffsetT = 8;
+  pub const VT_ASSIGNMENT: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    GroupMemberDescription { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args GroupMemberDescriptionArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<GroupMemberDescription<'bldr>> {
+    let mut builder = GroupMemberDescriptionBuilder::new(_fbb);
+    if let Some(x) = args.assignment { builder.add_assignment(x); }
+    if let Some(x) = args.client_host { builder.add_client_host(x); }
+    if let Some(x) = args.client_id { builder.add_client_id(x); }
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> GroupMemberDescriptionT {
+    let member_id = {
+      let x = self.member_id();
+      alloc::string::ToString::to_string(x)
+    };
+    let client_id = self.client_id().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let client_host = self.client_host().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let assignment = self.assignment().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    GroupMemberDescriptionT {
+      member_id,
+      client_id,
+      client_host,
+      assignment,
+    }
+  }
+
+  #[inline]
+  pub fn member_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupMemberDescription::VT_MEMBER_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn client_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupMemberDescription::VT_CLIENT_ID, None)}
+  }
+  #[inline]
+  pub fn client_host(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupMemberDescription::VT_CLIENT_HOST, None)}
+  }
+  #[inline]
+  pub fn assignment(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicAssignment<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicAssignment>>>>(GroupMemberDescription::VT_ASSIGNMENT, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for GroupMemberDescription<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("client_id", Self::VT_CLIENT_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("client_host", Self::VT_CLIENT_HOST, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TopicAssignment>>>>("assignment", Self::VT_ASSIGNMENT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GroupMemberDescriptionArgs<'a> {
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub client_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub client_host: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub assignment: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicAssignment<'a>>>>>,
+}
+impl<'a> Default for GroupMemberDescriptionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GroupMemberDescriptionArgs {
+      member_id: None, // required field
+      client_id: None,
+      client_host: None,
+      assignment: None,
+    }
+  }
+}
+
+pub struct GroupMemberDescriptionBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupMemberDescriptionBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupMemberDescription::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn add_client_id(&mut self, client_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupMemberDescription::VT_CLIENT_ID, client_id);
+  }
+  #[inline]
+  pub fn add_client_host(&mut self, client_host: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupMemberDescription::VT_CLIENT_HOST, client_host);
+  }
+  #[inline]
+  pub fn add_assignment(&mut self, assignment: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<TopicAssignment<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupMemberDescription::VT_ASSIGNMENT, assignment);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupMemberDescriptionBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    GroupMemberDescriptionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<GroupMemberDescription<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, GroupMemberDescription::VT_MEMBER_ID,"member_id");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for GroupMemberDescription<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("GroupMemberDescription");
+      ds.field("member_id", &self.member_id());
+      ds.field("client_id", &self.client_id());
+      ds.field("client_host", &self.client_host());
+      ds.field("assignment", &self.assignment());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupMemberDescriptionT {
+  pub member_id: alloc::string::String,
+  pub client_id: Option<alloc::string::String>,
+  pub client_host: Option<alloc::string::String>,
+  pub assignment: Option<alloc::vec::Vec<TopicAssignmentT>>,
+}
+impl Default for GroupMemberDescriptionT {
+  fn default() -> Self {
+    Self {
+      member_id: alloc::string::ToString::to_string(""),
+      client_id: None,
+      client_host: None,
+      assignment: None,
+    }
+  }
+}
+impl GroupMemberDescriptionT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<GroupMemberDescription<'b>> {
+    let member_id = Some({
+      let x = &self.member_id;
+      _fbb.create_string(x)
+    });
+    let client_id = self.client_id.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let client_host = self.client_host.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let assignment = self.assignment.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    GroupMemberDescription::create(_fbb, &GroupMemberDescriptionArgs{
+      member_id,
+      client_id,
+      client_host,
+      assignment,
+    })
+  }
+}
+pub enum GroupDescriptionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct GroupDescription<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for GroupDescription<'a> {
+  type Inner = GroupDescription<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> GroupDescription<'a> {
+  pub const VT_GROUP: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 6;
+  pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_STATE: ::flatbuffers::VOffsetT = 10;
+  pub const VT_PROTOCOL_TYPE: ::flatbuffers::VOffsetT = 12;
+  pub const VT_PROTOCOL: ::flatbuffers::VOffsetT = 14;
+  pub const VT_GENERATION: ::flatbuffers::VOffsetT = 16;
+  pub const VT_LEADER: ::flatbuffers::VOffsetT = 18;
+  pub const VT_MEMBERS: ::flatbuffers::VOffsetT = 20;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    GroupDescription { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args GroupDescriptionArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<GroupDescription<'bldr>> {
+    let mut builder = GroupDescriptionBuilder::new(_fbb);
+    if let Some(x) = args.members { builder.add_members(x); }
+    if let Some(x) = args.leader { builder.add_leader(x); }
+    builder.add_generation(args.generation);
+    if let Some(x) = args.protocol { builder.add_protocol(x); }
+    if let Some(x) = args.protocol_type { builder.add_protocol_type(x); }
+    if let Some(x) = args.state { builder.add_state(x); }
+    if let Some(x) = args.message { builder.add_message(x); }
+    if let Some(x) = args.group { builder.add_group(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> GroupDescriptionT {
+    let group = {
+      let x = self.group();
+      alloc::string::ToString::to_string(x)
+    };
+    let error = self.error();
+    let message = self.message().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let state = self.state().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let protocol_type = self.protocol_type().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let protocol = self.protocol().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let generation = self.generation();
+    let leader = self.leader().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let members = self.members().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    GroupDescriptionT {
+      group,
+      error,
+      message,
+      state,
+      protocol_type,
+      protocol,
+      generation,
+      leader,
+      members,
+    }
+  }
+
+  #[inline]
+  pub fn group(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupDescription::VT_GROUP, None).unwrap()}
+  }
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(GroupDescription::VT_ERROR, Some(ErrorCode::NONE)).unwrap()}
+  }
+  #[inline]
+  pub fn message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupDescription::VT_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn state(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupDescription::VT_STATE, None)}
+  }
+  #[inline]
+  pub fn protocol_type(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupDescription::VT_PROTOCOL_TYPE, None)}
+  }
+  #[inline]
+  pub fn protocol(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupDescription::VT_PROTOCOL, None)}
+  }
+  #[inline]
+  pub fn generation(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(GroupDescription::VT_GENERATION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn leader(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupDescription::VT_LEADER, None)}
+  }
+  #[inline]
+  pub fn members(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupMemberDescription<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupMemberDescription>>>>(GroupDescription::VT_MEMBERS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for GroupDescription<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group", Self::VT_GROUP, true)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("state", Self::VT_STATE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("protocol_type", Self::VT_PROTOCOL_TYPE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("protocol", Self::VT_PROTOCOL, false)?
+     .visit_field::<i32>("generation", Self::VT_GENERATION, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("leader", Self::VT_LEADER, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<GroupMemberDescription>>>>("members", Self::VT_MEMBERS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GroupDescriptionArgs<'a> {
+    pub group: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub error: ErrorCode,
+    pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub state: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub protocol_type: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub protocol: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub generation: i32,
+    pub leader: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub members: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupMemberDescription<'a>>>>>,
+}
+impl<'a> Default for GroupDescriptionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GroupDescriptionArgs {
+      group: None, // required field
+      error: ErrorCode::NONE,
+      message: None,
+      state: None,
+      protocol_type: None,
+      protocol: None,
+      generation: 0,
+      leader: None,
+      members: None,
+    }
+  }
+}
+
+pub struct GroupDescriptionBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupDescriptionBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group(&mut self, group: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupDescription::VT_GROUP, group);
+  }
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(GroupDescription::VT_ERROR, error, ErrorCode::NONE);
+  }
+  #[inline]
+  pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupDescription::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn add_state(&mut self, state: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupDescription::VT_STATE, state);
+  }
+  #[inline]
+  pub fn add_protocol_type(&mut self, protocol_type: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupDescription::VT_PROTOCOL_TYPE, protocol_type);
+  }
+  #[inline]
+  pub fn add_protocol(&mut self, protocol: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupDescription::VT_PROTOCOL, protocol);
+  }
+  #[inline]
+  pub fn add_generation(&mut self, generation: i32) {
+    self.fbb_.push_slot::<i32>(GroupDescription::VT_GENERATION, generation, 0);
+  }
+  #[inline]
+  pub fn add_leader(&mut self, leader: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupDescription::VT_LEADER, leader);
+  }
+  #[inline]
+  pub fn add_members(&mut self, members: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<GroupMemberDescription<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupDescription::VT_MEMBERS, members);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupDescriptionBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    GroupDescriptionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<GroupDescription<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, GroupDescription::VT_GROUP,"group");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for GroupDescription<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("GroupDescription");
+      ds.field("group", &self.group());
+      ds.field("error", &self.error());
+      ds.field("message", &self.message());
+      ds.field("state", &self.state());
+      ds.field("protocol_type", &self.protocol_type());
+      ds.field("protocol", &self.protocol());
+      ds.field("generation", &self.generation());
+      ds.field("leader", &self.leader());
+      ds.field("members", &self.members());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupDescriptionT {
+  pub group: alloc::string::String,
+  pub error: ErrorCode,
+  pub message: Option<alloc::string::String>,
+  pub state: Option<alloc::string::String>,
+  pub protocol_type: Option<alloc::string::String>,
+  pub protocol: Option<alloc::string::String>,
+  pub generation: i32,
+  pub leader: Option<alloc::string::String>,
+  pub members: Option<alloc::vec::Vec<GroupMemberDescriptionT>>,
+}
+impl Default for GroupDescriptionT {
+  fn default() -> Self {
+    Self {
+      group: alloc::string::ToString::to_string(""),
+      error: ErrorCode::NONE,
+      message: None,
+      state: None,
+      protocol_type: None,
+      protocol: None,
+      generation: 0,
+      leader: None,
+      members: None,
+    }
+  }
+}
+impl GroupDescriptionT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<GroupDescription<'b>> {
+    let group = Some({
+      let x = &self.group;
+      _fbb.create_string(x)
+    });
+    let error = self.error;
+    let message = self.message.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let state = self.state.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let protocol_type = self.protocol_type.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let protocol = self.protocol.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let generation = self.generation;
+    let leader = self.leader.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let members = self.members.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    GroupDescription::create(_fbb, &GroupDescriptionArgs{
+      group,
+      error,
+      message,
+      state,
+      protocol_type,
+      protocol,
+      generation,
+      leader,
+      members,
+    })
+  }
+}
+pub enum DescribeGroupsResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DescribeGroupsResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribeGroupsResponse<'a> {
+  type Inner = DescribeGroupsResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribeGroupsResponse<'a> {
+  pub const VT_GROUPS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribeGroupsResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DescribeGroupsResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DescribeGroupsResponse<'bldr>> {
+    let mut builder = DescribeGroupsResponseBuilder::new(_fbb);
+    if let Some(x) = args.groups { builder.add_groups(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> DescribeGroupsResponseT {
+    let groups = self.groups().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    DescribeGroupsResponseT {
+      groups,
+    }
+  }
+
+  #[inline]
+  pub fn groups(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupDescription<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupDescription>>>>(DescribeGroupsResponse::VT_GROUPS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribeGroupsResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<GroupDescription>>>>("groups", Self::VT_GROUPS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeGroupsResponseArgs<'a> {
+    pub groups: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupDescription<'a>>>>>,
+}
+impl<'a> Default for DescribeGroupsResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeGroupsResponseArgs {
+      groups: None,
+    }
+  }
+}
+
+pub struct DescribeGroupsResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribeGroupsResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_groups(&mut self, groups: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<GroupDescription<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeGroupsResponse::VT_GROUPS, groups);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribeGroupsResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribeGroupsResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribeGroupsResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribeGroupsResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeGroupsResponse");
+      ds.field("groups", &self.groups());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribeGroupsResponseT {
+  pub groups: Option<alloc::vec::Vec<GroupDescriptionT>>,
+}
+impl Default for DescribeGroupsResponseT {
+  fn default() -> Self {
+    Self {
+      groups: None,
+    }
+  }
+}
+impl DescribeGroupsResponseT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<DescribeGroupsResponse<'b>> {
+    let groups = self.groups.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    DescribeGroupsResponse::create(_fbb, &DescribeGroupsResponseArgs{
+      groups,
+    })
+  }
+}
+pub enum DeleteGroupsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DeleteGroupsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DeleteGroupsRequest<'a> {
+  type Inner = DeleteGroupsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DeleteGroupsRequest<'a> {
+  pub const VT_GROUPS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DeleteGroupsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DeleteGroupsRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DeleteGroupsRequest<'bldr>> {
+    let mut builder = DeleteGroupsRequestBuilder::new(_fbb);
+    if let Some(x) = args.groups { builder.add_groups(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> DeleteGroupsRequestT {
+    let groups = self.groups().map(|x| {
+      x.iter().map(|s| alloc::string::ToString::to_string(s)).collect()
+    });
+    DeleteGroupsRequestT {
+      groups,
+    }
+  }
+
+  #[inline]
+  pub fn groups(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(DeleteGroupsRequest::VT_GROUPS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DeleteGroupsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("groups", Self::VT_GROUPS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeleteGroupsRequestArgs<'a> {
+    pub groups: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for DeleteGroupsRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeleteGroupsRequestArgs {
+      groups: None,
+    }
+  }
+}
+
+pub struct DeleteGroupsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DeleteGroupsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_groups(&mut self, groups: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DeleteGroupsRequest::VT_GROUPS, groups);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DeleteGroupsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DeleteGroupsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DeleteGroupsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DeleteGroupsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DeleteGroupsRequest");
+      ds.field("groups", &self.groups());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeleteGroupsRequestT {
+  pub groups: Option<alloc::vec::Vec<alloc::string::String>>,
+}
+impl Default for DeleteGroupsRequestT {
+  fn default() -> Self {
+    Self {
+      groups: None,
+    }
+  }
+}
+impl DeleteGroupsRequestT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<DeleteGroupsRequest<'b>> {
+    let groups = self.groups.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|s| _fbb.create_string(s)).collect();_fbb.create_vector(&w)
+    });
+    DeleteGroupsRequest::create(_fbb, &DeleteGroupsRequestArgs{
+      groups,
+    })
+  }
+}
+pub enum GroupResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct GroupResult<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for GroupResult<'a> {
+  type Inner = GroupResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> GroupResult<'a> {
+  pub const VT_GROUP: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 6;
+  pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    GroupResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args GroupResultArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<GroupResult<'bldr>> {
+    let mut builder = GroupResultBuilder::new(_fbb);
+    if let Some(x) = args.message { builder.add_message(x); }
+    if let Some(x) = args.group { builder.add_group(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> GroupResultT {
+    let group = {
+      let x = self.group();
+      alloc::string::ToString::to_string(x)
+    };
+    let error = self.error();
+    let message = self.message().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    GroupResultT {
+      group,
+      error,
+      message,
+    }
+  }
+
+  #[inline]
+  pub fn group(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupResult::VT_GROUP, None).unwrap()}
+  }
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(GroupResult::VT_ERROR, Some(ErrorCode::NONE)).unwrap()}
+  }
+  #[inline]
+  pub fn message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupResult::VT_MESSAGE, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for GroupResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group", Self::VT_GROUP, true)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GroupResultArgs<'a> {
+    pub group: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub error: ErrorCode,
+    pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for GroupResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GroupResultArgs {
+      group: None, // required field
+      error: ErrorCode::NONE,
+      message: None,
+    }
+  }
+}
+
+pub struct GroupResultBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupResultBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group(&mut self, group: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupResult::VT_GROUP, group);
+  }
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(GroupResult::VT_ERROR, error, ErrorCode::NONE);
+  }
+  #[inline]
+  pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupResult::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupResultBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    GroupResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<GroupResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, GroupResult::VT_GROUP,"group");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for GroupResult<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("GroupResult");
+      ds.field("group", &self.group());
+      ds.field("error", &self.error());
+      ds.field("message", &self.message());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupResultT {
+  pub group: alloc::string::String,
+  pub error: ErrorCode,
+  pub message: Option<alloc::string::String>,
+}
+impl Default for GroupResultT {
+  fn default() -> Self {
+    Self {
+      group: alloc::string::ToString::to_string(""),
+      error: ErrorCode::NONE,
+      message: None,
+    }
+  }
+}
+impl GroupResultT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<GroupResult<'b>> {
+    let group = Some({
+      let x = &self.group;
+      _fbb.create_string(x)
+    });
+    let error = self.error;
+    let message = self.message.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    GroupResult::create(_fbb, &GroupResultArgs{
+      group,
+      error,
+      message,
+    })
+  }
+}
+pub enum DeleteGroupsResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DeleteGroupsResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DeleteGroupsResponse<'a> {
+  type Inner = DeleteGroupsResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DeleteGroupsResponse<'a> {
+  pub const VT_RESULTS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DeleteGroupsResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DeleteGroupsResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DeleteGroupsResponse<'bldr>> {
+    let mut builder = DeleteGroupsResponseBuilder::new(_fbb);
+    if let Some(x) = args.results { builder.add_results(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> DeleteGroupsResponseT {
+    let results = self.results().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    DeleteGroupsResponseT {
+      results,
+    }
+  }
+
+  #[inline]
+  pub fn results(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupResult>>>>(DeleteGroupsResponse::VT_RESULTS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DeleteGroupsResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<GroupResult>>>>("results", Self::VT_RESULTS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeleteGroupsResponseArgs<'a> {
+    pub results: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupResult<'a>>>>>,
+}
+impl<'a> Default for DeleteGroupsResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeleteGroupsResponseArgs {
+      results: None,
+    }
+  }
+}
+
+pub struct DeleteGroupsResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DeleteGroupsResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_results(&mut self, results: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<GroupResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DeleteGroupsResponse::VT_RESULTS, results);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DeleteGroupsResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DeleteGroupsResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DeleteGroupsResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DeleteGroupsResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DeleteGroupsResponse");
+      ds.field("results", &self.results());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeleteGroupsResponseT {
+  pub results: Option<alloc::vec::Vec<GroupResultT>>,
+}
+impl Default for DeleteGroupsResponseT {
+  fn default() -> Self {
+    Self {
+      results: None,
+    }
+  }
+}
+impl DeleteGroupsResponseT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<DeleteGroupsResponse<'b>> {
+    let results = self.results.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    DeleteGroupsResponse::create(_fbb, &DeleteGroupsResponseArgs{
+      results,
+    })
+  }
+}
 pub enum ErrorResponseOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -6809,6 +12547,96 @@ impl<'a> Envelope<'a> {
       Body::ErrorResponse => BodyT::ErrorResponse(alloc::boxed::Box::new(
         self.body_as_error_response()
             .expect("Invalid union table, expected `Body::ErrorResponse`.")
+            .unpack()
+      )),
+      Body::FindCoordinatorRequest => BodyT::FindCoordinatorRequest(alloc::boxed::Box::new(
+        self.body_as_find_coordinator_request()
+            .expect("Invalid union table, expected `Body::FindCoordinatorRequest`.")
+            .unpack()
+      )),
+      Body::FindCoordinatorResponse => BodyT::FindCoordinatorResponse(alloc::boxed::Box::new(
+        self.body_as_find_coordinator_response()
+            .expect("Invalid union table, expected `Body::FindCoordinatorResponse`.")
+            .unpack()
+      )),
+      Body::JoinGroupRequest => BodyT::JoinGroupRequest(alloc::boxed::Box::new(
+        self.body_as_join_group_request()
+            .expect("Invalid union table, expected `Body::JoinGroupRequest`.")
+            .unpack()
+      )),
+      Body::JoinGroupResponse => BodyT::JoinGroupResponse(alloc::boxed::Box::new(
+        self.body_as_join_group_response()
+            .expect("Invalid union table, expected `Body::JoinGroupResponse`.")
+            .unpack()
+      )),
+      Body::HeartbeatRequest => BodyT::HeartbeatRequest(alloc::boxed::Box::new(
+        self.body_as_heartbeat_request()
+            .expect("Invalid union table, expected `Body::HeartbeatRequest`.")
+            .unpack()
+      )),
+      Body::HeartbeatResponse => BodyT::HeartbeatResponse(alloc::boxed::Box::new(
+        self.body_as_heartbeat_response()
+            .expect("Invalid union table, expected `Body::HeartbeatResponse`.")
+            .unpack()
+      )),
+      Body::LeaveGroupRequest => BodyT::LeaveGroupRequest(alloc::boxed::Box::new(
+        self.body_as_leave_group_request()
+            .expect("Invalid union table, expected `Body::LeaveGroupRequest`.")
+            .unpack()
+      )),
+      Body::LeaveGroupResponse => BodyT::LeaveGroupResponse(alloc::boxed::Box::new(
+        self.body_as_leave_group_response()
+            .expect("Invalid union table, expected `Body::LeaveGroupResponse`.")
+            .unpack()
+      )),
+      Body::OffsetCommitRequest => BodyT::OffsetCommitRequest(alloc::boxed::Box::new(
+        self.body_as_offset_commit_request()
+            .expect("Invalid union table, expected `Body::OffsetCommitRequest`.")
+            .unpack()
+      )),
+      Body::OffsetCommitResponse => BodyT::OffsetCommitResponse(alloc::boxed::Box::new(
+        self.body_as_offset_commit_response()
+            .expect("Invalid union table, expected `Body::OffsetCommitResponse`.")
+            .unpack()
+      )),
+      Body::OffsetFetchRequest => BodyT::OffsetFetchRequest(alloc::boxed::Box::new(
+        self.body_as_offset_fetch_request()
+            .expect("Invalid union table, expected `Body::OffsetFetchRequest`.")
+            .unpack()
+      )),
+      Body::OffsetFetchResponse => BodyT::OffsetFetchResponse(alloc::boxed::Box::new(
+        self.body_as_offset_fetch_response()
+            .expect("Invalid union table, expected `Body::OffsetFetchResponse`.")
+            .unpack()
+      )),
+      Body::ListGroupsRequest => BodyT::ListGroupsRequest(alloc::boxed::Box::new(
+        self.body_as_list_groups_request()
+            .expect("Invalid union table, expected `Body::ListGroupsRequest`.")
+            .unpack()
+      )),
+      Body::ListGroupsResponse => BodyT::ListGroupsResponse(alloc::boxed::Box::new(
+        self.body_as_list_groups_response()
+            .expect("Invalid union table, expected `Body::ListGroupsResponse`.")
+            .unpack()
+      )),
+      Body::DescribeGroupsRequest => BodyT::DescribeGroupsRequest(alloc::boxed::Box::new(
+        self.body_as_describe_groups_request()
+            .expect("Invalid union table, expected `Body::DescribeGroupsRequest`.")
+            .unpack()
+      )),
+      Body::DescribeGroupsResponse => BodyT::DescribeGroupsResponse(alloc::boxed::Box::new(
+        self.body_as_describe_groups_response()
+            .expect("Invalid union table, expected `Body::DescribeGroupsResponse`.")
+            .unpack()
+      )),
+      Body::DeleteGroupsRequest => BodyT::DeleteGroupsRequest(alloc::boxed::Box::new(
+        self.body_as_delete_groups_request()
+            .expect("Invalid union table, expected `Body::DeleteGroupsRequest`.")
+            .unpack()
+      )),
+      Body::DeleteGroupsResponse => BodyT::DeleteGroupsResponse(alloc::boxed::Box::new(
+        self.body_as_delete_groups_response()
+            .expect("Invalid union table, expected `Body::DeleteGroupsResponse`.")
             .unpack()
       )),
       _ => BodyT::NONE,
@@ -7095,6 +12923,276 @@ impl<'a> Envelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_find_coordinator_request(&self) -> Option<FindCoordinatorRequest<'a>> {
+    if self.body_type() == Body::FindCoordinatorRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { FindCoordinatorRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_find_coordinator_response(&self) -> Option<FindCoordinatorResponse<'a>> {
+    if self.body_type() == Body::FindCoordinatorResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { FindCoordinatorResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_join_group_request(&self) -> Option<JoinGroupRequest<'a>> {
+    if self.body_type() == Body::JoinGroupRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { JoinGroupRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_join_group_response(&self) -> Option<JoinGroupResponse<'a>> {
+    if self.body_type() == Body::JoinGroupResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { JoinGroupResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_heartbeat_request(&self) -> Option<HeartbeatRequest<'a>> {
+    if self.body_type() == Body::HeartbeatRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { HeartbeatRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_heartbeat_response(&self) -> Option<HeartbeatResponse<'a>> {
+    if self.body_type() == Body::HeartbeatResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { HeartbeatResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_leave_group_request(&self) -> Option<LeaveGroupRequest<'a>> {
+    if self.body_type() == Body::LeaveGroupRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { LeaveGroupRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_leave_group_response(&self) -> Option<LeaveGroupResponse<'a>> {
+    if self.body_type() == Body::LeaveGroupResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { LeaveGroupResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_offset_commit_request(&self) -> Option<OffsetCommitRequest<'a>> {
+    if self.body_type() == Body::OffsetCommitRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { OffsetCommitRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_offset_commit_response(&self) -> Option<OffsetCommitResponse<'a>> {
+    if self.body_type() == Body::OffsetCommitResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { OffsetCommitResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_offset_fetch_request(&self) -> Option<OffsetFetchRequest<'a>> {
+    if self.body_type() == Body::OffsetFetchRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { OffsetFetchRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_offset_fetch_response(&self) -> Option<OffsetFetchResponse<'a>> {
+    if self.body_type() == Body::OffsetFetchResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { OffsetFetchResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_list_groups_request(&self) -> Option<ListGroupsRequest<'a>> {
+    if self.body_type() == Body::ListGroupsRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListGroupsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_list_groups_response(&self) -> Option<ListGroupsResponse<'a>> {
+    if self.body_type() == Body::ListGroupsResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListGroupsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_describe_groups_request(&self) -> Option<DescribeGroupsRequest<'a>> {
+    if self.body_type() == Body::DescribeGroupsRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeGroupsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_describe_groups_response(&self) -> Option<DescribeGroupsResponse<'a>> {
+    if self.body_type() == Body::DescribeGroupsResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeGroupsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_delete_groups_request(&self) -> Option<DeleteGroupsRequest<'a>> {
+    if self.body_type() == Body::DeleteGroupsRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DeleteGroupsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_delete_groups_response(&self) -> Option<DeleteGroupsResponse<'a>> {
+    if self.body_type() == Body::DeleteGroupsResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DeleteGroupsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Envelope<'_> {
@@ -7123,6 +13221,24 @@ impl ::flatbuffers::Verifiable for Envelope<'_> {
           Body::ListOffsetsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListOffsetsRequest>>("Body::ListOffsetsRequest", pos),
           Body::ListOffsetsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListOffsetsResponse>>("Body::ListOffsetsResponse", pos),
           Body::ErrorResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ErrorResponse>>("Body::ErrorResponse", pos),
+          Body::FindCoordinatorRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FindCoordinatorRequest>>("Body::FindCoordinatorRequest", pos),
+          Body::FindCoordinatorResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FindCoordinatorResponse>>("Body::FindCoordinatorResponse", pos),
+          Body::JoinGroupRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<JoinGroupRequest>>("Body::JoinGroupRequest", pos),
+          Body::JoinGroupResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<JoinGroupResponse>>("Body::JoinGroupResponse", pos),
+          Body::HeartbeatRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<HeartbeatRequest>>("Body::HeartbeatRequest", pos),
+          Body::HeartbeatResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<HeartbeatResponse>>("Body::HeartbeatResponse", pos),
+          Body::LeaveGroupRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<LeaveGroupRequest>>("Body::LeaveGroupRequest", pos),
+          Body::LeaveGroupResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<LeaveGroupResponse>>("Body::LeaveGroupResponse", pos),
+          Body::OffsetCommitRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetCommitRequest>>("Body::OffsetCommitRequest", pos),
+          Body::OffsetCommitResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetCommitResponse>>("Body::OffsetCommitResponse", pos),
+          Body::OffsetFetchRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetFetchRequest>>("Body::OffsetFetchRequest", pos),
+          Body::OffsetFetchResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetFetchResponse>>("Body::OffsetFetchResponse", pos),
+          Body::ListGroupsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListGroupsRequest>>("Body::ListGroupsRequest", pos),
+          Body::ListGroupsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListGroupsResponse>>("Body::ListGroupsResponse", pos),
+          Body::DescribeGroupsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeGroupsRequest>>("Body::DescribeGroupsRequest", pos),
+          Body::DescribeGroupsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeGroupsResponse>>("Body::DescribeGroupsResponse", pos),
+          Body::DeleteGroupsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteGroupsRequest>>("Body::DeleteGroupsRequest", pos),
+          Body::DeleteGroupsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteGroupsResponse>>("Body::DeleteGroupsResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -7298,6 +13414,132 @@ impl ::core::fmt::Debug for Envelope<'_> {
         },
         Body::ErrorResponse => {
           if let Some(x) = self.body_as_error_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::FindCoordinatorRequest => {
+          if let Some(x) = self.body_as_find_coordinator_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::FindCoordinatorResponse => {
+          if let Some(x) = self.body_as_find_coordinator_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::JoinGroupRequest => {
+          if let Some(x) = self.body_as_join_group_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::JoinGroupResponse => {
+          if let Some(x) = self.body_as_join_group_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::HeartbeatRequest => {
+          if let Some(x) = self.body_as_heartbeat_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::HeartbeatResponse => {
+          if let Some(x) = self.body_as_heartbeat_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::LeaveGroupRequest => {
+          if let Some(x) = self.body_as_leave_group_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::LeaveGroupResponse => {
+          if let Some(x) = self.body_as_leave_group_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::OffsetCommitRequest => {
+          if let Some(x) = self.body_as_offset_commit_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::OffsetCommitResponse => {
+          if let Some(x) = self.body_as_offset_commit_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::OffsetFetchRequest => {
+          if let Some(x) = self.body_as_offset_fetch_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::OffsetFetchResponse => {
+          if let Some(x) = self.body_as_offset_fetch_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::ListGroupsRequest => {
+          if let Some(x) = self.body_as_list_groups_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::ListGroupsResponse => {
+          if let Some(x) = self.body_as_list_groups_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::DescribeGroupsRequest => {
+          if let Some(x) = self.body_as_describe_groups_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::DescribeGroupsResponse => {
+          if let Some(x) = self.body_as_describe_groups_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::DeleteGroupsRequest => {
+          if let Some(x) = self.body_as_delete_groups_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::DeleteGroupsResponse => {
+          if let Some(x) = self.body_as_delete_groups_response() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

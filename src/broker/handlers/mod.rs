@@ -3,6 +3,7 @@
 //! protocol sends no response (Produce with acks = 0).
 
 pub mod fetch;
+pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -67,6 +68,15 @@ pub async fn dispatch(shard: &Shard, body: BodyT, payload: Bytes) -> Option<Resp
         BodyT::DescribeTopicsRequest(req) => topics::describe(shard, *req).await,
         BodyT::FetchRequest(req) => return Some(fetch::handle(shard, *req).await),
         BodyT::ListOffsetsRequest(req) => list_offsets::handle(shard, *req).await,
+        body @ (BodyT::FindCoordinatorRequest(_)
+        | BodyT::JoinGroupRequest(_)
+        | BodyT::HeartbeatRequest(_)
+        | BodyT::LeaveGroupRequest(_)
+        | BodyT::OffsetCommitRequest(_)
+        | BodyT::OffsetFetchRequest(_)
+        | BodyT::ListGroupsRequest(_)
+        | BodyT::DescribeGroupsRequest(_)
+        | BodyT::DeleteGroupsRequest(_)) => groups::handle(shard, body).await,
         BodyT::ProduceRequest(_) => error_body(
             ErrorCode::INVALID_REQUEST,
             "produce is handled by the connection reader",
