@@ -162,6 +162,13 @@ impl GroupCoordinator {
             .flat_map(|g| g.tick(now, &parts))
             .collect();
         self.deliver(replies);
+        self.forget_empty();
+    }
+
+    /// Drops groups left without members: their commits stay in the offset store,
+    /// so many short-lived groups do not pile up in memory.
+    fn forget_empty(&self) {
+        self.groups.borrow_mut().retain(|_, g| !g.is_empty());
     }
 
     /// At shutdown: every held request is answered (with no reply: the broker is
@@ -281,6 +288,7 @@ impl GroupCoordinator {
             None => (Err(GroupError::UnknownMemberId), Vec::new()),
         };
         self.deliver(replies);
+        self.forget_empty();
         self.changed.notify();
         let (error, message) = match result {
             Ok(()) => (ErrorCode::NONE, None),
