@@ -7,7 +7,8 @@ use anyhow::Context;
 use std::collections::BTreeMap;
 
 use ringlog::client::{
-    Client, Consumer, ConsumerConfig, GroupConfig, GroupConsumer, OffsetReset, Record, StartOffset,
+    Client, ClientError, Consumer, ConsumerConfig, GroupConfig, GroupConsumer, OffsetReset, Record,
+    StartOffset,
 };
 
 use super::{block_on, Connect};
@@ -61,134 +62,133 @@ pub struct ConsumeArgs {
 const AUTO_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
 pub fn run(args: ConsumeArgs) -> anyhow::Result<i32> {
-    if args.group.is_some() {
-        return run_in_group(args);
-    }
     block_on(move || async move {
         let client = Client::connect(&args.connect.bootstrap_server).await?;
-        let start = match (args.offset, args.from_beginning) {
-            (Some(o), _) => StartOffset::Offset(o),
-            (None, true) => StartOffset::Earliest,
-            (None, false) => StartOffset::Latest,
+        let mut source = match &args.group {
+            Some(group) => Source::Group(join_group(client, &args, group).await?),
+            None => Source::Partitions(assign(client, &args).await?),
         };
-        let mut config = ConsumerConfig::default();
-        if let Some(t) = args.timeout_ms {
-            config.max_wait_ms = u32::try_from(t.min(500)).unwrap_or(500);
+        let (count, unprinted) = print_records(&mut source, &args).await?;
+        if let Source::Group(mut consumer) = source {
+            if !args.no_commit {
+                consumer
+                    .commit_with(&unprinted)
+                    .await
+                    .context("cannot commit the group's offsets")?;
+            }
+            consumer.leave().await.context("cannot leave the group")?;
         }
-        let mut consumer = Consumer::assign(
-            client,
-            &args.topic,
-            args.partition.map(|p| vec![p]),
-            start,
-            config,
-        )
-        .await
-        .with_context(|| format!("cannot consume topic {:?}", args.topic))?;
-        let stdout = std::io::stdout();
-        let mut out = std::io::BufWriter::new(stdout.lock());
-        let mut count = 0u64;
-        let mut last_record = Instant::now();
-        'outer: loop {
-            if args.max_messages.is_some_and(|m| count >= m) {
-                break;
-            }
-            let records = consumer.poll().await?;
-            if records.is_empty() {
-                if let Some(t) = args.timeout_ms {
-                    if last_record.elapsed() >= Duration::from_millis(t) {
-                        break;
-                    }
-                }
-                continue;
-            }
-            last_record = Instant::now();
-            for r in records {
-                print_record(&mut out, &args, &r)?;
-                count += 1;
-                if args.max_messages.is_some_and(|m| count >= m) {
-                    break 'outer;
-                }
-            }
-            out.flush()?;
-        }
-        out.flush()?;
         eprintln!("Processed a total of {count} messages");
         Ok(0)
     })
 }
 
-/// `--group`: consume as a group member; print, then commit what was printed.
-fn run_in_group(args: ConsumeArgs) -> anyhow::Result<i32> {
-    block_on(move || async move {
-        let group = args.group.clone().unwrap_or_default();
-        let client = Client::connect(&args.connect.bootstrap_server).await?;
-        let mut config = GroupConfig::new(&group, &[args.topic.as_str()]);
-        config.client_id = "ringlog-cli".into();
-        config.session_timeout = Duration::from_millis(args.session_timeout_ms);
-        config.heartbeat_interval = (config.session_timeout / 3).min(Duration::from_secs(3));
-        config.auto_commit = (!args.no_commit).then_some(AUTO_COMMIT_INTERVAL);
-        config.offset_reset = if args.from_beginning {
-            OffsetReset::Earliest
-        } else {
-            OffsetReset::Latest
-        };
-        if let Some(t) = args.timeout_ms {
-            config.fetch.max_wait_ms = u32::try_from(t.min(500)).unwrap_or(500);
+/// Where records come from: chosen partitions, or a group's assignment.
+enum Source {
+    Partitions(Consumer),
+    Group(GroupConsumer),
+}
+
+impl Source {
+    async fn poll(&mut self) -> Result<Vec<Record>, ClientError> {
+        match self {
+            Source::Partitions(c) => c.poll().await,
+            Source::Group(c) => c.poll().await,
         }
-        let mut consumer = GroupConsumer::join(client, config)
-            .await
-            .with_context(|| format!("cannot join group {group:?} on topic {:?}", args.topic))?;
-        let stdout = std::io::stdout();
-        let mut out = std::io::BufWriter::new(stdout.lock());
-        let mut count = 0u64;
-        let mut last_record = Instant::now();
-        // Offsets of records returned but not printed (--max-messages stopped first).
-        let mut unprinted: BTreeMap<(String, i32), i64> = BTreeMap::new();
-        'outer: loop {
-            if args.max_messages.is_some_and(|m| count >= m) {
+    }
+}
+
+fn fetch_wait_ms(args: &ConsumeArgs) -> u32 {
+    args.timeout_ms
+        .map_or(ConsumerConfig::default().max_wait_ms, |t| {
+            u32::try_from(t.min(500)).unwrap_or(500)
+        })
+}
+
+async fn assign(client: Client, args: &ConsumeArgs) -> anyhow::Result<Consumer> {
+    let start = match (args.offset, args.from_beginning) {
+        (Some(o), _) => StartOffset::Offset(o),
+        (None, true) => StartOffset::Earliest,
+        (None, false) => StartOffset::Latest,
+    };
+    let config = ConsumerConfig {
+        max_wait_ms: fetch_wait_ms(args),
+        ..ConsumerConfig::default()
+    };
+    Consumer::assign(
+        client,
+        &args.topic,
+        args.partition.map(|p| vec![p]),
+        start,
+        config,
+    )
+    .await
+    .with_context(|| format!("cannot consume topic {:?}", args.topic))
+}
+
+/// `--group`: join as a member; what is printed is committed (every second and at
+/// exit) unless `--no-commit`.
+async fn join_group(
+    client: Client,
+    args: &ConsumeArgs,
+    group: &str,
+) -> anyhow::Result<GroupConsumer> {
+    let mut config = GroupConfig::new(group, &[args.topic.as_str()]);
+    config.client_id = "ringlog-cli".into();
+    config.session_timeout = Duration::from_millis(args.session_timeout_ms);
+    config.heartbeat_interval = (config.session_timeout / 3).min(Duration::from_secs(3));
+    config.auto_commit = (!args.no_commit).then_some(AUTO_COMMIT_INTERVAL);
+    config.offset_reset = if args.from_beginning {
+        OffsetReset::Earliest
+    } else {
+        OffsetReset::Latest
+    };
+    config.fetch.max_wait_ms = fetch_wait_ms(args);
+    GroupConsumer::join(client, config)
+        .await
+        .with_context(|| format!("cannot join group {group:?} on topic {:?}", args.topic))
+}
+
+/// Prints records until `--max-messages` or `--timeout-ms`. Returns how many were
+/// printed and, per partition, the first offset returned but not printed (the
+/// position a group commits for it).
+async fn print_records(
+    source: &mut Source,
+    args: &ConsumeArgs,
+) -> anyhow::Result<(u64, BTreeMap<(String, i32), i64>)> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut count = 0u64;
+    let mut last_record = Instant::now();
+    let mut unprinted: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    while unprinted.is_empty() && args.max_messages.is_none_or(|m| count < m) {
+        let records = source.poll().await?;
+        if records.is_empty() {
+            if args
+                .timeout_ms
+                .is_some_and(|t| last_record.elapsed() >= Duration::from_millis(t))
+            {
                 break;
             }
-            let records = consumer.poll().await?;
-            if records.is_empty() {
-                if let Some(t) = args.timeout_ms {
-                    if last_record.elapsed() >= Duration::from_millis(t) {
-                        break;
-                    }
-                }
-                continue;
-            }
-            last_record = Instant::now();
-            let mut records = records.into_iter();
-            for r in records.by_ref() {
-                print_record(&mut out, &args, &r)?;
-                count += 1;
-                if args.max_messages.is_some_and(|m| count >= m) {
-                    break;
-                }
-            }
-            for r in records {
+            continue;
+        }
+        last_record = Instant::now();
+        for r in records {
+            if args.max_messages.is_some_and(|m| count >= m) {
                 unprinted
                     .entry((args.topic.clone(), r.partition))
                     .and_modify(|o| *o = (*o).min(r.offset))
                     .or_insert(r.offset);
+                continue;
             }
-            // Printed before committed: at least once.
-            out.flush()?;
-            if !unprinted.is_empty() {
-                break 'outer;
-            }
+            print_record(&mut out, args, &r)?;
+            count += 1;
         }
+        // Printed before committed: at least once.
         out.flush()?;
-        if !args.no_commit {
-            consumer
-                .commit_with(&unprinted)
-                .await
-                .context("cannot commit the group's offsets")?;
-        }
-        consumer.leave().await.context("cannot leave the group")?;
-        eprintln!("Processed a total of {count} messages");
-        Ok(0)
-    })
+    }
+    out.flush()?;
+    Ok((count, unprinted))
 }
 
 fn print_record(out: &mut impl Write, args: &ConsumeArgs, r: &Record) -> std::io::Result<()> {
