@@ -503,17 +503,7 @@ impl Group {
         now_ms: i64,
         partitions: &dyn Fn(&str) -> Option<i32>,
     ) -> Vec<Reply> {
-        let mut replies = Vec::new();
-        for id in ids {
-            if let Some(m) = self.members.remove(id) {
-                if let Some(t) = m.join {
-                    replies.push(Reply::Join(t, Err(GroupError::UnknownMemberId)));
-                }
-                if let Some(t) = m.sync {
-                    replies.push(Reply::Sync(t, Err(GroupError::UnknownMemberId)));
-                }
-            }
-        }
+        let mut replies = self.evict(ids);
         if self
             .leader
             .as_ref()
@@ -537,6 +527,22 @@ impl Group {
                 }
             }
             GroupState::Empty => {}
+        }
+        replies
+    }
+
+    /// Removes members; their held requests are told they are no longer members.
+    fn evict(&mut self, ids: &[String]) -> Vec<Reply> {
+        let mut replies = Vec::new();
+        for id in ids {
+            if let Some(m) = self.members.remove(id) {
+                if let Some(t) = m.join {
+                    replies.push(Reply::Join(t, Err(GroupError::UnknownMemberId)));
+                }
+                if let Some(t) = m.sync {
+                    replies.push(Reply::Sync(t, Err(GroupError::UnknownMemberId)));
+                }
+            }
         }
         replies
     }
@@ -568,20 +574,13 @@ impl Group {
             return Vec::new();
         }
         // Members that did not rejoin in time are out.
-        let mut replies = Vec::new();
         let late: Vec<String> = self
             .members
             .iter()
             .filter(|(_, m)| m.join.is_none())
             .map(|(id, _)| id.clone())
             .collect();
-        for id in late {
-            if let Some(m) = self.members.remove(&id) {
-                if let Some(t) = m.sync {
-                    replies.push(Reply::Sync(t, Err(GroupError::UnknownMemberId)));
-                }
-            }
-        }
+        let mut replies = self.evict(&late);
         if self.members.is_empty() {
             self.become_empty();
             return replies;

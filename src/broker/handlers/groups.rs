@@ -184,53 +184,78 @@ async fn list(shard: &Shard) -> BodyT {
     }))
 }
 
-async fn describe(shard: &Shard, ids: Vec<String>) -> BodyT {
+/// Sends a one-group request per id to its coordinator; `pick` takes the group's
+/// entry out of the answer, `failed` builds one for a group that got none.
+async fn per_group<T>(
+    shard: &Shard,
+    ids: Vec<String>,
+    request: impl Fn(String) -> BodyT,
+    pick: impl Fn(BodyT) -> Option<T>,
+    failed: impl Fn(String, ErrorCode, String) -> T,
+) -> Vec<T> {
     let mut out = Vec::new();
     for id in ids {
-        let req = BodyT::DescribeGroupsRequest(Box::new(DescribeGroupsRequestT {
-            groups: Some(vec![id.clone()]),
-        }));
-        let d = match route(shard, &id, req).await {
-            Ok(BodyT::DescribeGroupsResponse(r)) => r.groups.unwrap_or_default().into_iter().next(),
-            Ok(_) => None,
-            Err(e) => Some(GroupDescriptionT {
-                group: id.clone(),
-                error: e.code,
-                message: Some(e.message),
-                ..Default::default()
+        let entry = match route(shard, &id, request(id.clone())).await {
+            Ok(answer) => pick(answer).unwrap_or_else(|| {
+                failed(
+                    id,
+                    ErrorCode::UNKNOWN_SERVER_ERROR,
+                    "the coordinator answered oddly".into(),
+                )
             }),
+            Err(e) => failed(id, e.code, e.message),
         };
-        out.push(d.unwrap_or_else(|| GroupDescriptionT {
-            group: id,
-            error: ErrorCode::UNKNOWN_SERVER_ERROR,
-            message: Some("the coordinator answered oddly".into()),
-            ..Default::default()
-        }));
+        out.push(entry);
     }
-    BodyT::DescribeGroupsResponse(Box::new(DescribeGroupsResponseT { groups: Some(out) }))
+    out
+}
+
+async fn describe(shard: &Shard, ids: Vec<String>) -> BodyT {
+    let groups = per_group(
+        shard,
+        ids,
+        |id| {
+            BodyT::DescribeGroupsRequest(Box::new(DescribeGroupsRequestT {
+                groups: Some(vec![id]),
+            }))
+        },
+        |answer| match answer {
+            BodyT::DescribeGroupsResponse(r) => r.groups.unwrap_or_default().into_iter().next(),
+            _ => None,
+        },
+        |group, error, message| GroupDescriptionT {
+            group,
+            error,
+            message: Some(message),
+            ..Default::default()
+        },
+    )
+    .await;
+    BodyT::DescribeGroupsResponse(Box::new(DescribeGroupsResponseT {
+        groups: Some(groups),
+    }))
 }
 
 async fn delete(shard: &Shard, ids: Vec<String>) -> BodyT {
-    let mut results = Vec::new();
-    for id in ids {
-        let req = BodyT::DeleteGroupsRequest(Box::new(DeleteGroupsRequestT {
-            groups: Some(vec![id.clone()]),
-        }));
-        let r = match route(shard, &id, req).await {
-            Ok(BodyT::DeleteGroupsResponse(r)) => r.results.unwrap_or_default().into_iter().next(),
-            Ok(_) => None,
-            Err(e) => Some(GroupResultT {
-                group: id.clone(),
-                error: e.code,
-                message: Some(e.message),
-            }),
-        };
-        results.push(r.unwrap_or_else(|| GroupResultT {
-            group: id,
-            error: ErrorCode::UNKNOWN_SERVER_ERROR,
-            message: Some("the coordinator answered oddly".into()),
-        }));
-    }
+    let results = per_group(
+        shard,
+        ids,
+        |id| {
+            BodyT::DeleteGroupsRequest(Box::new(DeleteGroupsRequestT {
+                groups: Some(vec![id]),
+            }))
+        },
+        |answer| match answer {
+            BodyT::DeleteGroupsResponse(r) => r.results.unwrap_or_default().into_iter().next(),
+            _ => None,
+        },
+        |group, error, message| GroupResultT {
+            group,
+            error,
+            message: Some(message),
+        },
+    )
+    .await;
     BodyT::DeleteGroupsResponse(Box::new(DeleteGroupsResponseT {
         results: Some(results),
     }))
