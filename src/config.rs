@@ -17,7 +17,7 @@ use crate::groups::membership::GroupLimits;
 
 /// Default native-protocol listener.
 pub const NATIVE_ADDR_DEFAULT: &str = "127.0.0.1:9290";
-/// Default Kafka-protocol listener (served by a later issue).
+/// Where the Kafka-protocol listener binds unless told otherwise (Kafka's port).
 pub const KAFKA_ADDR_DEFAULT: &str = "127.0.0.1:9092";
 /// Default admin HTTP listener (served by a later issue).
 pub const ADMIN_ADDR_DEFAULT: &str = "127.0.0.1:9644";
@@ -65,8 +65,11 @@ pub struct BrokerConfig {
     pub native_addr: SocketAddr,
     /// `advertised.native.listener`: what Metadata tells clients (default: bound address).
     pub advertised_native_addr: Option<SocketAddr>,
-    /// `kafka.listener`: refused until the Kafka listener exists.
+    /// `kafka.listener`: the Kafka-protocol listener; `none` turns it off.
     pub kafka_addr: Option<SocketAddr>,
+    /// `advertised.kafka.listener`: what Kafka Metadata tells clients (default: the
+    /// bound address).
+    pub advertised_kafka_addr: Option<SocketAddr>,
     /// `admin.listener`: refused until the admin listener exists.
     pub admin_addr: Option<SocketAddr>,
     /// `num.partitions`: partitions of auto-created topics and of creates that give -1.
@@ -102,7 +105,8 @@ impl Default for BrokerConfig {
             cores: None,
             native_addr: parse_addr(NATIVE_ADDR_DEFAULT),
             advertised_native_addr: None,
-            kafka_addr: None,
+            kafka_addr: Some(parse_addr(KAFKA_ADDR_DEFAULT)),
+            advertised_kafka_addr: None,
             admin_addr: None,
             num_partitions: 1,
             default_replication_factor: 1,
@@ -132,6 +136,7 @@ pub const BROKER_KEYS: &[&str] = &[
     "native.listener",
     "advertised.native.listener",
     "kafka.listener",
+    "advertised.kafka.listener",
     "admin.listener",
     "num.partitions",
     "default.replication.factor",
@@ -160,6 +165,12 @@ pub const BROKER_KEYS: &[&str] = &[
 ];
 
 impl BrokerConfig {
+    /// The Kafka listener's address as clients should use it, if it is on.
+    pub fn kafka_advertised(&self) -> Option<SocketAddr> {
+        self.kafka_addr
+            .map(|a| self.advertised_kafka_addr.unwrap_or(a))
+    }
+
     /// Applies one `key = value` from `source_name` (a file, the environment, a flag).
     pub fn set(&mut self, key: &str, value: &str, source_name: &str) -> Result<(), ConfigError> {
         let bad = |reason: String| ConfigError::InvalidValue {
@@ -193,7 +204,13 @@ impl BrokerConfig {
             "advertised.native.listener" => {
                 self.advertised_native_addr = Some(addr(v).map_err(bad)?)
             }
-            "kafka.listener" => self.kafka_addr = Some(addr(v).map_err(bad)?),
+            "kafka.listener" => {
+                self.kafka_addr = match v {
+                    "" | "none" => None,
+                    _ => Some(addr(v).map_err(bad)?),
+                }
+            }
+            "advertised.kafka.listener" => self.advertised_kafka_addr = Some(addr(v).map_err(bad)?),
             "admin.listener" => self.admin_addr = Some(addr(v).map_err(bad)?),
             "num.partitions" => self.num_partitions = num(v).map_err(bad)?,
             "default.replication.factor" => {

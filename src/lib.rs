@@ -5,6 +5,7 @@
 //! - [`client`]: the async native client (on glommio): metadata cache, batching
 //!   producer, fetch-ahead consumer.
 //! - [`groups`]: consumer-group membership and assignment (pure state machines).
+//! - [`kafka`]: the Apache Kafka wire-protocol listener.
 //! - [`metadata`]: the cluster metadata model, placement rule and persistence.
 //! - [`config`]: broker configuration with Kafka's key names.
 //!
@@ -15,6 +16,7 @@ pub mod broker;
 pub mod client;
 pub mod config;
 pub mod groups;
+pub mod kafka;
 pub mod metadata;
 
 pub use ringlog_schema as schema;

@@ -80,11 +80,6 @@ enum Event {
 /// order. Returns an error if it could not start or a shard failed.
 pub fn serve(config: BrokerConfig) -> Result<(), BrokerError> {
     config.validate()?;
-    if config.kafka_addr.is_some() {
-        return Err(BrokerError::NotImplemented(
-            "the Kafka-protocol listener (--kafka-addr)",
-        ));
-    }
     if config.admin_addr.is_some() {
         return Err(BrokerError::NotImplemented(
             "the admin HTTP listener (--admin-addr)",
@@ -124,8 +119,20 @@ pub fn serve(config: BrokerConfig) -> Result<(), BrokerError> {
         .as_socket()
         .ok_or(BrokerError::Failed("listener address is not IP".into()))?;
     let advertised = config.advertised_native_addr.unwrap_or(native_addr);
+    // The Kafka listener's port, reserved the same way.
+    let kafka_reservation = config.kafka_addr.map(reserve_port).transpose()?;
+    let kafka_addr = match &kafka_reservation {
+        Some(r) => Some(r.local_addr().ok().and_then(|a| a.as_socket()).ok_or(
+            BrokerError::Failed("kafka listener address is not IP".into()),
+        )?),
+        None => None,
+    };
     let shards = config.shard_count();
-    let config = Arc::new(BrokerConfig { shards, ..config });
+    let config = Arc::new(BrokerConfig {
+        shards,
+        kafka_addr,
+        ..config
+    });
 
     let (events_tx, events_rx) = flume::unbounded::<Event>();
     let (stop_tx, stop_rx) = flume::bounded::<()>(1);
@@ -142,20 +149,27 @@ pub fn serve(config: BrokerConfig) -> Result<(), BrokerError> {
     let pool = ShardPool::start(
         &pool_config,
         move |ctx: ShardContext<ShardMsg>| {
-            run_shard(ctx, data_config.clone(), native_addr, data_events.clone())
+            run_shard(
+                ctx,
+                data_config.clone(),
+                native_addr,
+                kafka_addr,
+                data_events.clone(),
+            )
         },
         move |ctx: ShardContext<ShardMsg>| {
             run_coordinator(ctx, coord_config, advertised, events_tx, stop_rx)
         },
     )?;
     install_signal_handlers(stop_tx.clone());
-    info!(native = %native_addr, shards, data_dir = %data_dir.display(), broker_id = config.broker_id, "broker starting");
+    info!(native = %native_addr, kafka = ?kafka_addr, shards, data_dir = %data_dir.display(), broker_id = config.broker_id, "broker starting");
 
     let mut failure = None;
     match events_rx.recv() {
         Ok(Event::Ready) => {
+            let kafka = kafka_addr.map_or("null".to_string(), |a| format!("\"{a}\""));
             let json = format!(
-                "{{\"native\": \"{native_addr}\", \"broker_id\": {}, \"shards\": {shards}, \"pid\": {}}}\n",
+                "{{\"native\": \"{native_addr}\", \"kafka\": {kafka}, \"broker_id\": {}, \"shards\": {shards}, \"pid\": {}}}\n",
                 config.broker_id,
                 std::process::id()
             );
@@ -191,6 +205,7 @@ pub fn serve(config: BrokerConfig) -> Result<(), BrokerError> {
     let later = watcher.join().ok().flatten();
     let _ = std::fs::remove_file(&listeners_path);
     drop(reservation);
+    drop(kafka_reservation);
     joined?;
     if let Some(reason) = failure.or(later) {
         return Err(BrokerError::Failed(reason));
@@ -254,6 +269,7 @@ async fn run_shard(
     ctx: ShardContext<ShardMsg>,
     config: Arc<BrokerConfig>,
     native_addr: SocketAddr,
+    kafka_addr: Option<SocketAddr>,
     events: flume::Sender<Event>,
 ) {
     let Peer::Shard(id) = ctx.peer else {
@@ -267,6 +283,7 @@ async fn run_shard(
     let shard = Rc::new(Shard::new(id, ctx.shards, config, background));
     // Bind before joining the mesh: connections wait in the backlog until ready.
     let listener = TcpListener::bind(native_addr);
+    let kafka_listener = kafka_addr.map(|a| (a, TcpListener::bind(a)));
     let handler_shard = shard.clone();
     let handler: Handler<ShardMsg> = Rc::new(move |from, msg| {
         let s = handler_shard.clone();
@@ -293,6 +310,17 @@ async fn run_shard(
         shard.stopping.wait().await;
     };
     futures_lite::future::or(shard.ready.wait(), stopping).await;
+    match kafka_listener {
+        Some((_, Ok(l))) => {
+            glommio::spawn_local(accept_kafka(shard.clone(), l)).detach();
+        }
+        Some((addr, Err(e))) => {
+            let _ = events.send(Event::Failed(format!(
+                "shard {id} cannot bind the Kafka listener {addr}: {e}"
+            )));
+        }
+        None => {}
+    }
     if let Some(listener) = listener {
         let bg = shard.clone();
         let _ =
@@ -328,6 +356,28 @@ async fn run_shard(
         .await
     {
         warn!(shard = %id, error = %e, "left the mesh without waiting for every peer");
+    }
+}
+
+/// Accepts Kafka-protocol connections until shutdown.
+async fn accept_kafka(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        let stop = async {
+            shard.stopping.wait().await;
+            None
+        };
+        let accept = async { Some(listener.accept().await) };
+        match futures_lite::future::or(accept, stop).await {
+            None => return,
+            Some(Ok(stream)) => {
+                glommio::spawn_local(crate::kafka::connection::serve(shard.clone(), stream))
+                    .detach();
+            }
+            Some(Err(e)) => {
+                warn!(shard = %shard.id, error = %e, "kafka accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
     }
 }
 

@@ -22,7 +22,8 @@ pub struct ServeArgs {
     /// Native listener HOST:PORT (port 0 = ephemeral). Default 127.0.0.1:9290.
     #[arg(long)]
     native_addr: Option<String>,
-    /// Kafka-protocol listener HOST:PORT (not served yet: refused with an error).
+    /// Kafka-protocol listener HOST:PORT (port 0 = ephemeral, `none` = off). Default
+    /// 127.0.0.1:9092.
     #[arg(long)]
     kafka_addr: Option<String>,
     /// Admin HTTP listener HOST:PORT (not served yet: refused with an error).

@@ -18,6 +18,8 @@ pub struct Broker {
     pub child: Child,
     pub data_dir: PathBuf,
     pub addr: String,
+    /// The Kafka-protocol listener.
+    pub kafka_addr: String,
     pub log_path: PathBuf,
 }
 
@@ -31,7 +33,14 @@ impl Broker {
         let listeners = data_dir.join("listeners.json");
         let _ = std::fs::remove_file(&listeners);
         let child = Command::new(super::ringlog_bin())
-            .args(["serve", "--native-addr", "127.0.0.1:0", "--shards"])
+            .args([
+                "serve",
+                "--native-addr",
+                "127.0.0.1:0",
+                "--kafka-addr",
+                "127.0.0.1:0",
+            ])
+            .arg("--shards")
             .arg(shards.to_string())
             .arg("--data-dir")
             .arg(data_dir)
@@ -48,6 +57,7 @@ impl Broker {
             child,
             data_dir: data_dir.to_path_buf(),
             addr: String::new(),
+            kafka_addr: String::new(),
             log_path,
         };
         let deadline = Instant::now() + START_TIMEOUT;
@@ -55,6 +65,7 @@ impl Broker {
             if let Ok(text) = std::fs::read_to_string(&listeners) {
                 let v: serde_json::Value = serde_json::from_str(&text).unwrap();
                 broker.addr = v["native"].as_str().unwrap().to_string();
+                broker.kafka_addr = v["kafka"].as_str().unwrap_or_default().to_string();
                 return broker;
             }
             if let Some(status) = broker.child.try_wait().unwrap() {
@@ -70,6 +81,22 @@ impl Broker {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether the process is still running (not exited, not a zombie).
+    pub fn child_alive(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .ok()
+            .and_then(|stat| {
+                let state = stat
+                    .rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .next()?
+                    .to_string();
+                Some(state != "Z" && state != "X")
+            })
+            .unwrap_or(false)
     }
 
     pub fn pid(&self) -> i32 {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ringlog_schema::frame::push_payload;
 use ringlog_schema::wire::{
-    BodyT, ErrorCode, FetchPartitionResultT, FetchRequestT, FetchResponseT,
+    BodyT, ErrorCode, FetchPartitionResultT, FetchPartitionT, FetchRequestT, FetchResponseT,
 };
 
 use crate::broker::handlers::{call_owners, Response};
@@ -17,11 +17,24 @@ use crate::broker::shard::Shard;
 use crate::config::FETCH_MAX_WAIT_MS_MAX;
 
 pub async fn handle(shard: &Shard, req: FetchRequestT) -> Response {
-    let wait = Duration::from_millis(u64::from(req.max_wait_ms.min(FETCH_MAX_WAIT_MS_MAX)));
-    let deadline = Instant::now() + wait;
     let parts = req.partitions.unwrap_or_default();
+    let results = long_poll(shard, &parts, req.min_bytes, req.max_wait_ms).await;
+    respond(&parts, results, req.max_bytes as usize)
+}
+
+/// Reads every partition from its owner; while fewer than `min_bytes` came back and
+/// no partition failed, waits (without polling) for any partition to pass what was
+/// read, or for `max_wait_ms`, and reads again. Shared by both protocols.
+pub async fn long_poll(
+    shard: &Shard,
+    parts: &[FetchPartitionT],
+    min_bytes: u32,
+    max_wait_ms: u32,
+) -> Vec<Result<FetchData, PartitionError>> {
+    let wait = Duration::from_millis(u64::from(max_wait_ms.min(FETCH_MAX_WAIT_MS_MAX)));
+    let deadline = Instant::now() + wait;
     loop {
-        let results = read_all(shard, &parts).await;
+        let results = read_all(shard, parts).await;
         let got: usize = results
             .iter()
             .map(|r| {
@@ -30,13 +43,13 @@ pub async fn handle(shard: &Shard, req: FetchRequestT) -> Response {
             })
             .sum();
         let any_error = results.iter().any(Result::is_err);
-        let done = got >= req.min_bytes as usize
+        let done = got >= min_bytes as usize
             || any_error
             || parts.is_empty()
             || Instant::now() >= deadline
             || shard.stopping.is_set();
         if done {
-            return respond(&parts, results, req.max_bytes as usize);
+            return results;
         }
         // Wait for any partition to pass what was read, then read again.
         let waits = parts
@@ -65,7 +78,7 @@ pub async fn handle(shard: &Shard, req: FetchRequestT) -> Response {
 
 async fn read_all(
     shard: &Shard,
-    parts: &[ringlog_schema::wire::FetchPartitionT],
+    parts: &[FetchPartitionT],
 ) -> Vec<Result<FetchData, PartitionError>> {
     let requests = parts
         .iter()
@@ -133,7 +146,7 @@ fn last_offset(batches: &[Bytes]) -> Option<i64> {
 }
 
 fn respond(
-    parts: &[ringlog_schema::wire::FetchPartitionT],
+    parts: &[FetchPartitionT],
     results: Vec<Result<FetchData, PartitionError>>,
     max_bytes: usize,
 ) -> Response {

@@ -1,0 +1,170 @@
+//! What this listener serves and how answers are encoded.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, ListOffsetsRequest,
+    MetadataRequest, ProduceRequest, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+use ringlog_schema::wire::ErrorCode;
+
+use crate::broker::shard::Shard;
+use crate::kafka::{fetch, list_offsets, metadata, produce};
+
+/// Every API served, with the versions (inclusive) ApiVersions advertises.
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+];
+
+/// Kafka's error codes.
+pub mod codes {
+    pub const NONE: i16 = 0;
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const LEADER_NOT_AVAILABLE: i16 = 5;
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const INVALID_REQUIRED_ACKS: i16 = 21;
+    pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
+}
+
+/// The supported version range of `key`, if it is served.
+pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, lo, hi)| (*lo, *hi))
+}
+
+/// The Kafka code of a broker error. ringlog's codes are Kafka's where Kafka has
+/// one; its own (1000 and up) map to the nearest Kafka meaning.
+pub fn kafka_code(code: ErrorCode) -> i16 {
+    match code {
+        ErrorCode::MALFORMED_FRAME => codes::CORRUPT_MESSAGE,
+        ErrorCode::SHUTTING_DOWN => codes::NOT_LEADER_OR_FOLLOWER,
+        ErrorCode::UNSUPPORTED_API => codes::UNSUPPORTED_VERSION,
+        c if c.0 >= 1000 => codes::UNKNOWN_SERVER_ERROR,
+        c => c.0,
+    }
+}
+
+/// Why a request cannot be answered: the connection is then closed, as Kafka does
+/// for what it cannot parse.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("cannot decode {api:?} v{version}: {reason}")]
+    Decode {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
+    #[error("cannot encode the {api:?} v{version} response: {reason}")]
+    Encode {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
+}
+
+/// A response frame: `i32 size | header | body`.
+pub fn encode_response<R: Encodable + HeaderVersion>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &R,
+) -> Result<Bytes, KafkaError> {
+    let fail = |e: anyhow::Error| KafkaError::Encode {
+        api,
+        version,
+        reason: e.to_string(),
+    };
+    let mut header = ResponseHeader::default();
+    header.correlation_id = correlation_id;
+    let header_version = R::header_version(version);
+    let size = header.compute_size(header_version).map_err(fail)?
+        + body.compute_size(version).map_err(fail)?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.put_i32(i32::try_from(size).unwrap_or(i32::MAX));
+    header.encode(&mut buf, header_version).map_err(fail)?;
+    body.encode(&mut buf, version).map_err(fail)?;
+    Ok(buf.freeze())
+}
+
+fn decode<T: Decodable>(api: ApiKey, version: i16, body: &mut Bytes) -> Result<T, KafkaError> {
+    T::decode(body, version).map_err(|e| KafkaError::Decode {
+        api,
+        version,
+        reason: e.to_string(),
+    })
+}
+
+/// The ApiVersions answer; `error` is set when the client asked for a version this
+/// broker does not serve (then it is encoded as v0, which every client reads).
+pub fn api_versions(error: i16) -> ApiVersionsResponse {
+    let mut r = ApiVersionsResponse::default();
+    r.error_code = error;
+    r.api_keys = SUPPORTED_APIS
+        .iter()
+        .map(|(k, lo, hi)| {
+            let mut v = ApiVersion::default();
+            v.api_key = *k as i16;
+            v.min_version = *lo;
+            v.max_version = *hi;
+            v
+        })
+        .collect();
+    r
+}
+
+/// Answers one decoded-header request: the response frame, or `None` when the
+/// protocol sends none (Produce with acks = 0).
+pub async fn dispatch(
+    shard: &Shard,
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    mut body: Bytes,
+) -> Result<Option<Bytes>, KafkaError> {
+    let frame = match api {
+        ApiKey::ApiVersions => {
+            let _req: ApiVersionsRequest = decode(api, version, &mut body)?;
+            encode_response(api, version, correlation_id, &api_versions(codes::NONE))?
+        }
+        ApiKey::Metadata => {
+            let req: MetadataRequest = decode(api, version, &mut body)?;
+            let resp = metadata::handle(shard, req, version).await;
+            encode_response(api, version, correlation_id, &resp)?
+        }
+        ApiKey::Produce => {
+            let req: ProduceRequest = decode(api, version, &mut body)?;
+            match produce::handle(shard, req, version).await {
+                Some(resp) => encode_response(api, version, correlation_id, &resp)?,
+                None => return Ok(None),
+            }
+        }
+        ApiKey::Fetch => {
+            let req: FetchRequest = decode(api, version, &mut body)?;
+            let resp = fetch::handle(shard, req, version).await;
+            encode_response(api, version, correlation_id, &resp)?
+        }
+        ApiKey::ListOffsets => {
+            let req: ListOffsetsRequest = decode(api, version, &mut body)?;
+            let resp = list_offsets::handle(shard, req).await;
+            encode_response(api, version, correlation_id, &resp)?
+        }
+        other => {
+            return Err(KafkaError::Decode {
+                api: other,
+                version,
+                reason: "not served".into(),
+            })
+        }
+    };
+    Ok(Some(frame))
+}

@@ -1,0 +1,173 @@
+//! One Kafka-protocol connection: reads `i32 size | request header | body` frames
+//! (the size is checked against `socket.request.max.bytes` before anything is
+//! allocated), answers each in its own task, and writes the answers in request
+//! order, as Kafka guarantees its clients. A frame that cannot be understood (an
+//! unknown API, an unsupported version, a header or body that does not decode)
+//! closes the connection, as Kafka does; ApiVersions at a version it does not
+//! serve gets its v0 answer with UNSUPPORTED_VERSION so the client can downgrade.
+
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::Decodable;
+use std::rc::Rc;
+use tracing::debug;
+
+use crate::broker::shard::Shard;
+use crate::kafka::api::{self, codes};
+
+/// Answers being prepared for one connection; reading pauses beyond this.
+const INFLIGHT_MAX: usize = 128;
+
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
+    let (mut reader, mut writer) = futures_lite::io::split(stream);
+    // Each request's answer comes through its own channel; the writer takes the
+    // channels in request order.
+    let (order_tx, order_rx) = flume::bounded::<flume::Receiver<Option<Bytes>>>(INFLIGHT_MAX);
+    let writer_task = glommio::spawn_local(async move {
+        while let Ok(answer) = order_rx.recv_async().await {
+            match answer.recv_async().await {
+                Ok(Some(frame)) => {
+                    if writer.write_all(&frame).await.is_err() {
+                        return;
+                    }
+                }
+                // No response (acks = 0), or a request that ends the connection.
+                Ok(None) => {}
+                Err(_) => return,
+            }
+        }
+        let _ = writer.close().await;
+    });
+    let max = shard.config.socket_request_max_bytes;
+    loop {
+        let stopping = async {
+            shard.stopping.wait().await;
+            Ok(None)
+        };
+        let frame = match futures_lite::future::or(read_frame(&mut reader, max), stopping).await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                debug!(?peer, error = %e, "kafka connection ends");
+                break;
+            }
+        };
+        let Some((api, version, correlation_id, body)) = parse_header(frame) else {
+            debug!(
+                ?peer,
+                "kafka frame with an unknown API or a bad header: closing"
+            );
+            break;
+        };
+        let (tx, rx) = flume::bounded(1);
+        if order_tx.send_async(rx).await.is_err() {
+            break;
+        }
+        let served = api::supported(api).is_some_and(|(lo, hi)| (lo..=hi).contains(&version));
+        if !served {
+            if api == ApiKey::ApiVersions {
+                let answer = api::encode_response(
+                    api,
+                    0,
+                    correlation_id,
+                    &api::api_versions(codes::UNSUPPORTED_VERSION),
+                )
+                .ok();
+                let _ = tx.send_async(answer).await;
+                continue;
+            }
+            debug!(
+                ?peer,
+                ?api,
+                version,
+                "unsupported kafka API version: closing"
+            );
+            let _ = tx.send_async(None).await;
+            break;
+        }
+        let guard = shard.begin_request();
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            let answer = api::dispatch(&shard, api, version, correlation_id, body).await;
+            drop(guard);
+            match answer {
+                Ok(frame) => {
+                    let _ = tx.send_async(frame).await;
+                }
+                Err(e) => {
+                    // A body that does not decode: the stream cannot be trusted.
+                    debug!(error = %e, "kafka request failed: closing");
+                    drop(tx);
+                }
+            }
+        })
+        .detach();
+    }
+    drop(order_tx);
+    let _ = writer_task.await;
+}
+
+/// Reads one frame body; `None` at a clean end of stream.
+async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> io::Result<Option<Bytes>> {
+    let mut size = [0u8; 4];
+    match reader.read_exact(&mut size).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let size = i32::from_be_bytes(size);
+    let len = usize::try_from(size)
+        .ok()
+        .filter(|n| (8..=max).contains(n))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("frame size {size} outside [8, {max}] (socket.request.max.bytes)"),
+            )
+        })?;
+    let mut buf = BytesMut::zeroed(len);
+    reader.read_exact(&mut buf).await?;
+    Ok(Some(buf.freeze()))
+}
+
+/// The API, version and correlation id of a frame, and its body after the header.
+fn parse_header(mut frame: Bytes) -> Option<(ApiKey, i16, i32, Bytes)> {
+    let key = i16::from_be_bytes([*frame.first()?, *frame.get(1)?]);
+    let version = i16::from_be_bytes([*frame.get(2)?, *frame.get(3)?]);
+    let api = ApiKey::try_from(key).ok()?;
+    let header = RequestHeader::decode(&mut frame, api.request_header_version(version)).ok()?;
+    Some((api, version, header.correlation_id, frame))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_parse_and_garbage_does_not() {
+        // ApiVersions v3 header (flexible: v2): key 18, version 3, id 7, client "c", no tags.
+        let frame = Bytes::from_static(&[0, 18, 0, 3, 0, 0, 0, 7, 0, 1, b'c', 0, 0xAA]);
+        let (api, version, id, body) = parse_header(frame).unwrap();
+        assert_eq!((api, version, id), (ApiKey::ApiVersions, 3, 7));
+        assert_eq!(&body[..], &[0xAA]);
+        assert!(
+            parse_header(Bytes::from_static(&[0x7f, 0x7f, 0, 0])).is_none(),
+            "unknown key"
+        );
+        assert!(
+            parse_header(Bytes::from_static(&[0, 18])).is_none(),
+            "short"
+        );
+        // A client id claiming more bytes than the frame has.
+        assert!(parse_header(Bytes::from_static(&[0, 3, 0, 1, 0, 0, 0, 1, 0x7f, 0])).is_none());
+    }
+}

@@ -1,0 +1,64 @@
+//! ListOffsets: earliest (-2), latest (-1) or the first offset at or after a
+//! timestamp, per partition, from its owner.
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use crate::broker::handlers::call_owners;
+use crate::broker::messages::{PartitionKey, ShardMsg};
+use crate::broker::shard::Shard;
+use crate::kafka::api::{codes, kafka_code};
+
+pub async fn handle(shard: &Shard, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let mut asked = Vec::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            let key = PartitionKey::new(t.name.0.as_str(), p.partition_index);
+            asked.push((
+                key.clone(),
+                ShardMsg::ListOffset {
+                    key,
+                    timestamp: p.timestamp,
+                },
+            ));
+        }
+    }
+    let keys: Vec<PartitionKey> = asked.iter().map(|(k, _)| k.clone()).collect();
+    let answers = call_owners(shard, asked).await;
+    let mut resp = ListOffsetsResponse::default();
+    for (key, answer) in keys.into_iter().zip(answers) {
+        let mut p = ListOffsetsPartitionResponse::default();
+        p.partition_index = key.partition;
+        // Fields beyond the asked version must keep their defaults (the codec
+        // refuses to encode them), so only the offset and the error are set.
+        match answer {
+            Ok(ShardMsg::Offset(Ok(offset))) => p.offset = offset,
+            Ok(ShardMsg::Offset(Err(e))) | Err(e) => {
+                p.error_code = kafka_code(e.code);
+                p.offset = -1;
+            }
+            Ok(_) => {
+                p.error_code = codes::UNKNOWN_SERVER_ERROR;
+                p.offset = -1;
+            }
+        }
+        match resp
+            .topics
+            .iter_mut()
+            .find(|t| t.name.0.as_str() == key.topic)
+        {
+            Some(t) => t.partitions.push(p),
+            None => {
+                let mut t = ListOffsetsTopicResponse::default();
+                t.name = kafka_protocol::messages::TopicName(
+                    kafka_protocol::protocol::StrBytes::from_string(key.topic),
+                );
+                t.partitions.push(p);
+                resp.topics.push(t);
+            }
+        }
+    }
+    resp
+}

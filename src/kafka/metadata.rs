@@ -1,0 +1,102 @@
+//! Metadata: brokers (this one, at its Kafka listener), and topics with partitions,
+//! leaders, replicas and ISR. Missing topics asked for by name are created when
+//! `auto.create.topics.enable` and the request allow it.
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use ringlog_shards::Peer;
+
+use crate::broker::messages::ShardMsg;
+use crate::broker::shard::Shard;
+use crate::kafka::api::codes;
+use crate::metadata::TopicMeta;
+
+pub async fn handle(shard: &Shard, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let names: Option<Vec<String>> = req.topics.map(|topics| {
+        topics
+            .into_iter()
+            .filter_map(|t| t.name.map(|n| n.0.to_string()))
+            .collect()
+    });
+    // Before v4 there is no flag: Kafka then creates when the broker allows it.
+    let allow = version < 4 || req.allow_auto_topic_creation;
+    if let Some(names) = &names {
+        let missing: Vec<String> = {
+            let md = shard.metadata.borrow();
+            names
+                .iter()
+                .filter(|n| !md.topics.contains_key(*n))
+                .cloned()
+                .collect()
+        };
+        if !missing.is_empty() && allow && shard.config.auto_create_topics {
+            let _ = shard
+                .mesh()
+                .call(Peer::Coordinator, ShardMsg::AutoCreate(missing))
+                .await;
+        }
+    }
+    let md = shard.metadata.borrow().clone();
+    let mut resp = MetadataResponse::default();
+    let addr = shard.config.kafka_advertised();
+    let mut broker = MetadataResponseBroker::default();
+    broker.node_id = BrokerId(shard.config.broker_id);
+    broker.host = StrBytes::from_string(addr.map_or_else(String::new, |a| a.ip().to_string()));
+    broker.port = addr.map_or(0, |a| i32::from(a.port()));
+    resp.brokers = vec![broker];
+    // Fields newer than the asked version must keep their defaults: the codec
+    // refuses to encode them.
+    if version >= 2 {
+        resp.cluster_id = Some(StrBytes::from_string(md.cluster_id.clone()));
+    }
+    if version >= 1 {
+        resp.controller_id = BrokerId(shard.config.broker_id);
+    }
+    resp.topics = match names {
+        None => md.topics.values().map(|t| topic(t, version)).collect(),
+        Some(names) => names
+            .into_iter()
+            .map(|n| match md.topics.get(&n) {
+                Some(t) => topic(t, version),
+                None => {
+                    let mut t = MetadataResponseTopic::default();
+                    t.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
+                    t.name = Some(TopicName(StrBytes::from_string(n)));
+                    t
+                }
+            })
+            .collect(),
+    };
+    resp
+}
+
+fn topic(t: &TopicMeta, version: i16) -> MetadataResponseTopic {
+    let mut out = MetadataResponseTopic::default();
+    out.name = Some(TopicName(StrBytes::from_string(t.name.clone())));
+    out.is_internal = version >= 1 && t.name.starts_with("__");
+    out.partitions = t
+        .partitions
+        .iter()
+        .map(|p| {
+            let mut m = MetadataResponsePartition::default();
+            m.partition_index = p.partition;
+            match p.leader {
+                Some(l) => m.leader_id = BrokerId(l.0),
+                None => {
+                    m.leader_id = BrokerId(-1);
+                    m.error_code = codes::LEADER_NOT_AVAILABLE;
+                }
+            }
+            if version >= 7 {
+                m.leader_epoch = p.leader_epoch;
+            }
+            m.replica_nodes = p.replicas.iter().map(|b| BrokerId(b.0)).collect();
+            m.isr_nodes = p.isr.iter().map(|b| BrokerId(b.0)).collect();
+            m
+        })
+        .collect();
+    out
+}

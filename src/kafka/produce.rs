@@ -1,0 +1,127 @@
+//! Produce (v3 and later carry RecordBatch v2, which is what the log stores): each
+//! partition's records go to their owner shard in arrival order, as on the native
+//! protocol, and are answered once committed; acks = 0 gets no answer.
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::handlers::join_all;
+use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
+use crate::broker::shard::Shard;
+use crate::kafka::api::{codes, kafka_code};
+
+/// The answer, or `None` for acks = 0.
+pub async fn handle(shard: &Shard, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let mut queued = Vec::new();
+    for t in req.topic_data {
+        let topic = t.name.0.to_string();
+        for p in t.partition_data {
+            let key = PartitionKey::new(&topic, p.index);
+            let sent = if !(-1..=1).contains(&acks) {
+                Err(refused(
+                    codes::INVALID_REQUIRED_ACKS,
+                    "acks must be 0, 1 or -1",
+                ))
+            } else if version < 3 {
+                // Before v3 the records are message sets v0/v1, which are not stored.
+                Err(refused(
+                    codes::UNSUPPORTED_FOR_MESSAGE_FORMAT,
+                    "produce v3 or later (RecordBatch v2) is required",
+                ))
+            } else {
+                let records = p.records.unwrap_or_else(Bytes::new);
+                shard
+                    .send_to_owner(
+                        &key,
+                        ShardMsg::Produce {
+                            key: key.clone(),
+                            records,
+                        },
+                    )
+                    .await
+                    .map_err(Refusal::from)
+            };
+            queued.push((key, sent));
+        }
+    }
+    let outcomes = join_all(
+        queued
+            .into_iter()
+            .map(|(key, sent)| async move {
+                let outcome = match sent {
+                    Ok(reply) => match reply.recv().await {
+                        Ok(ShardMsg::Produced(r)) => r.map_err(Refusal::from),
+                        Ok(_) => Err(refused(codes::UNKNOWN_SERVER_ERROR, "unexpected answer")),
+                        Err(e) => Err(refused(codes::NOT_LEADER_OR_FOLLOWER, &e.to_string())),
+                    },
+                    Err(e) => Err(e),
+                };
+                (key, outcome)
+            })
+            .collect(),
+    )
+    .await;
+    if acks == 0 {
+        return None;
+    }
+    let mut resp = ProduceResponse::default();
+    for (key, outcome) in outcomes {
+        let mut p = PartitionProduceResponse::default();
+        p.index = key.partition;
+        match outcome {
+            // Fields newer than the asked version keep their defaults.
+            Ok((base, log_start)) => {
+                p.base_offset = base;
+                if version >= 5 {
+                    p.log_start_offset = log_start;
+                }
+            }
+            Err(e) => {
+                p.error_code = e.code;
+                p.base_offset = -1;
+                if version >= 8 {
+                    p.error_message = Some(StrBytes::from_string(e.message));
+                }
+            }
+        }
+        match resp
+            .responses
+            .iter_mut()
+            .find(|t| t.name.0.as_str() == key.topic)
+        {
+            Some(t) => t.partition_responses.push(p),
+            None => {
+                let mut t = TopicProduceResponse::default();
+                t.name = kafka_protocol::messages::TopicName(StrBytes::from_string(key.topic));
+                t.partition_responses.push(p);
+                resp.responses.push(t);
+            }
+        }
+    }
+    Some(resp)
+}
+
+/// A partition's refusal with a Kafka code.
+struct Refusal {
+    code: i16,
+    message: String,
+}
+
+fn refused(code: i16, message: &str) -> Refusal {
+    Refusal {
+        code,
+        message: message.to_string(),
+    }
+}
+
+impl From<PartitionError> for Refusal {
+    fn from(e: PartitionError) -> Self {
+        Refusal {
+            code: kafka_code(e.code),
+            message: e.message,
+        }
+    }
+}
