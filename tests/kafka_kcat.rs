@@ -237,3 +237,53 @@ fn garbage_kafka_frames_never_stop_the_broker() {
     );
     assert_eq!(out, "after\n");
 }
+
+#[test]
+fn a_kcat_group_consumer_commits_to_the_same_coordinator_the_native_tools_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(
+        &dir.path().join("data"),
+        2,
+        &["--set", "group.initial.rebalance.delay.ms=100"],
+    );
+    let k = broker.kafka_addr.as_str();
+    ok(&broker.cli(&[
+        "topic",
+        "create",
+        "kg",
+        "--partitions",
+        "3",
+        "--replication-factor",
+        "1",
+    ]));
+    let lines: String = (0..30).map(|i| format!("r{i}\n")).collect();
+    ok(&broker.cli_input(&["produce", "--topic", "kg"], lines.as_bytes()));
+    let out = kcat_ok(
+        &[
+            "-b",
+            k,
+            "-G",
+            "kgroup",
+            "kg",
+            "-o",
+            "beginning",
+            "-e",
+            "-f",
+            "%s\n",
+        ],
+        None,
+    );
+    let mut got: Vec<&str> = out.lines().collect();
+    got.sort();
+    let mut want: Vec<String> = (0..30).map(|i| format!("r{i}")).collect();
+    want.sort();
+    assert_eq!(got, want);
+    // librdkafka commits on close; the native describe sees those commits.
+    let described = ok(&broker.cli(&["group", "describe", "kgroup"]));
+    let committed: i64 = described
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().nth(2).unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(committed, 30, "{described}");
+}

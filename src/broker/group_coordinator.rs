@@ -17,10 +17,10 @@ use glommio::sync::Semaphore;
 use ringlog_schema::wire::{
     BodyT, CommittedOffsetT, DeleteGroupsRequestT, DeleteGroupsResponseT, DescribeGroupsRequestT,
     DescribeGroupsResponseT, ErrorCode, GroupDescriptionT, GroupListingT, GroupMemberDescriptionT,
-    GroupResultT, HeartbeatRequestT, HeartbeatResponseT, JoinGroupRequestT, JoinGroupResponseT,
-    LeaveGroupRequestT, LeaveGroupResponseT, ListGroupsResponseT, OffsetCommitPartitionResultT,
-    OffsetCommitRequestT, OffsetCommitResponseT, OffsetFetchRequestT, OffsetFetchResponseT,
-    TopicAssignmentT,
+    GroupMemberMetadataT, GroupResultT, HeartbeatRequestT, HeartbeatResponseT, JoinGroupRequestT,
+    JoinGroupResponseT, LeaveGroupRequestT, LeaveGroupResponseT, ListGroupsResponseT,
+    OffsetCommitPartitionResultT, OffsetCommitRequestT, OffsetCommitResponseT, OffsetFetchRequestT,
+    OffsetFetchResponseT, SyncGroupRequestT, SyncGroupResponseT, TopicAssignmentT,
 };
 use ringlog_schema::{split_batches, BatchBuilder};
 use tracing::{debug, warn};
@@ -30,7 +30,8 @@ use crate::broker::shard::Shard;
 use crate::broker::signal::{Latch, Signal};
 use crate::groups::assignor::TopicPartitions;
 use crate::groups::membership::{
-    Group, GroupError, GroupLimits, GroupState, JoinRequest, Protocol, Reply, Token,
+    Group, GroupError, GroupLimits, GroupState, JoinRequest, MemberAssignment, Protocol, Reply,
+    Token,
 };
 use crate::groups::offsets::{
     encode_key, encode_value, partition_for_group, Committed, OffsetStore, OFFSETS_TOPIC,
@@ -106,6 +107,7 @@ impl GroupCoordinator {
     pub async fn handle(&self, shard: &Shard, body: BodyT) -> BodyT {
         match body {
             BodyT::JoinGroupRequest(r) => self.join(shard, *r).await,
+            BodyT::SyncGroupRequest(r) => self.sync(*r).await,
             BodyT::HeartbeatRequest(r) => self.heartbeat(*r),
             BodyT::LeaveGroupRequest(r) => self.leave(shard, *r),
             BodyT::OffsetCommitRequest(r) => self.commit(shard, *r).await,
@@ -230,7 +232,7 @@ impl GroupCoordinator {
                 .into_iter()
                 .map(|p| Protocol {
                     name: p.name,
-                    metadata: Bytes::new(),
+                    metadata: Bytes::from(p.metadata.unwrap_or_default()),
                     subscription: p.topics.unwrap_or_default(),
                 })
                 .collect(),
@@ -260,6 +262,15 @@ impl GroupCoordinator {
                 assignment: Some(assignment_to_wire(
                     &j.assignment.map(|a| a.partitions).unwrap_or_default(),
                 )),
+                members: Some(
+                    j.members
+                        .into_iter()
+                        .map(|(member_id, metadata)| GroupMemberMetadataT {
+                            member_id,
+                            metadata: Some(metadata.to_vec()),
+                        })
+                        .collect(),
+                ),
             })),
             Some(Reply::Join(_, Err(e))) => refuse(group_error_code(e), e.to_string()),
             _ => refuse(
@@ -267,6 +278,58 @@ impl GroupCoordinator {
                 "the broker is shutting down".into(),
             ),
         }
+    }
+
+    /// SyncGroup: client-side groups receive the leader's assignment here.
+    async fn sync(&self, req: SyncGroupRequestT) -> BodyT {
+        let assignments: BTreeMap<String, MemberAssignment> = req
+            .assignments
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| {
+                let partitions = a
+                    .topics
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|t| (t.topic, t.partitions.unwrap_or_default()))
+                    .collect();
+                (
+                    a.member_id,
+                    MemberAssignment {
+                        raw: Bytes::from(a.assignment.unwrap_or_default()),
+                        partitions,
+                    },
+                )
+            })
+            .collect();
+        let (token, pending) = self.hold();
+        let replies = match self.groups.borrow_mut().get_mut(&req.group) {
+            Some(g) => g.sync(token, &req.member_id, req.generation, assignments, now_ms()),
+            None => vec![Reply::Sync(token, Err(GroupError::UnknownMemberId))],
+        };
+        self.deliver(replies);
+        self.changed.notify();
+        pending.done.wait().await;
+        let reply = pending.reply.borrow_mut().take();
+        let (error, message, assignment) = match reply {
+            Some(Reply::Sync(_, Ok(a))) => (ErrorCode::NONE, None, a),
+            Some(Reply::Sync(_, Err(e))) => (
+                group_error_code(e),
+                Some(e.to_string()),
+                MemberAssignment::default(),
+            ),
+            _ => (
+                ErrorCode::COORDINATOR_NOT_AVAILABLE,
+                Some("the broker is shutting down".into()),
+                MemberAssignment::default(),
+            ),
+        };
+        BodyT::SyncGroupResponse(Box::new(SyncGroupResponseT {
+            error,
+            message,
+            assignment: Some(assignment.raw.to_vec()),
+            topics: Some(assignment_to_wire(&assignment.partitions)),
+        }))
     }
 
     fn heartbeat(&self, req: HeartbeatRequestT) -> BodyT {

@@ -282,6 +282,7 @@ impl GroupConsumer {
                 protocols: Some(vec![GroupProtocolT {
                     name: self.config.strategy.clone(),
                     topics: Some(self.config.topics.clone()),
+                    metadata: None,
                 }]),
             }));
             let frame = self.client.connection().request(body, Vec::new()).await?;

@@ -3,14 +3,15 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, ListOffsetsRequest,
-    MetadataRequest, ProduceRequest, ResponseHeader,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, ListOffsetsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, ResponseHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use ringlog_schema::wire::ErrorCode;
 
 use crate::broker::shard::Shard;
-use crate::kafka::{fetch, list_offsets, metadata, produce};
+use crate::kafka::{fetch, groups, list_offsets, metadata, produce};
 
 /// Every API served, with the versions (inclusive) ApiVersions advertises.
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
@@ -19,6 +20,13 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 7),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 4),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 7),
 ];
 
 /// Kafka's error codes.
@@ -32,6 +40,7 @@ pub mod codes {
     pub const UNSUPPORTED_VERSION: i16 = 35;
     pub const INVALID_REQUIRED_ACKS: i16 = 21;
     pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 }
 
 /// The supported version range of `key`, if it is served.
@@ -156,6 +165,41 @@ pub async fn dispatch(
         ApiKey::ListOffsets => {
             let req: ListOffsetsRequest = decode(api, version, &mut body)?;
             let resp = list_offsets::handle(shard, req).await;
+            encode_response(api, version, correlation_id, &resp)?
+        }
+        ApiKey::FindCoordinator => {
+            let req: FindCoordinatorRequest = decode(api, version, &mut body)?;
+            let resp = groups::find_coordinator(shard, req, version).await;
+            encode_response(api, version, correlation_id, &resp)?
+        }
+        ApiKey::JoinGroup => {
+            let req: JoinGroupRequest = decode(api, version, &mut body)?;
+            let resp = groups::join(shard, req, version).await;
+            encode_response(api, version, correlation_id, &resp)?
+        }
+        ApiKey::SyncGroup => {
+            let req: SyncGroupRequest = decode(api, version, &mut body)?;
+            let resp = groups::sync(shard, req, version).await;
+            encode_response(api, version, correlation_id, &resp)?
+        }
+        ApiKey::Heartbeat => {
+            let req: HeartbeatRequest = decode(api, version, &mut body)?;
+            let resp = groups::heartbeat(shard, req).await;
+            encode_response(api, version, correlation_id, &resp)?
+        }
+        ApiKey::LeaveGroup => {
+            let req: LeaveGroupRequest = decode(api, version, &mut body)?;
+            let resp = groups::leave(shard, req, version).await;
+            encode_response(api, version, correlation_id, &resp)?
+        }
+        ApiKey::OffsetCommit => {
+            let req: OffsetCommitRequest = decode(api, version, &mut body)?;
+            let resp = groups::commit(shard, req).await;
+            encode_response(api, version, correlation_id, &resp)?
+        }
+        ApiKey::OffsetFetch => {
+            let req: OffsetFetchRequest = decode(api, version, &mut body)?;
+            let resp = groups::fetch_offsets(shard, req, version).await;
             encode_response(api, version, correlation_id, &resp)?
         }
         other => {

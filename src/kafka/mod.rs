@@ -13,6 +13,7 @@
 mod api;
 pub mod connection;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;

@@ -245,10 +245,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_BODY: u8 = 35;
+pub const ENUM_MAX_BODY: u8 = 37;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_BODY: [Body; 36] = [
+pub const ENUM_VALUES_BODY: [Body; 38] = [
   Body::NONE,
   Body::HelloRequest,
   Body::HelloResponse,
@@ -285,6 +285,8 @@ pub const ENUM_VALUES_BODY: [Body; 36] = [
   Body::DescribeGroupsResponse,
   Body::DeleteGroupsRequest,
   Body::DeleteGroupsResponse,
+  Body::SyncGroupRequest,
+  Body::SyncGroupResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -328,9 +330,11 @@ impl Body {
   pub const DescribeGroupsResponse: Self = Self(33);
   pub const DeleteGroupsRequest: Self = Self(34);
   pub const DeleteGroupsResponse: Self = Self(35);
+  pub const SyncGroupRequest: Self = Self(36);
+  pub const SyncGroupResponse: Self = Self(37);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 35;
+  pub const ENUM_MAX: u8 = 37;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::HelloRequest,
@@ -368,6 +372,8 @@ impl Body {
     Self::DescribeGroupsResponse,
     Self::DeleteGroupsRequest,
     Self::DeleteGroupsResponse,
+    Self::SyncGroupRequest,
+    Self::SyncGroupResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -408,6 +414,8 @@ impl Body {
       Self::DescribeGroupsResponse => Some("DescribeGroupsResponse"),
       Self::DeleteGroupsRequest => Some("DeleteGroupsRequest"),
       Self::DeleteGroupsResponse => Some("DeleteGroupsResponse"),
+      Self::SyncGroupRequest => Some("SyncGroupRequest"),
+      Self::SyncGroupResponse => Some("SyncGroupResponse"),
       _ => None,
     }
   }
@@ -503,6 +511,8 @@ pub enum BodyT {
   DescribeGroupsResponse(alloc::boxed::Box<DescribeGroupsResponseT>),
   DeleteGroupsRequest(alloc::boxed::Box<DeleteGroupsRequestT>),
   DeleteGroupsResponse(alloc::boxed::Box<DeleteGroupsResponseT>),
+  SyncGroupRequest(alloc::boxed::Box<SyncGroupRequestT>),
+  SyncGroupResponse(alloc::boxed::Box<SyncGroupResponseT>),
 }
 impl Default for BodyT {
   fn default() -> Self {
@@ -548,6 +558,8 @@ impl BodyT {
       Self::DescribeGroupsResponse(_) => Body::DescribeGroupsResponse,
       Self::DeleteGroupsRequest(_) => Body::DeleteGroupsRequest,
       Self::DeleteGroupsResponse(_) => Body::DeleteGroupsResponse,
+      Self::SyncGroupRequest(_) => Body::SyncGroupRequest,
+      Self::SyncGroupResponse(_) => Body::SyncGroupResponse,
     }
   }
   pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(&self, fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>) -> Option<::flatbuffers::WIPOffset<::flatbuffers::UnionWIPOffset>> {
@@ -588,6 +600,8 @@ impl BodyT {
       Self::DescribeGroupsResponse(v) => Some(v.pack(fbb).as_union_value()),
       Self::DeleteGroupsRequest(v) => Some(v.pack(fbb).as_union_value()),
       Self::DeleteGroupsResponse(v) => Some(v.pack(fbb).as_union_value()),
+      Self::SyncGroupRequest(v) => Some(v.pack(fbb).as_union_value()),
+      Self::SyncGroupResponse(v) => Some(v.pack(fbb).as_union_value()),
     }
   }
   /// If the union variant matches, return the owned HelloRequestT, setting the union to NONE.
@@ -1324,6 +1338,48 @@ impl BodyT {
   /// If the union variant matches, return a mutable reference to the DeleteGroupsResponseT.
   pub fn as_delete_groups_response_mut(&mut self) -> Option<&mut DeleteGroupsResponseT> {
     if let Self::DeleteGroupsResponse(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned SyncGroupRequestT, setting the union to NONE.
+  pub fn take_sync_group_request(&mut self) -> Option<alloc::boxed::Box<SyncGroupRequestT>> {
+    if let Self::SyncGroupRequest(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::SyncGroupRequest(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the SyncGroupRequestT.
+  pub fn as_sync_group_request(&self) -> Option<&SyncGroupRequestT> {
+    if let Self::SyncGroupRequest(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the SyncGroupRequestT.
+  pub fn as_sync_group_request_mut(&mut self) -> Option<&mut SyncGroupRequestT> {
+    if let Self::SyncGroupRequest(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned SyncGroupResponseT, setting the union to NONE.
+  pub fn take_sync_group_response(&mut self) -> Option<alloc::boxed::Box<SyncGroupResponseT>> {
+    if let Self::SyncGroupResponse(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::SyncGroupResponse(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the SyncGroupResponseT.
+  pub fn as_sync_group_response(&self) -> Option<&SyncGroupResponseT> {
+    if let Self::SyncGroupResponse(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the SyncGroupResponseT.
+  pub fn as_sync_group_response_mut(&mut self) -> Option<&mut SyncGroupResponseT> {
+    if let Self::SyncGroupResponse(v) = self { Some(v.as_mut()) } else { None }
   }
 }
 /// A byte range of the frame's payload.
@@ -7667,6 +7723,7 @@ impl<'a> ::flatbuffers::Follow<'a> for GroupProtocol<'a> {
 impl<'a> GroupProtocol<'a> {
   pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
   pub const VT_TOPICS: ::flatbuffers::VOffsetT = 6;
+  pub const VT_METADATA: ::flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -7678,6 +7735,7 @@ impl<'a> GroupProtocol<'a> {
     args: &'args GroupProtocolArgs<'args>
   ) -> ::flatbuffers::WIPOffset<GroupProtocol<'bldr>> {
     let mut builder = GroupProtocolBuilder::new(_fbb);
+    if let Some(x) = args.metadata { builder.add_metadata(x); }
     if let Some(x) = args.topics { builder.add_topics(x); }
     if let Some(x) = args.name { builder.add_name(x); }
     builder.finish()
@@ -7691,9 +7749,13 @@ impl<'a> GroupProtocol<'a> {
     let topics = self.topics().map(|x| {
       x.iter().map(|s| alloc::string::ToString::to_string(s)).collect()
     });
+    let metadata = self.metadata().map(|x| {
+      x.into_iter().collect()
+    });
     GroupProtocolT {
       name,
       topics,
+      metadata,
     }
   }
 
@@ -7713,6 +7775,15 @@ impl<'a> GroupProtocol<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(GroupProtocol::VT_TOPICS, None)}
   }
+  /// Client-side groups: the member's metadata for this strategy, opaque to the
+  /// broker and handed to the leader.
+  #[inline]
+  pub fn metadata(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(GroupProtocol::VT_METADATA, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for GroupProtocol<'_> {
@@ -7723,6 +7794,7 @@ impl ::flatbuffers::Verifiable for GroupProtocol<'_> {
     v.visit_table(pos)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("topics", Self::VT_TOPICS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("metadata", Self::VT_METADATA, false)?
      .finish();
     Ok(())
   }
@@ -7730,6 +7802,7 @@ impl ::flatbuffers::Verifiable for GroupProtocol<'_> {
 pub struct GroupProtocolArgs<'a> {
     pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub metadata: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
 }
 impl<'a> Default for GroupProtocolArgs<'a> {
   #[inline]
@@ -7737,6 +7810,7 @@ impl<'a> Default for GroupProtocolArgs<'a> {
     GroupProtocolArgs {
       name: None, // required field
       topics: None,
+      metadata: None,
     }
   }
 }
@@ -7753,6 +7827,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupProtocolBuilder<'a, 'b, 
   #[inline]
   pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupProtocol::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn add_metadata(&mut self, metadata: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupProtocol::VT_METADATA, metadata);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupProtocolBuilder<'a, 'b, A> {
@@ -7775,6 +7853,7 @@ impl ::core::fmt::Debug for GroupProtocol<'_> {
     let mut ds = f.debug_struct("GroupProtocol");
       ds.field("name", &self.name());
       ds.field("topics", &self.topics());
+      ds.field("metadata", &self.metadata());
       ds.finish()
   }
 }
@@ -7782,12 +7861,14 @@ impl ::core::fmt::Debug for GroupProtocol<'_> {
 pub struct GroupProtocolT {
   pub name: alloc::string::String,
   pub topics: Option<alloc::vec::Vec<alloc::string::String>>,
+  pub metadata: Option<alloc::vec::Vec<u8>>,
 }
 impl Default for GroupProtocolT {
   fn default() -> Self {
     Self {
       name: alloc::string::ToString::to_string(""),
       topics: None,
+      metadata: None,
     }
   }
 }
@@ -7803,9 +7884,171 @@ impl GroupProtocolT {
     let topics = self.topics.as_ref().map(|x|{
       let w: alloc::vec::Vec<_> = x.iter().map(|s| _fbb.create_string(s)).collect();_fbb.create_vector(&w)
     });
+    let metadata = self.metadata.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
     GroupProtocol::create(_fbb, &GroupProtocolArgs{
       name,
       topics,
+      metadata,
+    })
+  }
+}
+pub enum GroupMemberMetadataOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct GroupMemberMetadata<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for GroupMemberMetadata<'a> {
+  type Inner = GroupMemberMetadata<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> GroupMemberMetadata<'a> {
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_METADATA: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    GroupMemberMetadata { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args GroupMemberMetadataArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<GroupMemberMetadata<'bldr>> {
+    let mut builder = GroupMemberMetadataBuilder::new(_fbb);
+    if let Some(x) = args.metadata { builder.add_metadata(x); }
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> GroupMemberMetadataT {
+    let member_id = {
+      let x = self.member_id();
+      alloc::string::ToString::to_string(x)
+    };
+    let metadata = self.metadata().map(|x| {
+      x.into_iter().collect()
+    });
+    GroupMemberMetadataT {
+      member_id,
+      metadata,
+    }
+  }
+
+  #[inline]
+  pub fn member_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupMemberMetadata::VT_MEMBER_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn metadata(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(GroupMemberMetadata::VT_METADATA, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for GroupMemberMetadata<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("metadata", Self::VT_METADATA, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GroupMemberMetadataArgs<'a> {
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub metadata: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for GroupMemberMetadataArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GroupMemberMetadataArgs {
+      member_id: None, // required field
+      metadata: None,
+    }
+  }
+}
+
+pub struct GroupMemberMetadataBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupMemberMetadataBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupMemberMetadata::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn add_metadata(&mut self, metadata: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupMemberMetadata::VT_METADATA, metadata);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupMemberMetadataBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    GroupMemberMetadataBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<GroupMemberMetadata<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, GroupMemberMetadata::VT_MEMBER_ID,"member_id");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for GroupMemberMetadata<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("GroupMemberMetadata");
+      ds.field("member_id", &self.member_id());
+      ds.field("metadata", &self.metadata());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupMemberMetadataT {
+  pub member_id: alloc::string::String,
+  pub metadata: Option<alloc::vec::Vec<u8>>,
+}
+impl Default for GroupMemberMetadataT {
+  fn default() -> Self {
+    Self {
+      member_id: alloc::string::ToString::to_string(""),
+      metadata: None,
+    }
+  }
+}
+impl GroupMemberMetadataT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<GroupMemberMetadata<'b>> {
+    let member_id = Some({
+      let x = &self.member_id;
+      _fbb.create_string(x)
+    });
+    let metadata = self.metadata.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    GroupMemberMetadata::create(_fbb, &GroupMemberMetadataArgs{
+      member_id,
+      metadata,
     })
   }
 }
@@ -8119,6 +8362,7 @@ impl<'a> JoinGroupResponse<'a> {
   pub const VT_LEADER: ::flatbuffers::VOffsetT = 12;
   pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 14;
   pub const VT_ASSIGNMENT: ::flatbuffers::VOffsetT = 16;
+  pub const VT_MEMBERS: ::flatbuffers::VOffsetT = 18;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -8130,6 +8374,7 @@ impl<'a> JoinGroupResponse<'a> {
     args: &'args JoinGroupResponseArgs<'args>
   ) -> ::flatbuffers::WIPOffset<JoinGroupResponse<'bldr>> {
     let mut builder = JoinGroupResponseBuilder::new(_fbb);
+    if let Some(x) = args.members { builder.add_members(x); }
     if let Some(x) = args.assignment { builder.add_assignment(x); }
     if let Some(x) = args.member_id { builder.add_member_id(x); }
     if let Some(x) = args.leader { builder.add_leader(x); }
@@ -8158,6 +8403,9 @@ impl<'a> JoinGroupResponse<'a> {
     let assignment = self.assignment().map(|x| {
       x.iter().map(|t| t.unpack()).collect()
     });
+    let members = self.members().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
     JoinGroupResponseT {
       error,
       message,
@@ -8166,6 +8414,7 @@ impl<'a> JoinGroupResponse<'a> {
       leader,
       member_id,
       assignment,
+      members,
     }
   }
 
@@ -8218,6 +8467,14 @@ impl<'a> JoinGroupResponse<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicAssignment>>>>(JoinGroupResponse::VT_ASSIGNMENT, None)}
   }
+  /// Client-side groups, for the leader only: every member's metadata.
+  #[inline]
+  pub fn members(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupMemberMetadata<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupMemberMetadata>>>>(JoinGroupResponse::VT_MEMBERS, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for JoinGroupResponse<'_> {
@@ -8233,6 +8490,7 @@ impl ::flatbuffers::Verifiable for JoinGroupResponse<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("leader", Self::VT_LEADER, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TopicAssignment>>>>("assignment", Self::VT_ASSIGNMENT, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<GroupMemberMetadata>>>>("members", Self::VT_MEMBERS, false)?
      .finish();
     Ok(())
   }
@@ -8245,6 +8503,7 @@ pub struct JoinGroupResponseArgs<'a> {
     pub leader: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub assignment: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicAssignment<'a>>>>>,
+    pub members: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<GroupMemberMetadata<'a>>>>>,
 }
 impl<'a> Default for JoinGroupResponseArgs<'a> {
   #[inline]
@@ -8257,6 +8516,7 @@ impl<'a> Default for JoinGroupResponseArgs<'a> {
       leader: None,
       member_id: None,
       assignment: None,
+      members: None,
     }
   }
 }
@@ -8295,6 +8555,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> JoinGroupResponseBuilder<'a, 
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupResponse::VT_ASSIGNMENT, assignment);
   }
   #[inline]
+  pub fn add_members(&mut self, members: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<GroupMemberMetadata<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(JoinGroupResponse::VT_MEMBERS, members);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> JoinGroupResponseBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     JoinGroupResponseBuilder {
@@ -8319,6 +8583,7 @@ impl ::core::fmt::Debug for JoinGroupResponse<'_> {
       ds.field("leader", &self.leader());
       ds.field("member_id", &self.member_id());
       ds.field("assignment", &self.assignment());
+      ds.field("members", &self.members());
       ds.finish()
   }
 }
@@ -8331,6 +8596,7 @@ pub struct JoinGroupResponseT {
   pub leader: Option<alloc::string::String>,
   pub member_id: Option<alloc::string::String>,
   pub assignment: Option<alloc::vec::Vec<TopicAssignmentT>>,
+  pub members: Option<alloc::vec::Vec<GroupMemberMetadataT>>,
 }
 impl Default for JoinGroupResponseT {
   fn default() -> Self {
@@ -8342,6 +8608,7 @@ impl Default for JoinGroupResponseT {
       leader: None,
       member_id: None,
       assignment: None,
+      members: None,
     }
   }
 }
@@ -8367,6 +8634,9 @@ impl JoinGroupResponseT {
     let assignment = self.assignment.as_ref().map(|x|{
       let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
     });
+    let members = self.members.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
     JoinGroupResponse::create(_fbb, &JoinGroupResponseArgs{
       error,
       message,
@@ -8375,6 +8645,611 @@ impl JoinGroupResponseT {
       leader,
       member_id,
       assignment,
+      members,
+    })
+  }
+}
+pub enum MemberAssignmentEntryOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct MemberAssignmentEntry<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for MemberAssignmentEntry<'a> {
+  type Inner = MemberAssignmentEntry<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> MemberAssignmentEntry<'a> {
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ASSIGNMENT: ::flatbuffers::VOffsetT = 6;
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    MemberAssignmentEntry { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args MemberAssignmentEntryArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<MemberAssignmentEntry<'bldr>> {
+    let mut builder = MemberAssignmentEntryBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    if let Some(x) = args.assignment { builder.add_assignment(x); }
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> MemberAssignmentEntryT {
+    let member_id = {
+      let x = self.member_id();
+      alloc::string::ToString::to_string(x)
+    };
+    let assignment = self.assignment().map(|x| {
+      x.into_iter().collect()
+    });
+    let topics = self.topics().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    MemberAssignmentEntryT {
+      member_id,
+      assignment,
+      topics,
+    }
+  }
+
+  #[inline]
+  pub fn member_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(MemberAssignmentEntry::VT_MEMBER_ID, None).unwrap()}
+  }
+  /// What the member is told, opaque to the broker.
+  #[inline]
+  pub fn assignment(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(MemberAssignmentEntry::VT_ASSIGNMENT, None)}
+  }
+  /// The partitions it means, when the sender knows them (for describe).
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicAssignment<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicAssignment>>>>(MemberAssignmentEntry::VT_TOPICS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for MemberAssignmentEntry<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("assignment", Self::VT_ASSIGNMENT, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TopicAssignment>>>>("topics", Self::VT_TOPICS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct MemberAssignmentEntryArgs<'a> {
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub assignment: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicAssignment<'a>>>>>,
+}
+impl<'a> Default for MemberAssignmentEntryArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    MemberAssignmentEntryArgs {
+      member_id: None, // required field
+      assignment: None,
+      topics: None,
+    }
+  }
+}
+
+pub struct MemberAssignmentEntryBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MemberAssignmentEntryBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(MemberAssignmentEntry::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn add_assignment(&mut self, assignment: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(MemberAssignmentEntry::VT_ASSIGNMENT, assignment);
+  }
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<TopicAssignment<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(MemberAssignmentEntry::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> MemberAssignmentEntryBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    MemberAssignmentEntryBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<MemberAssignmentEntry<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, MemberAssignmentEntry::VT_MEMBER_ID,"member_id");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for MemberAssignmentEntry<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("MemberAssignmentEntry");
+      ds.field("member_id", &self.member_id());
+      ds.field("assignment", &self.assignment());
+      ds.field("topics", &self.topics());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberAssignmentEntryT {
+  pub member_id: alloc::string::String,
+  pub assignment: Option<alloc::vec::Vec<u8>>,
+  pub topics: Option<alloc::vec::Vec<TopicAssignmentT>>,
+}
+impl Default for MemberAssignmentEntryT {
+  fn default() -> Self {
+    Self {
+      member_id: alloc::string::ToString::to_string(""),
+      assignment: None,
+      topics: None,
+    }
+  }
+}
+impl MemberAssignmentEntryT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<MemberAssignmentEntry<'b>> {
+    let member_id = Some({
+      let x = &self.member_id;
+      _fbb.create_string(x)
+    });
+    let assignment = self.assignment.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    let topics = self.topics.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    MemberAssignmentEntry::create(_fbb, &MemberAssignmentEntryArgs{
+      member_id,
+      assignment,
+      topics,
+    })
+  }
+}
+pub enum SyncGroupRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct SyncGroupRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for SyncGroupRequest<'a> {
+  type Inner = SyncGroupRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> SyncGroupRequest<'a> {
+  pub const VT_GROUP: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_GENERATION: ::flatbuffers::VOffsetT = 8;
+  pub const VT_ASSIGNMENTS: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    SyncGroupRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args SyncGroupRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<SyncGroupRequest<'bldr>> {
+    let mut builder = SyncGroupRequestBuilder::new(_fbb);
+    if let Some(x) = args.assignments { builder.add_assignments(x); }
+    builder.add_generation(args.generation);
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
+    if let Some(x) = args.group { builder.add_group(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> SyncGroupRequestT {
+    let group = {
+      let x = self.group();
+      alloc::string::ToString::to_string(x)
+    };
+    let member_id = {
+      let x = self.member_id();
+      alloc::string::ToString::to_string(x)
+    };
+    let generation = self.generation();
+    let assignments = self.assignments().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    SyncGroupRequestT {
+      group,
+      member_id,
+      generation,
+      assignments,
+    }
+  }
+
+  #[inline]
+  pub fn group(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(SyncGroupRequest::VT_GROUP, None).unwrap()}
+  }
+  #[inline]
+  pub fn member_id(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(SyncGroupRequest::VT_MEMBER_ID, None).unwrap()}
+  }
+  #[inline]
+  pub fn generation(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(SyncGroupRequest::VT_GENERATION, Some(-1)).unwrap()}
+  }
+  /// From the leader: every member's assignment. Empty from the others.
+  #[inline]
+  pub fn assignments(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<MemberAssignmentEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<MemberAssignmentEntry>>>>(SyncGroupRequest::VT_ASSIGNMENTS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for SyncGroupRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group", Self::VT_GROUP, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, true)?
+     .visit_field::<i32>("generation", Self::VT_GENERATION, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<MemberAssignmentEntry>>>>("assignments", Self::VT_ASSIGNMENTS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SyncGroupRequestArgs<'a> {
+    pub group: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub generation: i32,
+    pub assignments: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<MemberAssignmentEntry<'a>>>>>,
+}
+impl<'a> Default for SyncGroupRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SyncGroupRequestArgs {
+      group: None, // required field
+      member_id: None, // required field
+      generation: -1,
+      assignments: None,
+    }
+  }
+}
+
+pub struct SyncGroupRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SyncGroupRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group(&mut self, group: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SyncGroupRequest::VT_GROUP, group);
+  }
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SyncGroupRequest::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn add_generation(&mut self, generation: i32) {
+    self.fbb_.push_slot::<i32>(SyncGroupRequest::VT_GENERATION, generation, -1);
+  }
+  #[inline]
+  pub fn add_assignments(&mut self, assignments: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<MemberAssignmentEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SyncGroupRequest::VT_ASSIGNMENTS, assignments);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SyncGroupRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    SyncGroupRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<SyncGroupRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, SyncGroupRequest::VT_GROUP,"group");
+    self.fbb_.required(o, SyncGroupRequest::VT_MEMBER_ID,"member_id");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for SyncGroupRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("SyncGroupRequest");
+      ds.field("group", &self.group());
+      ds.field("member_id", &self.member_id());
+      ds.field("generation", &self.generation());
+      ds.field("assignments", &self.assignments());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncGroupRequestT {
+  pub group: alloc::string::String,
+  pub member_id: alloc::string::String,
+  pub generation: i32,
+  pub assignments: Option<alloc::vec::Vec<MemberAssignmentEntryT>>,
+}
+impl Default for SyncGroupRequestT {
+  fn default() -> Self {
+    Self {
+      group: alloc::string::ToString::to_string(""),
+      member_id: alloc::string::ToString::to_string(""),
+      generation: -1,
+      assignments: None,
+    }
+  }
+}
+impl SyncGroupRequestT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SyncGroupRequest<'b>> {
+    let group = Some({
+      let x = &self.group;
+      _fbb.create_string(x)
+    });
+    let member_id = Some({
+      let x = &self.member_id;
+      _fbb.create_string(x)
+    });
+    let generation = self.generation;
+    let assignments = self.assignments.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    SyncGroupRequest::create(_fbb, &SyncGroupRequestArgs{
+      group,
+      member_id,
+      generation,
+      assignments,
+    })
+  }
+}
+pub enum SyncGroupResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct SyncGroupResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for SyncGroupResponse<'a> {
+  type Inner = SyncGroupResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> SyncGroupResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ASSIGNMENT: ::flatbuffers::VOffsetT = 8;
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    SyncGroupResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args SyncGroupResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<SyncGroupResponse<'bldr>> {
+    let mut builder = SyncGroupResponseBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    if let Some(x) = args.assignment { builder.add_assignment(x); }
+    if let Some(x) = args.message { builder.add_message(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> SyncGroupResponseT {
+    let error = self.error();
+    let message = self.message().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let assignment = self.assignment().map(|x| {
+      x.into_iter().collect()
+    });
+    let topics = self.topics().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    SyncGroupResponseT {
+      error,
+      message,
+      assignment,
+      topics,
+    }
+  }
+
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(SyncGroupResponse::VT_ERROR, Some(ErrorCode::NONE)).unwrap()}
+  }
+  #[inline]
+  pub fn message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(SyncGroupResponse::VT_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn assignment(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(SyncGroupResponse::VT_ASSIGNMENT, None)}
+  }
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicAssignment<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicAssignment>>>>(SyncGroupResponse::VT_TOPICS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for SyncGroupResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("assignment", Self::VT_ASSIGNMENT, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TopicAssignment>>>>("topics", Self::VT_TOPICS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SyncGroupResponseArgs<'a> {
+    pub error: ErrorCode,
+    pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub assignment: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicAssignment<'a>>>>>,
+}
+impl<'a> Default for SyncGroupResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SyncGroupResponseArgs {
+      error: ErrorCode::NONE,
+      message: None,
+      assignment: None,
+      topics: None,
+    }
+  }
+}
+
+pub struct SyncGroupResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SyncGroupResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(SyncGroupResponse::VT_ERROR, error, ErrorCode::NONE);
+  }
+  #[inline]
+  pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SyncGroupResponse::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn add_assignment(&mut self, assignment: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SyncGroupResponse::VT_ASSIGNMENT, assignment);
+  }
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<TopicAssignment<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SyncGroupResponse::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SyncGroupResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    SyncGroupResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<SyncGroupResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for SyncGroupResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("SyncGroupResponse");
+      ds.field("error", &self.error());
+      ds.field("message", &self.message());
+      ds.field("assignment", &self.assignment());
+      ds.field("topics", &self.topics());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncGroupResponseT {
+  pub error: ErrorCode,
+  pub message: Option<alloc::string::String>,
+  pub assignment: Option<alloc::vec::Vec<u8>>,
+  pub topics: Option<alloc::vec::Vec<TopicAssignmentT>>,
+}
+impl Default for SyncGroupResponseT {
+  fn default() -> Self {
+    Self {
+      error: ErrorCode::NONE,
+      message: None,
+      assignment: None,
+      topics: None,
+    }
+  }
+}
+impl SyncGroupResponseT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SyncGroupResponse<'b>> {
+    let error = self.error;
+    let message = self.message.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let assignment = self.assignment.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    let topics = self.topics.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    SyncGroupResponse::create(_fbb, &SyncGroupResponseArgs{
+      error,
+      message,
+      assignment,
+      topics,
     })
   }
 }
@@ -12639,6 +13514,16 @@ impl<'a> Envelope<'a> {
             .expect("Invalid union table, expected `Body::DeleteGroupsResponse`.")
             .unpack()
       )),
+      Body::SyncGroupRequest => BodyT::SyncGroupRequest(alloc::boxed::Box::new(
+        self.body_as_sync_group_request()
+            .expect("Invalid union table, expected `Body::SyncGroupRequest`.")
+            .unpack()
+      )),
+      Body::SyncGroupResponse => BodyT::SyncGroupResponse(alloc::boxed::Box::new(
+        self.body_as_sync_group_response()
+            .expect("Invalid union table, expected `Body::SyncGroupResponse`.")
+            .unpack()
+      )),
       _ => BodyT::NONE,
     };
     EnvelopeT {
@@ -13193,6 +14078,36 @@ impl<'a> Envelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_sync_group_request(&self) -> Option<SyncGroupRequest<'a>> {
+    if self.body_type() == Body::SyncGroupRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SyncGroupRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_sync_group_response(&self) -> Option<SyncGroupResponse<'a>> {
+    if self.body_type() == Body::SyncGroupResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SyncGroupResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Envelope<'_> {
@@ -13239,6 +14154,8 @@ impl ::flatbuffers::Verifiable for Envelope<'_> {
           Body::DescribeGroupsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeGroupsResponse>>("Body::DescribeGroupsResponse", pos),
           Body::DeleteGroupsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteGroupsRequest>>("Body::DeleteGroupsRequest", pos),
           Body::DeleteGroupsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteGroupsResponse>>("Body::DeleteGroupsResponse", pos),
+          Body::SyncGroupRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SyncGroupRequest>>("Body::SyncGroupRequest", pos),
+          Body::SyncGroupResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SyncGroupResponse>>("Body::SyncGroupResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -13540,6 +14457,20 @@ impl ::core::fmt::Debug for Envelope<'_> {
         },
         Body::DeleteGroupsResponse => {
           if let Some(x) = self.body_as_delete_groups_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::SyncGroupRequest => {
+          if let Some(x) = self.body_as_sync_group_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::SyncGroupResponse => {
+          if let Some(x) = self.body_as_sync_group_response() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

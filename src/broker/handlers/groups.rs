@@ -8,6 +8,7 @@ use ringlog_schema::wire::{
     DescribeGroupsRequestT, DescribeGroupsResponseT, ErrorCode, FindCoordinatorResponseT,
     GroupDescriptionT, GroupResultT, HeartbeatResponseT, JoinGroupResponseT, LeaveGroupResponseT,
     ListGroupsResponseT, NewTopicT, OffsetCommitResponseT, OffsetFetchResponseT,
+    SyncGroupResponseT,
 };
 use ringlog_shards::{Peer, ShardId};
 
@@ -27,6 +28,7 @@ pub async fn handle(shard: &Shard, body: BodyT) -> BodyT {
         other => {
             let group = match &other {
                 BodyT::JoinGroupRequest(r) => r.group.clone(),
+                BodyT::SyncGroupRequest(r) => r.group.clone(),
                 BodyT::HeartbeatRequest(r) => r.group.clone(),
                 BodyT::LeaveGroupRequest(r) => r.group.clone(),
                 BodyT::OffsetCommitRequest(r) => r.group.clone(),
@@ -265,6 +267,7 @@ async fn delete(shard: &Shard, ids: Vec<String>) -> BodyT {
 #[derive(Clone, Copy)]
 enum Kind {
     Join,
+    Sync,
     Heartbeat,
     Leave,
     Commit,
@@ -276,6 +279,7 @@ impl Kind {
     fn of(request: &BodyT) -> Self {
         match request {
             BodyT::JoinGroupRequest(_) => Kind::Join,
+            BodyT::SyncGroupRequest(_) => Kind::Sync,
             BodyT::HeartbeatRequest(_) => Kind::Heartbeat,
             BodyT::LeaveGroupRequest(_) => Kind::Leave,
             BodyT::OffsetCommitRequest(_) => Kind::Commit,
@@ -293,6 +297,11 @@ fn refusal(kind: Kind, e: PartitionError) -> BodyT {
             error,
             message,
             generation: -1,
+            ..Default::default()
+        })),
+        Kind::Sync => BodyT::SyncGroupResponse(Box::new(SyncGroupResponseT {
+            error,
+            message,
             ..Default::default()
         })),
         Kind::Heartbeat => {

@@ -70,6 +70,7 @@ pub async fn dispatch(shard: &Shard, body: BodyT, payload: Bytes) -> Option<Resp
         BodyT::ListOffsetsRequest(req) => list_offsets::handle(shard, *req).await,
         body @ (BodyT::FindCoordinatorRequest(_)
         | BodyT::JoinGroupRequest(_)
+        | BodyT::SyncGroupRequest(_)
         | BodyT::HeartbeatRequest(_)
         | BodyT::LeaveGroupRequest(_)
         | BodyT::OffsetCommitRequest(_)
