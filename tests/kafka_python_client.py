@@ -4,13 +4,13 @@
 kafka_python_client.py ADDR produce TOPIC N   -- N records v0..v{N-1}, 3 partitions, acks=all
 kafka_python_client.py ADDR consume TOPIC N   -- N records as group "pyg", then commit; prints the values
 
-Idempotence is off: InitProducerId is not served yet (see ARCHITECTURE.md).
+The producer is idempotent (InitProducerId, sequence numbers), as kafka-python defaults to.
 """
 import sys
 from kafka import KafkaProducer, KafkaConsumer
 addr, mode, topic = sys.argv[1], sys.argv[2], sys.argv[3]
 if mode == "produce":
-    p = KafkaProducer(bootstrap_servers=addr, acks="all", enable_idempotence=False)
+    p = KafkaProducer(bootstrap_servers=addr, acks="all", enable_idempotence=True)
     fs = []
     for i in range(int(sys.argv[4])):
         fs.append(p.send(topic, key=b"k%d" % i, value=b"v%d" % i, partition=i % 3))

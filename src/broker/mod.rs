@@ -13,6 +13,7 @@ pub mod group_coordinator;
 pub mod handlers;
 pub mod messages;
 pub mod partition;
+pub mod producer_state;
 pub mod shard;
 pub mod signal;
 

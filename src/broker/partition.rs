@@ -6,6 +6,7 @@
 //! back) and the log end otherwise. Replication (a later issue) lowers it to the
 //! minimum log end over the ISR.
 
+use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -14,9 +15,15 @@ use futures_lite::FutureExt;
 use ringlog_schema::{split_batches, RecordBatch};
 use ringlog_storage::{FlushPolicy, Offset, PartitionLog};
 
+use ringlog_schema::wire::ErrorCode;
+
 use crate::broker::errors::{batch_error, storage_error};
 use crate::broker::messages::{FetchData, PartitionError, PartitionOffsets};
-use crate::broker::signal::Signal;
+use crate::broker::producer_state::{last_sequence, ProducerState, Verdict};
+use crate::broker::signal::{Latch, Signal};
+
+/// Bytes read per step when rebuilding producer state.
+const PRODUCER_LOAD_READ_BYTES: usize = 1 << 20;
 
 /// A partition owned by this shard.
 pub struct Partition {
@@ -25,6 +32,11 @@ pub struct Partition {
     pub log: PartitionLog,
     /// Notified whenever the high watermark may have moved.
     arrived: Signal,
+    /// Idempotent producers' sequences, rebuilt from the log's last segments on
+    /// first use (`producers_loaded`).
+    producers: RefCell<ProducerState>,
+    producers_loaded: Latch,
+    producers_loading: Cell<bool>,
 }
 
 impl Partition {
@@ -34,6 +46,9 @@ impl Partition {
             partition,
             log,
             arrived: Signal::default(),
+            producers: RefCell::new(ProducerState::default()),
+            producers_loaded: Latch::default(),
+            producers_loading: Cell::new(false),
         }
     }
 
@@ -75,6 +90,47 @@ impl Partition {
         for b in &batches {
             b.validate(max).map_err(|e| batch_error(&e))?;
         }
+        let idempotent = batches.iter().any(|b| b.producer_id() >= 0);
+        if idempotent {
+            if batches.len() > 1 {
+                // Kafka clients send one batch per partition per request; several
+                // would need all-or-nothing sequence checks.
+                return Err(PartitionError::new(
+                    ErrorCode::INVALID_REQUEST,
+                    "one batch per partition per request for idempotent producers",
+                ));
+            }
+            self.load_producers().await?;
+            // The verdict and the append's place in line are taken with no await
+            // between them, so sequences are checked in arrival order.
+            let b = &batches[0];
+            let (pid, epoch, first) = (b.producer_id(), b.producer_epoch(), b.base_sequence());
+            let last = last_sequence(first, b.last_offset_delta());
+            match self.producers.borrow_mut().check(pid, epoch, first, last) {
+                Verdict::Append => {}
+                Verdict::Duplicate(Some(offset)) => {
+                    return Ok((offset, self.log.log_start_offset().0))
+                }
+                Verdict::Duplicate(None) => {
+                    return Err(PartitionError::new(
+                        ErrorCode::DUPLICATE_SEQUENCE_NUMBER,
+                        format!("producer {pid} batch {first}..={last} is being appended"),
+                    ))
+                }
+                Verdict::Reject(code, message) => return Err(PartitionError::new(code, message)),
+            }
+            let infos = self
+                .log
+                .append_all_committed(batches.into_iter().map(RecordBatch::into_bytes).collect())
+                .await
+                .map_err(|e| storage_error(&e))?;
+            let base = infos.first().map_or(-1, |i| i.base_offset.0);
+            self.producers
+                .borrow_mut()
+                .appended(pid, epoch, first, base);
+            self.arrived.notify();
+            return Ok((base, self.log.log_start_offset().0));
+        }
         let infos = self
             .log
             .append_all_committed(batches.into_iter().map(RecordBatch::into_bytes).collect())
@@ -83,6 +139,60 @@ impl Partition {
         let base = infos.first().map(|i| i.base_offset.0);
         self.arrived.notify();
         Ok((base.unwrap_or(-1), self.log.log_start_offset().0))
+    }
+
+    /// Rebuilds the idempotent producers' state from the last two segments (a retry
+    /// only ever repeats one of a producer's last five batches), once.
+    async fn load_producers(&self) -> Result<(), PartitionError> {
+        if self.producers_loaded.is_set() {
+            return Ok(());
+        }
+        if self.producers_loading.replace(true) {
+            self.producers_loaded.wait().await;
+            return Ok(());
+        }
+        let bases = self.log.segment_bases();
+        let from = bases
+            .len()
+            .checked_sub(2)
+            .and_then(|i| bases.get(i))
+            .or(bases.first())
+            .map_or(self.log.log_start_offset().0, |o| o.0);
+        let mut state = ProducerState::default();
+        let mut at = from.max(self.log.log_start_offset().0);
+        let end = self.log.log_end_offset().0;
+        while at < end {
+            let chunks = match self.log.read(Offset(at), PRODUCER_LOAD_READ_BYTES).await {
+                Ok(c) => c,
+                Err(e) => {
+                    // The log cannot be read, so appends fail too; let waiters go on
+                    // to see that error rather than wait forever.
+                    self.producers_loaded.set();
+                    return Err(storage_error(&e));
+                }
+            };
+            if chunks.is_empty() {
+                break;
+            }
+            for chunk in chunks {
+                for b in split_batches(chunk).filter_map(Result::ok) {
+                    let first = b.base_sequence();
+                    state.load(
+                        b.producer_id(),
+                        b.producer_epoch(),
+                        first,
+                        last_sequence(first, b.last_offset_delta()),
+                        b.base_offset(),
+                    );
+                    at = b.last_offset() + 1;
+                }
+            }
+        }
+        // Batches appended while loading are in the log and were read, or came
+        // after `end` and are checked against the loaded state from now on.
+        *self.producers.borrow_mut() = state;
+        self.producers_loaded.set();
+        Ok(())
     }
 
     /// Whole batches from `offset`, cut at the high watermark.

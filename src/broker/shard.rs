@@ -43,6 +43,8 @@ pub struct Shard {
     pub background: TaskQueueHandle,
     /// The consumer groups this shard coordinates.
     pub groups: GroupCoordinator,
+    /// The last producer id this shard handed out (InitProducerId).
+    last_producer_id: Cell<i64>,
 }
 
 impl Shard {
@@ -67,6 +69,7 @@ impl Shard {
             inflight_done: Signal::default(),
             background,
             groups: GroupCoordinator::new(limits),
+            last_producer_id: Cell::new(0),
         }
     }
 
@@ -119,6 +122,29 @@ impl Shard {
             .send(Peer::Shard(owner), msg)
             .await
             .map_err(|e| PartitionError::new(ErrorCode::NOT_LEADER_OR_FOLLOWER, e.to_string()))
+    }
+
+    /// A producer id no other producer of this broker has had, across restarts:
+    /// `unix_ms << 20 | shard << 12 | n`, increasing on each shard (ids handed out
+    /// within one millisecond take the next numbers, and borrow from the next
+    /// millisecond when 4,096 are not enough).
+    pub fn new_producer_id(&self) -> i64 {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let shard = i64::from(self.id.0 & 0xff);
+        let floor = (now_ms << 20) | (shard << 12);
+        let last = self.last_producer_id.get();
+        let id = if floor > last {
+            floor
+        } else if last & 0xfff == 0xfff {
+            // This millisecond's numbers are used up: the next one's first.
+            (((last >> 20) + 1) << 20) | (shard << 12)
+        } else {
+            last + 1
+        };
+        self.last_producer_id.set(id);
+        id
     }
 
     /// A partition this shard owns, open.

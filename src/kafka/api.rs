@@ -4,8 +4,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, ResponseHeader, SyncGroupRequest,
+    HeartbeatRequest, InitProducerIdRequest, InitProducerIdResponse, JoinGroupRequest,
+    LeaveGroupRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetFetchRequest, ProduceRequest, ProducerId, ResponseHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use ringlog_schema::wire::ErrorCode;
@@ -27,6 +28,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::LeaveGroup, 0, 4),
     (ApiKey::OffsetCommit, 2, 8),
     (ApiKey::OffsetFetch, 1, 7),
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 /// Kafka's error codes.
@@ -167,6 +169,11 @@ pub async fn dispatch(
             let resp = list_offsets::handle(shard, req).await;
             encode_response(api, version, correlation_id, &resp)?
         }
+        ApiKey::InitProducerId => {
+            let req: InitProducerIdRequest = decode(api, version, &mut body)?;
+            let resp = init_producer_id(shard, &req);
+            encode_response(api, version, correlation_id, &resp)?
+        }
         ApiKey::FindCoordinator => {
             let req: FindCoordinatorRequest = decode(api, version, &mut body)?;
             let resp = groups::find_coordinator(shard, req, version).await;
@@ -211,4 +218,23 @@ pub async fn dispatch(
         }
     };
     Ok(Some(frame))
+}
+
+/// InitProducerId for idempotent producers: a new producer id at epoch 0, or, when
+/// the producer gives its id and epoch back (v3+, after an error), the next epoch.
+/// Transactions are not served (an empty transactional id counts as none).
+fn init_producer_id(shard: &Shard, req: &InitProducerIdRequest) -> InitProducerIdResponse {
+    let mut resp = InitProducerIdResponse::default();
+    if req.transactional_id.as_ref().is_some_and(|t| !t.is_empty()) {
+        resp.error_code = codes::COORDINATOR_NOT_AVAILABLE;
+        return resp;
+    }
+    let (id, epoch) = if req.producer_id.0 >= 0 && (0..i16::MAX - 1).contains(&req.producer_epoch) {
+        (req.producer_id.0, req.producer_epoch + 1)
+    } else {
+        (shard.new_producer_id(), 0)
+    };
+    resp.producer_id = ProducerId(id);
+    resp.producer_epoch = epoch;
+    resp
 }

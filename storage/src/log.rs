@@ -314,6 +314,15 @@ impl PartitionLog {
     pub fn durable_offset(&self) -> Offset {
         Offset(self.state.borrow().durable_offset)
     }
+    /// Base offsets of the segments, oldest first; the last is the active one.
+    pub fn segment_bases(&self) -> Vec<Offset> {
+        self.state
+            .borrow()
+            .segments
+            .keys()
+            .map(|b| Offset(*b))
+            .collect()
+    }
     /// Number of segments, the active one included.
     pub fn segment_count(&self) -> usize {
         self.state.borrow().segments.len()

@@ -16,7 +16,7 @@ pub const ENUM_MIN_ERROR_CODE: i16 = -1;
 pub const ENUM_MAX_ERROR_CODE: i16 = 1002;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 38] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 41] = [
   ErrorCode::UNKNOWN_SERVER_ERROR,
   ErrorCode::NONE,
   ErrorCode::OFFSET_OUT_OF_RANGE,
@@ -47,6 +47,9 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 38] = [
   ErrorCode::INVALID_CONFIG,
   ErrorCode::INVALID_REQUEST,
   ErrorCode::POLICY_VIOLATION,
+  ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER,
+  ErrorCode::DUPLICATE_SEQUENCE_NUMBER,
+  ErrorCode::INVALID_PRODUCER_EPOCH,
   ErrorCode::KAFKA_STORAGE_ERROR,
   ErrorCode::NON_EMPTY_GROUP,
   ErrorCode::GROUP_ID_NOT_FOUND,
@@ -93,6 +96,9 @@ impl ErrorCode {
   pub const INVALID_CONFIG: Self = Self(40);
   pub const INVALID_REQUEST: Self = Self(42);
   pub const POLICY_VIOLATION: Self = Self(44);
+  pub const OUT_OF_ORDER_SEQUENCE_NUMBER: Self = Self(45);
+  pub const DUPLICATE_SEQUENCE_NUMBER: Self = Self(46);
+  pub const INVALID_PRODUCER_EPOCH: Self = Self(47);
   pub const KAFKA_STORAGE_ERROR: Self = Self(56);
   pub const NON_EMPTY_GROUP: Self = Self(68);
   pub const GROUP_ID_NOT_FOUND: Self = Self(69);
@@ -138,6 +144,9 @@ impl ErrorCode {
     Self::INVALID_CONFIG,
     Self::INVALID_REQUEST,
     Self::POLICY_VIOLATION,
+    Self::OUT_OF_ORDER_SEQUENCE_NUMBER,
+    Self::DUPLICATE_SEQUENCE_NUMBER,
+    Self::INVALID_PRODUCER_EPOCH,
     Self::KAFKA_STORAGE_ERROR,
     Self::NON_EMPTY_GROUP,
     Self::GROUP_ID_NOT_FOUND,
@@ -180,6 +189,9 @@ impl ErrorCode {
       Self::INVALID_CONFIG => Some("INVALID_CONFIG"),
       Self::INVALID_REQUEST => Some("INVALID_REQUEST"),
       Self::POLICY_VIOLATION => Some("POLICY_VIOLATION"),
+      Self::OUT_OF_ORDER_SEQUENCE_NUMBER => Some("OUT_OF_ORDER_SEQUENCE_NUMBER"),
+      Self::DUPLICATE_SEQUENCE_NUMBER => Some("DUPLICATE_SEQUENCE_NUMBER"),
+      Self::INVALID_PRODUCER_EPOCH => Some("INVALID_PRODUCER_EPOCH"),
       Self::KAFKA_STORAGE_ERROR => Some("KAFKA_STORAGE_ERROR"),
       Self::NON_EMPTY_GROUP => Some("NON_EMPTY_GROUP"),
       Self::GROUP_ID_NOT_FOUND => Some("GROUP_ID_NOT_FOUND"),
