@@ -3,16 +3,17 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FindCoordinatorRequest,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, DeleteTopicsRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
     HeartbeatRequest, InitProducerIdRequest, InitProducerIdResponse, JoinGroupRequest,
-    LeaveGroupRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetFetchRequest, ProduceRequest, ProducerId, ResponseHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use ringlog_schema::wire::ErrorCode;
 
 use crate::broker::shard::Shard;
-use crate::kafka::{fetch, groups, list_offsets, metadata, produce};
+use crate::kafka::{admin, fetch, groups, list_offsets, metadata, produce};
 
 /// Every API served, with the versions (inclusive) ApiVersions advertises.
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
@@ -29,6 +30,11 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetCommit, 2, 8),
     (ApiKey::OffsetFetch, 1, 7),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
 ];
 
 /// Kafka's error codes.
@@ -43,6 +49,7 @@ pub mod codes {
     pub const INVALID_REQUIRED_ACKS: i16 = 21;
     pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
     pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const INVALID_REQUEST: i16 = 42;
 }
 
 /// The supported version range of `key`, if it is served.
@@ -167,6 +174,31 @@ pub async fn dispatch(
         ApiKey::ListOffsets => {
             let req: ListOffsetsRequest = decode(api, version, &mut body)?;
             let resp = list_offsets::handle(shard, req).await;
+            encode_response(api, version, correlation_id, &resp)?
+        }
+        ApiKey::ListGroups => {
+            let req: ListGroupsRequest = decode(api, version, &mut body)?;
+            let resp = groups::list(shard, req, version).await;
+            encode_response(api, version, correlation_id, &resp)?
+        }
+        ApiKey::DescribeGroups => {
+            let req: DescribeGroupsRequest = decode(api, version, &mut body)?;
+            let resp = groups::describe(shard, req).await;
+            encode_response(api, version, correlation_id, &resp)?
+        }
+        ApiKey::CreateTopics => {
+            let req: CreateTopicsRequest = decode(api, version, &mut body)?;
+            let resp = admin::create_topics(shard, req, version).await;
+            encode_response(api, version, correlation_id, &resp)?
+        }
+        ApiKey::DeleteTopics => {
+            let req: DeleteTopicsRequest = decode(api, version, &mut body)?;
+            let resp = admin::delete_topics(shard, req, version).await;
+            encode_response(api, version, correlation_id, &resp)?
+        }
+        ApiKey::DescribeConfigs => {
+            let req: DescribeConfigsRequest = decode(api, version, &mut body)?;
+            let resp = admin::describe_configs(shard, req);
             encode_response(api, version, correlation_id, &resp)?
         }
         ApiKey::InitProducerId => {

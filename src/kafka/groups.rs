@@ -5,9 +5,11 @@
 //! the assignment, whose partitions are decoded here for `describe`.
 
 use bytes::{Buf, Bytes};
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -15,17 +17,19 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponsePartition, OffsetFetchResponseTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId, ConsumerProtocolAssignment, ConsumerProtocolSubscription, FindCoordinatorRequest,
-    FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
-    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, OffsetCommitRequest,
+    BrokerId, ConsumerProtocolAssignment, ConsumerProtocolSubscription, DescribeGroupsRequest,
+    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
     OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
     SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use ringlog_schema::wire::{
-    BodyT, FindCoordinatorRequestT, GroupProtocolT, HeartbeatRequestT, JoinGroupRequestT,
-    LeaveGroupRequestT, MemberAssignmentEntryT, OffsetCommitPartitionT, OffsetCommitRequestT,
-    OffsetFetchRequestT, SyncGroupRequestT, TopicAssignmentT, TopicPartitionT,
+    BodyT, DescribeGroupsRequestT, FindCoordinatorRequestT, GroupProtocolT, HeartbeatRequestT,
+    JoinGroupRequestT, LeaveGroupRequestT, MemberAssignmentEntryT, OffsetCommitPartitionT,
+    OffsetCommitRequestT, OffsetFetchRequestT, SyncGroupRequestT, TopicAssignmentT,
+    TopicPartitionT,
 };
 
 use crate::broker::handlers::groups;
@@ -373,6 +377,74 @@ pub async fn fetch_offsets(
             if version >= 2 {
                 resp.error_code = codes::UNKNOWN_SERVER_ERROR;
             }
+        }
+    }
+    resp
+}
+
+pub async fn list(shard: &Shard, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+    let body = call(shard, BodyT::ListGroupsRequest(Box::default())).await;
+    let mut resp = ListGroupsResponse::default();
+    match body {
+        BodyT::ListGroupsResponse(r) => {
+            resp.error_code = kafka_code(r.error);
+            for g in r.groups.unwrap_or_default() {
+                let state = g.state.unwrap_or_default();
+                if version >= 4
+                    && !req.states_filter.is_empty()
+                    && !req.states_filter.iter().any(|f| f.as_str() == state)
+                {
+                    continue;
+                }
+                let mut l = ListedGroup::default();
+                l.group_id = GroupId(s(g.group));
+                l.protocol_type = s(g.protocol_type.unwrap_or_else(|| "consumer".into()));
+                if version >= 4 {
+                    l.group_state = s(state);
+                }
+                resp.groups.push(l);
+            }
+        }
+        _ => resp.error_code = codes::UNKNOWN_SERVER_ERROR,
+    }
+    resp
+}
+
+pub async fn describe(shard: &Shard, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let body = call(
+        shard,
+        BodyT::DescribeGroupsRequest(Box::new(DescribeGroupsRequestT {
+            groups: Some(req.groups.iter().map(|g| g.to_string()).collect()),
+        })),
+    )
+    .await;
+    let mut resp = DescribeGroupsResponse::default();
+    if let BodyT::DescribeGroupsResponse(r) = body {
+        for d in r.groups.unwrap_or_default() {
+            let mut g = DescribedGroup::default();
+            g.group_id = GroupId(s(d.group));
+            // Kafka describes an unknown group as Dead, without an error.
+            g.error_code = if d.error.0 == ringlog_schema::wire::ErrorCode::GROUP_ID_NOT_FOUND.0 {
+                codes::NONE
+            } else {
+                kafka_code(d.error)
+            };
+            g.group_state = s(d.state.unwrap_or_else(|| "Dead".into()));
+            g.protocol_type = s(d.protocol_type.unwrap_or_default());
+            g.protocol_data = s(d.protocol.unwrap_or_default());
+            g.members = d
+                .members
+                .unwrap_or_default()
+                .into_iter()
+                .map(|m| {
+                    let mut out = DescribedGroupMember::default();
+                    out.member_id = s(m.member_id);
+                    out.client_id = s(m.client_id.unwrap_or_default());
+                    out.client_host = s(m.client_host.unwrap_or_default());
+                    out
+                })
+                .collect();
+            resp.groups.push(g);
         }
     }
     resp

@@ -10,6 +10,7 @@
 //! - `api`: the versions served (ApiVersions), dispatch, response encoding, errors;
 //! - one module per API.
 
+mod admin;
 mod api;
 pub mod connection;
 mod fetch;

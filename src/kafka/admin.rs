@@ -1,0 +1,234 @@
+//! Kafka's admin APIs on the native ones: CreateTopics and DeleteTopics go to the
+//! coordination executor (which alone changes metadata); DescribeConfigs reports a
+//! topic's effective configs (its own over the broker's) and a few broker ones.
+
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::{
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use ringlog_schema::wire::{
+    BodyT, ConfigEntryT, CreateTopicsRequestT, DeleteTopicsRequestT, NewTopicT, TopicResultT,
+};
+
+use crate::broker::handlers::topics;
+use crate::broker::shard::Shard;
+use crate::config::{topic_log_config, TOPIC_KEYS};
+use crate::kafka::api::{codes, kafka_code};
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+/// DescribeConfigs sources.
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+fn s(x: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(x.into())
+}
+
+/// The native results, in request order, or one refusal for every name.
+fn results(body: BodyT, names: &[String]) -> Vec<(String, i16, Option<String>)> {
+    let native: Option<Vec<TopicResultT>> = match body {
+        BodyT::CreateTopicsResponse(r) => r.results,
+        BodyT::DeleteTopicsResponse(r) => r.results,
+        BodyT::ErrorResponse(e) => {
+            let code = kafka_code(e.error);
+            return names
+                .iter()
+                .map(|n| (n.clone(), code, e.message.clone()))
+                .collect();
+        }
+        _ => None,
+    };
+    match native {
+        Some(rs) => rs
+            .into_iter()
+            .map(|r| (r.name, kafka_code(r.error), r.message))
+            .collect(),
+        None => names
+            .iter()
+            .map(|n| (n.clone(), codes::UNKNOWN_SERVER_ERROR, None))
+            .collect(),
+    }
+}
+
+pub async fn create_topics(
+    shard: &Shard,
+    req: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    let names: Vec<String> = req.topics.iter().map(|t| t.name.to_string()).collect();
+    let native = CreateTopicsRequestT {
+        topics: Some(
+            req.topics
+                .iter()
+                .map(|t| NewTopicT {
+                    name: t.name.to_string(),
+                    partitions: t.num_partitions,
+                    replication_factor: t.replication_factor,
+                    configs: Some(
+                        t.configs
+                            .iter()
+                            .filter_map(|c| {
+                                c.value.as_ref().map(|v| ConfigEntryT {
+                                    key: c.name.to_string(),
+                                    value: v.to_string(),
+                                })
+                            })
+                            .collect(),
+                    ),
+                })
+                .collect(),
+        ),
+        timeout_ms: u32::try_from(req.timeout_ms).unwrap_or(30_000),
+        validate_only: req.validate_only,
+    };
+    let body = topics::create(shard, native).await;
+    let mut resp = CreateTopicsResponse::default();
+    for (name, code, message) in results(body, &names) {
+        let mut r = CreatableTopicResult::default();
+        r.name = TopicName(s(name.clone()));
+        r.error_code = code;
+        if version >= 1 {
+            r.error_message = message.map(s);
+        }
+        if version >= 5 && code == codes::NONE {
+            if let Some(t) = shard.metadata.borrow().topics.get(&name) {
+                r.num_partitions = t.partitions.len() as i32;
+                r.replication_factor = t.partitions.first().map_or(-1, |p| p.replicas.len() as i16);
+            }
+        }
+        resp.topics.push(r);
+    }
+    resp
+}
+
+pub async fn delete_topics(
+    shard: &Shard,
+    req: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
+    let names: Vec<String> = if version >= 6 {
+        req.topics
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+            .collect()
+    } else {
+        req.topic_names.iter().map(|n| n.to_string()).collect()
+    };
+    let body = topics::delete(
+        shard,
+        DeleteTopicsRequestT {
+            names: Some(names.clone()),
+            timeout_ms: u32::try_from(req.timeout_ms).unwrap_or(30_000),
+        },
+    )
+    .await;
+    let mut resp = DeleteTopicsResponse::default();
+    for (name, code, message) in results(body, &names) {
+        let mut r = DeletableTopicResult::default();
+        r.name = Some(TopicName(s(name)));
+        r.error_code = code;
+        if version >= 5 {
+            r.error_message = message.map(s);
+        }
+        resp.responses.push(r);
+    }
+    resp
+}
+
+pub fn describe_configs(shard: &Shard, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let mut resp = DescribeConfigsResponse::default();
+    for res in req.resources {
+        let mut out = DescribeConfigsResult::default();
+        out.resource_type = res.resource_type;
+        out.resource_name = res.resource_name.clone();
+        let wanted = |key: &str| {
+            res.configuration_keys
+                .as_ref()
+                .is_none_or(|keys| keys.iter().any(|k| k.as_str() == key))
+        };
+        let entry = |name: &str, value: String, source: i8| {
+            let mut c = DescribeConfigsResourceResult::default();
+            c.name = s(name);
+            c.value = Some(s(value));
+            c.config_source = source;
+            c
+        };
+        match res.resource_type {
+            RESOURCE_TOPIC => {
+                let md = shard.metadata.borrow();
+                match md.topics.get(res.resource_name.as_str()) {
+                    None => {
+                        out.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
+                        out.error_message = Some(s("unknown topic"));
+                    }
+                    Some(t) => match topic_log_config(&shard.config.log, &t.configs) {
+                        Err(e) => {
+                            out.error_code = codes::UNKNOWN_SERVER_ERROR;
+                            out.error_message = Some(s(e));
+                        }
+                        Ok(log) => {
+                            for key in TOPIC_KEYS.iter().filter(|k| wanted(k)) {
+                                let value = match *key {
+                                    "retention.ms" => {
+                                        log.retention_ms.map_or(-1, |v| v as i64).to_string()
+                                    }
+                                    "retention.bytes" => {
+                                        log.retention_bytes.map_or(-1, |v| v as i64).to_string()
+                                    }
+                                    "segment.bytes" => log.segment_bytes.to_string(),
+                                    "segment.ms" => {
+                                        log.segment_ms.map_or(-1, |v| v as i64).to_string()
+                                    }
+                                    "max.message.bytes" => log.max_batch_bytes.to_string(),
+                                    "index.interval.bytes" => log.index_interval_bytes.to_string(),
+                                    _ => "delete".to_string(),
+                                };
+                                let source = if t.configs.contains_key(*key) {
+                                    SOURCE_TOPIC
+                                } else {
+                                    SOURCE_DEFAULT
+                                };
+                                out.configs.push(entry(key, value, source));
+                            }
+                        }
+                    },
+                }
+            }
+            RESOURCE_BROKER => {
+                let c = &shard.config;
+                for (key, value) in [
+                    ("broker.id", c.broker_id.to_string()),
+                    ("num.partitions", c.num_partitions.to_string()),
+                    (
+                        "default.replication.factor",
+                        c.default_replication_factor.to_string(),
+                    ),
+                    (
+                        "auto.create.topics.enable",
+                        c.auto_create_topics.to_string(),
+                    ),
+                    ("message.max.bytes", c.log.max_batch_bytes.to_string()),
+                    ("log.segment.bytes", c.log.segment_bytes.to_string()),
+                ] {
+                    if wanted(key) {
+                        out.configs.push(entry(key, value, SOURCE_STATIC_BROKER));
+                    }
+                }
+            }
+            _ => {
+                out.error_code = codes::INVALID_REQUEST;
+                out.error_message = Some(s("only topic and broker configs are described"));
+            }
+        }
+        resp.results.push(out);
+    }
+    resp
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""confluent-kafka (librdkafka) against ringlog's Kafka listener, driven by
+tests/kafka_confluent.rs. Prints "OK <figures>" or fails with a message.
+
+kafka_confluent_client.py ADDR
+
+- AdminClient creates a 6-partition topic, describes it, and at the end deletes it;
+- three idempotent, acks=all producers (compression none, lz4, zstd) send 2,000
+  keyed records each;
+- three consumers of one group read it; one leaves midway (a rebalance), the other
+  two finish; every record must be seen, each producer's records in order within a
+  partition (a record may come twice around the rebalance: at least once).
+"""
+import sys
+import threading
+import time
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+ADDR = sys.argv[1]
+TOPIC = "cf"
+PER_PRODUCER = 2000
+CODECS = ["none", "lz4", "zstd"]
+TOTAL = PER_PRODUCER * len(CODECS)
+
+
+def fail(msg):
+    print("FAIL", msg)
+    sys.exit(1)
+
+
+admin = AdminClient({"bootstrap.servers": ADDR})
+for _, f in admin.create_topics([NewTopic(TOPIC, num_partitions=6, replication_factor=1)]).items():
+    f.result(timeout=30)
+md = admin.list_topics(topic=TOPIC, timeout=30)
+if len(md.topics[TOPIC].partitions) != 6:
+    fail("describe: %s" % md.topics[TOPIC].partitions)
+for _, f in admin.describe_configs([ConfigResource("topic", TOPIC)]).items():
+    configs = f.result(timeout=30)
+    if "retention.ms" not in configs:
+        fail("describe_configs: %s" % sorted(configs))
+
+for codec in CODECS:
+    errors = []
+    p = Producer({"bootstrap.servers": ADDR, "enable.idempotence": True, "acks": "all",
+                  "compression.type": codec, "linger.ms": 5})
+    for i in range(PER_PRODUCER):
+        p.produce(TOPIC, key="k%d" % (i % 97), value="%s-%d" % (codec, i),
+                  on_delivery=lambda err, msg: errors.append(err) if err else None)
+    if p.flush(30) != 0 or errors:
+        fail("produce %s: %d errors, first %s" % (codec, len(errors), errors[:1]))
+
+lock = threading.Lock()
+seen = {}            # value -> times
+order_ok = [True]
+stop = threading.Event()
+
+
+def member(name, leave_after):
+    c = Consumer({"bootstrap.servers": ADDR, "group.id": "cfg", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": True, "auto.commit.interval.ms": 500,
+                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+    c.subscribe([TOPIC])
+    last = {}        # (partition, codec) -> last index seen
+    got = 0
+    deadline = time.time() + 60
+    while not stop.is_set() and time.time() < deadline:
+        m = c.poll(0.2)
+        if m is None:
+            continue
+        if m.error():
+            fail("%s: %s" % (name, m.error()))
+        codec, i = m.value().decode().rsplit("-", 1)
+        i = int(i)
+        key = (m.partition(), codec)
+        # Order within a partition: never backwards, except a restart of the
+        # partition after a rebalance (records since the last commit come again).
+        if key in last and i <= last[key]:
+            with lock:
+                seen_before = seen.get(m.value().decode(), 0) > 0
+            if not seen_before:
+                order_ok[0] = False
+        last[key] = i
+        with lock:
+            seen[m.value().decode()] = seen.get(m.value().decode(), 0) + 1
+            if len(seen) >= TOTAL:
+                stop.set()
+        got += 1
+        if leave_after and got >= leave_after:
+            break
+    c.close()  # commits and leaves the group
+
+
+threads = [threading.Thread(target=member, args=("m%d" % i, 500 if i == 0 else None)) for i in range(3)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+expected = {"%s-%d" % (c, i) for c in CODECS for i in range(PER_PRODUCER)}
+missing = expected - set(seen)
+if missing:
+    fail("%d records never consumed, e.g. %s" % (len(missing), sorted(missing)[:3]))
+if not order_ok[0]:
+    fail("a producer's records went backwards within a partition")
+duplicates = sum(n - 1 for n in seen.values())
+
+for _, f in admin.delete_topics([TOPIC]).items():
+    f.result(timeout=30)
+if TOPIC in admin.list_topics(timeout=30).topics:
+    fail("topic still listed after delete")
+print("OK consumed=%d duplicates=%d" % (len(seen), duplicates))
