@@ -6,18 +6,16 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+use common::kafka::Conn;
 use common::*;
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
-    RequestHeader, ResponseHeader, TopicName,
+    TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -25,50 +23,12 @@ use kafka_protocol::records::{
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 
-struct Conn {
-    stream: TcpStream,
-    next_id: i32,
+trait Producing {
+    fn init_producer(&mut self) -> (i64, i16);
+    fn produce(&mut self, topic: &str, pid: i64, epoch: i16, seq: i32, n: usize) -> (i16, i64);
 }
 
-impl Conn {
-    fn new(addr: &str) -> Self {
-        Self {
-            stream: TcpStream::connect(addr).unwrap(),
-            next_id: 1,
-        }
-    }
-
-    /// Sends a request and returns the decoded response.
-    fn call<Req: Encodable + HeaderVersion, Resp: Decodable + HeaderVersion>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        req: &Req,
-    ) -> Resp {
-        let mut header = RequestHeader::default();
-        header.request_api_key = key as i16;
-        header.request_api_version = version;
-        header.correlation_id = self.next_id;
-        header.client_id = Some(StrBytes::from_static_str("test"));
-        self.next_id += 1;
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, Req::header_version(version))
-            .unwrap();
-        req.encode(&mut body, version).unwrap();
-        let mut frame = BytesMut::new();
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
-        self.stream.write_all(&frame).unwrap();
-        let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size).unwrap();
-        let mut resp = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.stream.read_exact(&mut resp).unwrap();
-        let mut resp = Bytes::from(resp);
-        ResponseHeader::decode(&mut resp, Resp::header_version(version)).unwrap();
-        Resp::decode(&mut resp, version).unwrap()
-    }
-
+impl Producing for Conn {
     fn init_producer(&mut self) -> (i64, i16) {
         let mut req = InitProducerIdRequest::default();
         req.transactional_id = None; // idempotent, not transactional

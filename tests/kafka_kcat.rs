@@ -287,3 +287,61 @@ fn a_kcat_group_consumer_commits_to_the_same_coordinator_the_native_tools_read()
         .sum();
     assert_eq!(committed, 30, "{described}");
 }
+
+#[test]
+fn offset_fetch_v8_answers_several_groups_at_once() {
+    use common::kafka::Conn;
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+    use kafka_protocol::messages::{ApiKey, GroupId, OffsetFetchRequest, OffsetFetchResponse};
+    use kafka_protocol::protocol::StrBytes;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"), 2, &[]);
+    ok(&broker.cli(&[
+        "topic",
+        "create",
+        "of",
+        "--partitions",
+        "2",
+        "--replication-factor",
+        "1",
+    ]));
+    let lines: String = (0..10).map(|i| format!("r{i}\n")).collect();
+    ok(&broker.cli_input(&["produce", "--topic", "of"], lines.as_bytes()));
+    for (group, offset) in [("a", "3"), ("b", "5")] {
+        ok(&broker.cli(&[
+            "group",
+            "reset-offsets",
+            group,
+            "--topic",
+            "of",
+            "--to-offset",
+            offset,
+            "--execute",
+        ]));
+    }
+    let mut req = OffsetFetchRequest::default();
+    req.groups = ["a", "b", "nobody"]
+        .iter()
+        .map(|g| {
+            let mut rg = OffsetFetchRequestGroup::default();
+            rg.group_id = GroupId(StrBytes::from_static_str(g));
+            rg.topics = None; // everything the group committed
+            rg
+        })
+        .collect();
+    let mut c = Conn::new(&broker.kafka_addr);
+    let resp: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 8, &req);
+    let committed = |i: usize| -> Vec<i64> {
+        resp.groups[i]
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.committed_offset))
+            .collect()
+    };
+    assert_eq!(resp.groups.len(), 3);
+    assert_eq!(committed(0), vec![3, 3]);
+    assert_eq!(committed(1), vec![5, 5]);
+    assert!(committed(2).is_empty());
+    assert!(resp.groups.iter().all(|g| g.error_code == 0));
+}

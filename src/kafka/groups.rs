@@ -14,7 +14,8 @@ use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::offset_fetch_response::{
-    OffsetFetchResponsePartition, OffsetFetchResponseTopic,
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{
     BrokerId, ConsumerProtocolAssignment, ConsumerProtocolSubscription, DescribeGroupsRequest,
@@ -325,57 +326,114 @@ pub async fn commit(shard: &Shard, req: OffsetCommitRequest) -> OffsetCommitResp
     resp
 }
 
+/// One group's committed offsets: a group-level error code, and per (topic,
+/// partition) the offset (-1: none) and metadata.
+async fn committed(
+    shard: &Shard,
+    group: String,
+    asked: Option<Vec<TopicPartitionT>>,
+) -> (i16, Vec<(String, i32, i64, String)>) {
+    let body = call(
+        shard,
+        BodyT::OffsetFetchRequest(Box::new(OffsetFetchRequestT {
+            group,
+            partitions: asked,
+        })),
+    )
+    .await;
+    match body {
+        BodyT::OffsetFetchResponse(r) => (
+            kafka_code(r.error),
+            r.offsets
+                .unwrap_or_default()
+                .into_iter()
+                .map(|o| {
+                    (
+                        o.topic,
+                        o.partition,
+                        o.offset,
+                        o.metadata.unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        ),
+        _ => (codes::UNKNOWN_SERVER_ERROR, Vec::new()),
+    }
+}
+
+fn asked_partitions<'a>(
+    topics: impl Iterator<Item = (&'a StrBytes, &'a Vec<i32>)>,
+) -> Vec<TopicPartitionT> {
+    topics
+        .flat_map(|(name, ps)| {
+            ps.iter().map(|p| TopicPartitionT {
+                topic: name.to_string(),
+                partition: *p,
+            })
+        })
+        .collect()
+}
+
 pub async fn fetch_offsets(
     shard: &Shard,
     req: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
-    let asked: Option<Vec<TopicPartitionT>> = req.topics.as_ref().map(|ts| {
-        ts.iter()
-            .flat_map(|t| {
-                t.partition_indexes.iter().map(|p| TopicPartitionT {
-                    topic: t.name.to_string(),
-                    partition: *p,
-                })
-            })
-            .collect()
-    });
-    let body = call(
-        shard,
-        BodyT::OffsetFetchRequest(Box::new(OffsetFetchRequestT {
-            group: req.group_id.to_string(),
-            partitions: asked,
-        })),
-    )
-    .await;
     let mut resp = OffsetFetchResponse::default();
-    match body {
-        BodyT::OffsetFetchResponse(r) => {
-            if r.error.0 != 0 && version >= 2 {
-                resp.error_code = kafka_code(r.error);
-            }
-            for o in r.offsets.unwrap_or_default() {
-                let mut p = OffsetFetchResponsePartition::default();
-                p.partition_index = o.partition;
-                p.committed_offset = o.offset;
-                p.metadata = Some(s(o.metadata.unwrap_or_default()));
-                if r.error.0 != 0 && version < 2 {
-                    p.error_code = kafka_code(r.error);
-                }
-                match resp.topics.iter_mut().find(|t| t.name.as_str() == o.topic) {
+    if version >= 8 {
+        // Several groups per request.
+        for g in &req.groups {
+            let asked = g
+                .topics
+                .as_ref()
+                .map(|ts| asked_partitions(ts.iter().map(|t| (&t.name.0, &t.partition_indexes))));
+            let (error, offsets) = committed(shard, g.group_id.to_string(), asked).await;
+            let mut out = OffsetFetchResponseGroup::default();
+            out.group_id = g.group_id.clone();
+            out.error_code = error;
+            for (topic, partition, offset, metadata) in offsets {
+                let mut p = OffsetFetchResponsePartitions::default();
+                p.partition_index = partition;
+                p.committed_offset = offset;
+                p.metadata = Some(s(metadata));
+                match out.topics.iter_mut().find(|t| t.name.as_str() == topic) {
                     Some(t) => t.partitions.push(p),
                     None => {
-                        let mut t = OffsetFetchResponseTopic::default();
-                        t.name = TopicName(s(o.topic));
+                        let mut t = OffsetFetchResponseTopics::default();
+                        t.name = TopicName(s(topic));
                         t.partitions.push(p);
-                        resp.topics.push(t);
+                        out.topics.push(t);
                     }
                 }
             }
+            resp.groups.push(out);
         }
-        _ => {
-            if version >= 2 {
-                resp.error_code = codes::UNKNOWN_SERVER_ERROR;
+        return resp;
+    }
+    let asked = req
+        .topics
+        .as_ref()
+        .map(|ts| asked_partitions(ts.iter().map(|t| (&t.name.0, &t.partition_indexes))));
+    let (error, offsets) = committed(shard, req.group_id.to_string(), asked).await;
+    // Before v2 there is no group-level error: each partition carries it.
+    if version >= 2 {
+        resp.error_code = error;
+    }
+    for (topic, partition, offset, metadata) in offsets {
+        let mut p = OffsetFetchResponsePartition::default();
+        p.partition_index = partition;
+        p.committed_offset = offset;
+        p.metadata = Some(s(metadata));
+        if version < 2 {
+            p.error_code = error;
+        }
+        match resp.topics.iter_mut().find(|t| t.name.as_str() == topic) {
+            Some(t) => t.partitions.push(p),
+            None => {
+                let mut t = OffsetFetchResponseTopic::default();
+                t.name = TopicName(s(topic));
+                t.partitions.push(p);
+                resp.topics.push(t);
             }
         }
     }
