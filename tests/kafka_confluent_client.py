@@ -9,14 +9,16 @@ kafka_confluent_client.py ADDR
   keyed records each;
 - three consumers of one group read it; one leaves midway (a rebalance), the other
   two finish; every record must be seen, each producer's records in order within a
-  partition (a record may come twice around the rebalance: at least once).
+  partition (a record may come twice around the rebalance: at least once);
+- CreatePartitions grows the topic to 8 (the new partitions take writes) and refuses
+  to shrink it.
 """
 import sys
 import threading
 import time
 
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
 ADDR = sys.argv[1]
 TOPIC = "cf"
@@ -104,6 +106,23 @@ if missing:
 if not order_ok[0]:
     fail("a producer's records went backwards within a partition")
 duplicates = sum(n - 1 for n in seen.values())
+
+# Growing the topic: 8 partitions, the new ones writable; shrinking is refused.
+for _, f in admin.create_partitions([NewPartitions(TOPIC, 8)]).items():
+    f.result(timeout=30)
+if len(admin.list_topics(topic=TOPIC, timeout=30).topics[TOPIC].partitions) != 8:
+    fail("create_partitions did not grow the topic to 8")
+p = Producer({"bootstrap.servers": ADDR, "enable.idempotence": True, "acks": "all"})
+p.produce(TOPIC, value="in-new-partition", partition=7)
+if p.flush(30) != 0:
+    fail("cannot produce to a new partition")
+try:
+    for _, f in admin.create_partitions([NewPartitions(TOPIC, 4)]).items():
+        f.result(timeout=30)
+    fail("shrinking a topic was accepted")
+except Exception as e:  # KafkaException(INVALID_PARTITIONS)
+    if "INVALID_PARTITIONS" not in str(e):
+        fail("shrinking refused with an unexpected error: %s" % e)
 
 for _, f in admin.delete_topics([TOPIC]).items():
     f.result(timeout=30)

@@ -20,7 +20,7 @@ use ringlog_shards::{Mesh, Peer, ShardId};
 use tracing::{info, warn};
 
 use crate::broker::errors::metadata_error;
-use crate::broker::messages::ShardMsg;
+use crate::broker::messages::{PartitionError, ShardMsg};
 use crate::broker::partition::Partition;
 use crate::config::{topic_log_config, BrokerConfig};
 use crate::metadata::model::MetadataError;
@@ -122,6 +122,10 @@ impl Coordinator {
             ShardMsg::DeleteTopics(req) => {
                 ShardMsg::Deleted(Box::new(self.delete_topics(*req).await))
             }
+            ShardMsg::CreatePartitions {
+                topics,
+                validate_only,
+            } => ShardMsg::PartitionsCreated(self.create_partitions(topics, validate_only).await),
             ShardMsg::AutoCreate(names) => {
                 if self.config.auto_create_topics {
                     let req = CreateTopicsRequestT {
@@ -213,6 +217,50 @@ impl Coordinator {
         CreateTopicsResponseT {
             results: Some(results),
         }
+    }
+
+    /// Grows topics; the shards open the new partitions when they adopt the result.
+    async fn create_partitions(
+        &self,
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+    ) -> Vec<(String, Option<PartitionError>)> {
+        let Ok(_permit) = self.admin.acquire_permit(1).await else {
+            return Vec::new();
+        };
+        let mut results = Vec::new();
+        let mut changed = false;
+        for (name, total) in topics {
+            let planned = self.metadata.borrow().plan_partitions(&name, total);
+            match planned {
+                Ok(parts) => {
+                    if !validate_only {
+                        info!(topic = %name, partitions = total, "adding partitions");
+                        self.metadata.borrow_mut().add_partitions(&name, parts);
+                        changed = true;
+                    }
+                    results.push((name, None));
+                }
+                Err(e) => results.push((name, Some(metadata_error(&e)))),
+            }
+        }
+        if changed {
+            if let Err(e) = store::save(&self.config.data_dir, &self.metadata.borrow()) {
+                warn!(error = %e, "cannot persist metadata; partition creation rolled back");
+                if let Ok(Some(md)) = store::load(&self.config.data_dir) {
+                    *self.metadata.borrow_mut() = md;
+                }
+                for r in results.iter_mut().filter(|r| r.1.is_none()) {
+                    r.1 = Some(PartitionError::new(
+                        ErrorCode::KAFKA_STORAGE_ERROR,
+                        format!("cannot persist metadata: {e}"),
+                    ));
+                }
+                return results;
+            }
+            self.publish().await;
+        }
+        results
     }
 
     async fn delete_topics(&self, req: DeleteTopicsRequestT) -> DeleteTopicsResponseT {

@@ -41,7 +41,9 @@ pub fn metadata_error(e: &MetadataError) -> PartitionError {
         MetadataError::TopicExists(_) => ErrorCode::TOPIC_ALREADY_EXISTS,
         MetadataError::UnknownTopic(_) => ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
         MetadataError::InvalidTopicName { .. } => ErrorCode::INVALID_TOPIC,
-        MetadataError::InvalidPartitions(_) => ErrorCode::INVALID_PARTITIONS,
+        MetadataError::InvalidPartitions(_) | MetadataError::PartitionsCannotShrink { .. } => {
+            ErrorCode::INVALID_PARTITIONS
+        }
         MetadataError::InvalidReplicationFactor { .. } => ErrorCode::INVALID_REPLICATION_FACTOR,
         MetadataError::InvalidConfig(_) => ErrorCode::INVALID_CONFIG,
     };

@@ -72,6 +72,11 @@ pub enum ShardMsg {
     DeleteTopics(Box<DeleteTopicsRequestT>),
     /// Create these topics with the broker defaults if `auto.create.topics.enable`.
     AutoCreate(Vec<String>),
+    /// Grow topics to these partition counts (or only check, when `validate_only`).
+    CreatePartitions {
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+    },
 
     // Any shard -> a partition's owner shard.
     Produce {
@@ -104,6 +109,8 @@ pub enum ShardMsg {
     Done,
     Created(Box<CreateTopicsResponseT>),
     Deleted(Box<DeleteTopicsResponseT>),
+    /// Per topic of a CreatePartitions: `None` when it grew (or would).
+    PartitionsCreated(Vec<(String, Option<PartitionError>)>),
     Produced(Result<(i64, i64), PartitionError>),
     Fetched(Result<FetchData, PartitionError>),
     Offset(Result<i64, PartitionError>),

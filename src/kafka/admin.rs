@@ -1,22 +1,28 @@
 //! Kafka's admin APIs on the native ones: CreateTopics and DeleteTopics go to the
 //! coordination executor (which alone changes metadata); DescribeConfigs reports a
-//! topic's effective configs (its own over the broker's) and a few broker ones.
+//! topic's effective configs (its own over the broker's) and a few broker ones;
+//! CreatePartitions grows topics, also through the coordination executor.
 
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
 use kafka_protocol::messages::{
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeConfigsRequest, DescribeConfigsResponse, TopicName,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use ringlog_schema::wire::{
     BodyT, ConfigEntryT, CreateTopicsRequestT, DeleteTopicsRequestT, NewTopicT, TopicResultT,
 };
 
+use ringlog_shards::Peer;
+
 use crate::broker::handlers::topics;
+use crate::broker::messages::ShardMsg;
 use crate::broker::shard::Shard;
 use crate::config::{topic_log_config, TOPIC_KEYS};
 use crate::kafka::api::{codes, kafka_code};
@@ -229,6 +235,68 @@ pub fn describe_configs(shard: &Shard, req: DescribeConfigsRequest) -> DescribeC
             }
         }
         resp.results.push(out);
+    }
+    resp
+}
+
+/// CreatePartitions: grows topics by the seed placement rule. Explicit replica
+/// assignments are refused (placement is the broker's rule).
+pub async fn create_partitions(
+    shard: &Shard,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut resp = CreatePartitionsResponse::default();
+    let mut asked = Vec::new();
+    for t in &req.topics {
+        if t.assignments.is_some() {
+            let mut r = CreatePartitionsTopicResult::default();
+            r.name = t.name.clone();
+            r.error_code = codes::INVALID_REQUEST;
+            r.error_message = Some(s(
+                "replica assignments are chosen by the broker's placement rule",
+            ));
+            resp.results.push(r);
+        } else {
+            asked.push((t.name.to_string(), t.count));
+        }
+    }
+    let answer = shard
+        .mesh()
+        .call(
+            Peer::Coordinator,
+            ShardMsg::CreatePartitions {
+                topics: asked.clone(),
+                validate_only: req.validate_only,
+            },
+        )
+        .await;
+    let outcomes: Vec<(String, Option<(i16, String)>)> = match answer {
+        Ok(ShardMsg::PartitionsCreated(rs)) => rs
+            .into_iter()
+            .map(|(n, e)| (n, e.map(|e| (kafka_code(e.code), e.message))))
+            .collect(),
+        Ok(_) => asked
+            .into_iter()
+            .map(|(n, _)| {
+                (
+                    n,
+                    Some((codes::UNKNOWN_SERVER_ERROR, "unexpected answer".into())),
+                )
+            })
+            .collect(),
+        Err(e) => asked
+            .into_iter()
+            .map(|(n, _)| (n, Some((codes::NOT_LEADER_OR_FOLLOWER, e.to_string()))))
+            .collect(),
+    };
+    for (name, outcome) in outcomes {
+        let mut r = CreatePartitionsTopicResult::default();
+        r.name = TopicName(s(name));
+        if let Some((code, message)) = outcome {
+            r.error_code = code;
+            r.error_message = Some(s(message));
+        }
+        resp.results.push(r);
     }
     resp
 }

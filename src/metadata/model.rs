@@ -73,6 +73,12 @@ pub enum MetadataError {
     InvalidReplicationFactor { factor: i16, live: usize },
     #[error("invalid topic config: {0}")]
     InvalidConfig(String),
+    #[error("topic {topic:?} has {current} partitions; it can only grow (asked for {asked})")]
+    PartitionsCannotShrink {
+        topic: String,
+        current: i32,
+        asked: i32,
+    },
 }
 
 /// Checks a topic name against Kafka's rules: 1..=249 characters of
@@ -158,6 +164,54 @@ impl ClusterMetadata {
         })
     }
 
+    /// The partitions `topic` gains to have `total` in all, placed by the seed rule
+    /// (partition i's replicas depend on i only, so the existing ones do not move),
+    /// with the topic's replication factor. Validates only.
+    pub fn plan_partitions(
+        &self,
+        topic: &str,
+        total: i32,
+    ) -> Result<Vec<PartitionMeta>, MetadataError> {
+        let t = self
+            .topics
+            .get(topic)
+            .ok_or_else(|| MetadataError::UnknownTopic(topic.to_string()))?;
+        let current = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
+        if total <= current {
+            return Err(MetadataError::PartitionsCannotShrink {
+                topic: topic.to_string(),
+                current,
+                asked: total,
+            });
+        }
+        if total > PARTITIONS_PER_TOPIC_MAX {
+            return Err(MetadataError::InvalidPartitions(total));
+        }
+        let rf = t.partitions.first().map_or(1, |p| p.replicas.len() as i16);
+        let brokers: Vec<BrokerId> = self.brokers.keys().copied().collect();
+        let replicas = placement::assign_replicas(total, rf, &brokers)?;
+        Ok(replicas
+            .into_iter()
+            .enumerate()
+            .skip(t.partitions.len())
+            .map(|(i, replicas)| PartitionMeta {
+                partition: i32::try_from(i).unwrap_or(i32::MAX),
+                leader: replicas.first().copied(),
+                leader_epoch: 0,
+                isr: replicas.clone(),
+                replicas,
+            })
+            .collect())
+    }
+
+    /// Appends planned partitions to a topic.
+    pub fn add_partitions(&mut self, topic: &str, partitions: Vec<PartitionMeta>) {
+        if let Some(t) = self.topics.get_mut(topic) {
+            t.partitions.extend(partitions);
+            self.version += 1;
+        }
+    }
+
     /// Adds a planned topic.
     pub fn add_topic(&mut self, topic: TopicMeta) {
         let n = u32::try_from(topic.partitions.len()).unwrap_or(u32::MAX);
@@ -197,6 +251,52 @@ mod tests {
                 shards: 2,
             }],
         )
+    }
+
+    #[test]
+    fn partitions_grow_by_the_seed_rule_and_never_shrink() {
+        let mut md = ClusterMetadata::new(
+            "c".into(),
+            (0..3)
+                .map(|i| BrokerInfo {
+                    id: BrokerId(i),
+                    host: "h".into(),
+                    port: 9290,
+                    shards: 1,
+                })
+                .collect(),
+        );
+        let t = md.plan_topic("a", 2, 2, BTreeMap::new()).unwrap();
+        md.add_topic(t);
+        let v = md.version;
+        let added = md.plan_partitions("a", 5).unwrap();
+        assert_eq!(
+            added.iter().map(|p| p.partition).collect::<Vec<_>>(),
+            [2, 3, 4]
+        );
+        // Replica j of partition i on broker (i + j) mod 3, replication factor kept.
+        for p in &added {
+            let i = p.partition;
+            assert_eq!(p.replicas, vec![BrokerId(i % 3), BrokerId((i + 1) % 3)]);
+            assert_eq!(p.leader, Some(BrokerId(i % 3)));
+        }
+        md.add_partitions("a", added);
+        assert_eq!(md.topics["a"].partitions.len(), 5);
+        assert!(md.version > v);
+        for bad in [5, 3, 0] {
+            assert!(matches!(
+                md.plan_partitions("a", bad),
+                Err(MetadataError::PartitionsCannotShrink { .. })
+            ));
+        }
+        assert!(matches!(
+            md.plan_partitions("nope", 9),
+            Err(MetadataError::UnknownTopic(_))
+        ));
+        assert!(matches!(
+            md.plan_partitions("a", PARTITIONS_PER_TOPIC_MAX + 1),
+            Err(MetadataError::InvalidPartitions(_))
+        ));
     }
 
     #[test]
