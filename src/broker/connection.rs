@@ -130,17 +130,27 @@ async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
         Err(e) => return Err(ReadError::Io(e)),
     }
     let len = frame::frame_len(prefix, max).map_err(ReadError::Frame)?;
+    read_body(reader, len)
+        .await
+        .map(Some)
+        .map_err(ReadError::Io)
+}
+
+/// Reads a frame body of `len` bytes (already checked against the limit), growing
+/// the buffer as bytes arrive: a peer that announces a large frame and sends little
+/// holds little memory. Shared with the Kafka listener.
+pub(crate) async fn read_body<R: futures_lite::AsyncRead + Unpin>(
+    reader: &mut R,
+    len: usize,
+) -> io::Result<Bytes> {
     let mut body = BytesMut::new();
     while body.len() < len {
         let start = body.len();
         let step = (len - start).min(FRAME_GROWTH_BYTES);
         body.resize(start + step, 0);
-        reader
-            .read_exact(&mut body[start..])
-            .await
-            .map_err(ReadError::Io)?;
+        reader.read_exact(&mut body[start..]).await?;
     }
-    Ok(Some(body.freeze()))
+    Ok(body.freeze())
 }
 
 fn error_frame(correlation_id: u64, code: ErrorCode, e: &dyn std::fmt::Display) -> Vec<Bytes> {

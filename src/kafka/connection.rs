@@ -1,6 +1,6 @@
 //! One Kafka-protocol connection: reads `i32 size | request header | body` frames
 //! (the size is checked against `socket.request.max.bytes` before anything is
-//! allocated), answers each in its own task, and writes the answers in request
+//! allocated, and the buffer grows as bytes arrive), answers each in its own task, and writes the answers in request
 //! order, as Kafka guarantees its clients. A frame that cannot be understood (an
 //! unknown API, an unsupported version, a header or body that does not decode)
 //! closes the connection, as Kafka does; ApiVersions at a version it does not
@@ -8,7 +8,7 @@
 
 use std::io;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
@@ -16,6 +16,7 @@ use kafka_protocol::protocol::Decodable;
 use std::rc::Rc;
 use tracing::debug;
 
+use crate::broker::connection::read_body;
 use crate::broker::shard::Shard;
 use crate::kafka::api::{self, codes};
 
@@ -134,9 +135,7 @@ async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
                 format!("frame size {size} outside [8, {max}] (socket.request.max.bytes)"),
             )
         })?;
-    let mut buf = BytesMut::zeroed(len);
-    reader.read_exact(&mut buf).await?;
-    Ok(Some(buf.freeze()))
+    read_body(reader, len).await.map(Some)
 }
 
 /// The API, version and correlation id of a frame, and its body after the header.
