@@ -6,27 +6,14 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::*;
 
+/// Runs kcat (`.ci/run`'s README command installs it).
 fn kcat(args: &[&str], input: Option<&[u8]>) -> Output {
-    let mut child = Command::new("kcat")
-        .args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kcat is installed (apt-get install kcat; .ci/run does it)");
-    if let Some(data) = input {
-        child.stdin.take().unwrap().write_all(data).unwrap();
-    }
-    child.wait_with_output().unwrap()
+    run_with_input(Command::new("kcat").args(args), input)
 }
 
 fn kcat_ok(args: &[&str], input: Option<&[u8]>) -> String {

@@ -313,7 +313,10 @@ async fn run_shard(
     futures_lite::future::or(shard.ready.wait(), stopping).await;
     match kafka_listener {
         Some((_, Ok(l))) => {
-            glommio::spawn_local(accept_kafka(shard.clone(), l)).detach();
+            let serve = |shard, stream| {
+                glommio::spawn_local(crate::kafka::connection::serve(shard, stream)).detach();
+            };
+            glommio::spawn_local(accept_loop(shard.clone(), l, "kafka", serve)).detach();
         }
         Some((addr, Err(e))) => {
             let _ = events.send(Event::Failed(format!(
@@ -327,23 +330,10 @@ async fn run_shard(
         let _ =
             glommio::spawn_local_into(bg.background_loop(), shard.background).map(|t| t.detach());
         glommio::spawn_local(GroupCoordinator::tick_loop(shard.clone())).detach();
-        loop {
-            let stop = async {
-                shard.stopping.wait().await;
-                None
-            };
-            let accept = async { Some(listener.accept().await) };
-            match futures_lite::future::or(accept, stop).await {
-                None => break,
-                Some(Ok(stream)) => {
-                    glommio::spawn_local(connection::serve(shard.clone(), stream)).detach();
-                }
-                Some(Err(e)) => {
-                    warn!(shard = %id, error = %e, "accept failed");
-                    glommio::timer::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        }
+        let serve = |shard, stream| {
+            glommio::spawn_local(connection::serve(shard, stream)).detach();
+        };
+        accept_loop(shard.clone(), listener, "native", serve).await;
     } else {
         shard.stopping.wait().await;
     }
@@ -360,8 +350,13 @@ async fn run_shard(
     }
 }
 
-/// Accepts Kafka-protocol connections until shutdown.
-async fn accept_kafka(shard: Rc<Shard>, listener: TcpListener) {
+/// Accepts connections on `listener` until shutdown, handing each to `serve`.
+async fn accept_loop(
+    shard: Rc<Shard>,
+    listener: TcpListener,
+    protocol: &'static str,
+    serve: impl Fn(Rc<Shard>, glommio::net::TcpStream),
+) {
     loop {
         let stop = async {
             shard.stopping.wait().await;
@@ -370,12 +365,9 @@ async fn accept_kafka(shard: Rc<Shard>, listener: TcpListener) {
         let accept = async { Some(listener.accept().await) };
         match futures_lite::future::or(accept, stop).await {
             None => return,
-            Some(Ok(stream)) => {
-                glommio::spawn_local(crate::kafka::connection::serve(shard.clone(), stream))
-                    .detach();
-            }
+            Some(Ok(stream)) => serve(shard.clone(), stream),
             Some(Err(e)) => {
-                warn!(shard = %shard.id, error = %e, "kafka accept failed");
+                warn!(shard = %shard.id, protocol, error = %e, "accept failed");
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
         }

@@ -54,6 +54,24 @@ pub mod codes {
     pub const INVALID_REQUEST: i16 = 42;
 }
 
+/// The entry of a per-topic response list for `name`, appended (with `new`) the
+/// first time: answers list topics in the order they first appear.
+pub fn topic_entry<'a, T>(
+    topics: &'a mut Vec<T>,
+    name: &str,
+    name_of: impl Fn(&T) -> &str,
+    new: impl FnOnce() -> T,
+) -> &'a mut T {
+    let at = match topics.iter().position(|t| name_of(t) == name) {
+        Some(i) => i,
+        None => {
+            topics.push(new());
+            topics.len() - 1
+        }
+    };
+    &mut topics[at]
+}
+
 /// The supported version range of `key`, if it is served.
 pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED_APIS

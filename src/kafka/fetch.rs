@@ -14,7 +14,7 @@ use ringlog_schema::wire::FetchPartitionT;
 
 use crate::broker::handlers::fetch::long_poll;
 use crate::broker::shard::Shard;
-use crate::kafka::api::kafka_code;
+use crate::kafka::api::{kafka_code, topic_entry};
 
 pub async fn handle(shard: &Shard, req: FetchRequest, version: i16) -> FetchResponse {
     let mut parts = Vec::new();
@@ -67,21 +67,20 @@ pub async fn handle(shard: &Shard, req: FetchRequest, version: i16) -> FetchResp
                 p.records = Some(Bytes::new());
             }
         }
-        match resp
-            .responses
-            .iter_mut()
-            .find(|t| t.topic.0.as_str() == asked.topic)
-        {
-            Some(t) => t.partitions.push(p),
-            None => {
+        topic_entry(
+            &mut resp.responses,
+            &asked.topic,
+            |t| t.topic.0.as_str(),
+            || {
                 let mut t = FetchableTopicResponse::default();
                 t.topic = kafka_protocol::messages::TopicName(
-                    kafka_protocol::protocol::StrBytes::from_string(asked.topic),
+                    kafka_protocol::protocol::StrBytes::from_string(asked.topic.clone()),
                 );
-                t.partitions.push(p);
-                resp.responses.push(t);
-            }
-        }
+                t
+            },
+        )
+        .partitions
+        .push(p);
     }
     resp
 }

@@ -35,7 +35,7 @@ use ringlog_schema::wire::{
 
 use crate::broker::handlers::groups;
 use crate::broker::shard::Shard;
-use crate::kafka::api::{codes, kafka_code};
+use crate::kafka::api::{codes, kafka_code, topic_entry};
 
 fn s(x: impl Into<String>) -> StrBytes {
     StrBytes::from_string(x.into())
@@ -313,15 +313,18 @@ pub async fn commit(shard: &Shard, req: OffsetCommitRequest) -> OffsetCommitResp
         let mut p = OffsetCommitResponsePartition::default();
         p.partition_index = partition;
         p.error_code = code;
-        match resp.topics.iter_mut().find(|t| t.name.as_str() == topic) {
-            Some(t) => t.partitions.push(p),
-            None => {
+        topic_entry(
+            &mut resp.topics,
+            &topic,
+            |t| t.name.as_str(),
+            || {
                 let mut t = OffsetCommitResponseTopic::default();
-                t.name = TopicName(s(topic));
-                t.partitions.push(p);
-                resp.topics.push(t);
-            }
-        }
+                t.name = TopicName(s(topic.clone()));
+                t
+            },
+        )
+        .partitions
+        .push(p);
     }
     resp
 }
@@ -396,15 +399,18 @@ pub async fn fetch_offsets(
                 p.partition_index = partition;
                 p.committed_offset = offset;
                 p.metadata = Some(s(metadata));
-                match out.topics.iter_mut().find(|t| t.name.as_str() == topic) {
-                    Some(t) => t.partitions.push(p),
-                    None => {
+                topic_entry(
+                    &mut out.topics,
+                    &topic,
+                    |t| t.name.as_str(),
+                    || {
                         let mut t = OffsetFetchResponseTopics::default();
-                        t.name = TopicName(s(topic));
-                        t.partitions.push(p);
-                        out.topics.push(t);
-                    }
-                }
+                        t.name = TopicName(s(topic.clone()));
+                        t
+                    },
+                )
+                .partitions
+                .push(p);
             }
             resp.groups.push(out);
         }
@@ -427,15 +433,18 @@ pub async fn fetch_offsets(
         if version < 2 {
             p.error_code = error;
         }
-        match resp.topics.iter_mut().find(|t| t.name.as_str() == topic) {
-            Some(t) => t.partitions.push(p),
-            None => {
+        topic_entry(
+            &mut resp.topics,
+            &topic,
+            |t| t.name.as_str(),
+            || {
                 let mut t = OffsetFetchResponseTopic::default();
-                t.name = TopicName(s(topic));
-                t.partitions.push(p);
-                resp.topics.push(t);
-            }
-        }
+                t.name = TopicName(s(topic.clone()));
+                t
+            },
+        )
+        .partitions
+        .push(p);
     }
     resp
 }

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use crate::broker::handlers::call_owners;
 use crate::broker::messages::{PartitionKey, ShardMsg};
 use crate::broker::shard::Shard;
-use crate::kafka::api::{codes, kafka_code};
+use crate::kafka::api::{codes, kafka_code, topic_entry};
 
 pub async fn handle(shard: &Shard, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let mut asked = Vec::new();
@@ -44,21 +44,20 @@ pub async fn handle(shard: &Shard, req: ListOffsetsRequest) -> ListOffsetsRespon
                 p.offset = -1;
             }
         }
-        match resp
-            .topics
-            .iter_mut()
-            .find(|t| t.name.0.as_str() == key.topic)
-        {
-            Some(t) => t.partitions.push(p),
-            None => {
+        topic_entry(
+            &mut resp.topics,
+            &key.topic,
+            |t| t.name.0.as_str(),
+            || {
                 let mut t = ListOffsetsTopicResponse::default();
                 t.name = kafka_protocol::messages::TopicName(
-                    kafka_protocol::protocol::StrBytes::from_string(key.topic),
+                    kafka_protocol::protocol::StrBytes::from_string(key.topic.clone()),
                 );
-                t.partitions.push(p);
-                resp.topics.push(t);
-            }
-        }
+                t
+            },
+        )
+        .partitions
+        .push(p);
     }
     resp
 }

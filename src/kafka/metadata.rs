@@ -2,17 +2,15 @@
 //! leaders, replicas and ISR. Missing topics asked for by name are created when
 //! `auto.create.topics.enable` and the request allow it.
 
+use crate::broker::handlers::metadata::auto_create_missing;
+use crate::broker::shard::Shard;
+use crate::kafka::api::codes;
+use crate::metadata::TopicMeta;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use ringlog_shards::Peer;
-
-use crate::broker::messages::ShardMsg;
-use crate::broker::shard::Shard;
-use crate::kafka::api::codes;
-use crate::metadata::TopicMeta;
 
 pub async fn handle(shard: &Shard, req: MetadataRequest, version: i16) -> MetadataResponse {
     let names: Option<Vec<String>> = req.topics.map(|topics| {
@@ -23,21 +21,8 @@ pub async fn handle(shard: &Shard, req: MetadataRequest, version: i16) -> Metada
     });
     // Before v4 there is no flag: Kafka then creates when the broker allows it.
     let allow = version < 4 || req.allow_auto_topic_creation;
-    if let Some(names) = &names {
-        let missing: Vec<String> = {
-            let md = shard.metadata.borrow();
-            names
-                .iter()
-                .filter(|n| !md.topics.contains_key(*n))
-                .cloned()
-                .collect()
-        };
-        if !missing.is_empty() && allow && shard.config.auto_create_topics {
-            let _ = shard
-                .mesh()
-                .call(Peer::Coordinator, ShardMsg::AutoCreate(missing))
-                .await;
-        }
+    if let (Some(names), true) = (&names, allow) {
+        auto_create_missing(shard, names).await;
     }
     let md = shard.metadata.borrow().clone();
     let mut resp = MetadataResponse::default();

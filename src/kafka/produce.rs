@@ -10,7 +10,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::broker::handlers::join_all;
 use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
 use crate::broker::shard::Shard;
-use crate::kafka::api::{codes, kafka_code};
+use crate::kafka::api::{codes, kafka_code, topic_entry};
 
 /// The answer, or `None` for acks = 0.
 pub async fn handle(shard: &Shard, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
@@ -87,19 +87,19 @@ pub async fn handle(shard: &Shard, req: ProduceRequest, version: i16) -> Option<
                 }
             }
         }
-        match resp
-            .responses
-            .iter_mut()
-            .find(|t| t.name.0.as_str() == key.topic)
-        {
-            Some(t) => t.partition_responses.push(p),
-            None => {
+        topic_entry(
+            &mut resp.responses,
+            &key.topic,
+            |t| t.name.0.as_str(),
+            || {
                 let mut t = TopicProduceResponse::default();
-                t.name = kafka_protocol::messages::TopicName(StrBytes::from_string(key.topic));
-                t.partition_responses.push(p);
-                resp.responses.push(t);
-            }
-        }
+                t.name =
+                    kafka_protocol::messages::TopicName(StrBytes::from_string(key.topic.clone()));
+                t
+            },
+        )
+        .partition_responses
+        .push(p);
     }
     Some(resp)
 }

@@ -21,9 +21,15 @@ pub fn ringlog_bin() -> PathBuf {
 
 /// Runs `ringlog args...`, feeding `input` to stdin.
 pub fn cli_with_input(args: &[String], input: Option<&[u8]>) -> Output {
+    run_with_input(Command::new(RINGLOG).args(args), input)
+}
+
+/// Runs `cmd` to the end with `input` on stdin (none: stdin closed), capturing its
+/// output. The input is written from a thread so a large one cannot deadlock
+/// against the child's output.
+pub fn run_with_input(cmd: &mut Command, input: Option<&[u8]>) -> Output {
     use std::io::Write;
-    let mut child = Command::new(RINGLOG)
-        .args(args)
+    let mut child = cmd
         .stdin(if input.is_some() {
             Stdio::piped()
         } else {
@@ -32,7 +38,7 @@ pub fn cli_with_input(args: &[String], input: Option<&[u8]>) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()));
     if let Some(data) = input {
         let mut stdin = child.stdin.take().unwrap();
         let data = data.to_vec();

@@ -14,20 +14,8 @@ use crate::metadata::{ClusterMetadata, TopicMeta};
 
 pub async fn handle(shard: &Shard, req: MetadataRequestT) -> BodyT {
     if let Some(names) = &req.topics {
-        let missing: Vec<String> = {
-            let md = shard.metadata.borrow();
-            names
-                .iter()
-                .filter(|n| !md.topics.contains_key(*n))
-                .cloned()
-                .collect()
-        };
-        if !missing.is_empty() && req.allow_auto_topic_creation && shard.config.auto_create_topics {
-            // The coordinator answers after every shard adopted the new metadata.
-            let _ = shard
-                .mesh()
-                .call(Peer::Coordinator, ShardMsg::AutoCreate(missing))
-                .await;
+        if req.allow_auto_topic_creation {
+            auto_create_missing(shard, names).await;
         }
     }
     let md = shard.metadata.borrow().clone();
@@ -67,6 +55,29 @@ pub async fn handle(shard: &Shard, req: MetadataRequestT) -> BodyT {
         ),
         topics: Some(topics),
     }))
+}
+
+/// Creates those of `names` that do not exist, when `auto.create.topics.enable`;
+/// returns once every shard has adopted them. Both protocols' Metadata use it.
+pub async fn auto_create_missing(shard: &Shard, names: &[String]) {
+    if !shard.config.auto_create_topics {
+        return;
+    }
+    let missing: Vec<String> = {
+        let md = shard.metadata.borrow();
+        names
+            .iter()
+            .filter(|n| !md.topics.contains_key(*n))
+            .cloned()
+            .collect()
+    };
+    if !missing.is_empty() {
+        // The coordinator answers after every shard adopted the new metadata.
+        let _ = shard
+            .mesh()
+            .call(Peer::Coordinator, ShardMsg::AutoCreate(missing))
+            .await;
+    }
 }
 
 fn topic_metadata(t: &TopicMeta, shards: u16) -> TopicMetadataT {
