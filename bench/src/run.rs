@@ -360,74 +360,158 @@ async fn produce(
     Ok(ProducerResult { hist: result? })
 }
 
+/// One producer's records: which are due when (open loop at `--rate`, or as fast
+/// as they are taken), and what each one is. Shared by both protocols' senders.
+struct Schedule {
+    rate: Option<f64>,
+    limit: Option<u64>,
+    start: Instant,
+    end: Instant,
+    maker: RecordMaker,
+    producer_tag: u32,
+    id: u64,
+    partitions: u64,
+    keys: Option<u64>,
+    key_state: u64,
+    epoch: Instant,
+    ticks: u64,
+}
+
+/// One record to send.
+struct Outgoing {
+    key: Option<Bytes>,
+    partition: i32,
+    value: Vec<u8>,
+    /// When it was due: latency is measured from here.
+    intended: Instant,
+}
+
+impl Schedule {
+    fn new(shared: &Shared, id: usize) -> Self {
+        let c = &shared.config;
+        let n = c.producers as u64;
+        let start = shared.start();
+        Self {
+            rate: c.rate.map(|r| r as f64 / n as f64),
+            limit: c.messages.map(|m| m / n + u64::from((id as u64) < m % n)),
+            start,
+            end: start + Duration::from_secs_f64(c.duration_s),
+            maker: RecordMaker::new(c.message_size, c.payload, c.seed ^ (id as u64) << 32),
+            producer_tag: shared.run_tag << 16 | id as u32,
+            id: id as u64,
+            partitions: shared.partitions as u64,
+            keys: c.keys,
+            key_state: c.seed ^ 0x5DEE_CE66 ^ id as u64,
+            epoch: shared.epoch,
+            ticks: 0,
+        }
+    }
+
+    fn paced(&self) -> bool {
+        self.rate.is_some()
+    }
+
+    /// The records due now, as `sent..due`; `None` once the run is over.
+    fn due(&self, sent: u64, now: Instant) -> Option<std::ops::Range<u64>> {
+        match self.limit {
+            Some(m) if sent >= m => return None,
+            None if now >= self.end => return None,
+            _ => {}
+        }
+        let due = match self.rate {
+            Some(r) => ((now - self.start).as_secs_f64() * r) as u64 + 1,
+            None => sent + 256,
+        };
+        Some(sent..self.limit.map_or(due, |m| due.min(m)))
+    }
+
+    /// Record `seq`, stamped with when it was due.
+    fn record(&mut self, seq: u64) -> Outgoing {
+        let intended = match self.rate {
+            Some(r) => self.start + Duration::from_secs_f64(seq as f64 / r),
+            None => Instant::now(),
+        };
+        let (key, partition) = match self.keys {
+            Some(keys) => {
+                self.key_state ^= self.key_state << 13;
+                self.key_state ^= self.key_state >> 7;
+                self.key_state ^= self.key_state << 17;
+                let key = format!("key-{}", self.key_state % keys).into_bytes();
+                let p = partition_for_key(&key, self.partitions as usize) as i32;
+                (Some(Bytes::from(key)), p)
+            }
+            None => (None, ((seq + self.id) % self.partitions) as i32),
+        };
+        let value = self.maker.make(Header {
+            producer: self.producer_tag,
+            partition: partition as u32,
+            seq,
+            sent_ns: (intended - self.epoch).as_nanos() as u64,
+        });
+        Outgoing {
+            key,
+            partition,
+            value,
+            intended,
+        }
+    }
+
+    /// When the next paced tick starts.
+    fn next_tick(&mut self) -> Instant {
+        self.ticks += 1;
+        self.start + TICK * u32::try_from(self.ticks).unwrap_or(u32::MAX)
+    }
+}
+
+/// Counts an acknowledged record and, past the warm-up, its latency.
+fn on_ack(shared: &Shared, hist: &mut Histogram<u64>, intended: Instant) {
+    shared.acked.fetch_add(1, Relaxed);
+    if intended >= shared.measure_from() {
+        shared.measured.fetch_add(1, Relaxed);
+        if shared.config.measures_acks() {
+            let us = (intended.elapsed().as_micros() as u64).max(1);
+            let _ = hist.record(us);
+        }
+    }
+}
+
+/// Publishes this producer's p99 so far for the progress line.
+fn publish_p99(shared: &Shared, hist: &Histogram<u64>) {
+    if !hist.is_empty() {
+        // Several producers: the progress line shows the worst one's.
+        shared
+            .p99_so_far_us
+            .fetch_max(hist.value_at_quantile(0.99), Relaxed);
+    }
+}
+
 async fn send_all(
     shared: &Arc<Shared>,
     producer: &Producer,
     id: usize,
 ) -> anyhow::Result<Histogram<u64>> {
-    let c = &shared.config;
-    let n = c.producers as u64;
-    let my_rate = c.rate.map(|r| r as f64 / n as f64);
-    let my_messages = c.messages.map(|m| m / n + u64::from((id as u64) < m % n));
-    let maker = RecordMaker::new(c.message_size, c.payload, c.seed ^ (id as u64) << 32);
-    let producer_tag = shared.run_tag << 16 | id as u32;
+    let topic = shared.config.topic.clone();
+    let mut schedule = Schedule::new(shared, id);
     let hist = Rc::new(RefCell::new(new_histogram()));
     let pending = Rc::new(std::cell::Cell::new(0u64));
-    let start = shared.start();
-    let measure_from = shared.measure_from();
-    let end = start + Duration::from_secs_f64(c.duration_s);
-    let mut last_publish = start;
+    let mut last_publish = shared.start();
     let mut seq = 0u64;
-    let mut ticks = 0u64;
-    let mut key_state = c.seed ^ 0x5DEE_CE66 ^ id as u64;
     'run: loop {
         let now = Instant::now();
-        match my_messages {
-            Some(m) if seq >= m => break,
-            None if now >= end => break,
-            _ => {}
-        }
+        let Some(due) = schedule.due(seq, now) else {
+            break;
+        };
         if shared.abort.load(Relaxed) {
             break;
         }
-        let mut due = match my_rate {
-            Some(r) => ((now - start).as_secs_f64() * r) as u64 + 1,
-            None => seq + 256,
-        };
-        if let Some(m) = my_messages {
-            due = due.min(m);
-        }
-        while seq < due {
-            let intended = match my_rate {
-                Some(r) => start + Duration::from_secs_f64(seq as f64 / r),
-                None => Instant::now(),
-            };
-            let (key, partition) = match c.keys {
-                Some(keys) => {
-                    key_state ^= key_state << 13;
-                    key_state ^= key_state >> 7;
-                    key_state ^= key_state << 17;
-                    let key = format!("key-{}", key_state % keys).into_bytes();
-                    let p = partition_for_key(&key, shared.partitions as usize) as i32;
-                    (Some(Bytes::from(key)), p)
-                }
-                None => (
-                    (None),
-                    ((seq + id as u64) % shared.partitions as u64) as i32,
-                ),
-            };
-            let value = maker.make(Header {
-                producer: producer_tag,
-                partition: partition as u32,
-                seq,
-                sent_ns: (intended - shared.epoch).as_nanos() as u64,
-            });
+        for s in due {
+            let r = schedule.record(s);
             match producer
                 .send(
-                    &c.topic,
-                    Some(partition),
-                    key,
-                    Some(Bytes::from(value)),
+                    &topic,
+                    Some(r.partition),
+                    r.key,
+                    Some(Bytes::from(r.value)),
                     &[],
                 )
                 .await
@@ -436,18 +520,10 @@ async fn send_all(
                     shared.sent.fetch_add(1, Relaxed);
                     pending.set(pending.get() + 1);
                     let (shared, hist, pending) = (shared.clone(), hist.clone(), pending.clone());
+                    let intended = r.intended;
                     glommio::spawn_local(async move {
                         match delivery.wait().await {
-                            Ok(_) => {
-                                shared.acked.fetch_add(1, Relaxed);
-                                if intended >= measure_from {
-                                    shared.measured.fetch_add(1, Relaxed);
-                                    if shared.config.measures_acks() {
-                                        let us = (intended.elapsed().as_micros() as u64).max(1);
-                                        let _ = hist.borrow_mut().record(us);
-                                    }
-                                }
-                            }
+                            Ok(_) => on_ack(&shared, &mut hist.borrow_mut(), intended),
                             Err(e) => shared.error(e),
                         }
                         pending.set(pending.get() - 1);
@@ -461,22 +537,15 @@ async fn send_all(
                     break 'run;
                 }
             }
-            seq += 1;
+            seq = s + 1;
         }
         if now - last_publish >= Duration::from_millis(500) {
-            let h = hist.borrow();
-            if !h.is_empty() {
-                // Several producers: the progress line shows the worst one's.
-                shared
-                    .p99_so_far_us
-                    .fetch_max(h.value_at_quantile(0.99), Relaxed);
-            }
+            publish_p99(shared, &hist.borrow());
             last_publish = now;
         }
-        if my_rate.is_some() {
+        if schedule.paced() {
             producer.send_open_batches().await;
-            ticks += 1;
-            let next = start + TICK * u32::try_from(ticks).unwrap_or(u32::MAX);
+            let next = schedule.next_tick();
             let now = Instant::now();
             if next > now {
                 glommio::timer::sleep(next - now).await;
