@@ -15,6 +15,18 @@ pub enum Mode {
     E2e,
 }
 
+/// The wire protocol the bench's clients speak.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// ringlog's native protocol (its client library on glommio).
+    #[default]
+    Native,
+    /// The Apache Kafka protocol (rskafka on tokio): ringlog's Kafka listener or any
+    /// Kafka-compatible broker.
+    Kafka,
+}
+
 /// What fills a record after its bench header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -31,6 +43,9 @@ pub struct RunConfig {
     /// The standard workload this run is, if any.
     pub workload: Option<String>,
     pub mode: Mode,
+    /// Absent in reports written before the Kafka protocol: native.
+    #[serde(default)]
+    pub protocol: Protocol,
     pub bootstrap_server: String,
     pub topic: String,
     /// Partitions of the topic when the bench creates it.
@@ -128,6 +143,7 @@ pub(crate) fn sample() -> RunConfig {
     RunConfig {
         workload: None,
         mode: Mode::Produce,
+        protocol: Protocol::Native,
         bootstrap_server: "127.0.0.1:9290".into(),
         topic: "bench".into(),
         partitions: 1,

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ringlog_bench::config::{Mode, PayloadKind, RunConfig};
@@ -42,8 +42,20 @@ enum Command {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Protocol {
+    /// ringlog's native protocol (`-b` is the native listener).
     Native,
+    /// The Kafka protocol, through a Kafka client library (`-b` is a Kafka
+    /// listener: ringlog's or any Kafka-compatible broker's).
     Kafka,
+}
+
+impl From<Protocol> for ringlog_bench::config::Protocol {
+    fn from(p: Protocol) -> Self {
+        match p {
+            Protocol::Native => Self::Native,
+            Protocol::Kafka => Self::Kafka,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -136,6 +148,9 @@ struct WorkloadArgs {
     name: String,
     #[arg(short = 'b', long = "bootstrap-server", default_value = BOOTSTRAP_DEFAULT, env = "RINGLOG_BOOTSTRAP_SERVER")]
     bootstrap_server: String,
+    /// Wire protocol.
+    #[arg(long, value_enum, default_value = "native")]
+    protocol: Protocol,
     /// Directory for <name>.txt, <name>.json, <name>.<histogram>.hgrm and <name>.svg.
     #[arg(long, default_value = "bench-results")]
     out: PathBuf,
@@ -199,15 +214,10 @@ fn parse_cores(s: &str) -> Result<CpuList, String> {
 
 impl RunArgs {
     fn config(&self, mode: Mode) -> anyhow::Result<RunConfig> {
-        if let Protocol::Kafka = self.protocol {
-            bail!(
-                "--protocol kafka: this build does not speak the Kafka protocol yet (the \
-                 Kafka listener is a later issue); use --protocol native"
-            );
-        }
         Ok(RunConfig {
             workload: None,
             mode,
+            protocol: self.protocol.into(),
             bootstrap_server: self.bootstrap_server.clone(),
             topic: self.topic.clone(),
             partitions: self.partitions,
@@ -260,6 +270,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 config.warmup_s = d;
             }
             config.cores = w.cores.clone().map(|c| c.0);
+            config.protocol = w.protocol.into();
             std::fs::create_dir_all(&w.out)
                 .with_context(|| format!("create {}", w.out.display()))?;
             let at = |ext: &str| w.out.join(format!("{}.{ext}", w.name));

@@ -18,7 +18,7 @@ use ringlog::client::{
     Client, ClientError, Consumer, ConsumerConfig, Producer, ProducerConfig, StartOffset,
 };
 
-use crate::config::{Mode, RunConfig};
+use crate::config::{Mode, Protocol, RunConfig};
 use crate::progress::Progress;
 use crate::record::{Header, RecordMaker};
 use crate::summary::{Host, Latency, Percentiles, Records, Sample, Summary, Throughput};
@@ -36,6 +36,8 @@ const FETCH_MAX_WAIT_MS: u32 = 100;
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// io_memory of each bench executor: the bench does no file I/O.
 const EXECUTOR_IO_MEMORY: usize = 512 << 10;
+
+mod kafka;
 
 /// A finished run: its summary and the merged histograms (for `.hgrm` files).
 pub struct Outcome {
@@ -108,7 +110,10 @@ struct ConsumerResult {
 /// line on stderr.
 pub fn run(config: &RunConfig, show_progress: bool) -> anyhow::Result<Outcome> {
     config.validate().map_err(|e| anyhow!(e))?;
-    let partitions = prepare_topic(config)?;
+    let partitions = match config.protocol {
+        Protocol::Native => prepare_topic(config)?,
+        Protocol::Kafka => kafka::prepare_topic(config)?,
+    };
     let epoch = Instant::now();
     let started_unix_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -155,25 +160,44 @@ pub fn run(config: &RunConfig, show_progress: bool) -> anyhow::Result<Outcome> {
         None => Placement::Unbound,
     };
 
+    let core = |i: usize| config.cores.as_ref().map(|c| c[i % c.len()]);
     let mut consumer_handles = Vec::new();
     for i in 0..consumers {
         let (shared, barrier) = (shared.clone(), barrier.clone());
         let (group, member) = (i / config.consumers, i % config.consumers);
-        let handle = LocalExecutorBuilder::new(placement(producers + i))
-            .name(&format!("bench-consumer-{group}-{member}"))
-            .io_memory(EXECUTOR_IO_MEMORY)
-            .spawn(move || consume(shared, barrier, group, member))
-            .map_err(|e| anyhow!("start a consumer executor: {e}"))?;
+        let name = format!("bench-consumer-{group}-{member}");
+        let handle = match config.protocol {
+            Protocol::Native => Worker::Glommio(
+                LocalExecutorBuilder::new(placement(producers + i))
+                    .name(&name)
+                    .io_memory(EXECUTOR_IO_MEMORY)
+                    .spawn(move || consume(shared, barrier, group, member))
+                    .map_err(|e| anyhow!("start a consumer executor: {e}"))?,
+            ),
+            Protocol::Kafka => {
+                Worker::Thread(kafka::spawn(name, core(producers + i), move || {
+                    kafka::consume(shared, barrier, group, member)
+                })?)
+            }
+        };
         consumer_handles.push(handle);
     }
     let mut producer_handles = Vec::new();
     for id in 0..producers {
         let (shared, barrier) = (shared.clone(), barrier.clone());
-        let handle = LocalExecutorBuilder::new(placement(id))
-            .name(&format!("bench-producer-{id}"))
-            .io_memory(EXECUTOR_IO_MEMORY)
-            .spawn(move || produce(shared, barrier, id))
-            .map_err(|e| anyhow!("start a producer executor: {e}"))?;
+        let name = format!("bench-producer-{id}");
+        let handle = match config.protocol {
+            Protocol::Native => Worker::Glommio(
+                LocalExecutorBuilder::new(placement(id))
+                    .name(&name)
+                    .io_memory(EXECUTOR_IO_MEMORY)
+                    .spawn(move || produce(shared, barrier, id))
+                    .map_err(|e| anyhow!("start a producer executor: {e}"))?,
+            ),
+            Protocol::Kafka => Worker::Thread(kafka::spawn(name, core(id), move || {
+                kafka::produce(shared, barrier, id)
+            })?),
+        };
         producer_handles.push(handle);
     }
 
@@ -218,13 +242,13 @@ pub fn run(config: &RunConfig, show_progress: bool) -> anyhow::Result<Outcome> {
 
     let mut produce_hist = new_histogram();
     for h in producer_handles {
-        let r = h.join().map_err(|e| anyhow!("producer executor: {e}"))??;
+        let r = h.join("producer")?;
         produce_hist.add(&r.hist).context("merge histograms")?;
     }
     let mut e2e_hist = new_histogram();
     let mut groups: Vec<Vec<Verifier>> = (0..config.consumer_groups).map(|_| Vec::new()).collect();
     for h in consumer_handles {
-        let r = h.join().map_err(|e| anyhow!("consumer executor: {e}"))??;
+        let r = h.join("consumer")?;
         e2e_hist.add(&r.hist).context("merge histograms")?;
         groups[r.group].push(r.verifier);
     }
@@ -297,6 +321,22 @@ pub fn run(config: &RunConfig, show_progress: bool) -> anyhow::Result<Outcome> {
         e2e: (!e2e_hist.is_empty()).then_some(e2e_hist),
         summary,
     })
+}
+
+/// A producer or consumer: a glommio executor (native) or a thread with a tokio
+/// runtime (Kafka).
+enum Worker<T: Send + 'static> {
+    Glommio(glommio::ExecutorJoinHandle<anyhow::Result<T>>),
+    Thread(std::thread::JoinHandle<anyhow::Result<T>>),
+}
+
+impl<T: Send + 'static> Worker<T> {
+    fn join(self, what: &str) -> anyhow::Result<T> {
+        match self {
+            Worker::Glommio(h) => h.join().map_err(|e| anyhow!("{what} executor: {e}"))?,
+            Worker::Thread(h) => h.join().map_err(|_| anyhow!("{what} thread panicked"))?,
+        }
+    }
 }
 
 /// Creates the topic unless it exists; returns its partition count.

@@ -138,9 +138,13 @@ impl Summary {
             Mode::Consume => "consume",
             Mode::E2e => "e2e",
         };
+        let protocol = match c.protocol {
+            crate::config::Protocol::Native => "native",
+            crate::config::Protocol::Kafka => "kafka",
+        };
         let _ = writeln!(
             s,
-            "ringlog-bench  workload {name}  mode {mode}  topic {}",
+            "ringlog-bench  workload {name}  mode {mode}  protocol {protocol}  topic {}",
             c.topic
         );
         let rate = c.rate.map_or("max".to_string(), |r| format!("{r} msg/s"));

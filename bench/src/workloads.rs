@@ -1,7 +1,7 @@
 //! The standard workloads (BENCHMARKS.md), named after the OpenMessaging Benchmark
 //! workloads they mirror. Each is a [`RunConfig`] preset that one command runs.
 
-use crate::config::{Mode, PayloadKind, RunConfig};
+use crate::config::{Mode, PayloadKind, Protocol, RunConfig};
 
 /// Every standard workload, in the order BENCHMARKS.md lists them.
 pub const NAMES: [&str; 5] = [
@@ -20,6 +20,7 @@ pub fn preset(name: &str, bootstrap: &str) -> Option<RunConfig> {
     let base = RunConfig {
         workload: Some(name.to_string()),
         mode: Mode::Produce,
+        protocol: Protocol::Native,
         bootstrap_server: bootstrap.to_string(),
         topic: format!("bench-{name}"),
         partitions: 1,

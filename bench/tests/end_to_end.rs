@@ -230,3 +230,52 @@ fn dir_bytes(dir: &Path) -> u64 {
         })
         .unwrap_or(0)
 }
+
+#[test]
+fn the_kafka_protocol_runs_the_same_workload_and_verifies_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"), 2, &[]);
+    let json = dir.path().join("kafka.json");
+    let stdout = ok(&bench(&[
+        "e2e",
+        "--protocol",
+        "kafka",
+        "-b",
+        &broker.kafka_addr,
+        "--topic",
+        "via-kafka",
+        "--partitions",
+        "3",
+        "--consumers",
+        "2",
+        "--rate",
+        "5000",
+        "--duration",
+        "2",
+        "--warmup",
+        "0.5",
+        "--quiet",
+        "--json",
+        json.to_str().unwrap(),
+    ]));
+    assert!(stdout.contains("protocol kafka"), "{stdout}");
+    let s = summary(&json);
+    assert!(s.verification.is_empty(), "{:?}", s.verification);
+    assert_eq!(s.records.errors, 0);
+    assert!(s.records.acked > 0 && s.records.consumed == s.records.acked);
+    assert!(s.latency_us.produce.is_some() && s.latency_us.e2e.is_some());
+    // The topic the Kafka client created is the broker's: the native CLI sees it.
+    let described = String::from_utf8(
+        Command::new(ringlog_bin())
+            .args(["topic", "describe", "via-kafka", "-b", &broker.addr])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let partitions = described
+        .lines()
+        .filter(|l| l.contains("\tPartition: "))
+        .count();
+    assert_eq!(partitions, 3, "{described}");
+}
