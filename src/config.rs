@@ -137,6 +137,8 @@ pub const BROKER_KEYS: &[&str] = &[
     "advertised.native.listener",
     "kafka.listener",
     "advertised.kafka.listener",
+    "listeners",
+    "advertised.listeners",
     "admin.listener",
     "num.partitions",
     "default.replication.factor",
@@ -211,6 +213,11 @@ impl BrokerConfig {
                 }
             }
             "advertised.kafka.listener" => self.advertised_kafka_addr = Some(addr(v).map_err(bad)?),
+            // Kafka's own keys for the same: `PLAINTEXT://host:port` (one listener).
+            "listeners" => self.kafka_addr = Some(kafka_listener(v).map_err(bad)?),
+            "advertised.listeners" => {
+                self.advertised_kafka_addr = Some(kafka_listener(v).map_err(bad)?)
+            }
             "admin.listener" => self.admin_addr = Some(addr(v).map_err(bad)?),
             "num.partitions" => self.num_partitions = num(v).map_err(bad)?,
             "default.replication.factor" => {
@@ -466,6 +473,23 @@ fn optional_ms(v: &str, unit_ms: u64) -> Result<Option<u64>, String> {
         .ok_or_else(|| "too large".into())
 }
 
+/// A Kafka `listeners` value: one `PLAINTEXT://host:port` (or a bare `host:port`).
+fn kafka_listener(v: &str) -> Result<SocketAddr, String> {
+    if v.contains(',') {
+        return Err("one listener only (PLAINTEXT://host:port)".into());
+    }
+    let hostport = match v.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("PLAINTEXT") => rest,
+        Some((scheme, _)) => {
+            return Err(format!(
+                "{scheme} listeners are not supported; use PLAINTEXT"
+            ))
+        }
+        None => v,
+    };
+    addr(hostport)
+}
+
 /// Topic-level configs accepted by CreateTopics, applied over the broker's log config.
 pub const TOPIC_KEYS: &[&str] = &[
     "retention.ms",
@@ -513,6 +537,30 @@ pub fn topic_log_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kafka_listeners_take_kafkas_key_names_and_none_turns_them_off() {
+        let mut c = BrokerConfig::default();
+        assert_eq!(c.kafka_addr, Some("127.0.0.1:9092".parse().unwrap()));
+        c.set("listeners", "PLAINTEXT://127.0.0.1:19092", "t")
+            .unwrap();
+        c.set("advertised.listeners", "PLAINTEXT://10.0.0.5:9092", "t")
+            .unwrap();
+        assert_eq!(c.kafka_addr, Some("127.0.0.1:19092".parse().unwrap()));
+        assert_eq!(c.kafka_advertised(), Some("10.0.0.5:9092".parse().unwrap()));
+        c.set("listeners", "127.0.0.1:0", "t").unwrap();
+        assert_eq!(c.kafka_addr, Some("127.0.0.1:0".parse().unwrap()));
+        for bad in [
+            "SSL://127.0.0.1:9093",
+            "PLAINTEXT://a:1,PLAINTEXT://b:2",
+            "nonsense",
+        ] {
+            assert!(c.set("listeners", bad, "t").is_err(), "{bad}");
+        }
+        c.set("kafka.listener", "none", "t").unwrap();
+        assert_eq!(c.kafka_addr, None);
+        assert_eq!(c.kafka_advertised(), None);
+    }
 
     #[test]
     fn toml_dotted_and_quoted_keys_mean_the_same() {
