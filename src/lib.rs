@@ -6,6 +6,7 @@
 //!   producer, fetch-ahead consumer.
 //! - [`groups`]: consumer-group membership and assignment (pure state machines).
 //! - [`kafka`]: the Apache Kafka wire-protocol listener.
+//! - [`tune`]: host checks for `ringlog tune --check`.
 //! - [`metadata`]: the cluster metadata model, placement rule and persistence.
 //! - [`config`]: broker configuration with Kafka's key names.
 //!
@@ -18,6 +19,7 @@ pub mod config;
 pub mod groups;
 pub mod kafka;
 pub mod metadata;
+pub mod tune;
 
 pub use ringlog_schema as schema;
 pub use ringlog_storage as storage;

@@ -6,6 +6,7 @@ mod group;
 mod produce;
 mod serve;
 mod topic;
+mod tune;
 
 use std::future::Future;
 
@@ -37,6 +38,8 @@ enum Command {
     /// List, describe, reset and delete consumer groups.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Check the host's settings for running ringlog (CPU, memory, network, disk).
+    Tune(tune::TuneArgs),
 }
 
 /// Connection options shared by the client commands.
@@ -66,6 +69,10 @@ pub fn run() -> anyhow::Result<i32> {
         Command::Group(cmd) => {
             init_logging("warn");
             group::run(cmd)
+        }
+        Command::Tune(args) => {
+            init_logging("warn");
+            tune::run(args)
         }
     }
 }
