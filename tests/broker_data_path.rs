@@ -81,18 +81,20 @@ fn produce_and_fetch_cross_shard_in_both_directions() {
     );
 }
 
-#[test]
-fn acked_writes_survive_kill_9_and_sigterm_skips_recovery() {
-    let root = tempfile::tempdir().unwrap();
-    let data = root.path().join("data");
-    let mut broker = Broker::start(&data, 2, &[]);
-    ok(&broker.cli(&["topic", "create", "d", "--partitions", "4"]));
+/// (partition, offset, value) of an acknowledged record.
+type Acked = (i32, i64, String);
 
-    // A producer acks=all in this process records every acknowledged record; the
-    // broker is killed while it runs.
-    let addr = broker.addr.clone();
-    let (acked_tx, acked_rx) = std::sync::mpsc::channel::<(i32, i64, String)>();
-    let producer_thread = std::thread::spawn(move || {
+/// An acks=all producer in this process, sending to `topic` until the broker goes
+/// away; every acknowledged record is sent on the channel.
+fn produce_until_gone(
+    addr: String,
+    topic: &'static str,
+) -> (
+    std::thread::JoinHandle<()>,
+    std::sync::mpsc::Receiver<Acked>,
+) {
+    let (acked_tx, acked_rx) = std::sync::mpsc::channel::<Acked>();
+    let thread = std::thread::spawn(move || {
         client(move || async move {
             let c = Client::connect(&addr).await.unwrap();
             let config = ProducerConfig {
@@ -107,7 +109,7 @@ fn acked_writes_survive_kill_9_and_sigterm_skips_recovery() {
                 let value = format!("v{i}");
                 let d = match producer
                     .send(
-                        "d",
+                        topic,
                         None,
                         Some(Bytes::from(format!("k{i}"))),
                         Some(Bytes::from(value.clone())),
@@ -133,32 +135,29 @@ fn acked_writes_survive_kill_9_and_sigterm_skips_recovery() {
             }
         })
     });
-    // Wait until a good number of records are acknowledged, then kill -9.
+    (thread, acked_rx)
+}
+
+/// Waits for `n` acknowledgements.
+fn wait_acks(rx: &std::sync::mpsc::Receiver<Acked>, n: usize) -> Vec<Acked> {
     let mut acked = Vec::new();
-    while acked.len() < 20_000 {
+    while acked.len() < n {
         acked.push(
-            acked_rx
-                .recv_timeout(Duration::from_secs(30))
+            rx.recv_timeout(Duration::from_secs(30))
                 .expect("acks arrive"),
         );
     }
-    broker.kill9();
-    producer_thread.join().unwrap();
-    acked.extend(acked_rx.try_iter());
-    assert!(acked.len() >= 20_000);
+    acked
+}
 
-    let mut broker = Broker::start(&data, 2, &[]);
-    let log = broker.log();
-    assert!(
-        log.contains("clean=false"),
-        "kill -9 leaves logs to recover:\n{log}"
-    );
+/// Asserts every acknowledged record is in `topic` at its offset.
+fn assert_all_readable(broker: &Broker, topic: &'static str, acked: &[Acked]) {
     let addr = broker.addr.clone();
     let consumed = client(move || async move {
         let c = Client::connect(&addr).await.unwrap();
         let mut consumer = Consumer::assign(
             c,
-            "d",
+            topic,
             None,
             StartOffset::Earliest,
             ConsumerConfig::default(),
@@ -180,27 +179,75 @@ fn acked_writes_survive_kill_9_and_sigterm_skips_recovery() {
         }
         seen
     });
-    for (p, o, v) in &acked {
+    for (p, o, v) in acked {
         assert_eq!(
             consumed.get(&(*p, *o)),
             Some(v),
             "acked record {p}/{o} lost or changed"
         );
     }
+}
+
+/// Asserts the broker's start opened every one of `partitions` logs clean.
+fn assert_clean_start(broker: &Broker, partitions: usize) {
+    let log = broker.log();
+    assert_eq!(
+        log.matches("clean=true segments_scanned=0").count(),
+        partitions,
+        "every partition opens clean, without a recovery scan:\n{log}"
+    );
+    assert!(!log.contains("clean=false"), "clean start:\n{log}");
+}
+
+#[test]
+fn acked_writes_survive_kill_9_and_sigterm_skips_recovery() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let mut broker = Broker::start(&data, 2, &[]);
+    ok(&broker.cli(&["topic", "create", "d", "--partitions", "4"]));
+
+    // A producer acks=all in this process records every acknowledged record; the
+    // broker is killed while it runs.
+    let (producer_thread, acked_rx) = produce_until_gone(broker.addr.clone(), "d");
+    let mut acked = wait_acks(&acked_rx, 20_000);
+    broker.kill9();
+    producer_thread.join().unwrap();
+    acked.extend(acked_rx.try_iter());
+
+    let mut broker = Broker::start(&data, 2, &[]);
+    let log = broker.log();
+    assert!(
+        log.contains("clean=false"),
+        "kill -9 leaves logs to recover:\n{log}"
+    );
+    assert_all_readable(&broker, "d", &acked);
 
     // SIGTERM: every log closes cleanly, and the next start scans nothing.
     assert!(broker.terminate().success());
     let broker = Broker::start(&data, 2, &[]);
-    let log = broker.log();
-    assert_eq!(
-        log.matches("clean=true segments_scanned=0").count(),
-        4,
-        "every partition opens clean, without a recovery scan:\n{log}"
-    );
+    assert_clean_start(&broker, 4);
+}
+
+#[test]
+fn sigterm_under_produce_load_keeps_every_acked_record_and_skips_recovery() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let mut broker = Broker::start(&data, 2, &[]);
+    ok(&broker.cli(&["topic", "create", "t", "--partitions", "4"]));
+    let (producer_thread, acked_rx) = produce_until_gone(broker.addr.clone(), "t");
+    let mut acked = wait_acks(&acked_rx, 20_000);
+    // Shut down while requests are in flight: in-flight ones finish (or fail), the
+    // logs flush and close cleanly, the process exits 0.
     assert!(
-        !log.contains("clean=false"),
-        "clean start after SIGTERM:\n{log}"
+        broker.terminate().success(),
+        "clean exit:\n{}",
+        broker.log()
     );
+    producer_thread.join().unwrap();
+    acked.extend(acked_rx.try_iter());
+    let broker = Broker::start(&data, 2, &[]);
+    assert_clean_start(&broker, 4);
+    assert_all_readable(&broker, "t", &acked);
 }
 
 #[test]
