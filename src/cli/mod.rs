@@ -79,13 +79,31 @@ pub fn run() -> anyhow::Result<i32> {
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `default_level`).
 pub fn init_logging(default_level: &str) {
+    init_logging_as(default_level, LogFormat::Human);
+}
+
+/// How log lines look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Text for people (colour on a terminal).
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Logs to stderr in `format`, filtered by `RUST_LOG` (default `default_level`).
+pub fn init_logging_as(default_level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder.json().with_current_span(false).try_init(),
+    };
 }
 
 /// Runs a client future on a small glommio executor on this thread.

@@ -35,10 +35,13 @@ pub struct ServeArgs {
     /// Any config key: --set key=value (repeatable), over file and environment.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Log lines as text or JSON (filter with RUST_LOG, e.g. info,ringlog::kafka=debug).
+    #[arg(long, value_enum, default_value = "human", env = "RINGLOG_LOG_FORMAT")]
+    log_format: super::LogFormat,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
-    super::init_logging("info");
+    super::init_logging_as("info", args.log_format);
     let mut config = BrokerConfig::default();
     if let Some(path) = &args.config {
         config.apply_toml_file(path)?;
