@@ -665,66 +665,87 @@ async fn consume(
     Ok(result)
 }
 
+/// Whether a consumer is done: its group has what it expects, the run was aborted,
+/// or (consume mode by duration) time is up. An error when nothing has arrived for
+/// `DRAIN_IDLE_TIMEOUT` after the producers finished.
+fn consumer_done(shared: &Shared, group: usize, last_progress: Instant) -> anyhow::Result<bool> {
+    let c = &shared.config;
+    let expected = shared.expected.load(Relaxed);
+    if shared.consumed[group].load(Relaxed) >= expected || shared.abort.load(Relaxed) {
+        return Ok(true);
+    }
+    let now = Instant::now();
+    let end = shared.start() + Duration::from_secs_f64(c.duration_s);
+    if c.mode == Mode::Consume && c.messages.is_none() && now >= end {
+        return Ok(true);
+    }
+    if expected != u64::MAX && now - last_progress > DRAIN_IDLE_TIMEOUT {
+        bail!(
+            "group {group}: nothing arrived for {} s after the producers finished",
+            DRAIN_IDLE_TIMEOUT.as_secs()
+        );
+    }
+    Ok(false)
+}
+
+/// Accounts records that arrived together at `arrived`: (partition, offset, value).
+/// Consuming a set number of records, the group's members claim their share so the
+/// group stops at exactly that many; each record taken is verified and, in e2e
+/// mode, its latency recorded.
+fn account(
+    shared: &Shared,
+    out: &mut ConsumerResult,
+    arrived: Instant,
+    records: &[(i32, i64, Option<&[u8]>)],
+) {
+    let c = &shared.config;
+    let now_ns = (arrived - shared.epoch).as_nanos() as u64;
+    shared.last_consumed_us.fetch_max(now_ns / 1000, Relaxed);
+    let expected = shared.expected.load(Relaxed);
+    let claimed = shared.consumed[out.group].fetch_add(records.len() as u64, Relaxed);
+    let take = if c.mode == Mode::Consume && expected != u64::MAX {
+        expected.saturating_sub(claimed).min(records.len() as u64) as usize
+    } else {
+        records.len()
+    };
+    let measure_from = shared.measure_from();
+    let mut measured = 0;
+    for (partition, offset, value) in &records[..take] {
+        let Some(h) = out.verifier.check(*partition, *offset, *value) else {
+            continue;
+        };
+        let sent = shared.epoch + Duration::from_nanos(h.sent_ns);
+        if c.mode == Mode::E2e && sent >= measure_from {
+            let _ = out
+                .hist
+                .record((now_ns.saturating_sub(h.sent_ns) / 1000).max(1));
+        }
+        if arrived >= measure_from {
+            measured += 1;
+        }
+    }
+    if out.group == 0 {
+        shared.consumed_measured.fetch_add(measured, Relaxed);
+    }
+}
+
 async fn consume_all(
     shared: &Shared,
     consumer: &mut Consumer,
     out: &mut ConsumerResult,
 ) -> anyhow::Result<()> {
-    let c = &shared.config;
-    let measure_from = shared.measure_from();
-    let end = shared.start() + Duration::from_secs_f64(c.duration_s);
     let mut last_progress = Instant::now();
-    loop {
-        let expected = shared.expected.load(Relaxed);
-        if shared.consumed[out.group].load(Relaxed) >= expected || shared.abort.load(Relaxed) {
-            return Ok(());
-        }
-        let now = Instant::now();
-        if c.mode == Mode::Consume && c.messages.is_none() && now >= end {
-            return Ok(());
-        }
-        if expected != u64::MAX && now - last_progress > DRAIN_IDLE_TIMEOUT {
-            bail!(
-                "group {}: nothing arrived for {} s after the producers finished",
-                out.group,
-                DRAIN_IDLE_TIMEOUT.as_secs()
-            );
-        }
+    while !consumer_done(shared, out.group, last_progress)? {
         let records = consumer.poll().await?;
         if records.is_empty() {
             continue;
         }
         last_progress = Instant::now();
-        let now_ns = (last_progress - shared.epoch).as_nanos() as u64;
-        shared.last_consumed_us.fetch_max(now_ns / 1000, Relaxed);
-        // Consuming a set number of records: the group's members claim their share,
-        // so the group stops at exactly that many.
-        let take = if c.mode == Mode::Consume && expected != u64::MAX {
-            let claimed = shared.consumed[out.group].fetch_add(records.len() as u64, Relaxed);
-            expected.saturating_sub(claimed).min(records.len() as u64) as usize
-        } else {
-            shared.consumed[out.group].fetch_add(records.len() as u64, Relaxed);
-            records.len()
-        };
-        let mut measured = 0;
-        for r in &records[..take] {
-            let Some(h) = out
-                .verifier
-                .check(r.partition, r.offset, r.value.as_deref())
-            else {
-                continue;
-            };
-            let sent = shared.epoch + Duration::from_nanos(h.sent_ns);
-            if c.mode == Mode::E2e && sent >= measure_from {
-                let us = (now_ns.saturating_sub(h.sent_ns) / 1000).max(1);
-                let _ = out.hist.record(us);
-            }
-            if last_progress >= measure_from {
-                measured += 1;
-            }
-        }
-        if out.group == 0 {
-            shared.consumed_measured.fetch_add(measured, Relaxed);
-        }
+        let batch: Vec<(i32, i64, Option<&[u8]>)> = records
+            .iter()
+            .map(|r| (r.partition, r.offset, r.value.as_deref()))
+            .collect();
+        account(shared, out, last_progress, &batch);
     }
+    Ok(())
 }

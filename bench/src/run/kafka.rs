@@ -252,75 +252,33 @@ async fn consume_all(
     mut positions: BTreeMap<i32, i64>,
     out: &mut ConsumerResult,
 ) -> anyhow::Result<()> {
-    let c = &shared.config;
-    let measure_from = shared.measure_from();
-    let end = shared.start() + Duration::from_secs_f64(c.duration_s);
-    let mut last_progress = Instant::now();
     if clients.is_empty() {
         return Ok(());
     }
+    // One fetch wait shared out over the partitions of a round.
+    let wait = i32::try_from(FETCH_MAX_WAIT_MS / clients.len() as u32)
+        .unwrap_or(1)
+        .max(1);
+    let mut last_progress = Instant::now();
     loop {
         for (p, pc) in clients {
-            let expected = shared.expected.load(Relaxed);
-            if shared.consumed[out.group].load(Relaxed) >= expected || shared.abort.load(Relaxed) {
+            if consumer_done(shared, out.group, last_progress)? {
                 return Ok(());
             }
-            let now = Instant::now();
-            if c.mode == Mode::Consume && c.messages.is_none() && now >= end {
-                return Ok(());
-            }
-            if expected != u64::MAX && now - last_progress > DRAIN_IDLE_TIMEOUT {
-                bail!(
-                    "group {}: nothing arrived for {} s after the producers finished",
-                    out.group,
-                    DRAIN_IDLE_TIMEOUT.as_secs()
-                );
-            }
-            let wait = i32::try_from(FETCH_MAX_WAIT_MS / clients.len() as u32)
-                .unwrap_or(1)
-                .max(1);
             let (records, _hw) = pc
                 .fetch_records(positions[p], 1..FETCH_MAX_BYTES, wait)
                 .await
                 .with_context(|| format!("fetch partition {p}"))?;
-            if records.is_empty() {
+            let Some(last) = records.last() else {
                 continue;
-            }
-            last_progress = Instant::now();
-            let now_ns = (last_progress - shared.epoch).as_nanos() as u64;
-            shared.last_consumed_us.fetch_max(now_ns / 1000, Relaxed);
-            let claimed = shared.consumed[out.group].fetch_add(records.len() as u64, Relaxed);
-            let take = if c.mode == Mode::Consume && shared.expected.load(Relaxed) != u64::MAX {
-                shared
-                    .expected
-                    .load(Relaxed)
-                    .saturating_sub(claimed)
-                    .min(records.len() as u64) as usize
-            } else {
-                records.len()
             };
-            let mut measured = 0;
-            for r in records.iter().take(take) {
-                positions.insert(*p, r.offset + 1);
-                let Some(h) = out.verifier.check(*p, r.offset, r.record.value.as_deref()) else {
-                    continue;
-                };
-                let sent = shared.epoch + Duration::from_nanos(h.sent_ns);
-                if c.mode == Mode::E2e && sent >= measure_from {
-                    let _ = out
-                        .hist
-                        .record((now_ns.saturating_sub(h.sent_ns) / 1000).max(1));
-                }
-                if last_progress >= measure_from {
-                    measured += 1;
-                }
-            }
-            if let Some(last) = records.last() {
-                positions.insert(*p, last.offset + 1);
-            }
-            if out.group == 0 {
-                shared.consumed_measured.fetch_add(measured, Relaxed);
-            }
+            positions.insert(*p, last.offset + 1);
+            last_progress = Instant::now();
+            let batch: Vec<(i32, i64, Option<&[u8]>)> = records
+                .iter()
+                .map(|r| (*p, r.offset, r.record.value.as_deref()))
+                .collect();
+            account(shared, out, last_progress, &batch);
         }
     }
 }
