@@ -23,3 +23,18 @@ fn json_logs_are_one_object_per_line() {
     assert!(lines >= 3, "{log}");
     assert!(log.contains("\"message\":\"broker ready\""), "{log}");
 }
+
+#[test]
+fn sighup_says_the_configuration_cannot_be_reloaded_and_the_broker_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(&dir.path().join("data"), 1, &[]);
+    unsafe { libc::kill(broker.pid(), libc::SIGHUP) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !broker.log().contains("cannot reload its configuration") {
+        assert!(std::time::Instant::now() < deadline, "{}", broker.log());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    ok(&broker.cli(&["topic", "create", "after-hup", "--partitions", "1"]));
+    assert!(broker.child_alive());
+    assert!(broker.terminate().success());
+}

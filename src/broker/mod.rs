@@ -250,11 +250,20 @@ fn lock_data_dir(dir: &Path) -> Result<File, BrokerError> {
 }
 
 fn install_signal_handlers(stop: flume::Sender<()>) {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(mut signals) => {
             std::thread::spawn(move || {
                 for sig in signals.forever() {
+                    if sig == SIGHUP {
+                        // Nothing of the configuration is reloadable yet; say so
+                        // rather than pretend, and keep serving.
+                        warn!(
+                            signal = sig,
+                            "SIGHUP: this broker cannot reload its configuration yet; restart it (SIGTERM, then start) to apply changes"
+                        );
+                        continue;
+                    }
                     info!(signal = sig, "shutdown requested");
                     let _ = stop.try_send(());
                 }
