@@ -88,6 +88,21 @@ impl Shared {
     fn measure_from(&self) -> Instant {
         self.start() + Duration::from_secs_f64(self.config.warmup_s)
     }
+    /// A producer is done: the run's produce window ends at the last one.
+    fn producer_finished(&self) {
+        let end_us = (Instant::now() - self.epoch).as_micros() as u64;
+        self.producers_end_us.fetch_max(end_us, Relaxed);
+        self.producers_done.fetch_add(1, Relaxed);
+    }
+
+    /// The partitions consumer `member` of a group reads: `p % consumers == member`
+    /// (a static assignment, the same for both protocols).
+    fn assigned(&self, member: usize) -> Vec<i32> {
+        (0..self.partitions)
+            .filter(|p| *p as usize % self.config.consumers == member)
+            .collect()
+    }
+
     fn error(&self, e: impl ToString) {
         self.errors.fetch_add(1, Relaxed);
         let _ = self.first_error.set(e.to_string());
@@ -394,9 +409,7 @@ async fn produce(
             Ok(new_histogram())
         }
     };
-    let end_us = (Instant::now() - shared.epoch).as_micros() as u64;
-    shared.producers_end_us.fetch_max(end_us, Relaxed);
-    shared.producers_done.fetch_add(1, Relaxed);
+    shared.producer_finished();
     Ok(ProducerResult { hist: result? })
 }
 
@@ -617,9 +630,7 @@ async fn consume(
     member: usize,
 ) -> anyhow::Result<ConsumerResult> {
     let c = &shared.config;
-    let mine: Vec<i32> = (0..shared.partitions)
-        .filter(|p| *p as usize % c.consumers == member)
-        .collect();
+    let mine = shared.assigned(member);
     let start_at = match c.mode {
         Mode::Consume => StartOffset::Earliest,
         _ => StartOffset::Latest,

@@ -8,7 +8,8 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::handlers::join_all;
-use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
+use crate::broker::handlers::produce::{outcome, queue};
+use crate::broker::messages::{PartitionError, PartitionKey};
 use crate::broker::shard::Shard;
 use crate::kafka::api::{codes, kafka_code, topic_entry};
 
@@ -32,17 +33,7 @@ pub async fn handle(shard: &Shard, req: ProduceRequest, version: i16) -> Option<
                     "produce v3 or later (RecordBatch v2) is required",
                 ))
             } else {
-                let records = p.records.unwrap_or_else(Bytes::new);
-                shard
-                    .send_to_owner(
-                        &key,
-                        ShardMsg::Produce {
-                            key: key.clone(),
-                            records,
-                        },
-                    )
-                    .await
-                    .map_err(Refusal::from)
+                Ok(queue(shard, &key, p.records.unwrap_or_else(Bytes::new)).await)
             };
             queued.push((key, sent));
         }
@@ -52,11 +43,7 @@ pub async fn handle(shard: &Shard, req: ProduceRequest, version: i16) -> Option<
             .into_iter()
             .map(|(key, sent)| async move {
                 let outcome = match sent {
-                    Ok(reply) => match reply.recv().await {
-                        Ok(ShardMsg::Produced(r)) => r.map_err(Refusal::from),
-                        Ok(_) => Err(refused(codes::UNKNOWN_SERVER_ERROR, "unexpected answer")),
-                        Err(e) => Err(refused(codes::NOT_LEADER_OR_FOLLOWER, &e.to_string())),
-                    },
+                    Ok(queued) => outcome(queued).await.map_err(Refusal::from),
                     Err(e) => Err(e),
                 };
                 (key, outcome)

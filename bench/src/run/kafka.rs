@@ -117,9 +117,7 @@ pub(super) async fn produce(
             new_histogram()
         }
     };
-    let end_us = (Instant::now() - shared.epoch).as_micros() as u64;
-    shared.producers_end_us.fetch_max(end_us, Relaxed);
-    shared.producers_done.fetch_add(1, Relaxed);
+    shared.producer_finished();
     Ok(ProducerResult { hist })
 }
 
@@ -207,9 +205,7 @@ pub(super) async fn consume(
     member: usize,
 ) -> anyhow::Result<ConsumerResult> {
     let c = &shared.config;
-    let mine: Vec<i32> = (0..shared.partitions)
-        .filter(|p| *p as usize % c.consumers == member)
-        .collect();
+    let mine = shared.assigned(member);
     let clients = partition_clients(&shared, mine.iter().copied()).await;
     // Start positions are taken before the barrier: nothing produced is missed.
     let positions = match &clients {

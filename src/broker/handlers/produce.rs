@@ -13,6 +13,37 @@ use crate::broker::handlers::{error_body, join_all, Response};
 use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
 use crate::broker::shard::Shard;
 
+/// Hands one partition's records to its owner shard. Called in arrival order, it
+/// keeps that order on the owner (both protocols' produce paths use it).
+pub async fn queue(
+    shard: &Shard,
+    key: &PartitionKey,
+    records: Bytes,
+) -> Result<Reply<ShardMsg>, PartitionError> {
+    let msg = ShardMsg::Produce {
+        key: key.clone(),
+        records,
+    };
+    shard.send_to_owner(key, msg).await
+}
+
+/// What the owner made of a queued produce: (base offset, log start).
+pub async fn outcome(
+    queued: Result<Reply<ShardMsg>, PartitionError>,
+) -> Result<(i64, i64), PartitionError> {
+    match queued?.recv().await {
+        Ok(ShardMsg::Produced(r)) => r,
+        Ok(_) => Err(PartitionError::new(
+            ErrorCode::UNKNOWN_SERVER_ERROR,
+            "unexpected answer",
+        )),
+        Err(e) => Err(PartitionError::new(
+            ErrorCode::NOT_LEADER_OR_FOLLOWER,
+            e.to_string(),
+        )),
+    }
+}
+
 /// A produce whose batches are queued on their owners.
 pub struct PendingProduce {
     acks: i8,
@@ -40,17 +71,7 @@ pub async fn enqueue(shard: &Shard, req: ProduceRequestT, payload: Bytes) -> Pen
             partition: p.partition,
         };
         let queued = match frame::payload_slice(&payload, p.records.as_ref(), "records") {
-            Ok(records) => {
-                shard
-                    .send_to_owner(
-                        &key,
-                        ShardMsg::Produce {
-                            key: key.clone(),
-                            records,
-                        },
-                    )
-                    .await
-            }
+            Ok(records) => queue(shard, &key, records).await,
             Err(e) => Err(PartitionError::new(
                 ErrorCode::CORRUPT_MESSAGE,
                 e.to_string(),
@@ -74,23 +95,7 @@ impl PendingProduce {
         let outcomes = join_all(
             self.partitions
                 .into_iter()
-                .map(|(key, queued)| async move {
-                    let outcome = match queued {
-                        Ok(reply) => match reply.recv().await {
-                            Ok(ShardMsg::Produced(r)) => r,
-                            Ok(_) => Err(PartitionError::new(
-                                ErrorCode::UNKNOWN_SERVER_ERROR,
-                                "unexpected answer",
-                            )),
-                            Err(e) => Err(PartitionError::new(
-                                ErrorCode::NOT_LEADER_OR_FOLLOWER,
-                                e.to_string(),
-                            )),
-                        },
-                        Err(e) => Err(e),
-                    };
-                    (key, outcome)
-                })
+                .map(|(key, queued)| async move { (key, outcome(queued).await) })
                 .collect(),
         )
         .await;
