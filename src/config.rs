@@ -19,7 +19,7 @@ use crate::groups::membership::GroupLimits;
 pub const NATIVE_ADDR_DEFAULT: &str = "127.0.0.1:9290";
 /// Where the Kafka-protocol listener binds unless told otherwise (Kafka's port).
 pub const KAFKA_ADDR_DEFAULT: &str = "127.0.0.1:9092";
-/// Default admin HTTP listener (served by a later issue).
+/// Default admin HTTP listener (metrics, status, readiness; Redpanda's port).
 pub const ADMIN_ADDR_DEFAULT: &str = "127.0.0.1:9644";
 /// Most partitions one topic may have.
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 100_000;
@@ -70,7 +70,8 @@ pub struct BrokerConfig {
     /// `advertised.kafka.listener`: what Kafka Metadata tells clients (default: the
     /// bound address).
     pub advertised_kafka_addr: Option<SocketAddr>,
-    /// `admin.listener`: refused until the admin listener exists.
+    /// `admin.listener`: the admin HTTP listener (`/metrics`, `/v1/status`, `/v1/ready`,
+    /// `/v1/live`); `none` turns it off.
     pub admin_addr: Option<SocketAddr>,
     /// `num.partitions`: partitions of auto-created topics and of creates that give -1.
     pub num_partitions: i32,
@@ -107,7 +108,7 @@ impl Default for BrokerConfig {
             advertised_native_addr: None,
             kafka_addr: Some(parse_addr(KAFKA_ADDR_DEFAULT)),
             advertised_kafka_addr: None,
-            admin_addr: None,
+            admin_addr: Some(parse_addr(ADMIN_ADDR_DEFAULT)),
             num_partitions: 1,
             default_replication_factor: 1,
             auto_create_topics: true,
@@ -218,7 +219,12 @@ impl BrokerConfig {
             "advertised.listeners" => {
                 self.advertised_kafka_addr = Some(kafka_listener(v).map_err(bad)?)
             }
-            "admin.listener" => self.admin_addr = Some(addr(v).map_err(bad)?),
+            "admin.listener" => {
+                self.admin_addr = match v {
+                    "" | "none" => None,
+                    _ => Some(addr(v).map_err(bad)?),
+                }
+            }
             "num.partitions" => self.num_partitions = num(v).map_err(bad)?,
             "default.replication.factor" => {
                 self.default_replication_factor = num(v).map_err(bad)?

@@ -7,6 +7,7 @@
 //! - [`groups`]: consumer-group membership and assignment (pure state machines).
 //! - [`kafka`]: the Apache Kafka wire-protocol listener.
 //! - [`tune`]: host checks for `ringlog tune --check`.
+//! - [`metrics`]: shard-local counters, their snapshots and the Prometheus text.
 //! - [`metadata`]: the cluster metadata model, placement rule and persistence.
 //! - [`config`]: broker configuration with Kafka's key names.
 //!
@@ -19,6 +20,7 @@ pub mod config;
 pub mod groups;
 pub mod kafka;
 pub mod metadata;
+pub mod metrics;
 pub mod tune;
 
 pub use ringlog_schema as schema;

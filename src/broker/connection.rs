@@ -13,6 +13,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt, BufReader, WriteHalf};
@@ -25,6 +26,7 @@ use tracing::debug;
 use crate::broker::handlers::{self, Response};
 use crate::broker::shard::Shard;
 use crate::config::CONNECTION_INFLIGHT_MAX;
+use crate::metrics::{Protocol, RequestKind};
 
 /// Read buffer of a connection.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -40,6 +42,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
     let peer = stream.peer_addr().ok();
+    let _open = shard.stats.connection(Protocol::Native);
     let (reader, writer) = futures_lite::io::split(stream);
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let (out_tx, out_rx) = flume::bounded::<Vec<Bytes>>(CONNECTION_INFLIGHT_MAX);
@@ -87,7 +90,15 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         };
         let correlation_id = frame.envelope.correlation_id;
         let out = out_tx.clone();
+        let started = Instant::now();
+        let kind = match &frame.envelope.body {
+            BodyT::ProduceRequest(_) => RequestKind::Produce,
+            BodyT::FetchRequest(_) => RequestKind::Fetch,
+            _ => RequestKind::Other,
+        };
+        let timed = shard.clone();
         let respond = move |resp: Option<Response>| async move {
+            timed.stats.request_done(Protocol::Native, kind, started);
             if let Some(resp) = resp {
                 let _ = out.send_async(resp.into_buffers(correlation_id)).await;
             }

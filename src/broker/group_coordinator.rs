@@ -103,6 +103,23 @@ impl GroupCoordinator {
         }
     }
 
+    /// The committed offsets of every offsets partition loaded so far, for `/metrics`.
+    pub fn committed_offsets(&self) -> Vec<crate::metrics::CommittedOffset> {
+        let stores = self.stores.borrow();
+        let mut out = Vec::new();
+        for store in stores.values() {
+            for ((group, topic, partition), c) in store.borrow().iter() {
+                out.push(crate::metrics::CommittedOffset {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                    offset: c.offset,
+                });
+            }
+        }
+        out
+    }
+
     /// Answers a group request routed to this shard.
     pub async fn handle(&self, shard: &Shard, body: BodyT) -> BodyT {
         match body {

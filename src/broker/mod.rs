@@ -6,6 +6,7 @@
 //! SIGINT into an orderly shutdown (stop accepting, finish in-flight requests within
 //! a bound, close every log with its clean-shutdown marker, exit 0).
 
+pub mod admin;
 pub mod connection;
 pub mod coordinator;
 pub mod errors;
@@ -24,6 +25,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,8 +65,6 @@ pub enum BrokerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0} is not served yet: the listener is planned but not built")]
-    NotImplemented(&'static str),
     #[error(transparent)]
     Shards(#[from] ringlog_shards::ShardError),
     #[error("broker failed: {0}")]
@@ -81,11 +81,6 @@ enum Event {
 /// order. Returns an error if it could not start or a shard failed.
 pub fn serve(config: BrokerConfig) -> Result<(), BrokerError> {
     config.validate()?;
-    if config.admin_addr.is_some() {
-        return Err(BrokerError::NotImplemented(
-            "the admin HTTP listener (--admin-addr)",
-        ));
-    }
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| BrokerError::Io {
         op: "create data directory",
@@ -128,10 +123,13 @@ pub fn serve(config: BrokerConfig) -> Result<(), BrokerError> {
         )?),
         None => None,
     };
+    let admin_listener = config.admin_addr.map(admin::bind).transpose()?;
+    let admin_addr = admin_listener.as_ref().map(|(_, addr)| *addr);
     let shards = config.shard_count();
     let config = Arc::new(BrokerConfig {
         shards,
         kafka_addr,
+        admin_addr,
         ..config
     });
 
@@ -144,6 +142,19 @@ pub fn serve(config: BrokerConfig) -> Result<(), BrokerError> {
         name: "ringlog".into(),
         ..PoolConfig::default()
     };
+    let listeners = admin::Listeners {
+        native: native_addr,
+        kafka: kafka_addr,
+        admin: admin_addr,
+    };
+    let (admin_state, queries) = admin::AdminState::new(
+        config.broker_id,
+        data_dir.clone(),
+        pool_config.shard_cores()?,
+        listeners,
+    );
+    let admin_state = Arc::new(admin_state);
+    let queries = Arc::new(queries);
     let data_config = config.clone();
     let data_events = events_tx.clone();
     let coord_config = config.clone();
@@ -156,23 +167,40 @@ pub fn serve(config: BrokerConfig) -> Result<(), BrokerError> {
                 native_addr,
                 kafka_addr,
                 data_events.clone(),
+                queries.clone(),
             )
         },
         move |ctx: ShardContext<ShardMsg>| {
             run_coordinator(ctx, coord_config, advertised, events_tx, stop_rx)
         },
     )?;
-    install_signal_handlers(stop_tx.clone());
-    info!(native = %native_addr, kafka = ?kafka_addr, shards, data_dir = %data_dir.display(), broker_id = config.broker_id, "broker starting");
+    install_signal_handlers(stop_tx.clone(), admin_state.clone());
+    let admin = match admin_listener {
+        Some((l, _)) => match admin::AdminServer::start(l, admin_state.clone()) {
+            Ok(server) => Some(server),
+            Err(e) => {
+                let _ = stop_tx.try_send(());
+                let _ = pool.join();
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    info!(native = %native_addr, kafka = ?kafka_addr, admin = ?admin_addr, shards, data_dir = %data_dir.display(), broker_id = config.broker_id, "broker starting");
 
     let mut failure = None;
     match events_rx.recv() {
         Ok(Event::Ready) => {
-            let kafka = kafka_addr.map_or("null".to_string(), |a| format!("\"{a}\""));
             let json = format!(
-                "{{\"native\": \"{native_addr}\", \"kafka\": {kafka}, \"broker_id\": {}, \"shards\": {shards}, \"pid\": {}}}\n",
-                config.broker_id,
-                std::process::id()
+                "{}\n",
+                serde_json::json!({
+                    "native": native_addr.to_string(),
+                    "kafka": kafka_addr.map(|a| a.to_string()),
+                    "admin": admin_addr.map(|a| a.to_string()),
+                    "broker_id": config.broker_id,
+                    "shards": shards,
+                    "pid": std::process::id(),
+                })
             );
             if let Err(e) =
                 crate::metadata::store::write_atomically(&listeners_path, json.as_bytes())
@@ -180,6 +208,7 @@ pub fn serve(config: BrokerConfig) -> Result<(), BrokerError> {
                 failure = Some(e.to_string());
                 let _ = stop_tx.try_send(());
             } else {
+                admin_state.ready.store(true, Ordering::Release);
                 info!(native = %native_addr, listeners = %listeners_path.display(), "broker ready");
             }
         }
@@ -202,6 +231,10 @@ pub fn serve(config: BrokerConfig) -> Result<(), BrokerError> {
         later
     });
     let joined = pool.join();
+    admin_state.stopping.store(true, Ordering::Release);
+    if let Some(admin) = admin {
+        admin.stop();
+    }
     drop(stop_tx);
     let later = watcher.join().ok().flatten();
     let _ = std::fs::remove_file(&listeners_path);
@@ -249,7 +282,7 @@ fn lock_data_dir(dir: &Path) -> Result<File, BrokerError> {
     Ok(file)
 }
 
-fn install_signal_handlers(stop: flume::Sender<()>) {
+fn install_signal_handlers(stop: flume::Sender<()>, admin: Arc<admin::AdminState>) {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(mut signals) => {
@@ -265,6 +298,8 @@ fn install_signal_handlers(stop: flume::Sender<()>) {
                         continue;
                     }
                     info!(signal = sig, "shutdown requested");
+                    // Readiness goes down first, so a load balancer stops sending.
+                    admin.stopping.store(true, Ordering::Release);
                     let _ = stop.try_send(());
                 }
             });
@@ -281,6 +316,7 @@ async fn run_shard(
     native_addr: SocketAddr,
     kafka_addr: Option<SocketAddr>,
     events: flume::Sender<Event>,
+    queries: Arc<Vec<flume::Receiver<crate::metrics::ShardQuery>>>,
 ) {
     let Peer::Shard(id) = ctx.peer else {
         return;
@@ -320,6 +356,9 @@ async fn run_shard(
         shard.stopping.wait().await;
     };
     futures_lite::future::or(shard.ready.wait(), stopping).await;
+    if let Some(rx) = queries.get(id.index()) {
+        glommio::spawn_local(shard.clone().answer_queries(rx.clone())).detach();
+    }
     match kafka_listener {
         Some((_, Ok(l))) => {
             let serve = |shard, stream| {

@@ -21,6 +21,7 @@ use crate::broker::errors::{batch_error, storage_error};
 use crate::broker::messages::{FetchData, PartitionError, PartitionOffsets};
 use crate::broker::producer_state::{last_sequence, ProducerState, Verdict};
 use crate::broker::signal::{Latch, Signal};
+use crate::metrics::PartitionStats;
 
 /// Bytes read per step when rebuilding producer state.
 const PRODUCER_LOAD_READ_BYTES: usize = 1 << 20;
@@ -37,6 +38,8 @@ pub struct Partition {
     producers: RefCell<ProducerState>,
     producers_loaded: Latch,
     producers_loading: Cell<bool>,
+    /// Bytes and records in and out, for `/metrics`.
+    pub stats: PartitionStats,
 }
 
 impl Partition {
@@ -49,6 +52,7 @@ impl Partition {
             producers: RefCell::new(ProducerState::default()),
             producers_loaded: Latch::default(),
             producers_loading: Cell::new(false),
+            stats: PartitionStats::default(),
         }
     }
 
@@ -119,11 +123,13 @@ impl Partition {
                 }
                 Verdict::Reject(code, message) => return Err(PartitionError::new(code, message)),
             }
+            let (bytes, records) = volume(&batches);
             let infos = self
                 .log
                 .append_all_committed(batches.into_iter().map(RecordBatch::into_bytes).collect())
                 .await
                 .map_err(|e| storage_error(&e))?;
+            self.stats.produced(bytes, records);
             let base = infos.first().map_or(-1, |i| i.base_offset.0);
             self.producers
                 .borrow_mut()
@@ -131,11 +137,13 @@ impl Partition {
             self.arrived.notify();
             return Ok((base, self.log.log_start_offset().0));
         }
+        let (bytes, records) = volume(&batches);
         let infos = self
             .log
             .append_all_committed(batches.into_iter().map(RecordBatch::into_bytes).collect())
             .await
             .map_err(|e| storage_error(&e))?;
+        self.stats.produced(bytes, records);
         let base = infos.first().map(|i| i.base_offset.0);
         self.arrived.notify();
         Ok((base.unwrap_or(-1), self.log.log_start_offset().0))
@@ -234,6 +242,14 @@ impl Partition {
                 batches.push(b.into_bytes());
             }
         }
+        if let (Some(first), Some(last)) = (batches.first(), batches.last()) {
+            let from = split_batches(first.clone()).next().and_then(Result::ok);
+            if let (Some(from), Some(last)) = (from, last_offset_of(last)) {
+                let bytes: usize = batches.iter().map(Bytes::len).sum();
+                let records = u64::try_from(last - from.base_offset() + 1).unwrap_or(0);
+                self.stats.fetched(bytes as u64, records);
+            }
+        }
         Ok(FetchData { batches, offsets })
     }
 
@@ -258,6 +274,14 @@ impl Partition {
     pub fn wake_waiters(&self) {
         self.arrived.notify();
     }
+}
+
+/// Bytes and records of validated batches.
+fn volume(batches: &[RecordBatch]) -> (u64, u64) {
+    batches.iter().fold((0, 0), |(bytes, records), b| {
+        let n = u64::try_from(b.record_count()).unwrap_or(0);
+        (bytes + b.size() as u64, records + n)
+    })
 }
 
 /// The last offset of the last batch in `chunk` (one or more whole batches).

@@ -21,6 +21,7 @@ use crate::broker::partition::Partition;
 use crate::broker::signal::{Latch, Signal};
 use crate::config::{topic_log_config, BrokerConfig};
 use crate::metadata::{BrokerId, ClusterMetadata, TopicMeta};
+use crate::metrics::{PartitionSnapshot, ShardSnapshot, ShardStats};
 
 /// The state of one data shard.
 pub struct Shard {
@@ -45,6 +46,8 @@ pub struct Shard {
     pub groups: GroupCoordinator,
     /// The last producer id this shard handed out (InitProducerId).
     last_producer_id: Cell<i64>,
+    /// Counters read by the admin listener's `/metrics`.
+    pub stats: ShardStats,
 }
 
 impl Shard {
@@ -70,6 +73,7 @@ impl Shard {
             background,
             groups: GroupCoordinator::new(limits),
             last_producer_id: Cell::new(0),
+            stats: ShardStats::default(),
         }
     }
 
@@ -258,7 +262,7 @@ impl Shard {
             if self.partitions.borrow().contains_key(&key) {
                 continue;
             }
-            match open_partition(&self.config, topic, key.partition).await {
+            match open_partition(&self.config, &self.stats, topic, key.partition).await {
                 Ok(p) => {
                     self.partitions.borrow_mut().insert(key, Rc::new(p));
                 }
@@ -272,6 +276,68 @@ impl Shard {
     }
 
     /// Counts a request in flight on this shard; dropping the guard counts it out.
+    /// This shard's numbers for `/metrics`: counters, every partition it leads with
+    /// its offsets as they are now, and the committed offsets of its groups.
+    pub fn metrics_snapshot(&self) -> ShardSnapshot {
+        let mut snap = self.stats.snapshot(self.id.0);
+        let md = self.metadata.borrow().clone();
+        let parts = self.partitions.borrow();
+        snap.partitions = parts
+            .iter()
+            .map(|(key, p)| {
+                let meta = md.topics.get(&key.topic).and_then(|t| {
+                    usize::try_from(key.partition)
+                        .ok()
+                        .and_then(|i| t.partitions.get(i))
+                });
+                let offsets = p.offsets();
+                PartitionSnapshot {
+                    topic: key.topic.clone(),
+                    partition: key.partition,
+                    log_start: offsets.log_start,
+                    log_end: offsets.log_end,
+                    high_watermark: offsets.high_watermark,
+                    size_bytes: p.log.size_bytes(),
+                    segments: p.log.segment_count(),
+                    replicas: meta.map_or(0, |m| m.replicas.len()),
+                    in_sync_replicas: meta.map_or(0, |m| m.isr.len()),
+                    bytes_in: p.stats.bytes_in.get(),
+                    records_in: p.stats.records_in.get(),
+                    bytes_out: p.stats.bytes_out.get(),
+                    records_out: p.stats.records_out.get(),
+                }
+            })
+            .collect();
+        snap.partitions
+            .sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        snap.committed = self.groups.committed_offsets();
+        snap
+    }
+
+    /// Answers the admin thread's questions until it goes away or the shard stops.
+    pub async fn answer_queries(
+        self: Rc<Self>,
+        queries: flume::Receiver<crate::metrics::ShardQuery>,
+    ) {
+        use crate::metrics::ShardQuery;
+        loop {
+            let stop = async {
+                self.closed.wait().await;
+                None
+            };
+            let next = async { queries.recv_async().await.ok() };
+            match futures_lite::future::or(next, stop).await {
+                Some(ShardQuery::Snapshot(reply)) => {
+                    let _ = reply.send(self.metrics_snapshot());
+                }
+                Some(ShardQuery::Ping(reply)) => {
+                    let _ = reply.send(());
+                }
+                None => return,
+            }
+        }
+    }
+
     pub fn begin_request(self: &Rc<Self>) -> InflightGuard {
         self.inflight.set(self.inflight.get() + 1);
         InflightGuard {
@@ -371,12 +437,13 @@ impl Drop for InflightGuard {
 
 async fn open_partition(
     config: &BrokerConfig,
+    stats: &ShardStats,
     topic: &TopicMeta,
     partition: i32,
 ) -> Result<Partition, StorageError> {
     let log_config = topic_log_config(&config.log, &topic.configs).map_err(StorageError::Config)?;
     let dir = Partition::dir(&config.data_dir, &topic.name, partition);
-    let log = PartitionLog::open(&dir, log_config).await?;
+    let log = PartitionLog::open_with_stats(&dir, log_config, stats.io.clone()).await?;
     let report = log.open_report();
     info!(
         topic = %topic.name,

@@ -26,7 +26,8 @@ pub struct ServeArgs {
     /// 127.0.0.1:9092.
     #[arg(long)]
     kafka_addr: Option<String>,
-    /// Admin HTTP listener HOST:PORT (not served yet: refused with an error).
+    /// Admin HTTP listener HOST:PORT for /metrics, /v1/status, /v1/ready and /v1/live
+    /// (port 0 = ephemeral, `none` = off). Default 127.0.0.1:9644.
     #[arg(long)]
     admin_addr: Option<String>,
     /// broker.id.

@@ -185,6 +185,11 @@ impl OffsetStore {
             .collect()
     }
 
+    /// Every commit, in (group, topic, partition) order.
+    pub fn iter(&self) -> impl Iterator<Item = (&OffsetKey, &Committed)> {
+        self.offsets.iter()
+    }
+
     /// Groups with at least one commit.
     pub fn groups(&self) -> Vec<String> {
         let mut out: Vec<String> = self.offsets.keys().map(|(g, _, _)| g.clone()).collect();

@@ -14,11 +14,13 @@ use glommio::net::TcpStream;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
 use std::rc::Rc;
+use std::time::Instant;
 use tracing::debug;
 
 use crate::broker::connection::read_body;
 use crate::broker::shard::Shard;
 use crate::kafka::api::{self, codes};
+use crate::metrics::{Protocol, RequestKind};
 
 /// Answers being prepared for one connection; reading pauses beyond this.
 const INFLIGHT_MAX: usize = 128;
@@ -26,6 +28,7 @@ const INFLIGHT_MAX: usize = 128;
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
+    let _open = shard.stats.connection(Protocol::Kafka);
     let (mut reader, mut writer) = futures_lite::io::split(stream);
     // Each request's answer comes through its own channel; the writer takes the
     // channels in request order.
@@ -94,8 +97,15 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         }
         let guard = shard.begin_request();
         let shard = shard.clone();
+        let started = Instant::now();
+        let kind = match api {
+            ApiKey::Produce => RequestKind::Produce,
+            ApiKey::Fetch => RequestKind::Fetch,
+            _ => RequestKind::Other,
+        };
         glommio::spawn_local(async move {
             let answer = api::dispatch(&shard, api, version, correlation_id, body).await;
+            shard.stats.request_done(Protocol::Kafka, kind, started);
             drop(guard);
             match answer {
                 Ok(frame) => {

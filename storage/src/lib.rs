@@ -24,6 +24,7 @@ mod recovery;
 mod retention;
 mod scan;
 mod segment;
+pub mod stats;
 mod types;
 mod writer;
 mod zeroer;

@@ -48,6 +48,7 @@ use crate::recovery::{self, ScanMode};
 use crate::retention::{segments_to_delete, RetentionView};
 use crate::scan::ScannedBatch;
 use crate::segment::{parse_log_name, segment_file, Segment, LOG_SUFFIX};
+use crate::stats::{bump, IoStats};
 use crate::writer::{WriteBehind, WriteItem};
 use crate::zeroer::{self, ZeroAhead};
 use crate::{AppendInfo, Offset, Result, StorageError};
@@ -132,6 +133,8 @@ pub struct PartitionLog {
     /// Set once by the first failed write or fdatasync; the log is then read-only.
     failure: Rc<RefCell<Option<String>>>,
     fdatasyncs: Cell<u64>,
+    /// Shared with the shard's other logs (metrics).
+    stats: Rc<IoStats>,
     report: OpenReport,
 }
 
@@ -139,7 +142,16 @@ impl PartitionLog {
     /// Opens (creating if needed) the log in `dir`, recovering it if it was not closed
     /// cleanly.
     pub async fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Self> {
-        Self::open_with_clock(dir, config, Rc::new(SystemClock)).await
+        Self::open_with(dir, config, Rc::new(SystemClock), Rc::default()).await
+    }
+
+    /// [`PartitionLog::open`] counting its I/O into `stats` (one per shard).
+    pub async fn open_with_stats(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        stats: Rc<IoStats>,
+    ) -> Result<Self> {
+        Self::open_with(dir, config, Rc::new(SystemClock), stats).await
     }
 
     /// [`PartitionLog::open`] with an explicit clock (for `segment.ms` rolls).
@@ -147,6 +159,15 @@ impl PartitionLog {
         dir: impl AsRef<Path>,
         config: LogConfig,
         clock: Rc<dyn Clock>,
+    ) -> Result<Self> {
+        Self::open_with(dir, config, clock, Rc::default()).await
+    }
+
+    async fn open_with(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        clock: Rc<dyn Clock>,
+        stats: Rc<IoStats>,
     ) -> Result<Self> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
@@ -286,6 +307,7 @@ impl PartitionLog {
             zero: ZeroAhead::new(),
             failure: Rc::new(RefCell::new(None)),
             fdatasyncs: Cell::new(0),
+            stats,
             report,
         })
     }
@@ -618,12 +640,21 @@ impl PartitionLog {
             let a = st.active();
             (st.written_offset, a.file.clone(), a.path.clone())
         };
+        let started = std::time::Instant::now();
         if let Err(e) = file.fdatasync().await {
             return Err(self.fail(format!("fdatasync {}: {e}", path.display())));
         }
+        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.stats.fdatasync_us.record(took);
         self.fdatasyncs.set(self.fdatasyncs.get() + 1);
         let mut st = self.state.borrow_mut();
         debug_assert!(st.log_start <= upto && upto <= st.next_offset);
+        let committed = upto - st.durable_offset;
+        if committed > 0 {
+            self.stats
+                .commit_records
+                .record(u64::try_from(committed).unwrap_or(0));
+        }
         st.durable_offset = st.durable_offset.max(upto);
         st.last_flush_ms = self.clock.now_ms();
         Ok(())
@@ -813,8 +844,10 @@ impl PartitionLog {
                 return Ok(Vec::new());
             }
             if let Some(hit) = st.cache.read(from.0, max_bytes) {
+                bump(&self.stats.cache_hits);
                 return Ok(hit);
             }
+            bump(&self.stats.cache_misses);
             let Some((_, seg)) = st.segments.range(..=from.0).next_back() else {
                 return Err(StorageError::OffsetOutOfRange {
                     offset: from.0,

@@ -20,6 +20,8 @@ pub struct Broker {
     pub addr: String,
     /// The Kafka-protocol listener.
     pub kafka_addr: String,
+    /// The admin HTTP listener (empty when turned off).
+    pub admin_addr: String,
     pub log_path: PathBuf,
 }
 
@@ -38,6 +40,8 @@ impl Broker {
                 "--native-addr",
                 "127.0.0.1:0",
                 "--kafka-addr",
+                "127.0.0.1:0",
+                "--admin-addr",
                 "127.0.0.1:0",
             ])
             .arg("--shards")
@@ -58,6 +62,7 @@ impl Broker {
             data_dir: data_dir.to_path_buf(),
             addr: String::new(),
             kafka_addr: String::new(),
+            admin_addr: String::new(),
             log_path,
         };
         let deadline = Instant::now() + START_TIMEOUT;
@@ -66,6 +71,7 @@ impl Broker {
                 let v: serde_json::Value = serde_json::from_str(&text).unwrap();
                 broker.addr = v["native"].as_str().unwrap().to_string();
                 broker.kafka_addr = v["kafka"].as_str().unwrap_or_default().to_string();
+                broker.admin_addr = v["admin"].as_str().unwrap_or_default().to_string();
                 return broker;
             }
             if let Some(status) = broker.child.try_wait().unwrap() {

@@ -1,0 +1,226 @@
+//! What the broker counts about itself, and how the admin listener gets it.
+//!
+//! Counting is shard-local: each shard keeps [`ShardStats`] and each partition its
+//! [`PartitionStats`] in plain `Cell`s (the data path pays an add, no atomic, no lock),
+//! and the storage logs of a shard share one [`IoStats`]. The admin thread never reads
+//! them directly: it asks every shard for a [`ShardSnapshot`] over a channel and the
+//! shard copies its numbers on its own executor. Gauges (log offsets, committed
+//! offsets, partition counts) are read from the live state at that moment, so nothing
+//! is mirrored. A shard that does not answer in time shows as `ringlog_shard_up 0`.
+
+pub mod render;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Instant;
+
+use ringlog_storage::stats::{bump, Histogram, HistogramSnapshot, IoStats, LATENCY_BOUNDS_US};
+
+/// The wire protocol a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Native = 0,
+    Kafka = 1,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 2] = [Protocol::Native, Protocol::Kafka];
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::Native => "native",
+            Protocol::Kafka => "kafka",
+        }
+    }
+}
+
+/// Requests timed apart: the two on the data path, and everything else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestKind {
+    Produce = 0,
+    Fetch = 1,
+    Other = 2,
+}
+
+impl RequestKind {
+    pub const ALL: [RequestKind; 3] =
+        [RequestKind::Produce, RequestKind::Fetch, RequestKind::Other];
+    pub fn label(self) -> &'static str {
+        match self {
+            RequestKind::Produce => "produce",
+            RequestKind::Fetch => "fetch",
+            RequestKind::Other => "other",
+        }
+    }
+}
+
+const PROTOCOLS: usize = Protocol::ALL.len();
+const KINDS: usize = RequestKind::ALL.len();
+
+/// One shard's counters. Owned by the shard's executor.
+pub struct ShardStats {
+    /// Shared by every log the shard opens.
+    pub io: Rc<IoStats>,
+    /// Time from a request's last byte read to its answer being ready, µs.
+    latency_us: [[Histogram; KINDS]; PROTOCOLS],
+    connections_open: [Cell<u64>; PROTOCOLS],
+    connections_accepted: [Cell<u64>; PROTOCOLS],
+}
+
+impl Default for ShardStats {
+    fn default() -> Self {
+        Self {
+            io: Rc::default(),
+            latency_us: std::array::from_fn(|_| {
+                std::array::from_fn(|_| Histogram::new(LATENCY_BOUNDS_US))
+            }),
+            connections_open: Default::default(),
+            connections_accepted: Default::default(),
+        }
+    }
+}
+
+impl ShardStats {
+    /// Counts one answered request that started at `started`.
+    pub fn request_done(&self, protocol: Protocol, kind: RequestKind, started: Instant) {
+        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.latency_us[protocol as usize][kind as usize].record(us);
+    }
+
+    /// Counts a connection as open until the guard is dropped.
+    pub fn connection(&self, protocol: Protocol) -> ConnectionGuard<'_> {
+        let i = protocol as usize;
+        bump(&self.connections_accepted[i]);
+        bump(&self.connections_open[i]);
+        ConnectionGuard {
+            open: &self.connections_open[i],
+        }
+    }
+
+    /// The shard-wide part of a snapshot (partitions and groups are added by the shard).
+    pub fn snapshot(&self, shard: u16) -> ShardSnapshot {
+        let mut requests = Vec::with_capacity(PROTOCOLS * KINDS);
+        let mut connections = Vec::with_capacity(PROTOCOLS);
+        for p in Protocol::ALL {
+            for k in RequestKind::ALL {
+                requests.push(RequestSnapshot {
+                    protocol: p.label(),
+                    request: k.label(),
+                    latency_us: self.latency_us[p as usize][k as usize].snapshot(),
+                });
+            }
+            connections.push(ConnectionSnapshot {
+                protocol: p.label(),
+                open: self.connections_open[p as usize].get(),
+                accepted: self.connections_accepted[p as usize].get(),
+            });
+        }
+        ShardSnapshot {
+            shard,
+            requests,
+            connections,
+            fdatasync_us: self.io.fdatasync_us.snapshot(),
+            commit_records: self.io.commit_records.snapshot(),
+            cache_hits: self.io.cache_hits.get(),
+            cache_misses: self.io.cache_misses.get(),
+            partitions: Vec::new(),
+            committed: Vec::new(),
+        }
+    }
+}
+
+/// Keeps a connection counted as open.
+pub struct ConnectionGuard<'a> {
+    open: &'a Cell<u64>,
+}
+
+impl Drop for ConnectionGuard<'_> {
+    fn drop(&mut self) {
+        self.open.set(self.open.get().saturating_sub(1));
+    }
+}
+
+/// One partition's traffic, counted by its owner shard.
+#[derive(Debug, Default)]
+pub struct PartitionStats {
+    pub bytes_in: Cell<u64>,
+    pub records_in: Cell<u64>,
+    pub bytes_out: Cell<u64>,
+    pub records_out: Cell<u64>,
+}
+
+impl PartitionStats {
+    pub fn produced(&self, bytes: u64, records: u64) {
+        add(&self.bytes_in, bytes);
+        add(&self.records_in, records);
+    }
+    pub fn fetched(&self, bytes: u64, records: u64) {
+        add(&self.bytes_out, bytes);
+        add(&self.records_out, records);
+    }
+}
+
+fn add(c: &Cell<u64>, n: u64) {
+    c.set(c.get().wrapping_add(n));
+}
+
+/// A shard's numbers at one moment, sent to the admin thread.
+#[derive(Clone, Debug)]
+pub struct ShardSnapshot {
+    pub shard: u16,
+    pub requests: Vec<RequestSnapshot>,
+    pub connections: Vec<ConnectionSnapshot>,
+    pub fdatasync_us: HistogramSnapshot,
+    pub commit_records: HistogramSnapshot,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub partitions: Vec<PartitionSnapshot>,
+    /// Committed offsets of the groups this shard coordinates (loaded ones).
+    pub committed: Vec<CommittedOffset>,
+}
+
+#[derive(Clone, Debug)]
+pub struct RequestSnapshot {
+    pub protocol: &'static str,
+    pub request: &'static str,
+    pub latency_us: HistogramSnapshot,
+}
+
+#[derive(Clone, Debug)]
+pub struct ConnectionSnapshot {
+    pub protocol: &'static str,
+    pub open: u64,
+    pub accepted: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PartitionSnapshot {
+    pub topic: String,
+    pub partition: i32,
+    pub log_start: i64,
+    pub log_end: i64,
+    pub high_watermark: i64,
+    pub size_bytes: u64,
+    pub segments: usize,
+    pub replicas: usize,
+    pub in_sync_replicas: usize,
+    pub bytes_in: u64,
+    pub records_in: u64,
+    pub bytes_out: u64,
+    pub records_out: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// What the admin thread asks a shard.
+pub enum ShardQuery {
+    /// Copy your numbers.
+    Snapshot(flume::Sender<ShardSnapshot>),
+    /// Answer if your executor is running tasks (liveness).
+    Ping(flume::Sender<()>),
+}

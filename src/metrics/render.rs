@@ -1,0 +1,449 @@
+//! Shard snapshots as Prometheus text exposition format 0.0.4: a pure function, so the
+//! format is unit-tested without a broker.
+//!
+//! Names follow Prometheus conventions: a `ringlog_` prefix, base units (seconds,
+//! bytes), `_total` on counters. Per-shard series carry `shard`, per-partition ones
+//! `topic` and `partition`, per-group ones `group`.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use ringlog_storage::stats::HistogramSnapshot;
+
+use super::ShardSnapshot;
+
+/// Broker-wide facts for the exposition.
+pub struct BrokerFacts<'a> {
+    pub broker_id: i32,
+    pub version: &'a str,
+    pub uptime_seconds: f64,
+}
+
+/// How a family's values are to be read.
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// Metric families in the order they were first declared, each with its samples.
+#[derive(Default)]
+struct Exposition {
+    families: Vec<(String, &'static str, Kind, String)>,
+    index: HashMap<String, usize>,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, help: &'static str, kind: Kind) -> &mut String {
+        let i = *self.index.entry(name.to_string()).or_insert_with(|| {
+            self.families
+                .push((name.to_string(), help, kind, String::new()));
+            self.families.len() - 1
+        });
+        &mut self.families[i].3
+    }
+
+    fn value(
+        &mut self,
+        name: &str,
+        help: &'static str,
+        kind: Kind,
+        labels: &[(&str, &str)],
+        v: f64,
+    ) {
+        let out = self.family(name, help, kind);
+        let _ = writeln!(out, "{name}{} {}", label_set(labels), number(v));
+    }
+
+    fn counter(&mut self, name: &str, help: &'static str, labels: &[(&str, &str)], v: u64) {
+        self.value(name, help, Kind::Counter, labels, v as f64);
+    }
+
+    fn gauge(&mut self, name: &str, help: &'static str, labels: &[(&str, &str)], v: f64) {
+        self.value(name, help, Kind::Gauge, labels, v);
+    }
+
+    /// A histogram with its bounds divided by `scale` (µs to seconds: 1e6).
+    fn histogram(
+        &mut self,
+        name: &str,
+        help: &'static str,
+        labels: &[(&str, &str)],
+        h: &HistogramSnapshot,
+        scale: f64,
+    ) {
+        let out = self.family(name, help, Kind::Histogram);
+        for (bound, count) in h.cumulative() {
+            let le = number(bound as f64 / scale);
+            let mut with_le = labels.to_vec();
+            with_le.push(("le", &le));
+            let _ = writeln!(out, "{name}_bucket{} {count}", label_set(&with_le));
+        }
+        let mut with_le = labels.to_vec();
+        with_le.push(("le", "+Inf"));
+        let total = h.count();
+        let _ = writeln!(out, "{name}_bucket{} {total}", label_set(&with_le));
+        let _ = writeln!(
+            out,
+            "{name}_sum{} {}",
+            label_set(labels),
+            number(h.sum as f64 / scale)
+        );
+        let _ = writeln!(out, "{name}_count{} {total}", label_set(labels));
+    }
+
+    fn finish(self) -> String {
+        let mut out = String::new();
+        for (name, help, kind, samples) in self.families {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {}", kind.name());
+            out.push_str(&samples);
+        }
+        out
+    }
+}
+
+fn label_set(labels: &[(&str, &str)]) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// Label values escape backslash, double quote and newline.
+fn escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// The whole exposition: broker facts, then every shard that answered (`None` for one
+/// that did not, reported as down), then consumer-group lag across shards.
+pub fn render(facts: &BrokerFacts<'_>, shards: &[(u16, Option<ShardSnapshot>)]) -> String {
+    let mut e = Exposition::default();
+    let broker = facts.broker_id.to_string();
+    e.gauge(
+        "ringlog_build_info",
+        "Always 1; the labels say which build runs.",
+        &[("version", facts.version), ("broker_id", &broker)],
+        1.0,
+    );
+    e.gauge(
+        "ringlog_uptime_seconds",
+        "Seconds since the broker started.",
+        &[],
+        facts.uptime_seconds,
+    );
+    // Where each partition's high watermark is, for group lag.
+    let mut high_watermarks: HashMap<(&str, i32), i64> = HashMap::new();
+    for (id, snap) in shards {
+        let shard = id.to_string();
+        let s = [("shard", shard.as_str())];
+        e.gauge(
+            "ringlog_shard_up",
+            "1 if the shard answered this scrape in time, 0 if it did not.",
+            &s,
+            if snap.is_some() { 1.0 } else { 0.0 },
+        );
+        let Some(snap) = snap else { continue };
+        for r in &snap.requests {
+            e.histogram(
+                "ringlog_request_latency_seconds",
+                "Requests answered, by protocol and kind: time from the request read to its answer ready.",
+                &[("shard", &shard), ("protocol", r.protocol), ("request", r.request)],
+                &r.latency_us,
+                1e6,
+            );
+        }
+        for c in &snap.connections {
+            let l = [("shard", shard.as_str()), ("protocol", c.protocol)];
+            e.gauge(
+                "ringlog_connections",
+                "Client connections open.",
+                &l,
+                c.open as f64,
+            );
+            e.counter(
+                "ringlog_connections_accepted_total",
+                "Client connections accepted.",
+                &l,
+                c.accepted,
+            );
+        }
+        e.histogram(
+            "ringlog_fdatasync_latency_seconds",
+            "fdatasync calls on the write path and how long each took (its count is the fdatasync count).",
+            &s,
+            &snap.fdatasync_us,
+            1e6,
+        );
+        e.histogram(
+            "ringlog_group_commit_records",
+            "Records made durable by one fdatasync (group-commit size).",
+            &s,
+            &snap.commit_records,
+            1.0,
+        );
+        for (result, n) in [("hit", snap.cache_hits), ("miss", snap.cache_misses)] {
+            e.counter(
+                "ringlog_cache_reads_total",
+                "Log reads served from the recent-batch cache (hit) or from disk (miss).",
+                &[("shard", &shard), ("result", result)],
+                n,
+            );
+        }
+        let reads = snap.cache_hits + snap.cache_misses;
+        if reads > 0 {
+            e.gauge(
+                "ringlog_cache_hit_ratio",
+                "Share of log reads served from the cache since start.",
+                &s,
+                snap.cache_hits as f64 / reads as f64,
+            );
+        }
+        e.gauge(
+            "ringlog_partitions",
+            "Partitions this shard leads.",
+            &s,
+            snap.partitions.len() as f64,
+        );
+        let under = snap
+            .partitions
+            .iter()
+            .filter(|p| p.in_sync_replicas < p.replicas)
+            .count();
+        e.gauge(
+            "ringlog_under_replicated_partitions",
+            "Partitions this shard leads whose in-sync replicas are fewer than their replicas.",
+            &s,
+            under as f64,
+        );
+        for p in &snap.partitions {
+            high_watermarks.insert((p.topic.as_str(), p.partition), p.high_watermark);
+            let part = p.partition.to_string();
+            let l = [
+                ("shard", shard.as_str()),
+                ("topic", p.topic.as_str()),
+                ("partition", part.as_str()),
+            ];
+            let counters: [(&str, &'static str, u64); 4] = [
+                (
+                    "ringlog_partition_bytes_in_total",
+                    "Record-batch bytes appended.",
+                    p.bytes_in,
+                ),
+                (
+                    "ringlog_partition_records_in_total",
+                    "Records appended.",
+                    p.records_in,
+                ),
+                (
+                    "ringlog_partition_bytes_out_total",
+                    "Record-batch bytes sent to fetches.",
+                    p.bytes_out,
+                ),
+                (
+                    "ringlog_partition_records_out_total",
+                    "Records sent to fetches.",
+                    p.records_out,
+                ),
+            ];
+            for (name, help, v) in counters {
+                e.counter(name, help, &l, v);
+            }
+            let gauges: [(&str, &'static str, f64); 6] = [
+                (
+                    "ringlog_partition_log_start_offset",
+                    "First offset still in the log.",
+                    p.log_start as f64,
+                ),
+                (
+                    "ringlog_partition_log_end_offset",
+                    "Offset the next record appended gets.",
+                    p.log_end as f64,
+                ),
+                (
+                    "ringlog_partition_high_watermark",
+                    "Offset below which consumers may read.",
+                    p.high_watermark as f64,
+                ),
+                (
+                    "ringlog_partition_size_bytes",
+                    "Bytes of the partition's segments.",
+                    p.size_bytes as f64,
+                ),
+                (
+                    "ringlog_partition_segments",
+                    "Segments of the partition's log.",
+                    p.segments as f64,
+                ),
+                (
+                    "ringlog_partition_in_sync_replicas",
+                    "Replicas in sync with the leader.",
+                    p.in_sync_replicas as f64,
+                ),
+            ];
+            for (name, help, v) in gauges {
+                e.gauge(name, help, &l, v);
+            }
+        }
+    }
+    for (_, snap) in shards {
+        let Some(snap) = snap else { continue };
+        for c in &snap.committed {
+            let part = c.partition.to_string();
+            let l = [
+                ("group", c.group.as_str()),
+                ("topic", c.topic.as_str()),
+                ("partition", part.as_str()),
+            ];
+            e.gauge(
+                "ringlog_consumer_group_committed_offset",
+                "The group's committed offset.",
+                &l,
+                c.offset as f64,
+            );
+            if let Some(hw) = high_watermarks.get(&(c.topic.as_str(), c.partition)) {
+                e.gauge(
+                    "ringlog_consumer_group_lag",
+                    "Records between the group's committed offset and the high watermark.",
+                    &l,
+                    (hw - c.offset).max(0) as f64,
+                );
+            }
+        }
+    }
+    e.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{CommittedOffset, PartitionSnapshot, ShardStats};
+    use crate::metrics::{Protocol, RequestKind};
+    use std::time::Instant;
+
+    fn facts() -> BrokerFacts<'static> {
+        BrokerFacts {
+            broker_id: 3,
+            version: "1.2.3",
+            uptime_seconds: 1.5,
+        }
+    }
+
+    fn snapshot() -> ShardSnapshot {
+        let stats = ShardStats::default();
+        stats.request_done(Protocol::Kafka, RequestKind::Produce, Instant::now());
+        stats.io.fdatasync_us.record(700);
+        let _conn = stats.connection(Protocol::Native);
+        let mut s = stats.snapshot(0);
+        s.cache_hits = 3;
+        s.cache_misses = 1;
+        s.partitions.push(PartitionSnapshot {
+            topic: "t".into(),
+            partition: 1,
+            log_end: 10,
+            high_watermark: 10,
+            replicas: 1,
+            in_sync_replicas: 1,
+            records_in: 10,
+            ..PartitionSnapshot::default()
+        });
+        s.committed.push(CommittedOffset {
+            group: "g\"1\\\n".into(),
+            topic: "t".into(),
+            partition: 1,
+            offset: 4,
+        });
+        s
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_once_and_samples_follow() {
+        let text = render(&facts(), &[(0, Some(snapshot())), (1, None)]);
+        let mut declared = std::collections::HashSet::new();
+        let mut current = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap().to_string();
+                assert!(declared.insert(name.clone()), "{name} declared twice");
+                current = name;
+            } else if line.starts_with("# TYPE ") {
+                assert!(line.starts_with(&format!("# TYPE {current} ")), "{line}");
+            } else {
+                assert!(line.starts_with(&current), "{line} outside {current}");
+            }
+        }
+        assert!(text.contains("ringlog_shard_up{shard=\"1\"} 0\n"));
+        assert!(text.contains("ringlog_shard_up{shard=\"0\"} 1\n"));
+        assert!(text.contains("ringlog_cache_hit_ratio{shard=\"0\"} 0.75\n"));
+        assert!(text.contains(
+            "ringlog_partition_records_in_total{shard=\"0\",topic=\"t\",partition=\"1\"} 10\n"
+        ));
+        assert!(text.contains("ringlog_connections{shard=\"0\",protocol=\"native\"} 1\n"));
+    }
+
+    #[test]
+    fn histograms_are_cumulative_in_seconds_with_inf_sum_and_count() {
+        let text = render(&facts(), &[(0, Some(snapshot()))]);
+        let l = "shard=\"0\"";
+        assert!(text.contains(&format!(
+            "ringlog_fdatasync_latency_seconds_bucket{{{l},le=\"0.0005\"}} 0\n"
+        )));
+        assert!(text.contains(&format!(
+            "ringlog_fdatasync_latency_seconds_bucket{{{l},le=\"0.001\"}} 1\n"
+        )));
+        assert!(text.contains(&format!(
+            "ringlog_fdatasync_latency_seconds_bucket{{{l},le=\"10\"}} 1\n"
+        )));
+        assert!(text.contains(&format!(
+            "ringlog_fdatasync_latency_seconds_bucket{{{l},le=\"+Inf\"}} 1\n"
+        )));
+        assert!(text.contains(&format!(
+            "ringlog_fdatasync_latency_seconds_sum{{{l}}} 0.0007\n"
+        )));
+        assert!(text.contains(&format!(
+            "ringlog_fdatasync_latency_seconds_count{{{l}}} 1\n"
+        )));
+    }
+
+    #[test]
+    fn group_lag_uses_the_high_watermark_and_labels_are_escaped() {
+        let text = render(&facts(), &[(0, Some(snapshot()))]);
+        assert!(text.contains(
+            "ringlog_consumer_group_lag{group=\"g\\\"1\\\\\\n\",topic=\"t\",partition=\"1\"} 6\n"
+        ), "{text}");
+    }
+}
