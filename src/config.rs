@@ -6,7 +6,7 @@
 //! or quoted (`"log.dirs" = "x"`); both mean the same key. An unknown key is an error,
 //! never ignored, so a typo cannot silently leave a default in place.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -49,6 +49,20 @@ pub enum ConfigError {
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
+
+/// Where the broker looks for `io-properties.toml` at start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IoPropertiesFile {
+    /// `<log.dirs>/io-properties.toml`, if it exists (the default).
+    InDataDir,
+    /// This file, which must exist.
+    At(PathBuf),
+    /// Not read (`none`).
+    Off,
+}
+
+/// File name `ringlog iotune` writes in the data directory.
+pub const IO_PROPERTIES_FILE: &str = "io-properties.toml";
 
 /// Everything `ringlog serve` needs.
 #[derive(Clone, Debug)]
@@ -95,6 +109,11 @@ pub struct BrokerConfig {
     /// `group.min.session.timeout.ms`, `group.max.session.timeout.ms`,
     /// `group.initial.rebalance.delay.ms`, `group.max.size`.
     pub groups: GroupLimits,
+    /// `io.properties.file`: where `ringlog iotune`'s measurements are read at start.
+    pub io_properties_file: IoPropertiesFile,
+    /// Keys set by a file, the environment or a flag: measured io properties do not
+    /// override them.
+    pub explicit: BTreeSet<String>,
 }
 
 impl Default for BrokerConfig {
@@ -119,6 +138,8 @@ impl Default for BrokerConfig {
             log: LogConfig::default(),
             offsets_topic_partitions: 50,
             groups: GroupLimits::default(),
+            io_properties_file: IoPropertiesFile::InDataDir,
+            explicit: BTreeSet::new(),
         }
     }
 }
@@ -159,6 +180,10 @@ pub const BROKER_KEYS: &[&str] = &[
     "log.flush",
     "log.cache.bytes",
     "log.zero.ahead.bytes",
+    "log.write.buffer.bytes",
+    "log.write.inflight.max",
+    "log.read.ahead.bytes",
+    "io.properties.file",
     "shard.io.memory.bytes",
     "offsets.topic.num.partitions",
     "group.min.session.timeout.ms",
@@ -260,6 +285,15 @@ impl BrokerConfig {
             }
             "log.cache.bytes" => self.log.cache_bytes = num(v).map_err(bad)?,
             "log.zero.ahead.bytes" => self.log.zero_ahead_bytes = num(v).map_err(bad)?,
+            "log.write.buffer.bytes" => self.log.write_buffer_bytes = num(v).map_err(bad)?,
+            "log.write.inflight.max" => self.log.inflight_writes_max = num(v).map_err(bad)?,
+            "log.read.ahead.bytes" => self.log.read_ahead_bytes = num(v).map_err(bad)?,
+            "io.properties.file" => {
+                self.io_properties_file = match v {
+                    "" | "none" => IoPropertiesFile::Off,
+                    _ => IoPropertiesFile::At(PathBuf::from(v)),
+                }
+            }
             "shard.io.memory.bytes" => self.io_memory_bytes = num(v).map_err(bad)?,
             "offsets.topic.num.partitions" => {
                 let n: i32 = num(v).map_err(bad)?;
@@ -291,7 +325,13 @@ impl BrokerConfig {
                 })
             }
         }
+        self.explicit.insert(key.to_string());
         Ok(())
+    }
+
+    /// Whether `key` was set by a file, the environment or a flag (not a default).
+    pub fn is_explicit(&self, key: &str) -> bool {
+        self.explicit.contains(key)
     }
 
     /// Applies a TOML file.

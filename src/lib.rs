@@ -7,6 +7,7 @@
 //! - [`groups`]: consumer-group membership and assignment (pure state machines).
 //! - [`kafka`]: the Apache Kafka wire-protocol listener.
 //! - [`tune`]: host checks for `ringlog tune --check`.
+//! - [`iotune`]: device measurements (`ringlog iotune`) and `io-properties.toml`.
 //! - [`metrics`]: shard-local counters, their snapshots and the Prometheus text.
 //! - [`metadata`]: the cluster metadata model, placement rule and persistence.
 //! - [`config`]: broker configuration with Kafka's key names.
@@ -18,6 +19,7 @@ pub mod broker;
 pub mod client;
 pub mod config;
 pub mod groups;
+pub mod iotune;
 pub mod kafka;
 pub mod metadata;
 pub mod metrics;

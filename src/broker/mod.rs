@@ -67,6 +67,8 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Shards(#[from] ringlog_shards::ShardError),
+    #[error(transparent)]
+    IoProperties(#[from] crate::iotune::ApplyError),
     #[error("broker failed: {0}")]
     Failed(String),
 }
@@ -94,11 +96,13 @@ pub fn serve(config: BrokerConfig) -> Result<(), BrokerError> {
         path: data_dir.clone(),
         source,
     })?;
-    let config = BrokerConfig {
+    let mut config = BrokerConfig {
         data_dir: data_dir.clone(),
         ..config
     };
     let _lock = lock_data_dir(&data_dir)?;
+    crate::iotune::apply(&mut config)?;
+    config.validate()?;
     let listeners_path = data_dir.join(LISTENERS_FILE);
     let _ = std::fs::remove_file(&listeners_path);
 

@@ -1,8 +1,9 @@
-//! The command line: `ringlog serve | topic | produce | consume | group`, with Kafka tools'
+//! The command line: `ringlog serve | topic | produce | consume | group | tune | iotune`, with Kafka tools'
 //! habits (`-b/--bootstrap-server`, `--from-beginning`, `--max-messages`).
 
 mod consume;
 mod group;
+mod iotune;
 mod produce;
 mod serve;
 mod topic;
@@ -40,6 +41,8 @@ enum Command {
     Group(group::GroupCommand),
     /// Check the host's settings for running ringlog (CPU, memory, network, disk).
     Tune(tune::TuneArgs),
+    /// Measure the data directory's device and write io-properties.toml for the broker.
+    Iotune(iotune::IotuneArgs),
 }
 
 /// Connection options shared by the client commands.
@@ -73,6 +76,10 @@ pub fn run() -> anyhow::Result<i32> {
         Command::Tune(args) => {
             init_logging("warn");
             tune::run(args)
+        }
+        Command::Iotune(args) => {
+            init_logging("warn");
+            iotune::run(args)
         }
     }
 }

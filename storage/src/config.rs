@@ -12,6 +12,11 @@ pub const SEGMENT_BYTES_MIN: u64 = 64 * 1024;
 pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
 /// Most write-behind buffers in flight to the device per log.
 pub const INFLIGHT_WRITES_MAX: usize = 64;
+/// Largest write-behind buffer.
+pub const WRITE_BUFFER_BYTES_MAX: usize = 16 << 20;
+/// Range of the read size of sequential scans (recovery), each prefetched one ahead.
+pub const READ_AHEAD_BYTES_MIN: usize = 64 << 10;
+pub const READ_AHEAD_BYTES_MAX: usize = 64 << 20;
 
 /// When appended data is made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +70,8 @@ pub struct LogConfig {
     pub write_buffer_bytes: usize,
     /// Write-behind buffers in flight to the device at once (backpressure beyond).
     pub inflight_writes_max: usize,
+    /// Bytes per read of a sequential scan (recovery), the next one read ahead.
+    pub read_ahead_bytes: usize,
     /// Recent-batch cache budget; tail reads within it touch no disk.
     pub cache_bytes: usize,
     /// Segment files grow by fallocate steps of this size.
@@ -88,6 +95,7 @@ impl Default for LogConfig {
             flush: FlushPolicy::Batch,
             write_buffer_bytes: 256 * 1024,
             inflight_writes_max: 8,
+            read_ahead_bytes: 8 << 20,
             cache_bytes: 4 << 20,
             preallocate_bytes: 32 << 20,
             zero_ahead_bytes: 8 << 20,
@@ -119,10 +127,21 @@ impl LogConfig {
                 self.max_batch_bytes, self.segment_bytes
             ));
         }
-        if self.write_buffer_bytes < BLOCK_BYTES || self.write_buffer_bytes % BLOCK_BYTES != 0 {
+        if self.write_buffer_bytes < BLOCK_BYTES
+            || self.write_buffer_bytes % BLOCK_BYTES != 0
+            || self.write_buffer_bytes > WRITE_BUFFER_BYTES_MAX
+        {
             return fail(format!(
-                "write buffer of {} bytes must be a positive multiple of {BLOCK_BYTES}",
+                "write buffer of {} bytes must be a multiple of {BLOCK_BYTES} in [{BLOCK_BYTES}, {WRITE_BUFFER_BYTES_MAX}]",
                 self.write_buffer_bytes
+            ));
+        }
+        if self.read_ahead_bytes % BLOCK_BYTES != 0
+            || !(READ_AHEAD_BYTES_MIN..=READ_AHEAD_BYTES_MAX).contains(&self.read_ahead_bytes)
+        {
+            return fail(format!(
+                "read-ahead of {} bytes must be a multiple of {BLOCK_BYTES} in [{READ_AHEAD_BYTES_MIN}, {READ_AHEAD_BYTES_MAX}]",
+                self.read_ahead_bytes
             ));
         }
         if !(1..=INFLIGHT_WRITES_MAX).contains(&self.inflight_writes_max) {

@@ -31,8 +31,10 @@ mod zeroer;
 
 pub use clock::{Clock, SystemClock};
 pub use config::{
-    FlushPolicy, LogConfig, BLOCK_BYTES, INFLIGHT_WRITES_MAX, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+    FlushPolicy, LogConfig, BLOCK_BYTES, INFLIGHT_WRITES_MAX, READ_AHEAD_BYTES_MAX,
+    READ_AHEAD_BYTES_MIN, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, WRITE_BUFFER_BYTES_MAX,
 };
 pub use error::{Result, StorageError};
 pub use log::{OpenReport, PartitionLog, CLEAN_SHUTDOWN_MARKER};
+pub use recovery::probe_device_once;
 pub use types::{AppendInfo, LeaderEpoch, Offset};

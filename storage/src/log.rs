@@ -215,6 +215,7 @@ impl PartitionLog {
                         config.max_batch_bytes,
                         config.index_interval_bytes,
                         mode,
+                        config.read_ahead_bytes,
                     )
                     .await?;
                     report.segments_scanned += 1;
@@ -972,6 +973,7 @@ impl PartitionLog {
             self.config.max_batch_bytes,
             self.config.index_interval_bytes,
             ScanMode::Closed,
+            self.config.read_ahead_bytes,
         )
         .await?;
         seg = rebuilt;

@@ -20,8 +20,6 @@ use crate::scan::{classify_stop, step, Step, StopKind};
 use crate::segment::Segment;
 use crate::{Result, StorageError};
 
-/// Bytes read per request when scanning a segment.
-pub(crate) const SCAN_READ_BYTES: usize = 8 << 20;
 const BLOCK: u64 = BLOCK_BYTES as u64;
 
 /// How strictly a scan treats a bad batch.
@@ -58,7 +56,7 @@ thread_local! {
 /// pollable, and every later read fails with EOPNOTSUPP on devices without poll queues
 /// (virtio, most cloud volumes). So before the first DMA open, open a one-block file
 /// with data in it; the probe then reads real bytes and learns the truth.
-pub(crate) async fn probe_device_once(dir: &Path) -> Result<()> {
+pub async fn probe_device_once(dir: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let dev = std::fs::metadata(dir)
         .map_err(|e| io_err("stat", dir, e))?
@@ -154,6 +152,7 @@ pub(crate) async fn scan_segment(
     max_batch_bytes: usize,
     index_interval: u32,
     mode: ScanMode,
+    read_ahead: usize,
 ) -> Result<ScanOutcome> {
     let file = seg.file.clone();
     let file_len = file
@@ -176,21 +175,20 @@ pub(crate) async fn scan_segment(
         if pos >= chunk_pos + chunk.len() as u64 {
             // Next chunk: the read-ahead if it covers `pos`, else a fresh read.
             let (p, c) = match ahead.take() {
-                Some((p, task)) if p <= pos && pos < p + SCAN_READ_BYTES as u64 => match task.await
-                {
+                Some((p, task)) if p <= pos && pos < p + read_ahead as u64 => match task.await {
                     Some(r) => (p, r.map_err(|e| io_err("read", &seg.path, e))?),
                     None => (
                         pos - pos % BLOCK,
-                        read(&file, seg, pos - pos % BLOCK, SCAN_READ_BYTES).await?,
+                        read(&file, seg, pos - pos % BLOCK, read_ahead).await?,
                     ),
                 },
                 _ => (
                     pos - pos % BLOCK,
-                    read(&file, seg, pos - pos % BLOCK, SCAN_READ_BYTES).await?,
+                    read(&file, seg, pos - pos % BLOCK, read_ahead).await?,
                 ),
             };
             (chunk_pos, chunk) = (p, c);
-            ahead = spawn_read(&file, chunk_pos + chunk.len() as u64, end);
+            ahead = spawn_read(&file, chunk_pos + chunk.len() as u64, end, read_ahead);
             if pos >= chunk_pos + chunk.len() as u64 {
                 let reason = format!(
                     "file ended at {} before the expected {end} bytes",
@@ -285,13 +283,12 @@ type ReadAhead = Option<(
     glommio::task::JoinHandle<glommio::Result<ReadResult, ()>>,
 )>;
 
-fn spawn_read(file: &Rc<DmaFile>, pos: u64, end: u64) -> ReadAhead {
+fn spawn_read(file: &Rc<DmaFile>, pos: u64, end: u64, size: usize) -> ReadAhead {
     if pos >= end {
         return None;
     }
     let f = file.clone();
-    let task =
-        glommio::spawn_local(async move { f.read_at_aligned(pos, SCAN_READ_BYTES).await }).detach();
+    let task = glommio::spawn_local(async move { f.read_at_aligned(pos, size).await }).detach();
     Some((pos, task))
 }
 

@@ -123,7 +123,7 @@ mod tests {
         let s = h.snapshot();
         assert_eq!(s.counts, vec![2, 2, 1, 2]);
         assert_eq!(s.count(), 7);
-        assert_eq!(s.sum, 1_112);
+        assert_eq!(s.sum, 1_102);
         assert_eq!(
             s.cumulative().collect::<Vec<_>>(),
             vec![(10, 2), (20, 4), (30, 5)]
