@@ -50,6 +50,65 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// Keys a running broker applies on SIGHUP; any other changed key needs a restart.
+pub const RELOADABLE_KEYS: &[&str] = &[
+    "log.level",
+    "log.retention.ms",
+    "log.retention.minutes",
+    "log.retention.hours",
+    "log.retention.bytes",
+];
+
+/// What a reload changes in a running broker, decided from the running and the newly
+/// read configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReloadPlan {
+    /// The new log filter, if it changed.
+    pub log_level: Option<String>,
+    /// The new `(retention.ms, retention.bytes)`, if either changed.
+    pub retention: Option<(Option<u64>, Option<u64>)>,
+    /// Keys set to other values that only a restart applies.
+    pub needs_restart: Vec<String>,
+}
+
+impl ReloadPlan {
+    pub fn from(running: &BrokerConfig, new: &BrokerConfig) -> Self {
+        let old_retention = (running.log.retention_ms, running.log.retention_bytes);
+        let new_retention = (new.log.retention_ms, new.log.retention_bytes);
+        let mut keys: BTreeSet<&String> = running.explicit.keys().collect();
+        keys.extend(new.explicit.keys());
+        let needs_restart = keys
+            .into_iter()
+            .filter(|k| !RELOADABLE_KEYS.contains(&k.as_str()))
+            .filter(|k| running.explicit.get(*k) != new.explicit.get(*k))
+            .cloned()
+            .collect();
+        Self {
+            log_level: new
+                .log_level
+                .clone()
+                .filter(|_| new.log_level != running.log_level),
+            retention: (new_retention != old_retention).then_some(new_retention),
+            needs_restart,
+        }
+    }
+
+    /// The running configuration once the reloadable part of `new` is applied.
+    pub fn applied(running: &BrokerConfig, new: &BrokerConfig) -> BrokerConfig {
+        let mut out = running.clone();
+        out.log_level = new.log_level.clone();
+        out.log.retention_ms = new.log.retention_ms;
+        out.log.retention_bytes = new.log.retention_bytes;
+        for key in RELOADABLE_KEYS {
+            match new.explicit.get(*key) {
+                Some(v) => out.explicit.insert(key.to_string(), v.clone()),
+                None => out.explicit.remove(*key),
+            };
+        }
+        out
+    }
+}
+
 /// Where the broker looks for `io-properties.toml` at start.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IoPropertiesFile {
@@ -111,9 +170,12 @@ pub struct BrokerConfig {
     pub groups: GroupLimits,
     /// `io.properties.file`: where `ringlog iotune`'s measurements are read at start.
     pub io_properties_file: IoPropertiesFile,
-    /// Keys set by a file, the environment or a flag: measured io properties do not
-    /// override them.
-    pub explicit: BTreeSet<String>,
+    /// `log.level`: a `RUST_LOG`-style filter (`info,ringlog::kafka=debug`); `RUST_LOG`
+    /// wins at start, a reload applies a changed value.
+    pub log_level: Option<String>,
+    /// Keys set by a file, the environment or a flag, with the value last set: measured
+    /// io properties do not override them, and a reload compares them.
+    pub explicit: BTreeMap<String, String>,
 }
 
 impl Default for BrokerConfig {
@@ -139,7 +201,8 @@ impl Default for BrokerConfig {
             offsets_topic_partitions: 50,
             groups: GroupLimits::default(),
             io_properties_file: IoPropertiesFile::InDataDir,
-            explicit: BTreeSet::new(),
+            log_level: None,
+            explicit: BTreeMap::new(),
         }
     }
 }
@@ -184,6 +247,7 @@ pub const BROKER_KEYS: &[&str] = &[
     "log.write.inflight.max",
     "log.read.ahead.bytes",
     "io.properties.file",
+    "log.level",
     "shard.io.memory.bytes",
     "offsets.topic.num.partitions",
     "group.min.session.timeout.ms",
@@ -288,6 +352,10 @@ impl BrokerConfig {
             "log.write.buffer.bytes" => self.log.write_buffer_bytes = num(v).map_err(bad)?,
             "log.write.inflight.max" => self.log.inflight_writes_max = num(v).map_err(bad)?,
             "log.read.ahead.bytes" => self.log.read_ahead_bytes = num(v).map_err(bad)?,
+            "log.level" => {
+                tracing_subscriber::EnvFilter::try_new(v).map_err(|e| bad(e.to_string()))?;
+                self.log_level = Some(v.to_string());
+            }
             "io.properties.file" => {
                 self.io_properties_file = match v {
                     "" | "none" => IoPropertiesFile::Off,
@@ -325,13 +393,13 @@ impl BrokerConfig {
                 })
             }
         }
-        self.explicit.insert(key.to_string());
+        self.explicit.insert(key.to_string(), v.to_string());
         Ok(())
     }
 
     /// Whether `key` was set by a file, the environment or a flag (not a default).
     pub fn is_explicit(&self, key: &str) -> bool {
-        self.explicit.contains(key)
+        self.explicit.contains_key(key)
     }
 
     /// Applies a TOML file.
@@ -583,6 +651,55 @@ pub fn topic_log_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn from_toml(text: &str) -> BrokerConfig {
+        let mut c = BrokerConfig::default();
+        c.apply_toml(text, "t").unwrap();
+        c
+    }
+
+    #[test]
+    fn a_reload_applies_level_and_retention_and_names_what_needs_a_restart() {
+        let running = from_toml("shards = 2\n\"log.retention.hours\" = 1\n");
+        // Nothing changed.
+        let same = from_toml("shards = 2\n\"log.retention.hours\" = 1\n");
+        assert_eq!(ReloadPlan::from(&running, &same), ReloadPlan::default());
+        // Retention in other units but the same value is no change either.
+        let same = from_toml("shards = 2\n\"log.retention.minutes\" = 60\n");
+        assert_eq!(ReloadPlan::from(&running, &same).retention, None);
+
+        let new = from_toml(
+            "shards = 4\n\"log.retention.ms\" = 1000\n\"log.retention.bytes\" = 5\n\"log.level\" = \"debug\"\nnum.partitions = 3\n",
+        );
+        let plan = ReloadPlan::from(&running, &new);
+        assert_eq!(plan.log_level.as_deref(), Some("debug"));
+        assert_eq!(plan.retention, Some((Some(1000), Some(5))));
+        assert_eq!(plan.needs_restart, vec!["num.partitions", "shards"]);
+        // The running config takes only the reloadable part: asked again, the same
+        // restart keys are named and nothing else changes.
+        let after = ReloadPlan::applied(&running, &new);
+        assert_eq!(after.shards, 2);
+        assert_eq!(after.log.retention_ms, Some(1000));
+        let again = ReloadPlan::from(&after, &new);
+        assert_eq!(again.log_level, None);
+        assert_eq!(again.retention, None);
+        assert_eq!(again.needs_restart, vec!["num.partitions", "shards"]);
+        // A key removed from the file counts as changed.
+        let fewer = from_toml("\"log.retention.hours\" = 1\n");
+        assert_eq!(
+            ReloadPlan::from(&running, &fewer).needs_restart,
+            vec!["shards"]
+        );
+    }
+
+    #[test]
+    fn log_level_must_be_a_valid_filter() {
+        let mut c = BrokerConfig::default();
+        c.set("log.level", "info,ringlog::kafka=debug", "t")
+            .unwrap();
+        assert_eq!(c.log_level.as_deref(), Some("info,ringlog::kafka=debug"));
+        assert!(c.set("log.level", "info,=[", "t").is_err());
+    }
 
     #[test]
     fn kafka_listeners_take_kafkas_key_names_and_none_turns_them_off() {

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::*;
 
 #[test]
@@ -24,16 +26,103 @@ fn json_logs_are_one_object_per_line() {
     assert!(log.contains("\"message\":\"broker ready\""), "{log}");
 }
 
-#[test]
-fn sighup_says_the_configuration_cannot_be_reloaded_and_the_broker_keeps_serving() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut broker = Broker::start(&dir.path().join("data"), 1, &[]);
-    unsafe { libc::kill(broker.pid(), libc::SIGHUP) };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !broker.log().contains("cannot reload its configuration") {
-        assert!(std::time::Instant::now() < deadline, "{}", broker.log());
-        std::thread::sleep(std::time::Duration::from_millis(20));
+/// Waits until the broker's log has `what`.
+fn await_log(broker: &Broker, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !broker.log().contains(what) {
+        assert!(
+            Instant::now() < deadline,
+            "no {what:?} in:\n{}",
+            broker.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A gauge summed over every series of `metric` with `topic`, from `/metrics`.
+fn gauge(admin: &str, metric: &str, topic: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(admin).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    let label = format!("topic=\"{topic}\"");
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn sighup_reloads_log_level_and_retention_and_names_keys_that_need_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ringlog.toml");
+    let base = "\"log.retention.check.interval.ms\" = 100\n";
+    std::fs::write(&config, base).unwrap();
+    let mut broker = Broker::start(
+        &dir.path().join("data"),
+        1,
+        &["--config", config.to_str().unwrap()],
+    );
+    ok(&broker.cli(&[
+        "topic",
+        "create",
+        "r",
+        "--partitions",
+        "1",
+        "--config",
+        "segment.bytes=65536",
+        "--config",
+        "max.message.bytes=16384",
+    ]));
+    let line = "x".repeat(100);
+    let input: String = (0..4000).map(|_| format!("{line}\n")).collect();
+    ok(&broker.cli_input(
+        &["produce", "--topic", "r", "--batch-size", "8192"],
+        input.as_bytes(),
+    ));
+    let admin = broker.admin_addr.clone();
+    assert!(gauge(&admin, "ringlog_partition_segments", "r") > 3.0);
+    assert_eq!(
+        gauge(&admin, "ringlog_partition_log_start_offset", "r"),
+        0.0
+    );
+    assert!(
+        !broker.log().contains("admin request"),
+        "debug logged before the reload"
+    );
+
+    // A file that does not parse changes nothing, and the broker keeps serving.
+    std::fs::write(&config, "shards = [\n").unwrap();
+    unsafe { libc::kill(broker.pid(), libc::SIGHUP) };
+    await_log(&broker, "SIGHUP: configuration not reloaded");
+
+    // Retention and log level apply at once; num.partitions waits for a restart.
+    std::fs::write(
+        &config,
+        format!("{base}\"log.retention.ms\" = 1\n\"log.level\" = \"debug\"\nnum.partitions = 3\n"),
+    )
+    .unwrap();
+    unsafe { libc::kill(broker.pid(), libc::SIGHUP) };
+    await_log(&broker, "SIGHUP: retention reloaded");
+    await_log(&broker, "SIGHUP: log level reloaded");
+    let log = broker.log();
+    let restart = log
+        .lines()
+        .find(|l| l.contains("apply only after a restart"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(restart.contains("num.partitions"), "{restart}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gauge(&admin, "ringlog_partition_log_start_offset", "r") == 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "retention did not apply:\n{}",
+            broker.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Debug lines now appear (the admin listener logs each request at debug).
+    await_log(&broker, "admin request");
     ok(&broker.cli(&["topic", "create", "after-hup", "--partitions", "1"]));
     assert!(broker.child_alive());
     assert!(broker.terminate().success());

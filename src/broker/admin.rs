@@ -93,6 +93,12 @@ impl AdminState {
             .collect()
     }
 
+    /// Gives every shard reloaded broker retention; per shard, the partitions changed
+    /// (`None`: the shard did not answer in time).
+    pub fn set_retention(&self, ms: Option<u64>, bytes: Option<u64>) -> Vec<(u16, Option<usize>)> {
+        self.ask(|reply| ShardQuery::Retention { ms, bytes, reply })
+    }
+
     fn snapshots(&self) -> Vec<(u16, Option<ShardSnapshot>)> {
         self.ask(ShardQuery::Snapshot)
     }

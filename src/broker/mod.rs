@@ -38,7 +38,7 @@ use crate::broker::coordinator::Coordinator;
 use crate::broker::group_coordinator::GroupCoordinator;
 use crate::broker::messages::ShardMsg;
 use crate::broker::shard::Shard;
-use crate::config::{BrokerConfig, ConfigError, SHUTDOWN_DRAIN_MS_MAX};
+use crate::config::{BrokerConfig, ConfigError, ReloadPlan, SHUTDOWN_DRAIN_MS_MAX};
 
 /// File in the data directory where the bound listener addresses are written.
 pub const LISTENERS_FILE: &str = "listeners.json";
@@ -79,9 +79,26 @@ enum Event {
     Failed(String),
 }
 
-/// Runs the broker until SIGTERM/SIGINT (or until `stop` yields), then shuts down in
-/// order. Returns an error if it could not start or a shard failed.
+/// Replaces the log filter of the running process (a `RUST_LOG`-style string).
+pub type SetLogFilter = Box<dyn Fn(&str) -> Result<(), String> + Send>;
+
+/// How a running broker re-reads its configuration on SIGHUP.
+pub struct Reloader {
+    /// Reads the configuration again from its sources (file, environment, flags).
+    pub read: Box<dyn Fn() -> Result<BrokerConfig, String> + Send>,
+    /// Replaces the log filter (`log.level`).
+    pub set_log_filter: SetLogFilter,
+}
+
+/// [`serve_with`] without a way to reload: SIGHUP says so.
 pub fn serve(config: BrokerConfig) -> Result<(), BrokerError> {
+    serve_with(config, None)
+}
+
+/// Runs the broker until SIGTERM/SIGINT, then shuts down in order; SIGHUP applies
+/// the reloadable part of the configuration `reloader` reads. Returns an error if
+/// the broker could not start or a shard failed.
+pub fn serve_with(config: BrokerConfig, reloader: Option<Reloader>) -> Result<(), BrokerError> {
     config.validate()?;
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| BrokerError::Io {
@@ -178,7 +195,12 @@ pub fn serve(config: BrokerConfig) -> Result<(), BrokerError> {
             run_coordinator(ctx, coord_config, advertised, events_tx, stop_rx)
         },
     )?;
-    install_signal_handlers(stop_tx.clone(), admin_state.clone());
+    install_signal_handlers(
+        stop_tx.clone(),
+        admin_state.clone(),
+        reloader,
+        (*config).clone(),
+    );
     let admin = match admin_listener {
         Some((l, _)) => match admin::AdminServer::start(l, admin_state.clone()) {
             Ok(server) => Some(server),
@@ -286,19 +308,19 @@ fn lock_data_dir(dir: &Path) -> Result<File, BrokerError> {
     Ok(file)
 }
 
-fn install_signal_handlers(stop: flume::Sender<()>, admin: Arc<admin::AdminState>) {
+fn install_signal_handlers(
+    stop: flume::Sender<()>,
+    admin: Arc<admin::AdminState>,
+    reloader: Option<Reloader>,
+    mut running: BrokerConfig,
+) {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(mut signals) => {
             std::thread::spawn(move || {
                 for sig in signals.forever() {
                     if sig == SIGHUP {
-                        // Nothing of the configuration is reloadable yet; say so
-                        // rather than pretend, and keep serving.
-                        warn!(
-                            signal = sig,
-                            "SIGHUP: this broker cannot reload its configuration yet; restart it (SIGTERM, then start) to apply changes"
-                        );
+                        reload(reloader.as_ref(), &mut running, &admin);
                         continue;
                     }
                     info!(signal = sig, "shutdown requested");
@@ -312,6 +334,51 @@ fn install_signal_handlers(stop: flume::Sender<()>, admin: Arc<admin::AdminState
             warn!(error = %e, "cannot install signal handlers; SIGTERM will kill without a clean shutdown")
         }
     }
+}
+
+/// SIGHUP: reads the configuration again and applies what can change while running
+/// (`log.level`, broker retention); names every other changed key as needing a
+/// restart. A configuration that does not read or validate changes nothing.
+fn reload(reloader: Option<&Reloader>, running: &mut BrokerConfig, admin: &admin::AdminState) {
+    let Some(reloader) = reloader else {
+        warn!("SIGHUP: this broker has no configuration source to reload; restart it to apply changes");
+        return;
+    };
+    let new =
+        match (reloader.read)().and_then(|c| c.validate().map(|()| c).map_err(|e| e.to_string())) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "SIGHUP: configuration not reloaded; the running one stays");
+                return;
+            }
+        };
+    let plan = ReloadPlan::from(running, &new);
+    if !plan.needs_restart.is_empty() {
+        warn!(keys = ?plan.needs_restart, "SIGHUP: these changed keys apply only after a restart (SIGTERM, then start)");
+    }
+    if let Some(level) = &plan.log_level {
+        match (reloader.set_log_filter)(level) {
+            Ok(()) => info!(level = %level, "SIGHUP: log level reloaded"),
+            Err(e) => warn!(level = %level, error = %e, "SIGHUP: log level not changed"),
+        }
+    }
+    if let Some((ms, bytes)) = plan.retention {
+        let answers = admin.set_retention(ms, bytes);
+        let changed: usize = answers.iter().filter_map(|(_, n)| *n).sum();
+        let late: Vec<u16> = answers
+            .iter()
+            .filter(|(_, n)| n.is_none())
+            .map(|(s, _)| *s)
+            .collect();
+        info!(retention_ms = ?ms, retention_bytes = ?bytes, partitions = changed, "SIGHUP: retention reloaded");
+        if !late.is_empty() {
+            warn!(shards = ?late, "SIGHUP: these shards had not answered in time; they apply the retention when they do");
+        }
+    }
+    if plan == ReloadPlan::default() {
+        info!("SIGHUP: configuration read again; nothing that can change while running changed");
+    }
+    *running = ReloadPlan::applied(running, &new);
 }
 
 async fn run_shard(

@@ -11,7 +11,7 @@ use std::time::Duration;
 use glommio::TaskQueueHandle;
 use ringlog_schema::wire::ErrorCode;
 use ringlog_shards::{Mesh, Peer, ShardId};
-use ringlog_storage::{FlushPolicy, PartitionLog, StorageError};
+use ringlog_storage::{FlushPolicy, LogConfig, PartitionLog, StorageError};
 use tracing::{info, warn};
 
 use crate::broker::errors::{storage_error, unknown_partition};
@@ -48,6 +48,8 @@ pub struct Shard {
     last_producer_id: Cell<i64>,
     /// Counters read by the admin listener's `/metrics`.
     pub stats: ShardStats,
+    /// The broker's `(retention.ms, retention.bytes)`: the config's until a reload.
+    retention: Cell<(Option<u64>, Option<u64>)>,
 }
 
 impl Shard {
@@ -58,6 +60,7 @@ impl Shard {
         background: TaskQueueHandle,
     ) -> Self {
         let limits = config.groups.clone();
+        let retention = (config.log.retention_ms, config.log.retention_bytes);
         Self {
             id,
             shards,
@@ -74,6 +77,7 @@ impl Shard {
             groups: GroupCoordinator::new(limits),
             last_producer_id: Cell::new(0),
             stats: ShardStats::default(),
+            retention: Cell::new(retention),
         }
     }
 
@@ -262,7 +266,15 @@ impl Shard {
             if self.partitions.borrow().contains_key(&key) {
                 continue;
             }
-            match open_partition(&self.config, &self.stats, topic, key.partition).await {
+            match open_partition(
+                &self.config,
+                &self.log_defaults(),
+                &self.stats,
+                topic,
+                key.partition,
+            )
+            .await
+            {
                 Ok(p) => {
                     self.partitions.borrow_mut().insert(key, Rc::new(p));
                 }
@@ -276,6 +288,40 @@ impl Shard {
     }
 
     /// Counts a request in flight on this shard; dropping the guard counts it out.
+    /// The broker's log settings as they are now (retention may have been reloaded);
+    /// topic configs apply over them.
+    pub fn log_defaults(&self) -> LogConfig {
+        let mut log = self.config.log.clone();
+        (log.retention_ms, log.retention_bytes) = self.retention.get();
+        log
+    }
+
+    /// Applies reloaded broker retention to every partition without its own (topic
+    /// configs still win); returns how many partitions it changed.
+    pub fn set_retention(&self, retention_ms: Option<u64>, retention_bytes: Option<u64>) -> usize {
+        self.retention.set((retention_ms, retention_bytes));
+        let base = self.log_defaults();
+        let md = self.metadata.borrow().clone();
+        let mut changed = 0;
+        for (key, p) in self.partitions.borrow().iter() {
+            let Some(topic) = md.topics.get(&key.topic) else {
+                continue;
+            };
+            match topic_log_config(&base, &topic.configs) {
+                Ok(log) => {
+                    if p.log.retention() != (log.retention_ms, log.retention_bytes) {
+                        p.log.set_retention(log.retention_ms, log.retention_bytes);
+                        changed += 1;
+                    }
+                }
+                Err(e) => {
+                    warn!(topic = %key.topic, partition = key.partition, error = %e, "retention not reloaded")
+                }
+            }
+        }
+        changed
+    }
+
     /// This shard's numbers for `/metrics`: counters, every partition it leads with
     /// its offsets as they are now, and the committed offsets of its groups.
     pub fn metrics_snapshot(&self) -> ShardSnapshot {
@@ -332,6 +378,9 @@ impl Shard {
                 }
                 Some(ShardQuery::Ping(reply)) => {
                     let _ = reply.send(());
+                }
+                Some(ShardQuery::Retention { ms, bytes, reply }) => {
+                    let _ = reply.send(self.set_retention(ms, bytes));
                 }
                 None => return,
             }
@@ -437,11 +486,13 @@ impl Drop for InflightGuard {
 
 async fn open_partition(
     config: &BrokerConfig,
+    log_defaults: &LogConfig,
     stats: &ShardStats,
     topic: &TopicMeta,
     partition: i32,
 ) -> Result<Partition, StorageError> {
-    let log_config = topic_log_config(&config.log, &topic.configs).map_err(StorageError::Config)?;
+    let log_config =
+        topic_log_config(log_defaults, &topic.configs).map_err(StorageError::Config)?;
     let dir = Partition::dir(&config.data_dir, &topic.name, partition);
     let log = PartitionLog::open_with_stats(&dir, log_config, stats.io.clone()).await?;
     let report = log.open_report();

@@ -12,6 +12,7 @@ mod tune;
 use std::future::Future;
 
 use clap::{Parser, Subcommand};
+use ringlog::broker::SetLogFilter;
 use ringlog::client::BOOTSTRAP_DEFAULT;
 
 #[derive(Parser)]
@@ -86,7 +87,7 @@ pub fn run() -> anyhow::Result<i32> {
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `default_level`).
 pub fn init_logging(default_level: &str) {
-    init_logging_as(default_level, LogFormat::Human);
+    let _ = init_logging_as(default_level, LogFormat::Human);
 }
 
 /// How log lines look.
@@ -98,19 +99,42 @@ pub enum LogFormat {
     Json,
 }
 
-/// Logs to stderr in `format`, filtered by `RUST_LOG` (default `default_level`).
-pub fn init_logging_as(default_level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+/// Logs to stderr in `format`, filtered by `RUST_LOG` (default `default_level`);
+/// returns how to change the filter later.
+pub fn init_logging_as(default_level: &str, format: LogFormat) -> SetLogFilter {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Human => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
-        LogFormat::Json => builder.json().with_current_span(false).try_init(),
-    };
+    fn setter<S: Send + Sync + 'static>(
+        handle: tracing_subscriber::reload::Handle<EnvFilter, S>,
+    ) -> SetLogFilter {
+        Box::new(move |spec: &str| {
+            let filter = EnvFilter::try_new(spec).map_err(|e| e.to_string())?;
+            handle.reload(filter).map_err(|e| e.to_string())
+        })
+    }
+    match format {
+        LogFormat::Human => {
+            let builder = builder
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            let _ = builder.try_init();
+            setter(handle)
+        }
+        LogFormat::Json => {
+            let builder = builder
+                .json()
+                .with_current_span(false)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            let _ = builder.try_init();
+            setter(handle)
+        }
+    }
 }
 
 /// Runs a client future on a small glommio executor on this thread.

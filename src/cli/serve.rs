@@ -1,8 +1,10 @@
-//! `ringlog serve`: flags and environment over the TOML config, then run the broker.
+//! `ringlog serve`: flags and environment over the TOML config, then run the broker;
+//! SIGHUP reads the same sources again (`Reloader`).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
+use ringlog::broker::Reloader;
 use ringlog::config::BrokerConfig;
 
 #[derive(clap::Args)]
@@ -42,19 +44,40 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
-    super::init_logging_as("info", args.log_format);
+    let set_log_filter = super::init_logging_as("info", args.log_format);
+    let config = read_config(&args)?;
+    // RUST_LOG, when set, wins over log.level at start.
+    if let Some(level) = &config.log_level {
+        if std::env::var_os("RUST_LOG").is_none() {
+            set_log_filter(level).map_err(|e| anyhow::anyhow!("log.level {level:?}: {e}"))?;
+        }
+    }
+    let reloader = Reloader {
+        read: Box::new(move || read_config(&args).map_err(|e| format!("{e:#}"))),
+        set_log_filter,
+    };
+    ringlog::broker::serve_with(config, Some(reloader))?;
+    Ok(0)
+}
+
+/// The configuration from its sources, lowest first: defaults, the TOML file, the
+/// environment, flags, `--set`. SIGHUP reads it again the same way.
+fn read_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
     let mut config = BrokerConfig::default();
     if let Some(path) = &args.config {
         config.apply_toml_file(path)?;
     }
     config.apply_env(std::env::vars())?;
     let flags: [(&str, Option<String>); 7] = [
-        ("log.dirs", args.data_dir.map(|p| p.display().to_string())),
+        (
+            "log.dirs",
+            args.data_dir.as_ref().map(|p| p.display().to_string()),
+        ),
         ("shards", args.shards.map(|s| s.to_string())),
-        ("cores", args.cores),
-        ("native.listener", args.native_addr),
-        ("kafka.listener", args.kafka_addr),
-        ("admin.listener", args.admin_addr),
+        ("cores", args.cores.clone()),
+        ("native.listener", args.native_addr.clone()),
+        ("kafka.listener", args.kafka_addr.clone()),
+        ("admin.listener", args.admin_addr.clone()),
         ("broker.id", args.broker_id.map(|b| b.to_string())),
     ];
     for (key, value) in flags {
@@ -68,6 +91,5 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
         config.set(k.trim(), v, "command line --set")?;
     }
-    ringlog::broker::serve(config)?;
-    Ok(0)
+    Ok(config)
 }

@@ -81,6 +81,8 @@ pub fn apply(config: &mut BrokerConfig) -> Result<Option<PathBuf>, ApplyError> {
             continue;
         }
         config.set(key, &value.to_string(), &source)?;
+        // Measured, not configured: a reload compares only what the sources set.
+        config.explicit.remove(key);
     }
     let best_write = props
         .measured

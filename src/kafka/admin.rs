@@ -175,7 +175,7 @@ pub fn describe_configs(shard: &Shard, req: DescribeConfigsRequest) -> DescribeC
                         out.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
                         out.error_message = Some(s("unknown topic"));
                     }
-                    Some(t) => match topic_log_config(&shard.config.log, &t.configs) {
+                    Some(t) => match topic_log_config(&shard.log_defaults(), &t.configs) {
                         Err(e) => {
                             out.error_code = codes::UNKNOWN_SERVER_ERROR;
                             out.error_message = Some(s(e));

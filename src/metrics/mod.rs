@@ -1,4 +1,5 @@
-//! What the broker counts about itself, and how the admin listener gets it.
+//! What the broker counts about itself, and how the admin listener gets it (the same
+//! channel carries a reload's retention to the shards).
 //!
 //! Counting is shard-local: each shard keeps [`ShardStats`] and each partition its
 //! [`PartitionStats`] in plain `Cell`s (the data path pays an add, no atomic, no lock),
@@ -223,4 +224,10 @@ pub enum ShardQuery {
     Snapshot(flume::Sender<ShardSnapshot>),
     /// Answer if your executor is running tasks (liveness).
     Ping(flume::Sender<()>),
+    /// Take this broker retention (a reload); answer how many partitions changed.
+    Retention {
+        ms: Option<u64>,
+        bytes: Option<u64>,
+        reply: flume::Sender<usize>,
+    },
 }

@@ -135,6 +135,8 @@ pub struct PartitionLog {
     fdatasyncs: Cell<u64>,
     /// Shared with the shard's other logs (metrics).
     stats: Rc<IoStats>,
+    /// `(retention.ms, retention.bytes)`: from the config, changed by a reload.
+    retention: Cell<(Option<u64>, Option<u64>)>,
     report: OpenReport,
 }
 
@@ -283,6 +285,7 @@ impl PartitionLog {
         info!(dir = %dir.display(), log_start, log_end = next_offset, segments = segments.len(),
               clean, scanned = report.segments_scanned, "opened partition log");
         let inflight = config.inflight_writes_max as u64;
+        let retention = (config.retention_ms, config.retention_bytes);
         Ok(Self {
             state: RefCell::new(LogState {
                 segments,
@@ -309,6 +312,7 @@ impl PartitionLog {
             failure: Rc::new(RefCell::new(None)),
             fdatasyncs: Cell::new(0),
             stats,
+            retention: Cell::new(retention),
             report,
         })
     }
@@ -317,9 +321,20 @@ impl PartitionLog {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-    /// The configuration the log was opened with.
+    /// The configuration the log was opened with (retention may have changed since:
+    /// see [`PartitionLog::retention`]).
     pub fn config(&self) -> &LogConfig {
         &self.config
+    }
+
+    /// `(retention.ms, retention.bytes)` in force.
+    pub fn retention(&self) -> (Option<u64>, Option<u64>) {
+        self.retention.get()
+    }
+
+    /// Changes retention (a configuration reload); the next `enforce_retention` uses it.
+    pub fn set_retention(&self, retention_ms: Option<u64>, retention_bytes: Option<u64>) {
+        self.retention.set((retention_ms, retention_bytes));
     }
     /// What recovery did when the log was opened.
     pub fn open_report(&self) -> &OpenReport {
@@ -1038,12 +1053,8 @@ impl PartitionLog {
                     max_timestamp: s.max_timestamp,
                 })
                 .collect();
-            let n = segments_to_delete(
-                &views,
-                self.config.retention_bytes,
-                self.config.retention_ms,
-                now_ms,
-            );
+            let (retention_ms, retention_bytes) = self.retention.get();
+            let n = segments_to_delete(&views, retention_bytes, retention_ms, now_ms);
             st.segments.keys().take(n).copied().collect()
         };
         for base in &doomed {
