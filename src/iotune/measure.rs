@@ -261,25 +261,13 @@ async fn sequential_read(
     depth: u32,
     budget: Duration,
 ) -> glommio::Result<Run, ()> {
-    let cursor = Rc::new(Cursor {
+    let cursor = Cursor {
         next: Cell::new(0),
         region,
         block,
         once: false,
-    });
-    in_parallel(depth, budget, |deadline| {
-        let (file, cursor) = (file.clone(), cursor.clone());
-        async move {
-            let mut run = Run::default();
-            while Instant::now() < deadline {
-                let Some(pos) = cursor.take() else { break };
-                run.bytes += file.read_at_aligned(pos, block as usize).await?.len() as u64;
-                run.ops += 1;
-            }
-            Ok(run)
-        }
-    })
-    .await
+    };
+    reads(file, block, depth, budget, Rc::new(move || cursor.take())).await
 }
 
 /// 32 tasks reading 4 KiB at random aligned positions.
@@ -289,14 +277,26 @@ async fn random_read(
     budget: Duration,
 ) -> glommio::Result<Run, ()> {
     let blocks = (region / RAND_BLOCK).max(1);
-    let seed = Rc::new(Cell::new(0x9E37_79B9_7F4A_7C15u64));
-    in_parallel(RAND_DEPTH, budget, |deadline| {
-        let (file, seed) = (file.clone(), seed.clone());
+    let seed = Cell::new(0x9E37_79B9_7F4A_7C15u64);
+    let next = move || Some((xorshift(&seed) % blocks) * RAND_BLOCK);
+    reads(file, RAND_BLOCK, RAND_DEPTH, budget, Rc::new(next)).await
+}
+
+/// `depth` tasks reading `block` bytes at the positions `next` hands out.
+async fn reads(
+    file: &Rc<DmaFile>,
+    block: u64,
+    depth: u32,
+    budget: Duration,
+    next: Rc<dyn Fn() -> Option<u64>>,
+) -> glommio::Result<Run, ()> {
+    in_parallel(depth, budget, |deadline| {
+        let (file, next) = (file.clone(), next.clone());
         async move {
             let mut run = Run::default();
             while Instant::now() < deadline {
-                let pos = (xorshift(&seed) % blocks) * RAND_BLOCK;
-                run.bytes += file.read_at_aligned(pos, RAND_BLOCK as usize).await?.len() as u64;
+                let Some(pos) = next() else { break };
+                run.bytes += file.read_at_aligned(pos, block as usize).await?.len() as u64;
                 run.ops += 1;
             }
             Ok(run)
