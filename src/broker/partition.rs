@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_lite::FutureExt;
-use ringlog_schema::{split_batches, RecordBatch};
+use ringlog_schema::{split_batches, BatchHeader, RecordBatch};
 use ringlog_storage::{FlushPolicy, Offset, PartitionLog};
 
 use ringlog_schema::wire::ErrorCode;
@@ -123,30 +123,32 @@ impl Partition {
                 }
                 Verdict::Reject(code, message) => return Err(PartitionError::new(code, message)),
             }
-            let (bytes, records) = volume(&batches);
-            let infos = self
-                .log
-                .append_all_committed(batches.into_iter().map(RecordBatch::into_bytes).collect())
-                .await
-                .map_err(|e| storage_error(&e))?;
-            self.stats.produced(bytes, records);
-            let base = infos.first().map_or(-1, |i| i.base_offset.0);
+            let base = self.append(batches).await?;
             self.producers
                 .borrow_mut()
                 .appended(pid, epoch, first, base);
             self.arrived.notify();
             return Ok((base, self.log.log_start_offset().0));
         }
-        let (bytes, records) = volume(&batches);
+        let base = self.append(batches).await?;
+        self.arrived.notify();
+        Ok((base, self.log.log_start_offset().0))
+    }
+
+    /// Appends validated batches together, committed under the flush policy, and
+    /// counts them; returns the first one's base offset.
+    async fn append(&self, batches: Vec<RecordBatch>) -> Result<i64, PartitionError> {
+        let (bytes, records) = batches.iter().fold((0, 0), |(bytes, records), b| {
+            let n = u64::try_from(b.record_count()).unwrap_or(0);
+            (bytes + b.size() as u64, records + n)
+        });
         let infos = self
             .log
             .append_all_committed(batches.into_iter().map(RecordBatch::into_bytes).collect())
             .await
             .map_err(|e| storage_error(&e))?;
         self.stats.produced(bytes, records);
-        let base = infos.first().map(|i| i.base_offset.0);
-        self.arrived.notify();
-        Ok((base.unwrap_or(-1), self.log.log_start_offset().0))
+        Ok(infos.first().map_or(-1, |i| i.base_offset.0))
     }
 
     /// Rebuilds the idempotent producers' state from the last two segments (a retry
@@ -228,9 +230,12 @@ impl Partition {
             .map_err(|e| storage_error(&e))?;
         let hw = offsets.high_watermark;
         let mut batches = Vec::with_capacity(read.len());
+        let mut last_sent = None;
         for chunk in read {
-            if last_offset_of(&chunk).is_some_and(|last| last < hw) {
+            let last = last_offset_of(&chunk);
+            if last.is_some_and(|last| last < hw) {
                 batches.push(chunk);
+                last_sent = last;
                 continue;
             }
             // The chunk reaches past the high watermark: keep its batches below it.
@@ -239,16 +244,15 @@ impl Partition {
                 if b.base_offset() >= hw {
                     break;
                 }
+                last_sent = Some(b.last_offset());
                 batches.push(b.into_bytes());
             }
         }
-        if let (Some(first), Some(last)) = (batches.first(), batches.last()) {
-            let from = split_batches(first.clone()).next().and_then(Result::ok);
-            if let (Some(from), Some(last)) = (from, last_offset_of(last)) {
-                let bytes: usize = batches.iter().map(Bytes::len).sum();
-                let records = u64::try_from(last - from.base_offset() + 1).unwrap_or(0);
-                self.stats.fetched(bytes as u64, records);
-            }
+        let first = batches.first().and_then(|b| BatchHeader::read(b));
+        if let (Some(first), Some(last)) = (first, last_sent) {
+            let bytes: usize = batches.iter().map(Bytes::len).sum();
+            let records = u64::try_from(last - first.base_offset + 1).unwrap_or(0);
+            self.stats.fetched(bytes as u64, records);
         }
         Ok(FetchData { batches, offsets })
     }
@@ -274,14 +278,6 @@ impl Partition {
     pub fn wake_waiters(&self) {
         self.arrived.notify();
     }
-}
-
-/// Bytes and records of validated batches.
-fn volume(batches: &[RecordBatch]) -> (u64, u64) {
-    batches.iter().fold((0, 0), |(bytes, records), b| {
-        let n = u64::try_from(b.record_count()).unwrap_or(0);
-        (bytes + b.size() as u64, records + n)
-    })
 }
 
 /// The last offset of the last batch in `chunk` (one or more whole batches).
