@@ -140,29 +140,16 @@ impl RunConfig {
 
 #[cfg(test)]
 pub(crate) fn sample() -> RunConfig {
+    // The first standard workload, shortened, with no linger and a plain topic name.
+    let base = crate::workloads::preset("max-rate-1-topic-1-partition-1kb", "127.0.0.1:9290")
+        .expect("a standard workload");
     RunConfig {
         workload: None,
-        mode: Mode::Produce,
-        protocol: Protocol::Native,
-        bootstrap_server: "127.0.0.1:9290".into(),
         topic: "bench".into(),
-        partitions: 1,
-        replication_factor: 1,
-        producers: 1,
-        consumers: 1,
-        consumer_groups: 1,
-        message_size: 1024,
-        payload: PayloadKind::Random,
-        batch_size: 256 * 1024,
         linger_ms: 0,
-        acks: -1,
-        rate: None,
-        messages: None,
         duration_s: 10.0,
         warmup_s: 1.0,
-        keys: None,
-        cores: None,
-        seed: 1,
+        ..base
     }
 }
 
