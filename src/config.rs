@@ -31,6 +31,8 @@ pub const CONNECTION_INFLIGHT_MAX: usize = 1024;
 pub const FETCH_MAX_WAIT_MS_MAX: u32 = 60_000;
 /// Bound on finishing in-flight requests at shutdown.
 pub const SHUTDOWN_DRAIN_MS_MAX: u64 = 10_000;
+/// Kafka's `connections.max.idle.ms` default (10 minutes).
+pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
 
 /// A configuration value or key was refused.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +158,9 @@ pub struct BrokerConfig {
     pub min_insync_replicas: i16,
     /// `socket.request.max.bytes`: largest frame accepted.
     pub socket_request_max_bytes: usize,
+    /// `connections.max.idle.ms`: a connection whose peer reads nothing of a pending
+    /// response for this long is closed and what it had queued is released.
+    pub connections_max_idle: Duration,
     /// `log.retention.check.interval.ms`.
     pub retention_check_interval: Duration,
     /// Shard io_uring buffer memory (locked), `shard.io.memory.bytes`.
@@ -195,6 +200,7 @@ impl Default for BrokerConfig {
             auto_create_topics: true,
             min_insync_replicas: 1,
             socket_request_max_bytes: ringlog_schema::frame::FRAME_BYTES_MAX_DEFAULT,
+            connections_max_idle: Duration::from_millis(CONNECTIONS_MAX_IDLE_MS_DEFAULT),
             retention_check_interval: Duration::from_millis(300_000),
             io_memory_bytes: 10 << 20,
             log: LogConfig::default(),
@@ -231,6 +237,7 @@ pub const BROKER_KEYS: &[&str] = &[
     "min.insync.replicas",
     "message.max.bytes",
     "socket.request.max.bytes",
+    "connections.max.idle.ms",
     "log.segment.bytes",
     "log.roll.ms",
     "log.roll.hours",
@@ -322,6 +329,13 @@ impl BrokerConfig {
             "min.insync.replicas" => self.min_insync_replicas = num(v).map_err(bad)?,
             "message.max.bytes" => self.log.max_batch_bytes = num(v).map_err(bad)?,
             "socket.request.max.bytes" => self.socket_request_max_bytes = num(v).map_err(bad)?,
+            "connections.max.idle.ms" => {
+                let ms: u64 = num(v).map_err(bad)?;
+                if ms == 0 {
+                    return Err(bad("must be > 0".into()));
+                }
+                self.connections_max_idle = Duration::from_millis(ms);
+            }
             "log.segment.bytes" => self.log.segment_bytes = num(v).map_err(bad)?,
             "log.roll.ms" => self.log.segment_ms = Some(num(v).map_err(bad)?),
             "log.roll.hours" => self.log.segment_ms = Some(hours(v).map_err(bad)?),

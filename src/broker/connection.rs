@@ -7,8 +7,14 @@
 //! connection's batches for a partition are appended in the order they were sent.
 //! At most `CONNECTION_INFLIGHT_MAX` requests are in flight; beyond that the reader
 //! stops reading (TCP backpressure). The writer task writes each response as one
-//! `writev` of the frame head and the payload buffers (cached or disk-read batches),
-//! so fetched record data is never copied.
+//! vectored `sendmsg` of the frame head and the payload buffers (cached or disk-read
+//! batches), so fetched record data is never copied.
+//!
+//! The socket is in blocking mode (glommio accepts it so), so the vectored write is
+//! made non-blocking per call (`MSG_DONTWAIT`) and a full socket is waited on through
+//! the reactor: a peer that stops reading never blocks the shard's thread. A peer that
+//! reads nothing for `connections.max.idle.ms` has its connection closed, and what was
+//! queued for it is released.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -40,6 +46,9 @@ const IOVECS_MAX: usize = 1024;
 /// repair, or the shard stops.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
+    // Bounds each wait for room in the socket (glommio counts from the write that
+    // found it full): a reader that stopped is cut off, not waited for forever.
+    let _ = stream.set_write_timeout(Some(shard.config.connections_max_idle));
     let fd = stream.as_raw_fd();
     let peer = stream.peer_addr().ok();
     let _open = shard.stats.connection(Protocol::Native);
@@ -178,15 +187,28 @@ fn error_frame(correlation_id: u64, code: ErrorCode, e: &dyn std::fmt::Display) 
 async fn write_loop(fd: RawFd, mut writer: WriteHalf<TcpStream>, rx: flume::Receiver<Vec<Bytes>>) {
     while let Ok(bufs) = rx.recv_async().await {
         if let Err(e) = write_all_vectored(fd, &mut writer, &bufs).await {
-            debug!(error = %e, "connection write failed");
-            break;
+            debug!(error = %e, "connection write failed: closing");
+            // Wake the reader too (it sees end of stream), so the connection ends and
+            // everything queued for it is dropped with the channel.
+            shutdown_both(fd);
+            return;
         }
     }
     let _ = writer.close().await;
 }
 
-/// Writes every buffer with as few `writev` calls as the socket allows; when the
-/// socket is full, waits through glommio for it to drain.
+/// Shuts a socket down in both directions; the descriptor stays open until its
+/// owner drops it, so no other file can take its number meanwhile.
+pub(crate) fn shutdown_both(fd: RawFd) {
+    // SAFETY: `fd` is a socket its caller still owns; shutdown does not close it.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
+/// Writes every buffer with as few `sendmsg` calls as the socket allows; when the
+/// socket is full, waits through glommio for it to drain. Each call is non-blocking
+/// (`MSG_DONTWAIT`): the socket itself is in blocking mode.
 async fn write_all_vectored(
     fd: RawFd,
     writer: &mut WriteHalf<TcpStream>,
@@ -212,9 +234,7 @@ async fn write_all_vectored(
                 }
             })
             .collect();
-        // SAFETY: every iovec points into a live `Bytes` of `bufs`, which outlives the
-        // call; `fd` is the connection's socket, open while `writer` exists.
-        let n = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
+        let n = send_vectored_nonblocking(fd, &iov);
         if n < 0 {
             let err = io::Error::last_os_error();
             match err.kind() {
@@ -243,4 +263,16 @@ async fn write_all_vectored(
         }
     }
     Ok(())
+}
+
+/// One `sendmsg` of `iov` that never blocks the thread: `EAGAIN` when the socket is
+/// full. `MSG_NOSIGNAL`: a peer that went away is an error, not a SIGPIPE.
+fn send_vectored_nonblocking(fd: RawFd, iov: &[libc::iovec]) -> isize {
+    // SAFETY: a zeroed msghdr is valid (no address, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = iov.len() as _;
+    // SAFETY: every iovec points into a live `Bytes` the caller holds for the call;
+    // `fd` is the connection's socket, open while its writer exists.
+    unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) }
 }

@@ -7,6 +7,7 @@
 //! serve gets its v0 answer with UNSUPPORTED_VERSION so the client can downgrade.
 
 use std::io;
+use std::os::fd::AsRawFd;
 
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -17,7 +18,7 @@ use std::rc::Rc;
 use std::time::Instant;
 use tracing::debug;
 
-use crate::broker::connection::read_body;
+use crate::broker::connection::{read_body, shutdown_both};
 use crate::broker::shard::Shard;
 use crate::kafka::api::{self, codes};
 use crate::metrics::{Protocol, RequestKind};
@@ -27,6 +28,10 @@ const INFLIGHT_MAX: usize = 128;
 
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
+    // glommio's writes never block the thread; this bounds how long one waits for a
+    // peer that reads nothing.
+    let _ = stream.set_write_timeout(Some(shard.config.connections_max_idle));
+    let fd = stream.as_raw_fd();
     let peer = stream.peer_addr().ok();
     let _open = shard.stats.connection(Protocol::Kafka);
     let (mut reader, mut writer) = futures_lite::io::split(stream);
@@ -37,7 +42,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         while let Ok(answer) = order_rx.recv_async().await {
             match answer.recv_async().await {
                 Ok(Some(frame)) => {
-                    if writer.write_all(&frame).await.is_err() {
+                    if let Err(e) = writer.write_all(&frame).await {
+                        debug!(error = %e, "kafka connection write failed: closing");
+                        // Ends the reader too; queued answers go with the channels.
+                        shutdown_both(fd);
                         return;
                     }
                 }

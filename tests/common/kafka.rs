@@ -22,13 +22,13 @@ impl Conn {
         }
     }
 
-    /// Sends a request and returns the decoded response.
-    pub fn call<Req: Encodable + HeaderVersion, Resp: Decodable + HeaderVersion>(
+    /// One request as a frame (`i32 size | header | body`), for tests that pipeline.
+    pub fn frame<Req: Encodable + HeaderVersion>(
         &mut self,
         key: ApiKey,
         version: i16,
         req: &Req,
-    ) -> Resp {
+    ) -> BytesMut {
         let mut header = RequestHeader::default();
         header.request_api_key = key as i16;
         header.request_api_version = version;
@@ -43,6 +43,17 @@ impl Conn {
         let mut frame = BytesMut::new();
         frame.put_i32(body.len() as i32);
         frame.extend_from_slice(&body);
+        frame
+    }
+
+    /// Sends a request and returns the decoded response.
+    pub fn call<Req: Encodable + HeaderVersion, Resp: Decodable + HeaderVersion>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Resp {
+        let frame = self.frame(key, version, req);
         self.stream.write_all(&frame).unwrap();
         let mut size = [0u8; 4];
         self.stream.read_exact(&mut size).unwrap();

@@ -12,6 +12,7 @@ pub const RINGLOG: &str = env!("CARGO_BIN_EXE_ringlog");
 
 mod broker;
 pub mod kafka;
+pub mod netns;
 #[allow(unused_imports)]
 pub use broker::Broker;
 
