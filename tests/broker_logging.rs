@@ -41,16 +41,7 @@ fn await_log(broker: &Broker, what: &str) {
 
 /// A gauge summed over every series of `metric` with `topic`, from `/metrics`.
 fn gauge(admin: &str, metric: &str, topic: &str) -> f64 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(admin).unwrap();
-    write!(s, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    let label = format!("topic=\"{topic}\"");
-    body.lines()
-        .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(&label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metric_sum(&metrics(admin), metric, &[&format!("topic=\"{topic}\"")])
 }
 
 #[test]
@@ -125,5 +116,35 @@ fn sighup_reloads_log_level_and_retention_and_names_keys_that_need_a_restart() {
     await_log(&broker, "admin request");
     ok(&broker.cli(&["topic", "create", "after-hup", "--partitions", "1"]));
     assert!(broker.child_alive());
+    assert!(broker.terminate().success());
+}
+
+/// A log that cannot be written (stderr on a full disk: /dev/full) loses lines, not
+/// the broker: tracing's fallback `eprintln!` used to panic on the same failure.
+#[test]
+fn a_log_that_cannot_be_written_loses_lines_not_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start_logging_to(
+        &dir.path().join("data"),
+        std::path::Path::new("/dev/full"),
+        1,
+        &[],
+    );
+    ok(&broker.cli(&["topic", "create", "full", "--partitions", "1"]));
+    ok(&broker.cli_input(&["produce", "--topic", "full"], b"one\ntwo\n"));
+    let read = ok(&broker.cli(&[
+        "consume",
+        "--topic",
+        "full",
+        "--from-beginning",
+        "--max-messages",
+        "2",
+    ]));
+    assert_eq!(read, "one\ntwo\n");
+    let text = metrics(&broker.admin_addr);
+    assert!(
+        metric_sum(&text, "ringlog_log_lines_dropped_total", &[]) >= 3.0,
+        "{text}"
+    );
     assert!(broker.terminate().success());
 }

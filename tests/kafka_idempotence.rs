@@ -6,82 +6,12 @@
 
 mod common;
 
-use bytes::{Bytes, BytesMut};
 use common::kafka::Conn;
 use common::*;
-use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
-    TopicName,
-};
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse};
 
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
-
-trait Producing {
-    fn init_producer(&mut self) -> (i64, i16);
-    fn produce(&mut self, topic: &str, pid: i64, epoch: i16, seq: i32, n: usize) -> (i16, i64);
-}
-
-impl Producing for Conn {
-    fn init_producer(&mut self) -> (i64, i16) {
-        let mut req = InitProducerIdRequest::default();
-        req.transactional_id = None; // idempotent, not transactional
-        let resp: InitProducerIdResponse = self.call(ApiKey::InitProducerId, 2, &req);
-        assert_eq!(resp.error_code, 0);
-        (resp.producer_id.0, resp.producer_epoch)
-    }
-
-    /// Produces one batch of `n` records starting at sequence `seq`; returns
-    /// (error code, base offset).
-    fn produce(&mut self, topic: &str, pid: i64, epoch: i16, seq: i32, n: usize) -> (i16, i64) {
-        let records: Vec<Record> = (0..n)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: pid,
-                producer_epoch: epoch,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: seq + i as i32,
-                timestamp: 1_000,
-                key: None,
-                value: Some(Bytes::from(format!("s{}", seq + i as i32))),
-                headers: IndexMap::new(),
-            })
-            .collect();
-        let mut batch = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut batch,
-            records.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .unwrap();
-        let mut p = PartitionProduceData::default();
-        p.index = 0;
-        p.records = Some(batch.freeze());
-        let mut t = TopicProduceData::default();
-        t.name = TopicName(StrBytes::from_string(topic.to_string()));
-        t.partition_data = vec![p];
-        let mut req = ProduceRequest::default();
-        req.acks = -1;
-        req.timeout_ms = 5_000;
-        req.topic_data = vec![t];
-        let resp: ProduceResponse = self.call(ApiKey::Produce, 7, &req);
-        let p = &resp.responses[0].partition_responses[0];
-        (p.error_code, p.base_offset)
-    }
-}
 
 fn values(broker: &Broker, topic: &str) -> Vec<String> {
     ok(&broker.cli(&[

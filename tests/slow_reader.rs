@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::netns::in_private_netns;
-use common::{client, ok, Broker};
+use common::{client, metric_sum, metrics, ok, Broker};
 use ringlog::client::{Client, Producer, ProducerConfig};
 use ringlog::schema::frame::encode_frame;
 use ringlog::schema::wire::{BodyT, EnvelopeT, FetchPartitionT, FetchRequestT};
@@ -166,22 +166,11 @@ fn queued_bytes(s: &TcpStream) -> usize {
 
 /// Connections the broker has open on `listener`, from its metrics.
 fn connections_open(admin: &str, listener: Listener) -> usize {
-    let mut s = TcpStream::connect(admin).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.0\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
     let label = match listener {
         Listener::Native => "protocol=\"native\"",
         Listener::Kafka => "protocol=\"kafka\"",
     };
-    text.lines()
-        .filter(|l| l.starts_with("ringlog_connections{") && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as usize
+    metric_sum(&metrics(admin), "ringlog_connections", &[label]) as usize
 }
 
 fn native_fetches(addr: &str) -> TcpStream {

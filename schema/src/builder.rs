@@ -27,6 +27,8 @@ pub struct RecordHeader {
 pub struct BatchBuilder {
     records: Vec<Record>,
     encoded_estimate: usize,
+    /// Idempotent producer id, epoch and base sequence of the next batch built.
+    producer: Option<(i64, i16, i32)>,
 }
 
 impl BatchBuilder {
@@ -101,12 +103,26 @@ impl BatchBuilder {
         crate::BATCH_HEADER_LEN + self.encoded_estimate
     }
 
+    /// Makes the next batch built an idempotent producer's: its id, epoch and the
+    /// sequence of its first record.
+    pub fn producer(&mut self, id: i64, epoch: i16, base_sequence: i32) -> &mut Self {
+        self.producer = Some((id, epoch, base_sequence));
+        self
+    }
+
     /// Encodes the records into one batch and empties the builder.
     pub fn build(&mut self) -> Result<Bytes, BatchError> {
         if self.records.is_empty() {
             return Err(BatchError::Build(
                 "a batch needs at least one record".into(),
             ));
+        }
+        if let Some((id, epoch, base)) = self.producer.take() {
+            for r in &mut self.records {
+                r.producer_id = id;
+                r.producer_epoch = epoch;
+                r.sequence = base.wrapping_add(r.offset as i32);
+            }
         }
         let mut buf = BytesMut::with_capacity(self.estimated_size());
         let options = RecordEncodeOptions {

@@ -190,6 +190,7 @@ fn route(state: &AdminState, path: &str) -> (u16, &'static str, String) {
                 broker_id: state.broker_id,
                 version: env!("CARGO_PKG_VERSION"),
                 uptime_seconds: state.uptime(),
+                log_lines_dropped: crate::metrics::log_writer::log_lines_dropped(),
             };
             (200, PROMETHEUS, render(&facts, &state.snapshots()))
         }

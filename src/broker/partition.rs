@@ -38,6 +38,9 @@ pub struct Partition {
     producers: RefCell<ProducerState>,
     producers_loaded: Latch,
     producers_loading: Cell<bool>,
+    /// Notified when a pending idempotent batch's append ends (appended or failed):
+    /// a retry of it waits for that.
+    producers_settled: Signal,
     /// Bytes and records in and out, for `/metrics`.
     pub stats: PartitionStats,
 }
@@ -52,6 +55,7 @@ impl Partition {
             producers: RefCell::new(ProducerState::default()),
             producers_loaded: Latch::default(),
             producers_loading: Cell::new(false),
+            producers_settled: Signal::default(),
             stats: PartitionStats::default(),
         }
     }
@@ -105,28 +109,35 @@ impl Partition {
                 ));
             }
             self.load_producers().await?;
-            // The verdict and the append's place in line are taken with no await
-            // between them, so sequences are checked in arrival order.
             let b = &batches[0];
             let (pid, epoch, first) = (b.producer_id(), b.producer_epoch(), b.base_sequence());
             let last = last_sequence(first, b.last_offset_delta());
-            match self.producers.borrow_mut().check(pid, epoch, first, last) {
-                Verdict::Append => {}
-                Verdict::Duplicate(Some(offset)) => {
-                    return Ok((offset, self.log.log_start_offset().0))
+            // The verdict and the append's place in line are taken with no await
+            // between them, so sequences are checked in arrival order.
+            loop {
+                let settled = self.producers_settled.wait();
+                match self.producers.borrow_mut().check(pid, epoch, first, last) {
+                    Verdict::Append => break,
+                    Verdict::Duplicate(offset) => {
+                        return Ok((offset, self.log.log_start_offset().0))
+                    }
+                    Verdict::InFlight => {}
+                    Verdict::Reject(code, message) => {
+                        return Err(PartitionError::new(code, message))
+                    }
                 }
-                Verdict::Duplicate(None) => {
-                    return Err(PartitionError::new(
-                        ErrorCode::DUPLICATE_SEQUENCE_NUMBER,
-                        format!("producer {pid} batch {first}..={last} is being appended"),
-                    ))
-                }
-                Verdict::Reject(code, message) => return Err(PartitionError::new(code, message)),
+                settled.await;
             }
-            let base = self.append(batches).await?;
-            self.producers
-                .borrow_mut()
-                .appended(pid, epoch, first, base);
+            let appended = self.append(batches).await;
+            {
+                let mut producers = self.producers.borrow_mut();
+                match &appended {
+                    Ok(base) => producers.appended(pid, epoch, first, last, *base),
+                    Err(_) => producers.failed(pid, epoch, first, last),
+                }
+            }
+            self.producers_settled.notify();
+            let base = appended?;
             self.arrived.notify();
             return Ok((base, self.log.log_start_offset().0));
         }
@@ -287,4 +298,93 @@ fn last_offset_of(chunk: &Bytes) -> Option<i64> {
         last = Some(b.ok()?.last_offset());
     }
     last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringlog_schema::BatchBuilder;
+    use ringlog_storage::fault::{self, FaultOp};
+    use ringlog_storage::LogConfig;
+
+    fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(|| async move { f().await })
+            .expect("executor")
+            .join()
+            .expect("test executor");
+    }
+
+    fn idempotent_batch(pid: i64, epoch: i16, base_sequence: i32, records: usize) -> Bytes {
+        let mut b = BatchBuilder::new();
+        for i in 0..records {
+            b.push(
+                None,
+                Some(Bytes::from(format!("r{i}"))),
+                &[],
+                1_700_000_000_000,
+            );
+        }
+        b.producer(pid, epoch, base_sequence)
+            .build()
+            .expect("batch")
+    }
+
+    async fn open(dir: &std::path::Path) -> Partition {
+        let log = PartitionLog::open(dir, LogConfig::default())
+            .await
+            .expect("open log");
+        Partition::new("t".into(), 0, log)
+    }
+
+    /// Issue 13 §2: a batch whose append failed must not be answered as a duplicate
+    /// on retry (clients take DUPLICATE_SEQUENCE_NUMBER for success).
+    #[test]
+    fn a_failed_idempotent_append_is_retried_not_acknowledged_as_a_duplicate() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("t-0");
+        run(move || async move {
+            let p = open(&dir).await;
+            let first = idempotent_batch(42, 0, 0, 3);
+            assert_eq!(p.produce(first.clone()).await.expect("first").0, 0);
+            assert_eq!(p.produce(first).await.expect("retry of first").0, 0);
+
+            fault::inject(&dir, FaultOp::Write, libc::ENOSPC);
+            let second = idempotent_batch(42, 0, 3, 2);
+            let e = p
+                .produce(second.clone())
+                .await
+                .expect_err("the disk is full");
+            assert_eq!(e.code, ErrorCode::KAFKA_STORAGE_ERROR, "{e:?}");
+            let e = p
+                .produce(second.clone())
+                .await
+                .expect_err("retry, still failing");
+            assert_eq!(e.code, ErrorCode::KAFKA_STORAGE_ERROR, "retry: {e:?}");
+            fault::clear(&dir);
+            drop(p);
+
+            // After a restart the retry lands, once, right after the first batch.
+            let p = open(&dir).await;
+            assert_eq!(p.produce(second.clone()).await.expect("second").0, 3);
+            assert_eq!(p.produce(second).await.expect("its retry").0, 3);
+            assert_eq!(p.log.log_end_offset().0, 5);
+        });
+    }
+
+    #[test]
+    fn a_failed_fdatasync_fails_the_append_and_leaves_producer_state_as_it_was() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("t-0");
+        run(move || async move {
+            let p = open(&dir).await;
+            fault::inject(&dir, FaultOp::Sync, libc::EIO);
+            let batch = idempotent_batch(7, 0, 0, 1);
+            let e = p.produce(batch.clone()).await.expect_err("sync fails");
+            assert_eq!(e.code, ErrorCode::KAFKA_STORAGE_ERROR, "{e:?}");
+            let e = p.produce(batch).await.expect_err("the log refuses writes");
+            assert_eq!(e.code, ErrorCode::KAFKA_STORAGE_ERROR, "retry: {e:?}");
+            fault::clear(&dir);
+        });
+    }
 }

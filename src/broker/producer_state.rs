@@ -1,6 +1,7 @@
 //! Idempotent producers: per partition, each producer id's epoch and its last five
 //! batches' sequence ranges, as Kafka keeps them. Pure: the partition asks for a
-//! verdict on each batch before appending it and tells the offset afterwards.
+//! verdict on each batch before appending it and tells the outcome afterwards: the
+//! offset, or that the append failed, which leaves the state as it was.
 //!
 //! Kafka's rules, for a batch of producer `pid` at `epoch` with sequences
 //! `first..=last`:
@@ -8,8 +9,9 @@
 //! - an epoch older than the producer's is fenced (INVALID_PRODUCER_EPOCH);
 //! - a newer epoch (or an unknown producer) must start at sequence 0;
 //! - a batch equal to one of the last five is a duplicate: not appended again, and
-//!   answered with the original's offset (DUPLICATE_SEQUENCE_NUMBER while that is
-//!   not known yet, which clients also take as success);
+//!   answered with the original's offset; a retry of a batch still being appended
+//!   waits for that append's outcome (answering DUPLICATE_SEQUENCE_NUMBER then, as
+//!   clients take it for success, would acknowledge a batch whose append may fail);
 //! - otherwise it must start right after the last batch (sequences wrap at
 //!   `i32::MAX`), else OUT_OF_ORDER_SEQUENCE_NUMBER.
 
@@ -20,28 +22,63 @@ use ringlog_schema::wire::ErrorCode;
 /// Batches remembered per producer (Kafka's in-flight limit for idempotence).
 pub const BATCHES_REMEMBERED: usize = 5;
 
+/// A batch in the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct BatchMeta {
     first_seq: i32,
     last_seq: i32,
-    /// Base offset once appended.
-    base_offset: Option<i64>,
+    base_offset: i64,
+}
+
+/// A batch that was checked and is being appended: it counts for the sequences of
+/// the batches behind it, but it is not in the log until `appended` says so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PendingBatch {
+    epoch: i16,
+    first_seq: i32,
+    last_seq: i32,
 }
 
 #[derive(Clone, Debug, Default)]
 struct Producer {
-    epoch: i16,
+    /// The epoch of `batches`; `None` while nothing of this producer is in the log.
+    epoch: Option<i16>,
+    /// The last batches in the log, oldest first.
     batches: VecDeque<BatchMeta>,
+    /// Batches being appended, in the order they were checked.
+    pending: VecDeque<PendingBatch>,
+}
+
+impl Producer {
+    /// The epoch the next batch is checked against: the last pending one's, else
+    /// the log's.
+    fn current_epoch(&self) -> Option<i16> {
+        self.pending.back().map(|b| b.epoch).or(self.epoch)
+    }
+
+    /// The sequence the next batch of `epoch` (the current one) must start at.
+    fn expected_sequence(&self) -> i32 {
+        match self.pending.back() {
+            Some(b) => next_sequence(b.last_seq),
+            None => self.batches.back().map_or(0, |b| next_sequence(b.last_seq)),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.epoch.is_none() && self.pending.is_empty()
+    }
 }
 
 /// What to do with a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Append it (its sequences are recorded).
+    /// Append it; then report `appended` or `failed`.
     Append,
-    /// Already in the log at this base offset (`None`: appended, offset not yet
-    /// known); do not append again.
-    Duplicate(Option<i64>),
+    /// Already in the log at this base offset; do not append again.
+    Duplicate(i64),
+    /// The same batch is being appended now: wait for that append's outcome and
+    /// check again (answering now could acknowledge a batch whose append fails).
+    InFlight,
     /// Refuse it with this code.
     Reject(ErrorCode, String),
 }
@@ -64,26 +101,20 @@ fn next_sequence(seq: i32) -> i32 {
     }
 }
 
-/// The producers of one partition.
+/// The producers of one partition. The state of the log changes only with
+/// `appended` (and `load`): a batch whose append failed leaves no trace, so its
+/// retry is appended, never answered as a duplicate.
 #[derive(Clone, Debug, Default)]
 pub struct ProducerState {
     producers: HashMap<i64, Producer>,
 }
 
 impl ProducerState {
-    /// Checks a batch and, when it is to be appended, records it.
+    /// Checks a batch; when it is to be appended, it is recorded as pending.
     pub fn check(&mut self, pid: i64, epoch: i16, first_seq: i32, last_seq: i32) -> Verdict {
         if pid < 0 {
             return Verdict::Append;
         }
-        let fresh = |p: &mut Producer| {
-            p.batches.clear();
-            p.batches.push_back(BatchMeta {
-                first_seq,
-                last_seq,
-                base_offset: None,
-            });
-        };
         let out_of_order = |expected: i32| {
             Verdict::Reject(
                 ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER,
@@ -92,60 +123,90 @@ impl ProducerState {
                 ),
             )
         };
-        let Some(p) = self.producers.get_mut(&pid) else {
-            if first_seq != 0 {
-                return out_of_order(0);
-            }
-            let mut p = Producer {
-                epoch,
-                ..Producer::default()
-            };
-            fresh(&mut p);
-            self.producers.insert(pid, p);
-            return Verdict::Append;
-        };
-        if epoch < p.epoch {
-            return Verdict::Reject(
+        let p = self.producers.entry(pid).or_default();
+        let verdict = match p.current_epoch() {
+            None if first_seq != 0 => out_of_order(0),
+            None => Verdict::Append,
+            Some(current) if epoch < current => Verdict::Reject(
                 ErrorCode::INVALID_PRODUCER_EPOCH,
-                format!("producer {pid}: epoch {epoch} is older than {}", p.epoch),
-            );
-        }
-        if epoch > p.epoch {
-            if first_seq != 0 {
-                return out_of_order(0);
+                format!("producer {pid}: epoch {epoch} is older than {current}"),
+            ),
+            Some(current) if epoch > current && first_seq != 0 => out_of_order(0),
+            Some(current) if epoch > current => Verdict::Append,
+            Some(_) => {
+                let same = |f: i32, l: i32| f == first_seq && l == last_seq;
+                if let Some(b) = p
+                    .batches
+                    .iter()
+                    .filter(|_| p.epoch == Some(epoch))
+                    .find(|b| same(b.first_seq, b.last_seq))
+                {
+                    Verdict::Duplicate(b.base_offset)
+                } else if p
+                    .pending
+                    .iter()
+                    .any(|b| b.epoch == epoch && same(b.first_seq, b.last_seq))
+                {
+                    Verdict::InFlight
+                } else if first_seq != p.expected_sequence() {
+                    out_of_order(p.expected_sequence())
+                } else {
+                    Verdict::Append
+                }
             }
-            p.epoch = epoch;
-            fresh(p);
-            return Verdict::Append;
+        };
+        if verdict == Verdict::Append {
+            p.pending.push_back(PendingBatch {
+                epoch,
+                first_seq,
+                last_seq,
+            });
+        } else if p.is_empty() {
+            self.producers.remove(&pid);
         }
-        if let Some(b) = p
-            .batches
-            .iter()
-            .find(|b| b.first_seq == first_seq && b.last_seq == last_seq)
-        {
-            return Verdict::Duplicate(b.base_offset);
-        }
-        let expected = p.batches.back().map_or(0, |b| next_sequence(b.last_seq));
-        if first_seq != expected {
-            return out_of_order(expected);
-        }
-        p.batches.push_back(BatchMeta {
-            first_seq,
-            last_seq,
-            base_offset: None,
-        });
-        while p.batches.len() > BATCHES_REMEMBERED {
-            p.batches.pop_front();
-        }
-        Verdict::Append
+        verdict
     }
 
-    /// Records where an appended batch landed.
-    pub fn appended(&mut self, pid: i64, epoch: i16, first_seq: i32, base_offset: i64) {
-        if let Some(p) = self.producers.get_mut(&pid).filter(|p| p.epoch == epoch) {
-            if let Some(b) = p.batches.iter_mut().find(|b| b.first_seq == first_seq) {
-                b.base_offset = Some(base_offset);
-            }
+    /// A pending batch is in the log at `base_offset`.
+    pub fn appended(
+        &mut self,
+        pid: i64,
+        epoch: i16,
+        first_seq: i32,
+        last_seq: i32,
+        base_offset: i64,
+    ) {
+        if pid < 0 {
+            return;
+        }
+        let p = self.producers.entry(pid).or_default();
+        let pending = PendingBatch {
+            epoch,
+            first_seq,
+            last_seq,
+        };
+        if let Some(i) = p.pending.iter().position(|b| *b == pending) {
+            p.pending.remove(i);
+        }
+        Self::record(p, epoch, first_seq, last_seq, base_offset);
+    }
+
+    /// A pending batch's append failed: it is forgotten, as if never checked. (A
+    /// failed append fails the log, so the batches pending behind it fail too.)
+    pub fn failed(&mut self, pid: i64, epoch: i16, first_seq: i32, last_seq: i32) {
+        let Some(p) = self.producers.get_mut(&pid) else {
+            return;
+        };
+        let pending = PendingBatch {
+            epoch,
+            first_seq,
+            last_seq,
+        };
+        if let Some(i) = p.pending.iter().position(|b| *b == pending) {
+            p.pending.remove(i);
+        }
+        if p.is_empty() {
+            self.producers.remove(&pid);
         }
     }
 
@@ -155,14 +216,18 @@ impl ProducerState {
             return;
         }
         let p = self.producers.entry(pid).or_default();
-        if epoch != p.epoch {
-            p.epoch = epoch;
+        Self::record(p, epoch, first_seq, last_seq, base_offset);
+    }
+
+    fn record(p: &mut Producer, epoch: i16, first_seq: i32, last_seq: i32, base_offset: i64) {
+        if p.epoch != Some(epoch) {
+            p.epoch = Some(epoch);
             p.batches.clear();
         }
         p.batches.push_back(BatchMeta {
             first_seq,
             last_seq,
-            base_offset: Some(base_offset),
+            base_offset,
         });
         while p.batches.len() > BATCHES_REMEMBERED {
             p.batches.pop_front();
@@ -185,12 +250,64 @@ mod tests {
     fn in_order_batches_append_and_retries_are_duplicates_with_their_offset() {
         let mut s = ProducerState::default();
         assert_eq!(s.check(7, 0, 0, 9), Verdict::Append);
-        assert_eq!(s.check(7, 0, 0, 9), Verdict::Duplicate(None), "in flight");
-        s.appended(7, 0, 0, 100);
-        assert_eq!(s.check(7, 0, 0, 9), Verdict::Duplicate(Some(100)));
+        assert_eq!(s.check(7, 0, 0, 9), Verdict::InFlight);
+        s.appended(7, 0, 0, 9, 100);
+        assert_eq!(s.check(7, 0, 0, 9), Verdict::Duplicate(100));
         assert_eq!(s.check(7, 0, 10, 19), Verdict::Append);
-        s.appended(7, 0, 10, 110);
-        assert_eq!(s.check(7, 0, 10, 19), Verdict::Duplicate(Some(110)));
+        s.appended(7, 0, 10, 19, 110);
+        assert_eq!(s.check(7, 0, 10, 19), Verdict::Duplicate(110));
+    }
+
+    #[test]
+    fn a_failed_append_leaves_no_trace_so_its_retry_is_appended() {
+        let mut s = ProducerState::default();
+        // A new producer whose first batch fails is unknown again.
+        assert_eq!(s.check(7, 0, 0, 9), Verdict::Append);
+        s.failed(7, 0, 0, 9);
+        assert_eq!(
+            s.check(7, 0, 0, 9),
+            Verdict::Append,
+            "retried, not a duplicate"
+        );
+        s.appended(7, 0, 0, 9, 0);
+        // A later batch and the one behind it fail; the retries append in order.
+        assert_eq!(s.check(7, 0, 10, 19), Verdict::Append);
+        assert_eq!(s.check(7, 0, 20, 29), Verdict::Append);
+        s.failed(7, 0, 10, 19);
+        s.failed(7, 0, 20, 29);
+        assert_eq!(
+            code(s.check(7, 0, 20, 29)),
+            Some(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
+        );
+        assert_eq!(s.check(7, 0, 10, 19), Verdict::Append);
+        s.appended(7, 0, 10, 19, 10);
+        assert_eq!(s.check(7, 0, 10, 19), Verdict::Duplicate(10));
+        // A failed epoch bump leaves the old epoch in force.
+        assert_eq!(s.check(7, 1, 0, 0), Verdict::Append);
+        s.failed(7, 1, 0, 0);
+        assert_eq!(s.check(7, 0, 20, 29), Verdict::Append);
+        s.appended(7, 0, 20, 29, 20);
+        assert_eq!(s.check(7, 0, 0, 9), Verdict::Duplicate(0));
+    }
+
+    #[test]
+    fn a_pending_epoch_bump_fences_the_old_epoch() {
+        let mut s = ProducerState::default();
+        assert_eq!(s.check(3, 0, 0, 0), Verdict::Append);
+        s.appended(3, 0, 0, 0, 0);
+        assert_eq!(s.check(3, 1, 0, 0), Verdict::Append);
+        assert_eq!(
+            code(s.check(3, 0, 1, 1)),
+            Some(ErrorCode::INVALID_PRODUCER_EPOCH)
+        );
+        assert_eq!(
+            s.check(3, 1, 1, 1),
+            Verdict::Append,
+            "behind the pending one"
+        );
+        s.appended(3, 1, 0, 0, 1);
+        s.appended(3, 1, 1, 1, 2);
+        assert_eq!(s.check(3, 1, 1, 1), Verdict::Duplicate(2));
     }
 
     #[test]
@@ -233,9 +350,9 @@ mod tests {
         let mut s = ProducerState::default();
         for i in 0..8 {
             assert_eq!(s.check(2, 0, i, i), Verdict::Append);
-            s.appended(2, 0, i, i64::from(i));
+            s.appended(2, 0, i, i, i64::from(i));
         }
-        assert_eq!(s.check(2, 0, 3, 3), Verdict::Duplicate(Some(3)));
+        assert_eq!(s.check(2, 0, 3, 3), Verdict::Duplicate(3));
         assert_eq!(
             code(s.check(2, 0, 2, 2)),
             Some(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
@@ -252,7 +369,7 @@ mod tests {
         assert_eq!(s.check(-1, -1, -1, -1), Verdict::Append);
         s.load(9, 1, 0, 4, 10);
         s.load(9, 1, 5, 9, 15);
-        assert_eq!(s.check(9, 1, 5, 9), Verdict::Duplicate(Some(15)));
+        assert_eq!(s.check(9, 1, 5, 9), Verdict::Duplicate(15));
         assert_eq!(s.check(9, 1, 10, 10), Verdict::Append);
         assert_eq!(
             code(s.check(9, 0, 11, 11)),

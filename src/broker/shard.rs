@@ -347,6 +347,7 @@ impl Shard {
                     segments: p.log.segment_count(),
                     replicas: meta.map_or(0, |m| m.replicas.len()),
                     in_sync_replicas: meta.map_or(0, |m| m.isr.len()),
+                    log_failed: p.log.failure().is_some(),
                     bytes_in: p.stats.bytes_in.get(),
                     records_in: p.stats.records_in.get(),
                     bytes_out: p.stats.bytes_out.get(),

@@ -107,7 +107,7 @@ pub fn init_logging_as(default_level: &str, format: LogFormat) -> SetLogFilter {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(ringlog::metrics::log_writer::LossyStderr);
     fn setter<S: Send + Sync + 'static>(
         handle: tracing_subscriber::reload::Handle<EnvFilter, S>,
     ) -> SetLogFilter {

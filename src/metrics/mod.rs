@@ -9,6 +9,7 @@
 //! offsets, partition counts) are read from the live state at that moment, so nothing
 //! is mirrored. A shard that does not answer in time shows as `ringlog_shard_up 0`.
 
+pub mod log_writer;
 pub mod render;
 
 use std::cell::Cell;
@@ -204,6 +205,8 @@ pub struct PartitionSnapshot {
     pub segments: usize,
     pub replicas: usize,
     pub in_sync_replicas: usize,
+    /// The log refuses writes (a write or fdatasync failed: a full or failing disk).
+    pub log_failed: bool,
     pub bytes_in: u64,
     pub records_in: u64,
     pub bytes_out: u64,

@@ -17,6 +17,8 @@ pub struct BrokerFacts<'a> {
     pub broker_id: i32,
     pub version: &'a str,
     pub uptime_seconds: f64,
+    /// Log writes that failed (a full disk or a closed pipe under stderr).
+    pub log_lines_dropped: u64,
 }
 
 /// How a family's values are to be read.
@@ -166,6 +168,12 @@ pub fn render(facts: &BrokerFacts<'_>, shards: &[(u16, Option<ShardSnapshot>)]) 
         &[],
         facts.uptime_seconds,
     );
+    e.counter(
+        "ringlog_log_lines_dropped_total",
+        "Log lines lost because writing them failed (full disk or closed pipe under the log).",
+        &[],
+        facts.log_lines_dropped,
+    );
     // Where each partition's high watermark is, for group lag.
     let mut high_watermarks: HashMap<(&str, i32), i64> = HashMap::new();
     for (id, snap) in shards {
@@ -250,6 +258,13 @@ pub fn render(facts: &BrokerFacts<'_>, shards: &[(u16, Option<ShardSnapshot>)]) 
             &s,
             under as f64,
         );
+        let failed = snap.partitions.iter().filter(|p| p.log_failed).count();
+        e.gauge(
+            "ringlog_failed_log_partitions",
+            "Partitions this shard leads whose log refuses writes after a failed write or fdatasync (full or failing disk); a restart retries.",
+            &s,
+            failed as f64,
+        );
         for p in &snap.partitions {
             high_watermarks.insert((p.topic.as_str(), p.partition), p.high_watermark);
             let part = p.partition.to_string();
@@ -283,7 +298,7 @@ pub fn render(facts: &BrokerFacts<'_>, shards: &[(u16, Option<ShardSnapshot>)]) 
             for (name, help, v) in counters {
                 e.counter(name, help, &l, v);
             }
-            let gauges: [(&str, &'static str, f64); 6] = [
+            let gauges: [(&str, &'static str, f64); 7] = [
                 (
                     "ringlog_partition_log_start_offset",
                     "First offset still in the log.",
@@ -313,6 +328,11 @@ pub fn render(facts: &BrokerFacts<'_>, shards: &[(u16, Option<ShardSnapshot>)]) 
                     "ringlog_partition_in_sync_replicas",
                     "Replicas in sync with the leader.",
                     p.in_sync_replicas as f64,
+                ),
+                (
+                    "ringlog_partition_log_failed",
+                    "1 when the partition's log refuses writes after a failed write or fdatasync.",
+                    f64::from(u8::from(p.log_failed)),
                 ),
             ];
             for (name, help, v) in gauges {
@@ -360,6 +380,7 @@ mod tests {
             broker_id: 3,
             version: "1.2.3",
             uptime_seconds: 1.5,
+            log_lines_dropped: 2,
         }
     }
 

@@ -16,6 +16,7 @@ mod cache;
 mod clock;
 mod config;
 mod error;
+pub mod fault;
 mod fifo_lock;
 mod index;
 mod log;

@@ -379,6 +379,11 @@ impl PartitionLog {
         self.zero.pieces()
     }
 
+    /// Why the log refuses writes, once a write or fdatasync failed.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.borrow().clone()
+    }
+
     fn check_writable(&self) -> Result<()> {
         if let Some(reason) = self.failure.borrow().as_ref() {
             return Err(StorageError::LogFailed {
@@ -657,7 +662,11 @@ impl PartitionLog {
             (st.written_offset, a.file.clone(), a.path.clone())
         };
         let started = std::time::Instant::now();
-        if let Err(e) = file.fdatasync().await {
+        let synced = match crate::fault::injected(&path, crate::fault::FaultOp::Sync) {
+            Some(e) => Err(e.into()),
+            None => file.fdatasync().await,
+        };
+        if let Err(e) = synced {
             return Err(self.fail(format!("fdatasync {}: {e}", path.display())));
         }
         let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -1134,7 +1143,10 @@ fn spawn_write(
         let _permit = permit;
         let position = item.position;
         let len = item.buffer.len();
-        let result = file.write_at(item.buffer, position).await;
+        let result = match crate::fault::injected(&path, crate::fault::FaultOp::Write) {
+            Some(e) => Err(e.into()),
+            None => file.write_at(item.buffer, position).await,
+        };
         inflight.borrow_mut().remove(&position);
         let problem = match result {
             Ok(n) if n == len => None,

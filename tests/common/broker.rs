@@ -29,9 +29,36 @@ impl Broker {
     /// Starts `ringlog serve` on `data_dir` with `shards` shards and waits until it
     /// has written `listeners.json`.
     pub fn start(data_dir: &Path, shards: u16, extra: &[&str]) -> Broker {
+        let log_dir = data_dir.parent().unwrap_or(Path::new("/tmp")).to_path_buf();
+        Broker::start_logging_in(data_dir, &log_dir, shards, extra)
+    }
+
+    /// As `start`, with the broker's log in `log_dir` (a test that fills the data
+    /// dir's file system keeps the log elsewhere, so a panic message is not lost).
+    pub fn start_logging_in(
+        data_dir: &Path,
+        log_dir: &Path,
+        shards: u16,
+        extra: &[&str],
+    ) -> Broker {
+        Broker::start_logging_to(data_dir, &next_log_path(log_dir), shards, extra)
+    }
+
+    /// As `start`, with the broker's stderr on `log_path` (which may be a device such
+    /// as /dev/full; `log()` then must not be called).
+    pub fn start_logging_to(
+        data_dir: &Path,
+        log_path: &Path,
+        shards: u16,
+        extra: &[&str],
+    ) -> Broker {
         std::fs::create_dir_all(data_dir).unwrap();
-        let log_path = next_log_path(data_dir);
-        let log = File::create(&log_path).unwrap();
+        let log_path = log_path.to_path_buf();
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
         let listeners = data_dir.join("listeners.json");
         let _ = std::fs::remove_file(&listeners);
         let child = Command::new(super::ringlog_bin())
@@ -153,10 +180,9 @@ impl Drop for Broker {
     }
 }
 
-fn next_log_path(data_dir: &Path) -> PathBuf {
-    let parent = data_dir.parent().unwrap_or(Path::new("/tmp"));
+fn next_log_path(log_dir: &Path) -> PathBuf {
     (0..)
-        .map(|i| parent.join(format!("broker-{i}.log")))
+        .map(|i| log_dir.join(format!("broker-{i}.log")))
         .find(|p| !p.exists())
         .unwrap()
 }

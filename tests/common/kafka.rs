@@ -5,8 +5,16 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
+    RequestHeader, ResponseHeader, TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 /// One connection; requests are sent one at a time.
 pub struct Conn {
@@ -62,5 +70,61 @@ impl Conn {
         let mut resp = Bytes::from(resp);
         ResponseHeader::decode(&mut resp, Resp::header_version(version)).unwrap();
         Resp::decode(&mut resp, version).unwrap()
+    }
+}
+
+impl Conn {
+    /// An idempotent producer id and epoch (InitProducerId without a transactional id).
+    pub fn init_producer(&mut self) -> (i64, i16) {
+        let mut req = InitProducerIdRequest::default();
+        req.transactional_id = None; // idempotent, not transactional
+        let resp: InitProducerIdResponse = self.call(ApiKey::InitProducerId, 2, &req);
+        assert_eq!(resp.error_code, 0);
+        (resp.producer_id.0, resp.producer_epoch)
+    }
+
+    /// Produces one batch of `n` records starting at sequence `seq`; returns
+    /// (error code, base offset).
+    pub fn produce(&mut self, topic: &str, pid: i64, epoch: i16, seq: i32, n: usize) -> (i16, i64) {
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: pid,
+                producer_epoch: epoch,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: seq + i as i32,
+                timestamp: 1_000,
+                key: None,
+                value: Some(Bytes::from(format!("s{}", seq + i as i32))),
+                headers: IndexMap::new(),
+            })
+            .collect();
+        let mut batch = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut batch,
+            records.iter(),
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .unwrap();
+        let mut p = PartitionProduceData::default();
+        p.index = 0;
+        p.records = Some(batch.freeze());
+        let mut t = TopicProduceData::default();
+        t.name = TopicName(StrBytes::from_string(topic.to_string()));
+        t.partition_data = vec![p];
+        let mut req = ProduceRequest::default();
+        req.acks = -1;
+        req.timeout_ms = 5_000;
+        req.topic_data = vec![t];
+        let resp: ProduceResponse = self.call(ApiKey::Produce, 7, &req);
+        let p = &resp.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
     }
 }
