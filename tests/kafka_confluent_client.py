@@ -9,7 +9,9 @@ kafka_confluent_client.py ADDR
   keyed records each;
 - three consumers of one group read it; one leaves midway (a rebalance), the other
   two finish; every record must be seen, each producer's records in order within a
-  partition (a record may come twice around the rebalance: at least once);
+  partition (a record may come twice around the rebalance: at least once), and a
+  member never reads a partition's offsets backwards (it resumes where it
+  committed: the commit and the OffsetFetch after it share a connection);
 - CreatePartitions grows the topic to 8 (the new partitions take writes) and refuses
   to shrink it.
 """
@@ -25,6 +27,7 @@ TOPIC = "cf"
 PER_PRODUCER = 2000
 CODECS = ["none", "lz4", "zstd"]
 TOTAL = PER_PRODUCER * len(CODECS)
+PROCESS_S = 0.0005   # a consumer's work per record
 
 
 def fail(msg):
@@ -56,6 +59,7 @@ for codec in CODECS:
 lock = threading.Lock()
 seen = {}            # value -> times
 order_ok = [True]
+backwards = []       # (member, partition, last offset, next offset)
 stop = threading.Event()
 
 
@@ -65,6 +69,7 @@ def member(name, leave_after):
                   "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
     c.subscribe([TOPIC])
     last = {}        # (partition, codec) -> last index seen
+    offsets = {}     # partition -> last offset this member consumed
     got = 0
     deadline = time.time() + 60
     while not stop.is_set() and time.time() < deadline:
@@ -76,6 +81,14 @@ def member(name, leave_after):
         codec, i = m.value().decode().rsplit("-", 1)
         i = int(i)
         key = (m.partition(), codec)
+        # A member resumes a partition where it committed: auto-commit stores each
+        # polled offset and commits on revoke, before the rejoin's OffsetFetch on
+        # the same connection, which must see it.
+        prev = offsets.get(m.partition())
+        if prev is not None and m.offset() <= prev:
+            with lock:
+                backwards.append((name, m.partition(), prev, m.offset()))
+        offsets[m.partition()] = m.offset()
         # Order within a partition: never backwards, except a restart of the
         # partition after a rebalance (records since the last commit come again).
         if key in last and i <= last[key]:
@@ -89,6 +102,9 @@ def member(name, leave_after):
             if len(seen) >= TOTAL:
                 stop.set()
         got += 1
+        # Work takes time, so the member leaving finds the others mid-stream with
+        # offsets polled but not yet auto-committed (the rebalance commits them).
+        time.sleep(PROCESS_S)
         if leave_after and got >= leave_after:
             break
     c.close()  # commits and leaves the group
@@ -103,6 +119,9 @@ expected = {"%s-%d" % (c, i) for c in CODECS for i in range(PER_PRODUCER)}
 missing = expected - set(seen)
 if missing:
     fail("%d records never consumed, e.g. %s" % (len(missing), sorted(missing)[:3]))
+if backwards:
+    fail("a member's offsets went backwards after a rebalance (member, partition, "
+         "last, next): %s" % backwards[:5])
 if not order_ok[0]:
     fail("a producer's records went backwards within a partition")
 duplicates = sum(n - 1 for n in seen.values())

@@ -5,7 +5,8 @@
 //! id). Produce requests are the exception that keeps order: the reader itself hands
 //! each produce to the owner shards' queues before reading the next frame, so a
 //! connection's batches for a partition are appended in the order they were sent.
-//! At most `CONNECTION_INFLIGHT_MAX` requests are in flight; beyond that the reader
+//! A request starts only once the writes sent before it on the connection have
+//! taken effect (`request_order`). At most `CONNECTION_INFLIGHT_MAX` requests are in flight; beyond that the reader
 //! stops reading (TCP backpressure). The writer task writes each response as one
 //! vectored `sendmsg` of the frame head and the payload buffers (cached or disk-read
 //! batches), so fetched record data is never copied.
@@ -30,6 +31,7 @@ use ringlog_schema::wire::{BodyT, EnvelopeT, ErrorCode, ErrorResponseT};
 use tracing::debug;
 
 use crate::broker::handlers::{self, Response};
+use crate::broker::request_order::{Effect, RequestOrder};
 use crate::broker::shard::Shard;
 use crate::config::CONNECTION_INFLIGHT_MAX;
 use crate::metrics::{Protocol, RequestKind};
@@ -58,6 +60,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let writer_task = glommio::spawn_local(write_loop(fd, writer, out_rx));
     let slots = Rc::new(Semaphore::new(CONNECTION_INFLIGHT_MAX as u64));
     let max = shard.config.socket_request_max_bytes;
+    let order = Rc::new(RequestOrder::default());
     loop {
         let Ok(permit) = slots.clone().acquire_static_permit(1).await else {
             break;
@@ -97,6 +100,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 continue;
             }
         };
+        // Earlier writes on this connection take effect first (see request_order).
+        let ticket = order.admit(effect(&frame.envelope.body)).await;
         let correlation_id = frame.envelope.correlation_id;
         let out = out_tx.clone();
         let started = Instant::now();
@@ -107,6 +112,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         };
         let timed = shard.clone();
         let respond = move |resp: Option<Response>| async move {
+            drop(ticket);
             timed.stats.request_done(Protocol::Native, kind, started);
             if let Some(resp) = resp {
                 let _ = out.send_async(resp.into_buffers(correlation_id)).await;
@@ -131,6 +137,22 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _ = slots.acquire(CONNECTION_INFLIGHT_MAX as u64).await;
     drop(out_tx);
     let _ = writer_task.await;
+}
+
+/// What a request does to broker state, for the connection's request order.
+fn effect(body: &BodyT) -> Effect {
+    match body {
+        BodyT::ProduceRequest(_) => Effect::Produce,
+        BodyT::CreateTopicsRequest(_)
+        | BodyT::DeleteTopicsRequest(_)
+        | BodyT::JoinGroupRequest(_)
+        | BodyT::SyncGroupRequest(_)
+        | BodyT::HeartbeatRequest(_)
+        | BodyT::LeaveGroupRequest(_)
+        | BodyT::OffsetCommitRequest(_)
+        | BodyT::DeleteGroupsRequest(_) => Effect::Write,
+        _ => Effect::Read,
+    }
 }
 
 enum ReadError {

@@ -15,6 +15,7 @@ pub mod handlers;
 pub mod messages;
 pub mod partition;
 pub mod producer_state;
+pub mod request_order;
 pub mod shard;
 pub mod signal;
 

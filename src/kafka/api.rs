@@ -13,6 +13,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use ringlog_schema::wire::ErrorCode;
 
+use crate::broker::request_order::Effect;
 use crate::broker::shard::Shard;
 use crate::kafka::{admin, fetch, groups, list_offsets, metadata, produce};
 
@@ -160,8 +161,43 @@ pub fn api_versions(error: i16) -> ApiVersionsResponse {
     r
 }
 
-/// Answers one decoded-header request: the response frame, or `None` when the
-/// protocol sends none (Produce with acks = 0).
+/// What a request does to broker state, for the connection's request order.
+pub fn effect(api: ApiKey) -> Effect {
+    match api {
+        ApiKey::Produce => Effect::Produce,
+        ApiKey::JoinGroup
+        | ApiKey::SyncGroup
+        | ApiKey::Heartbeat
+        | ApiKey::LeaveGroup
+        | ApiKey::OffsetCommit
+        | ApiKey::InitProducerId
+        | ApiKey::CreateTopics
+        | ApiKey::DeleteTopics
+        | ApiKey::CreatePartitions => Effect::Write,
+        _ => Effect::Read,
+    }
+}
+
+/// Queues a Produce on its partitions' owners (in the reader, for order); the
+/// returned future answers it: the response frame, or `None` for acks = 0.
+pub async fn enqueue_produce(
+    shard: &Shard,
+    version: i16,
+    correlation_id: i32,
+    mut body: Bytes,
+) -> Result<impl std::future::Future<Output = Result<Option<Bytes>, KafkaError>>, KafkaError> {
+    let api = ApiKey::Produce;
+    let req: ProduceRequest = decode(api, version, &mut body)?;
+    let pending = produce::enqueue(shard, req, version).await;
+    Ok(async move {
+        match pending.finish().await {
+            Some(resp) => encode_response(api, version, correlation_id, &resp).map(Some),
+            None => Ok(None),
+        }
+    })
+}
+
+/// Answers one decoded-header request other than Produce: the response frame.
 pub async fn dispatch(
     shard: &Shard,
     api: ApiKey,
@@ -178,13 +214,6 @@ pub async fn dispatch(
             let req: MetadataRequest = decode(api, version, &mut body)?;
             let resp = metadata::handle(shard, req, version).await;
             encode_response(api, version, correlation_id, &resp)?
-        }
-        ApiKey::Produce => {
-            let req: ProduceRequest = decode(api, version, &mut body)?;
-            match produce::handle(shard, req, version).await {
-                Some(resp) => encode_response(api, version, correlation_id, &resp)?,
-                None => return Ok(None),
-            }
         }
         ApiKey::Fetch => {
             let req: FetchRequest = decode(api, version, &mut body)?;

@@ -19,6 +19,7 @@ use std::time::Instant;
 use tracing::debug;
 
 use crate::broker::connection::{read_body, shutdown_both};
+use crate::broker::request_order::RequestOrder;
 use crate::broker::shard::Shard;
 use crate::kafka::api::{self, codes};
 use crate::metrics::{Protocol, RequestKind};
@@ -57,6 +58,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         let _ = writer.close().await;
     });
     let max = shard.config.socket_request_max_bytes;
+    let order = Rc::new(RequestOrder::default());
     loop {
         let stopping = async {
             shard.stopping.wait().await;
@@ -103,16 +105,32 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             let _ = tx.send_async(None).await;
             break;
         }
+        // Earlier writes on this connection take effect first (see request_order).
+        let ticket = order.admit(api::effect(api)).await;
         let guard = shard.begin_request();
-        let shard = shard.clone();
         let started = Instant::now();
         let kind = match api {
             ApiKey::Produce => RequestKind::Produce,
             ApiKey::Fetch => RequestKind::Fetch,
             _ => RequestKind::Other,
         };
+        let answering: Answering = if api == ApiKey::Produce {
+            // Queued on the owners here, before the next request is read.
+            match api::enqueue_produce(&shard, version, correlation_id, body).await {
+                Ok(answer) => Box::pin(answer),
+                Err(e) => {
+                    debug!(?peer, error = %e, "kafka produce does not decode: closing");
+                    break;
+                }
+            }
+        } else {
+            let shard = shard.clone();
+            Box::pin(async move { api::dispatch(&shard, api, version, correlation_id, body).await })
+        };
+        let shard = shard.clone();
         glommio::spawn_local(async move {
-            let answer = api::dispatch(&shard, api, version, correlation_id, body).await;
+            let answer = answering.await;
+            drop(ticket);
             shard.stats.request_done(Protocol::Kafka, kind, started);
             drop(guard);
             match answer {
@@ -131,6 +149,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     drop(order_tx);
     let _ = writer_task.await;
 }
+
+/// A request being answered: its response frame, `None` for none.
+type Answering =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Bytes>, api::KafkaError>>>>;
 
 /// Reads one frame body; `None` at a clean end of stream.
 async fn read_frame<R: futures_lite::AsyncRead + Unpin>(

@@ -6,15 +6,28 @@ use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
+use ringlog_shards::Reply;
 
 use crate::broker::handlers::join_all;
 use crate::broker::handlers::produce::{outcome, queue};
-use crate::broker::messages::{PartitionError, PartitionKey};
+use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
 use crate::broker::shard::Shard;
 use crate::kafka::api::{codes, kafka_code, topic_entry};
 
-/// The answer, or `None` for acks = 0.
-pub async fn handle(shard: &Shard, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+/// A partition's records handed to its owner (or the mesh's refusal).
+type Queued = Result<Reply<ShardMsg>, PartitionError>;
+
+/// A produce whose partitions are queued on their owners (or refused).
+pub struct PendingProduce {
+    acks: i16,
+    version: i16,
+    queued: Vec<(PartitionKey, Result<Queued, Refusal>)>,
+}
+
+/// Queues each partition's records on its owner shard. The connection's reader
+/// calls this before it reads the next request, so a connection's produces reach
+/// the owners in the order they were sent, whatever backpressure the mesh applies.
+pub async fn enqueue(shard: &Shard, req: ProduceRequest, version: i16) -> PendingProduce {
     let acks = req.acks;
     let mut queued = Vec::new();
     for t in req.topic_data {
@@ -38,57 +51,74 @@ pub async fn handle(shard: &Shard, req: ProduceRequest, version: i16) -> Option<
             queued.push((key, sent));
         }
     }
-    let outcomes = join_all(
-        queued
-            .into_iter()
-            .map(|(key, sent)| async move {
-                let outcome = match sent {
-                    Ok(queued) => outcome(queued).await.map_err(Refusal::from),
-                    Err(e) => Err(e),
-                };
-                (key, outcome)
-            })
-            .collect(),
-    )
-    .await;
-    if acks == 0 {
-        return None;
+    PendingProduce {
+        acks,
+        version,
+        queued,
     }
-    let mut resp = ProduceResponse::default();
-    for (key, outcome) in outcomes {
-        let mut p = PartitionProduceResponse::default();
-        p.index = key.partition;
-        match outcome {
-            // Fields newer than the asked version keep their defaults.
-            Ok((base, log_start)) => {
-                p.base_offset = base;
-                if version >= 5 {
-                    p.log_start_offset = log_start;
-                }
-            }
-            Err(e) => {
-                p.error_code = e.code;
-                p.base_offset = -1;
-                if version >= 8 {
-                    p.error_message = Some(StrBytes::from_string(e.message));
-                }
-            }
-        }
-        topic_entry(
-            &mut resp.responses,
-            &key.topic,
-            |t| t.name.0.as_str(),
-            || {
-                let mut t = TopicProduceResponse::default();
-                t.name =
-                    kafka_protocol::messages::TopicName(StrBytes::from_string(key.topic.clone()));
-                t
-            },
+}
+
+impl PendingProduce {
+    /// Waits for every partition's outcome: the answer, or `None` for acks = 0.
+    pub async fn finish(self) -> Option<ProduceResponse> {
+        let PendingProduce {
+            acks,
+            version,
+            queued,
+        } = self;
+        let outcomes = join_all(
+            queued
+                .into_iter()
+                .map(|(key, sent)| async move {
+                    let outcome = match sent {
+                        Ok(queued) => outcome(queued).await.map_err(Refusal::from),
+                        Err(e) => Err(e),
+                    };
+                    (key, outcome)
+                })
+                .collect(),
         )
-        .partition_responses
-        .push(p);
+        .await;
+        if acks == 0 {
+            return None;
+        }
+        let mut resp = ProduceResponse::default();
+        for (key, outcome) in outcomes {
+            let mut p = PartitionProduceResponse::default();
+            p.index = key.partition;
+            match outcome {
+                // Fields newer than the asked version keep their defaults.
+                Ok((base, log_start)) => {
+                    p.base_offset = base;
+                    if version >= 5 {
+                        p.log_start_offset = log_start;
+                    }
+                }
+                Err(e) => {
+                    p.error_code = e.code;
+                    p.base_offset = -1;
+                    if version >= 8 {
+                        p.error_message = Some(StrBytes::from_string(e.message));
+                    }
+                }
+            }
+            topic_entry(
+                &mut resp.responses,
+                &key.topic,
+                |t| t.name.0.as_str(),
+                || {
+                    let mut t = TopicProduceResponse::default();
+                    t.name = kafka_protocol::messages::TopicName(StrBytes::from_string(
+                        key.topic.clone(),
+                    ));
+                    t
+                },
+            )
+            .partition_responses
+            .push(p);
+        }
+        Some(resp)
     }
-    Some(resp)
 }
 
 /// A partition's refusal with a Kafka code.

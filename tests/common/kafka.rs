@@ -63,6 +63,11 @@ impl Conn {
     ) -> Resp {
         let frame = self.frame(key, version, req);
         self.stream.write_all(&frame).unwrap();
+        self.response(version)
+    }
+
+    /// Reads the next response, of a request sent at `version`.
+    pub fn response<Resp: Decodable + HeaderVersion>(&mut self, version: i16) -> Resp {
         let mut size = [0u8; 4];
         self.stream.read_exact(&mut size).unwrap();
         let mut resp = vec![0u8; i32::from_be_bytes(size) as usize];
@@ -86,45 +91,52 @@ impl Conn {
     /// Produces one batch of `n` records starting at sequence `seq`; returns
     /// (error code, base offset).
     pub fn produce(&mut self, topic: &str, pid: i64, epoch: i16, seq: i32, n: usize) -> (i16, i64) {
-        let records: Vec<Record> = (0..n)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: pid,
-                producer_epoch: epoch,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: seq + i as i32,
-                timestamp: 1_000,
-                key: None,
-                value: Some(Bytes::from(format!("s{}", seq + i as i32))),
-                headers: IndexMap::new(),
-            })
-            .collect();
-        let mut batch = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut batch,
-            records.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .unwrap();
-        let mut p = PartitionProduceData::default();
-        p.index = 0;
-        p.records = Some(batch.freeze());
-        let mut t = TopicProduceData::default();
-        t.name = TopicName(StrBytes::from_string(topic.to_string()));
-        t.partition_data = vec![p];
-        let mut req = ProduceRequest::default();
-        req.acks = -1;
-        req.timeout_ms = 5_000;
-        req.topic_data = vec![t];
+        let req = produce_request(topic, pid, epoch, seq, n);
         let resp: ProduceResponse = self.call(ApiKey::Produce, 7, &req);
         let p = &resp.responses[0].partition_responses[0];
         (p.error_code, p.base_offset)
     }
+}
+
+/// An acks=all Produce of one batch of `n` records (values `s<seq>`) to partition 0
+/// of `topic`; `pid` -1 for a producer that is not idempotent.
+pub fn produce_request(topic: &str, pid: i64, epoch: i16, seq: i32, n: usize) -> ProduceRequest {
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: pid,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: seq + i as i32,
+            timestamp: 1_000,
+            key: None,
+            value: Some(Bytes::from(format!("s{}", seq + i as i32))),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut batch = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut batch,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    let mut p = PartitionProduceData::default();
+    p.index = 0;
+    p.records = Some(batch.freeze());
+    let mut t = TopicProduceData::default();
+    t.name = TopicName(StrBytes::from_string(topic.to_string()));
+    t.partition_data = vec![p];
+    let mut req = ProduceRequest::default();
+    req.acks = -1;
+    req.timeout_ms = 5_000;
+    req.topic_data = vec![t];
+    req
 }
