@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ringlog_schema::validate::TimestampType;
 use ringlog_storage::{FlushPolicy, LogConfig};
 
 use crate::groups::membership::GroupLimits;
@@ -253,6 +254,9 @@ pub const BROKER_KEYS: &[&str] = &[
     "log.write.buffer.bytes",
     "log.write.inflight.max",
     "log.read.ahead.bytes",
+    "log.message.timestamp.type",
+    "log.message.timestamp.before.max.ms",
+    "log.message.timestamp.after.max.ms",
     "io.properties.file",
     "log.level",
     "shard.io.memory.bytes",
@@ -337,6 +341,15 @@ impl BrokerConfig {
                 self.connections_max_idle = Duration::from_millis(ms);
             }
             "log.segment.bytes" => self.log.segment_bytes = num(v).map_err(bad)?,
+            "log.message.timestamp.type" => {
+                self.log.timestamp_type = timestamp_type(v).map_err(bad)?
+            }
+            "log.message.timestamp.before.max.ms" => {
+                self.log.timestamp_before_max_ms = num(v).map_err(bad)?
+            }
+            "log.message.timestamp.after.max.ms" => {
+                self.log.timestamp_after_max_ms = num(v).map_err(bad)?
+            }
             "log.roll.ms" => self.log.segment_ms = Some(num(v).map_err(bad)?),
             "log.roll.hours" => self.log.segment_ms = Some(hours(v).map_err(bad)?),
             "log.retention.ms" => self.log.retention_ms = optional_ms(v, 1).map_err(bad)?,
@@ -627,7 +640,34 @@ pub const TOPIC_KEYS: &[&str] = &[
     "max.message.bytes",
     "index.interval.bytes",
     "cleanup.policy",
+    "message.timestamp.type",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.after.max.ms",
 ];
+
+/// The effective value of topic config `key` (one of `TOPIC_KEYS`) in `log`, as
+/// DescribeConfigs shows it (-1 for "no limit").
+pub fn topic_config_value(log: &LogConfig, key: &str) -> String {
+    let or_none = |v: Option<u64>| v.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX));
+    match key {
+        "retention.ms" => or_none(log.retention_ms).to_string(),
+        "retention.bytes" => or_none(log.retention_bytes).to_string(),
+        "segment.bytes" => log.segment_bytes.to_string(),
+        "segment.ms" => or_none(log.segment_ms).to_string(),
+        "max.message.bytes" => log.max_batch_bytes.to_string(),
+        "index.interval.bytes" => log.index_interval_bytes.to_string(),
+        "cleanup.policy" => "delete".to_string(),
+        "message.timestamp.type" => log.timestamp_type.name().to_string(),
+        "message.timestamp.before.max.ms" => log.timestamp_before_max_ms.to_string(),
+        "message.timestamp.after.max.ms" => log.timestamp_after_max_ms.to_string(),
+        other => format!("<{other}: not a topic config>"),
+    }
+}
+
+/// `message.timestamp.type`: `CreateTime` or `LogAppendTime`.
+fn timestamp_type(v: &str) -> Result<TimestampType, String> {
+    TimestampType::parse(v).ok_or_else(|| "expected CreateTime or LogAppendTime".to_string())
+}
 
 /// The log config of a topic: the broker's, overridden by the topic's configs.
 pub fn topic_log_config(
@@ -648,6 +688,11 @@ pub fn topic_log_config(
             "segment.ms" => log.segment_ms = Some(num(v).map_err(bad)?),
             "max.message.bytes" => log.max_batch_bytes = num(v).map_err(bad)?,
             "index.interval.bytes" => log.index_interval_bytes = num(v).map_err(bad)?,
+            "message.timestamp.type" => log.timestamp_type = timestamp_type(v).map_err(bad)?,
+            "message.timestamp.before.max.ms" => {
+                log.timestamp_before_max_ms = num(v).map_err(bad)?
+            }
+            "message.timestamp.after.max.ms" => log.timestamp_after_max_ms = num(v).map_err(bad)?,
             "cleanup.policy" if v == "delete" => {}
             "cleanup.policy" => return Err(bad("only cleanup.policy=delete is supported".into())),
             _ => {
@@ -808,5 +853,33 @@ mod tests {
         );
         m.insert("bogus".to_string(), "1".to_string());
         assert!(topic_log_config(&base, &m).unwrap_err().contains("bogus"));
+    }
+
+    #[test]
+    fn every_topic_key_describes_its_effective_value() {
+        let mut m = BTreeMap::new();
+        m.insert(
+            "message.timestamp.type".to_string(),
+            "LogAppendTime".to_string(),
+        );
+        m.insert(
+            "message.timestamp.after.max.ms".to_string(),
+            "5".to_string(),
+        );
+        let log = topic_log_config(&LogConfig::default(), &m).unwrap();
+        for key in TOPIC_KEYS {
+            let value = topic_config_value(&log, key);
+            assert!(!value.starts_with('<'), "{key}: {value}");
+        }
+        assert_eq!(
+            topic_config_value(&log, "message.timestamp.type"),
+            "LogAppendTime"
+        );
+        assert_eq!(
+            topic_config_value(&log, "message.timestamp.after.max.ms"),
+            "5"
+        );
+        m.insert("message.timestamp.type".to_string(), "Later".to_string());
+        assert!(topic_log_config(&LogConfig::default(), &m).is_err());
     }
 }

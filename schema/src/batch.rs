@@ -24,6 +24,8 @@
 
 use bytes::Bytes;
 
+use crate::compression::{self, Codec};
+use crate::validate::DECOMPRESSED_BATCH_BYTES_MAX_DEFAULT;
 use crate::BatchError;
 
 /// Bytes before `batchLength` counts: baseOffset (8) + batchLength (4).
@@ -40,14 +42,14 @@ pub const MAGIC_V2: i8 = 2;
 /// key length, value length and header count, one byte each.
 pub const MIN_RECORD_LEN: usize = 7;
 
-const LENGTH_AT: usize = 8;
+pub(crate) const LENGTH_AT: usize = 8;
 const LEADER_EPOCH_AT: usize = 12;
 const MAGIC_AT: usize = 16;
-const CRC_AT: usize = 17;
-const ATTRIBUTES_AT: usize = 21;
+pub(crate) const CRC_AT: usize = 17;
+pub(crate) const ATTRIBUTES_AT: usize = 21;
 const LAST_OFFSET_DELTA_AT: usize = 23;
 const BASE_TIMESTAMP_AT: usize = 27;
-const MAX_TIMESTAMP_AT: usize = 35;
+pub(crate) const MAX_TIMESTAMP_AT: usize = 35;
 const PRODUCER_ID_AT: usize = 43;
 const PRODUCER_EPOCH_AT: usize = 51;
 const BASE_SEQUENCE_AT: usize = 53;
@@ -305,59 +307,105 @@ impl RecordBatch {
         be_i32(&self.bytes, RECORD_COUNT_AT)
     }
 
-    /// Decodes the records (uncompressed batches; compressed ones are refused until
-    /// the compression codecs are linked).
-    pub fn records(&self) -> Result<Vec<DecodedRecord>, BatchError> {
-        if self.compression() != 0 {
-            return Err(BatchError::Decode(format!(
-                "batch at offset {} uses compression codec {}, which this build cannot decode",
-                self.base_offset(),
-                self.compression()
-            )));
-        }
-        let mut buf = self.bytes.clone();
-        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
-            .map_err(|e| BatchError::Decode(e.to_string()))?;
-        Ok(set
-            .records
-            .into_iter()
-            .map(|r| DecodedRecord {
-                offset: r.offset,
-                timestamp: r.timestamp,
-                key: r.key,
-                value: r.value,
-                headers: r
-                    .headers
-                    .into_iter()
-                    .map(|(k, v)| crate::RecordHeader {
-                        key: k.to_string(),
-                        value: v,
-                    })
-                    .collect(),
-            })
-            .collect())
+    /// Whether the timestamps are the broker's append time (attribute bit 3): then
+    /// every record's timestamp is the batch's maxTimestamp.
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes() & crate::validate::LOG_APPEND_TIME_FLAG != 0
     }
 
-    /// Offset of the first record whose timestamp is `>= ts`, if any.
-    ///
-    /// Uncompressed batches are decoded record by record. For a compressed batch the
-    /// base offset is returned when `maxTimestamp >= ts`: a conservative answer (never
-    /// after the true one) until the broker links the compression codecs.
-    pub fn first_offset_at_or_after(&self, ts: i64) -> Result<Option<i64>, BatchError> {
+    /// The records section, decompressed when the batch is compressed (to at most
+    /// `limit` bytes).
+    fn records_section(&self, limit: usize) -> Result<std::borrow::Cow<'_, [u8]>, BatchError> {
+        let section = &self.bytes[BATCH_HEADER_LEN..];
+        match Codec::from_id(self.compression()) {
+            Some(Codec::None) => Ok(std::borrow::Cow::Borrowed(section)),
+            Some(codec) => {
+                compression::decompress(codec, section, limit).map(std::borrow::Cow::Owned)
+            }
+            None => Err(BatchError::UnsupportedCompression(self.compression())),
+        }
+    }
+
+    /// Each record's offset and timestamp, in order, with the record itself.
+    fn each_record<T>(
+        &self,
+        limit: usize,
+        mut f: impl FnMut(i64, i64, &crate::records::RecordRef<'_>) -> Option<T>,
+    ) -> Result<Option<T>, BatchError> {
+        let section = self.records_section(limit)?;
+        let log_append = self.is_log_append_time();
+        for r in crate::records::records(&section) {
+            let r = r?;
+            let offset = self.base_offset().saturating_add(i64::from(r.offset_delta));
+            let ts = if log_append {
+                self.max_timestamp()
+            } else {
+                self.base_timestamp().saturating_add(r.timestamp_delta)
+            };
+            if let Some(out) = f(offset, ts, &r) {
+                return Ok(Some(out));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Decodes the records, decompressing a compressed batch (up to
+    /// `DECOMPRESSED_BATCH_BYTES_MAX_DEFAULT` bytes).
+    pub fn records(&self) -> Result<Vec<DecodedRecord>, BatchError> {
+        let mut out =
+            Vec::with_capacity(usize::try_from(self.record_count()).unwrap_or(0).min(4096));
+        self.each_record(
+            DECOMPRESSED_BATCH_BYTES_MAX_DEFAULT,
+            |offset, timestamp, r| {
+                out.push(DecodedRecord {
+                    offset,
+                    timestamp,
+                    key: r.key.map(Bytes::copy_from_slice),
+                    value: r.value.map(Bytes::copy_from_slice),
+                    headers: r
+                        .headers()
+                        .map(|(k, v)| crate::RecordHeader {
+                            key: String::from_utf8_lossy(k).into_owned(),
+                            value: v.map(Bytes::copy_from_slice),
+                        })
+                        .collect(),
+                });
+                None::<()>
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// The first record whose timestamp is `>= ts`, as (offset, timestamp), if any:
+    /// exact inside compressed batches too (they are decompressed).
+    pub fn first_record_at_or_after(&self, ts: i64) -> Result<Option<(i64, i64)>, BatchError> {
         if self.max_timestamp() < ts {
             return Ok(None);
         }
-        if self.compression() != 0 {
-            return Ok(Some(self.base_offset()));
-        }
-        let mut buf = self.bytes.clone();
-        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
-            .map_err(|e| BatchError::Decode(e.to_string()))?;
-        Ok(set
-            .records
-            .iter()
-            .find(|r| r.timestamp >= ts)
-            .map(|r| r.offset))
+        self.each_record(DECOMPRESSED_BATCH_BYTES_MAX_DEFAULT, |offset, t, _| {
+            (t >= ts).then_some((offset, t))
+        })
+    }
+
+    /// The record with the largest timestamp (the first of equals), as (offset,
+    /// timestamp).
+    pub fn max_timestamp_record(&self) -> Result<Option<(i64, i64)>, BatchError> {
+        let max = self.max_timestamp();
+        self.each_record(DECOMPRESSED_BATCH_BYTES_MAX_DEFAULT, |offset, t, _| {
+            (t == max).then_some((offset, t))
+        })
+    }
+
+    /// A copy of `batch` marked LogAppendTime with `now_ms` as its maxTimestamp and
+    /// its CRC recomputed (a topic with `message.timestamp.type=LogAppendTime`).
+    pub fn with_log_append_time(&self, now_ms: i64) -> RecordBatch {
+        let mut b = bytes::BytesMut::from(&self.bytes[..]);
+        let attributes = self.attributes() | crate::validate::LOG_APPEND_TIME_FLAG;
+        b[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+        b[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&now_ms.to_be_bytes());
+        let crc = crc32c::crc32c(&b[CRC_COVERAGE_START..]);
+        b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        RecordBatch { bytes: b.freeze() }
     }
 }
 

@@ -12,6 +12,7 @@ use kafka_protocol::records::{
     NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
 };
 
+use crate::compression::{self, Codec};
 use crate::BatchError;
 
 /// One record header (Kafka headers are ordered key/value pairs).
@@ -29,6 +30,8 @@ pub struct BatchBuilder {
     encoded_estimate: usize,
     /// Idempotent producer id, epoch and base sequence of the next batch built.
     producer: Option<(i64, i16, i32)>,
+    /// Codec of the records section.
+    codec: Option<Codec>,
 }
 
 impl BatchBuilder {
@@ -110,6 +113,12 @@ impl BatchBuilder {
         self
     }
 
+    /// Compresses the records section of every batch built with `codec`.
+    pub fn compression(&mut self, codec: Codec) -> &mut Self {
+        self.codec = Some(codec).filter(|c| *c != Codec::None);
+        self
+    }
+
     /// Encodes the records into one batch and empties the builder.
     pub fn build(&mut self) -> Result<Bytes, BatchError> {
         if self.records.is_empty() {
@@ -133,8 +142,30 @@ impl BatchBuilder {
             .map_err(|e| BatchError::Build(e.to_string()))?;
         self.records.clear();
         self.encoded_estimate = 0;
-        Ok(buf.freeze())
+        match self.codec {
+            Some(codec) => compress_batch(&buf, codec),
+            None => Ok(buf.freeze()),
+        }
     }
+}
+
+/// The uncompressed batch `plain` with its records section compressed by `codec`:
+/// same header fields, the codec in the attributes, new length and CRC.
+fn compress_batch(plain: &[u8], codec: Codec) -> Result<Bytes, BatchError> {
+    use crate::batch::{ATTRIBUTES_AT, CRC_AT, LENGTH_AT};
+    let records = compression::compress(codec, &plain[crate::BATCH_HEADER_LEN..])?;
+    let mut out = BytesMut::with_capacity(crate::BATCH_HEADER_LEN + records.len());
+    out.extend_from_slice(&plain[..crate::BATCH_HEADER_LEN]);
+    out.extend_from_slice(&records);
+    let length = i32::try_from(out.len() - crate::LOG_OVERHEAD)
+        .map_err(|_| BatchError::Build("compressed batch over 2 GiB".into()))?;
+    out[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
+    let attributes =
+        i16::from_be_bytes([out[ATTRIBUTES_AT], out[ATTRIBUTES_AT + 1]]) | codec as i16;
+    out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&out[crate::CRC_COVERAGE_START..]);
+    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(out.freeze())
 }
 
 #[cfg(test)]

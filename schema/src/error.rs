@@ -26,6 +26,16 @@ pub enum BatchError {
         last_offset_delta: i32,
         records_bytes: usize,
     },
+    /// A record inside the batch is malformed, or the batch is of a kind clients may
+    /// not write (Kafka's INVALID_RECORD).
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    /// A record's timestamp is outside what the topic accepts (INVALID_TIMESTAMP).
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
+    /// Attribute bits 0-2 name no codec (UNSUPPORTED_COMPRESSION_TYPE).
+    #[error("unsupported compression codec {0} (known: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd)")]
+    UnsupportedCompression(i16),
     /// The builder was given nothing to encode or the encoder refused the records.
     #[error("cannot build record batch: {0}")]
     Build(String),

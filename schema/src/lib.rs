@@ -16,8 +16,11 @@ extern crate alloc;
 
 mod batch;
 mod builder;
+pub mod compression;
 mod error;
 pub mod frame;
+pub mod records;
+pub mod validate;
 #[allow(clippy::all, clippy::pedantic, unsafe_op_in_unsafe_fn, mismatched_lifetime_syntaxes, deprecated)]
 #[rustfmt::skip]
 mod generated {

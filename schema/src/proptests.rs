@@ -24,7 +24,9 @@ proptest! {
         }
         if let Ok(b) = RecordBatch::parse(Bytes::from(bytes)) {
             let _ = b.validate(1 << 20);
-            let _ = b.first_offset_at_or_after(0);
+            let _ = b.first_record_at_or_after(0);
+            let _ = b.records();
+            let _ = crate::validate::validate_produced(&b, &Default::default(), 0);
         }
     }
 

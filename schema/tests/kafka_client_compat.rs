@@ -32,13 +32,16 @@ fn batch_written_by_kafka_python_validates_with_our_crc() {
     assert_eq!(batch.producer_id(), -1);
     assert_eq!(batch.base_sequence(), -1);
     assert_eq!(
-        batch.first_offset_at_or_after(1_700_000_000_003).unwrap(),
-        Some(3)
+        batch.first_record_at_or_after(1_700_000_000_003).unwrap(),
+        Some((3, 1_700_000_000_003))
     );
     assert_eq!(
-        batch.first_offset_at_or_after(1_700_000_000_005).unwrap(),
+        batch.first_record_at_or_after(1_700_000_000_005).unwrap(),
         None
     );
+    // The client's batch passes the produce checks Kafka's broker makes.
+    ringlog_schema::validate::validate_produced(&batch, &Default::default(), 1_700_000_000_004)
+        .expect("a real client's batch passes validation");
 }
 
 #[test]

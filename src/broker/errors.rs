@@ -30,7 +30,17 @@ pub fn storage_error(e: &StorageError) -> PartitionError {
 pub fn batch_error(e: &BatchError) -> PartitionError {
     let code = match e {
         BatchError::TooLarge { .. } => ErrorCode::MESSAGE_TOO_LARGE,
-        _ => ErrorCode::CORRUPT_MESSAGE,
+        BatchError::InvalidRecord(_) | BatchError::InvalidRecordCount { .. } => {
+            ErrorCode::INVALID_RECORD
+        }
+        BatchError::InvalidTimestamp(_) => ErrorCode::INVALID_TIMESTAMP,
+        BatchError::UnsupportedCompression(_) => ErrorCode::UNSUPPORTED_COMPRESSION_TYPE,
+        BatchError::Truncated { .. }
+        | BatchError::LengthMismatch { .. }
+        | BatchError::UnsupportedMagic { .. }
+        | BatchError::CrcMismatch { .. }
+        | BatchError::Build(_)
+        | BatchError::Decode(_) => ErrorCode::CORRUPT_MESSAGE,
     };
     PartitionError::new(code, e.to_string())
 }

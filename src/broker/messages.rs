@@ -113,7 +113,8 @@ pub enum ShardMsg {
     PartitionsCreated(Vec<(String, Option<PartitionError>)>),
     Produced(Result<(i64, i64), PartitionError>),
     Fetched(Result<FetchData, PartitionError>),
-    Offset(Result<i64, PartitionError>),
+    /// (offset, timestamp): the timestamp of the record found by time, else -1.
+    Offset(Result<(i64, i64), PartitionError>),
     OffsetsAre(Result<PartitionOffsets, PartitionError>),
     GroupAnswer(Box<BodyT>),
     /// The request was not one this executor answers.

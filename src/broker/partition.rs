@@ -12,6 +12,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_lite::FutureExt;
+use ringlog_schema::validate::{
+    validate_produced, ProducePolicy, TimestampType, DECOMPRESSED_BATCH_BYTES_MAX_DEFAULT,
+};
 use ringlog_schema::{split_batches, BatchHeader, RecordBatch};
 use ringlog_storage::{FlushPolicy, Offset, PartitionLog};
 
@@ -20,6 +23,7 @@ use ringlog_schema::wire::ErrorCode;
 use crate::broker::errors::{batch_error, storage_error};
 use crate::broker::messages::{FetchData, PartitionError, PartitionOffsets};
 use crate::broker::producer_state::{last_sequence, ProducerState, Verdict};
+use crate::broker::shard::now_ms;
 use crate::broker::signal::{Latch, Signal};
 use crate::metrics::PartitionStats;
 
@@ -85,8 +89,15 @@ impl Partition {
     /// them, and returns once they are committed under the flush policy. Returns the
     /// first batch's base offset and the log start.
     pub async fn produce(&self, records: Bytes) -> Result<(i64, i64), PartitionError> {
-        let max = self.log.config().max_batch_bytes;
-        let batches: Vec<RecordBatch> = split_batches(records)
+        let config = self.log.config();
+        let policy = ProducePolicy {
+            max_batch_bytes: config.max_batch_bytes,
+            timestamp_type: config.timestamp_type,
+            timestamp_before_max_ms: config.timestamp_before_max_ms,
+            timestamp_after_max_ms: config.timestamp_after_max_ms,
+            decompressed_max_bytes: DECOMPRESSED_BATCH_BYTES_MAX_DEFAULT,
+        };
+        let mut batches: Vec<RecordBatch> = split_batches(records)
             .collect::<Result<_, _>>()
             .map_err(|e| batch_error(&e))?;
         if batches.is_empty() {
@@ -95,8 +106,14 @@ impl Partition {
                 needed: ringlog_schema::BATCH_HEADER_LEN,
             }));
         }
+        let now = now_ms();
         for b in &batches {
-            b.validate(max).map_err(|e| batch_error(&e))?;
+            validate_produced(b, &policy, now).map_err(|e| batch_error(&e))?;
+        }
+        if policy.timestamp_type == TimestampType::LogAppendTime {
+            for b in &mut batches {
+                *b = b.with_log_append_time(now);
+            }
         }
         let idempotent = batches.iter().any(|b| b.producer_id() >= 0);
         if idempotent {

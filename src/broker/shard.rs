@@ -510,22 +510,36 @@ async fn open_partition(
     Ok(Partition::new(topic.name.clone(), partition, log))
 }
 
-async fn list_offset(p: &Partition, timestamp: i64) -> Result<i64, PartitionError> {
+/// Kafka's ListOffsets queries: earliest (-2), latest (-1), the record with the
+/// largest timestamp (-3), or the first record at or after a time. Returns the
+/// offset and the found record's timestamp (-1 for earliest and latest, and
+/// (-1, -1) when no record qualifies).
+async fn list_offset(p: &Partition, timestamp: i64) -> Result<(i64, i64), PartitionError> {
+    const NOT_FOUND: (i64, i64) = (-1, -1);
+    let by_time = |ts: i64| async move {
+        let found = p
+            .log
+            .offset_for_timestamp(ts)
+            .await
+            .map_err(|e| storage_error(&e))?;
+        // Only what consumers may read is found.
+        Ok(found
+            .filter(|(o, _)| o.0 < p.high_watermark())
+            .map_or(NOT_FOUND, |(o, t)| (o.0, t)))
+    };
     match timestamp {
-        -2 => Ok(p.log.log_start_offset().0),
-        -1 => Ok(p.high_watermark()),
-        ts if ts >= 0 => {
-            let found = p
-                .log
-                .offset_for_timestamp(ts)
-                .await
-                .map_err(|e| storage_error(&e))?;
-            // Never point past what consumers may read.
-            Ok(found.map_or(-1, |o| o.0).min(p.high_watermark()))
-        }
+        -2 => Ok((p.log.log_start_offset().0, -1)),
+        -1 => Ok((p.high_watermark(), -1)),
+        -3 => match p.log.max_timestamp() {
+            Some(max) => by_time(max).await,
+            None => Ok(NOT_FOUND),
+        },
+        ts if ts >= 0 => by_time(ts).await,
         other => Err(PartitionError::new(
             ErrorCode::INVALID_REQUEST,
-            format!("timestamp {other}: use -2 (earliest), -1 (latest) or a time in ms"),
+            format!(
+                "timestamp {other}: use -2 (earliest), -1 (latest), -3 (max timestamp) or a time in ms"
+            ),
         )),
     }
 }

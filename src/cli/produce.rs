@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use ringlog::client::{Client, Producer, ProducerConfig};
+use ringlog::schema::compression::Codec;
 
 use super::{block_on, Connect};
 
@@ -34,6 +35,13 @@ pub struct ProduceArgs {
     /// Linger in milliseconds (linger.ms).
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
+    /// Codec of each batch (compression.type): none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none", value_parser = parse_codec)]
+    compression_type: Codec,
+}
+
+fn parse_codec(s: &str) -> Result<Codec, String> {
+    Codec::from_name(s).ok_or_else(|| format!("{s:?}: expected none, gzip, snappy, lz4 or zstd"))
 }
 
 fn parse_acks(s: &str) -> Result<i8, String> {
@@ -72,6 +80,7 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<i32> {
             acks: args.acks,
             batch_bytes: args.batch_size,
             linger: Duration::from_millis(args.linger_ms),
+            compression: args.compression_type,
             ..ProducerConfig::default()
         };
         // Resolve the topic first so an unknown one fails before reading input.

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use glommio::sync::Semaphore;
+use ringlog_schema::compression::Codec;
 use ringlog_schema::wire::{BodyT, ErrorCode, PayloadRangeT, ProducePartitionT, ProduceRequestT};
 use ringlog_schema::{BatchBuilder, RecordHeader};
 
@@ -38,6 +39,8 @@ pub struct ProducerConfig {
     pub max_record_bytes: usize,
     /// Ask the broker to create missing topics.
     pub auto_create_topics: bool,
+    /// `compression.type`: the codec of each batch's records.
+    pub compression: Codec,
 }
 
 impl Default for ProducerConfig {
@@ -49,6 +52,7 @@ impl Default for ProducerConfig {
             max_in_flight: 64,
             max_record_bytes: 1_000_000,
             auto_create_topics: true,
+            compression: Codec::None,
         }
     }
 }
@@ -186,7 +190,11 @@ impl Producer {
         let (delivery, full, arm) = {
             let mut batches = inner.batches.borrow_mut();
             let acc = batches.entry(slot.clone()).or_insert_with(|| Accumulator {
-                builder: BatchBuilder::new(),
+                builder: {
+                    let mut b = BatchBuilder::new();
+                    b.compression(inner.config.compression);
+                    b
+                },
                 outcome: Rc::new(BatchOutcome::default()),
                 generation: 0,
                 linger_armed: false,

@@ -24,7 +24,7 @@ use ringlog_shards::Peer;
 use crate::broker::handlers::topics;
 use crate::broker::messages::ShardMsg;
 use crate::broker::shard::Shard;
-use crate::config::{topic_log_config, TOPIC_KEYS};
+use crate::config::{topic_config_value, topic_log_config, TOPIC_KEYS};
 use crate::kafka::api::{codes, kafka_code};
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -182,21 +182,7 @@ pub fn describe_configs(shard: &Shard, req: DescribeConfigsRequest) -> DescribeC
                         }
                         Ok(log) => {
                             for key in TOPIC_KEYS.iter().filter(|k| wanted(k)) {
-                                let value = match *key {
-                                    "retention.ms" => {
-                                        log.retention_ms.map_or(-1, |v| v as i64).to_string()
-                                    }
-                                    "retention.bytes" => {
-                                        log.retention_bytes.map_or(-1, |v| v as i64).to_string()
-                                    }
-                                    "segment.bytes" => log.segment_bytes.to_string(),
-                                    "segment.ms" => {
-                                        log.segment_ms.map_or(-1, |v| v as i64).to_string()
-                                    }
-                                    "max.message.bytes" => log.max_batch_bytes.to_string(),
-                                    "index.interval.bytes" => log.index_interval_bytes.to_string(),
-                                    _ => "delete".to_string(),
-                                };
+                                let value = topic_config_value(&log, key);
                                 let source = if t.configs.contains_key(*key) {
                                     SOURCE_TOPIC
                                 } else {

@@ -1,4 +1,5 @@
-//! ListOffsets: earliest (-2), latest (-1) or the first offset at or after a
+//! ListOffsets: earliest (-2), latest (-1), the record with the largest timestamp
+//! (-3, v7) or the first record at or after a timestamp, with that record's
 //! timestamp, per partition, from its owner.
 
 use kafka_protocol::messages::list_offsets_response::{
@@ -32,9 +33,12 @@ pub async fn handle(shard: &Shard, req: ListOffsetsRequest) -> ListOffsetsRespon
         let mut p = ListOffsetsPartitionResponse::default();
         p.partition_index = key.partition;
         // Fields beyond the asked version must keep their defaults (the codec
-        // refuses to encode them), so only the offset and the error are set.
+        // refuses to encode them): the timestamp exists from v1 (all served).
         match answer {
-            Ok(ShardMsg::Offset(Ok(offset))) => p.offset = offset,
+            Ok(ShardMsg::Offset(Ok((offset, timestamp)))) => {
+                p.offset = offset;
+                p.timestamp = timestamp;
+            }
             Ok(ShardMsg::Offset(Err(e))) | Err(e) => {
                 p.error_code = kafka_code(e.code);
                 p.offset = -1;

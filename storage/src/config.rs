@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use ringlog_schema::validate::{TimestampType, TIMESTAMP_AFTER_MAX_MS_DEFAULT};
+
 use crate::{Result, StorageError};
 
 /// O_DIRECT alignment used for every write position and buffer size.
@@ -81,6 +83,13 @@ pub struct LogConfig {
     /// of converting fallocated extents (see `zeroer`); never past the space already
     /// fallocated. 0 turns it off.
     pub zero_ahead_bytes: u64,
+    /// `message.timestamp.type`: CreateTime (the producer's) or LogAppendTime (the
+    /// broker stamps each batch as it appends it).
+    pub timestamp_type: TimestampType,
+    /// `message.timestamp.before.max.ms`: how far in the past a CreateTime may lie.
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far in the future a CreateTime may lie.
+    pub timestamp_after_max_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -99,6 +108,9 @@ impl Default for LogConfig {
             cache_bytes: 4 << 20,
             preallocate_bytes: 32 << 20,
             zero_ahead_bytes: 8 << 20,
+            timestamp_type: TimestampType::CreateTime,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: TIMESTAMP_AFTER_MAX_MS_DEFAULT,
         }
     }
 }
@@ -152,6 +164,12 @@ impl LogConfig {
         }
         if self.preallocate_bytes < self.write_buffer_bytes as u64 {
             return fail("preallocation step must be at least one write buffer".into());
+        }
+        if self.timestamp_before_max_ms < 0 || self.timestamp_after_max_ms < 0 {
+            return fail(
+                "message.timestamp.before.max.ms and message.timestamp.after.max.ms must be >= 0"
+                    .into(),
+            );
         }
         if self.zero_ahead_bytes % BLOCK_BYTES as u64 != 0 {
             return fail(format!(

@@ -901,9 +901,20 @@ impl PartitionLog {
         .await
     }
 
-    /// The first offset whose record timestamp is >= `ts`, or `None` if every record is
-    /// older.
-    pub async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<Offset>> {
+    /// The largest record timestamp in the log, if it holds any record.
+    pub fn max_timestamp(&self) -> Option<i64> {
+        let st = self.state.borrow();
+        st.segments
+            .values()
+            .filter(|s| s.size > 0)
+            .map(|s| s.max_timestamp)
+            .max()
+    }
+
+    /// The first record whose timestamp is >= `ts`, as its offset and timestamp, or
+    /// `None` if every record is older. (With `ts` = [`Self::max_timestamp`] it is
+    /// the record holding the largest timestamp, Kafka's ListOffsets -3.)
+    pub async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(Offset, i64)>> {
         let start = {
             let st = self.state.borrow();
             let Some(seg) = st
@@ -924,8 +935,8 @@ impl PartitionLog {
             for chunk in chunks {
                 for batch in ringlog_schema::split_batches(chunk) {
                     let batch = batch?;
-                    if let Some(o) = batch.first_offset_at_or_after(ts)? {
-                        return Ok(Some(Offset(o)));
+                    if let Some((o, t)) = batch.first_record_at_or_after(ts)? {
+                        return Ok(Some((Offset(o), t)));
                     }
                     at = Offset(batch.last_offset() + 1);
                 }

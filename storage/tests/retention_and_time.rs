@@ -176,11 +176,13 @@ fn offset_for_timestamp_finds_the_first_record_at_or_after() {
         }
         log.flush().await.unwrap();
         assert!(log.segment_count() >= 3);
+        let max = records.iter().map(|&(_, ts)| ts).max();
+        assert_eq!(log.max_timestamp(), max);
         let expect = |t: i64| {
             records
                 .iter()
                 .find(|&&(_, ts)| ts >= t)
-                .map(|&(o, _)| Offset(o))
+                .map(|&(o, ts)| (Offset(o), ts))
         };
         for t in [
             i64::MIN,

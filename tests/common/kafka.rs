@@ -128,9 +128,15 @@ pub fn produce_request(topic: &str, pid: i64, epoch: i16, seq: i32, n: usize) ->
         },
     )
     .unwrap();
+    produce_batch_request(topic, batch.freeze())
+}
+
+/// An acks=all Produce of `records` (one or more batches, as they are) to partition 0
+/// of `topic`.
+pub fn produce_batch_request(topic: &str, records: Bytes) -> ProduceRequest {
     let mut p = PartitionProduceData::default();
     p.index = 0;
-    p.records = Some(batch.freeze());
+    p.records = Some(records);
     let mut t = TopicProduceData::default();
     t.name = TopicName(StrBytes::from_string(topic.to_string()));
     t.partition_data = vec![p];

@@ -16,7 +16,7 @@ pub const ENUM_MIN_ERROR_CODE: i16 = -1;
 pub const ENUM_MAX_ERROR_CODE: i16 = 1002;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 41] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 44] = [
   ErrorCode::UNKNOWN_SERVER_ERROR,
   ErrorCode::NONE,
   ErrorCode::OFFSET_OUT_OF_RANGE,
@@ -40,6 +40,7 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 41] = [
   ErrorCode::UNKNOWN_MEMBER_ID,
   ErrorCode::INVALID_SESSION_TIMEOUT,
   ErrorCode::REBALANCE_IN_PROGRESS,
+  ErrorCode::INVALID_TIMESTAMP,
   ErrorCode::UNSUPPORTED_VERSION,
   ErrorCode::TOPIC_ALREADY_EXISTS,
   ErrorCode::INVALID_PARTITIONS,
@@ -53,7 +54,9 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 41] = [
   ErrorCode::KAFKA_STORAGE_ERROR,
   ErrorCode::NON_EMPTY_GROUP,
   ErrorCode::GROUP_ID_NOT_FOUND,
+  ErrorCode::UNSUPPORTED_COMPRESSION_TYPE,
   ErrorCode::GROUP_MAX_SIZE_REACHED,
+  ErrorCode::INVALID_RECORD,
   ErrorCode::UNKNOWN_TOPIC_ID,
   ErrorCode::MALFORMED_FRAME,
   ErrorCode::UNSUPPORTED_API,
@@ -89,6 +92,7 @@ impl ErrorCode {
   pub const UNKNOWN_MEMBER_ID: Self = Self(25);
   pub const INVALID_SESSION_TIMEOUT: Self = Self(26);
   pub const REBALANCE_IN_PROGRESS: Self = Self(27);
+  pub const INVALID_TIMESTAMP: Self = Self(32);
   pub const UNSUPPORTED_VERSION: Self = Self(35);
   pub const TOPIC_ALREADY_EXISTS: Self = Self(36);
   pub const INVALID_PARTITIONS: Self = Self(37);
@@ -102,7 +106,9 @@ impl ErrorCode {
   pub const KAFKA_STORAGE_ERROR: Self = Self(56);
   pub const NON_EMPTY_GROUP: Self = Self(68);
   pub const GROUP_ID_NOT_FOUND: Self = Self(69);
+  pub const UNSUPPORTED_COMPRESSION_TYPE: Self = Self(76);
   pub const GROUP_MAX_SIZE_REACHED: Self = Self(81);
+  pub const INVALID_RECORD: Self = Self(87);
   pub const UNKNOWN_TOPIC_ID: Self = Self(100);
   /// ringlog only: the frame or its header could not be decoded.
   pub const MALFORMED_FRAME: Self = Self(1000);
@@ -137,6 +143,7 @@ impl ErrorCode {
     Self::UNKNOWN_MEMBER_ID,
     Self::INVALID_SESSION_TIMEOUT,
     Self::REBALANCE_IN_PROGRESS,
+    Self::INVALID_TIMESTAMP,
     Self::UNSUPPORTED_VERSION,
     Self::TOPIC_ALREADY_EXISTS,
     Self::INVALID_PARTITIONS,
@@ -150,7 +157,9 @@ impl ErrorCode {
     Self::KAFKA_STORAGE_ERROR,
     Self::NON_EMPTY_GROUP,
     Self::GROUP_ID_NOT_FOUND,
+    Self::UNSUPPORTED_COMPRESSION_TYPE,
     Self::GROUP_MAX_SIZE_REACHED,
+    Self::INVALID_RECORD,
     Self::UNKNOWN_TOPIC_ID,
     Self::MALFORMED_FRAME,
     Self::UNSUPPORTED_API,
@@ -182,6 +191,7 @@ impl ErrorCode {
       Self::UNKNOWN_MEMBER_ID => Some("UNKNOWN_MEMBER_ID"),
       Self::INVALID_SESSION_TIMEOUT => Some("INVALID_SESSION_TIMEOUT"),
       Self::REBALANCE_IN_PROGRESS => Some("REBALANCE_IN_PROGRESS"),
+      Self::INVALID_TIMESTAMP => Some("INVALID_TIMESTAMP"),
       Self::UNSUPPORTED_VERSION => Some("UNSUPPORTED_VERSION"),
       Self::TOPIC_ALREADY_EXISTS => Some("TOPIC_ALREADY_EXISTS"),
       Self::INVALID_PARTITIONS => Some("INVALID_PARTITIONS"),
@@ -195,7 +205,9 @@ impl ErrorCode {
       Self::KAFKA_STORAGE_ERROR => Some("KAFKA_STORAGE_ERROR"),
       Self::NON_EMPTY_GROUP => Some("NON_EMPTY_GROUP"),
       Self::GROUP_ID_NOT_FOUND => Some("GROUP_ID_NOT_FOUND"),
+      Self::UNSUPPORTED_COMPRESSION_TYPE => Some("UNSUPPORTED_COMPRESSION_TYPE"),
       Self::GROUP_MAX_SIZE_REACHED => Some("GROUP_MAX_SIZE_REACHED"),
+      Self::INVALID_RECORD => Some("INVALID_RECORD"),
       Self::UNKNOWN_TOPIC_ID => Some("UNKNOWN_TOPIC_ID"),
       Self::MALFORMED_FRAME => Some("MALFORMED_FRAME"),
       Self::UNSUPPORTED_API => Some("UNSUPPORTED_API"),
@@ -6559,7 +6571,8 @@ impl<'a> ListOffsetsPartition<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<i32>(ListOffsetsPartition::VT_PARTITION, Some(0)).unwrap()}
   }
-  /// -2: earliest, -1: latest, else the first offset with timestamp >= this (ms).
+  /// -2: earliest, -1: latest, -3: the record with the largest timestamp, else the
+  /// first offset with timestamp >= this (ms).
   #[inline]
   pub fn timestamp(&self) -> i64 {
     // Safety:
@@ -6822,6 +6835,7 @@ impl<'a> ListOffsetsPartitionResult<'a> {
   pub const VT_ERROR: ::flatbuffers::VOffsetT = 8;
   pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 10;
   pub const VT_OFFSET: ::flatbuffers::VOffsetT = 12;
+  pub const VT_TIMESTAMP: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -6833,6 +6847,7 @@ impl<'a> ListOffsetsPartitionResult<'a> {
     args: &'args ListOffsetsPartitionResultArgs<'args>
   ) -> ::flatbuffers::WIPOffset<ListOffsetsPartitionResult<'bldr>> {
     let mut builder = ListOffsetsPartitionResultBuilder::new(_fbb);
+    builder.add_timestamp(args.timestamp);
     builder.add_offset(args.offset);
     if let Some(x) = args.message { builder.add_message(x); }
     builder.add_partition(args.partition);
@@ -6852,12 +6867,14 @@ impl<'a> ListOffsetsPartitionResult<'a> {
       alloc::string::ToString::to_string(x)
     });
     let offset = self.offset();
+    let timestamp = self.timestamp();
     ListOffsetsPartitionResultT {
       topic,
       partition,
       error,
       message,
       offset,
+      timestamp,
     }
   }
 
@@ -6897,6 +6914,14 @@ impl<'a> ListOffsetsPartitionResult<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<i64>(ListOffsetsPartitionResult::VT_OFFSET, Some(-1)).unwrap()}
   }
+  /// The found record's timestamp (queries by time and -3); -1 otherwise.
+  #[inline]
+  pub fn timestamp(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(ListOffsetsPartitionResult::VT_TIMESTAMP, Some(-1)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ListOffsetsPartitionResult<'_> {
@@ -6910,6 +6935,7 @@ impl ::flatbuffers::Verifiable for ListOffsetsPartitionResult<'_> {
      .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
      .visit_field::<i64>("offset", Self::VT_OFFSET, false)?
+     .visit_field::<i64>("timestamp", Self::VT_TIMESTAMP, false)?
      .finish();
     Ok(())
   }
@@ -6920,6 +6946,7 @@ pub struct ListOffsetsPartitionResultArgs<'a> {
     pub error: ErrorCode,
     pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub offset: i64,
+    pub timestamp: i64,
 }
 impl<'a> Default for ListOffsetsPartitionResultArgs<'a> {
   #[inline]
@@ -6930,6 +6957,7 @@ impl<'a> Default for ListOffsetsPartitionResultArgs<'a> {
       error: ErrorCode::NONE,
       message: None,
       offset: -1,
+      timestamp: -1,
     }
   }
 }
@@ -6960,6 +6988,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ListOffsetsPartitionResultBui
     self.fbb_.push_slot::<i64>(ListOffsetsPartitionResult::VT_OFFSET, offset, -1);
   }
   #[inline]
+  pub fn add_timestamp(&mut self, timestamp: i64) {
+    self.fbb_.push_slot::<i64>(ListOffsetsPartitionResult::VT_TIMESTAMP, timestamp, -1);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ListOffsetsPartitionResultBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ListOffsetsPartitionResultBuilder {
@@ -6983,6 +7015,7 @@ impl ::core::fmt::Debug for ListOffsetsPartitionResult<'_> {
       ds.field("error", &self.error());
       ds.field("message", &self.message());
       ds.field("offset", &self.offset());
+      ds.field("timestamp", &self.timestamp());
       ds.finish()
   }
 }
@@ -6993,6 +7026,7 @@ pub struct ListOffsetsPartitionResultT {
   pub error: ErrorCode,
   pub message: Option<alloc::string::String>,
   pub offset: i64,
+  pub timestamp: i64,
 }
 impl Default for ListOffsetsPartitionResultT {
   fn default() -> Self {
@@ -7002,6 +7036,7 @@ impl Default for ListOffsetsPartitionResultT {
       error: ErrorCode::NONE,
       message: None,
       offset: -1,
+      timestamp: -1,
     }
   }
 }
@@ -7020,12 +7055,14 @@ impl ListOffsetsPartitionResultT {
       _fbb.create_string(x)
     });
     let offset = self.offset;
+    let timestamp = self.timestamp;
     ListOffsetsPartitionResult::create(_fbb, &ListOffsetsPartitionResultArgs{
       topic,
       partition,
       error,
       message,
       offset,
+      timestamp,
     })
   }
 }

@@ -1,5 +1,6 @@
-//! ListOffsets: earliest (-2), latest (-1, the high watermark) or the first offset
-//! at or after a timestamp, per partition.
+//! ListOffsets: earliest (-2), latest (-1, the high watermark), the record with the
+//! largest timestamp (-3) or the first record at or after a timestamp (with its
+//! timestamp), per partition.
 
 use ringlog_schema::wire::{
     BodyT, ErrorCode, ListOffsetsPartitionResultT, ListOffsetsRequestT, ListOffsetsResponseT,
@@ -38,12 +39,13 @@ pub async fn handle(shard: &Shard, req: ListOffsetsRequestT) -> BodyT {
                 Err(e) => Err(e),
             };
             match r {
-                Ok(offset) => ListOffsetsPartitionResultT {
+                Ok((offset, timestamp)) => ListOffsetsPartitionResultT {
                     topic: p.topic,
                     partition: p.partition,
                     error: ErrorCode::NONE,
                     message: None,
                     offset,
+                    timestamp,
                 },
                 Err(e) => ListOffsetsPartitionResultT {
                     topic: p.topic,
@@ -51,6 +53,7 @@ pub async fn handle(shard: &Shard, req: ListOffsetsRequestT) -> BodyT {
                     error: e.code,
                     message: Some(e.message),
                     offset: -1,
+                    timestamp: -1,
                 },
             }
         })
