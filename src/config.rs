@@ -34,6 +34,19 @@ pub const FETCH_MAX_WAIT_MS_MAX: u32 = 60_000;
 pub const SHUTDOWN_DRAIN_MS_MAX: u64 = 10_000;
 /// Kafka's `connections.max.idle.ms` default (10 minutes).
 pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
+/// `queued.max.request.bytes` default: request bytes being read or handled, per
+/// broker (split evenly across shards). Kafka's default is unbounded.
+pub const QUEUED_MAX_REQUEST_BYTES_DEFAULT: usize = 128 << 20;
+/// `queued.max.response.bytes` default: fetch response bytes being read or queued on
+/// sockets, per broker (split evenly across shards).
+pub const QUEUED_MAX_RESPONSE_BYTES_DEFAULT: usize = 128 << 20;
+/// Kafka's `fetch.max.bytes` default: the most one fetch response carries (55 MiB).
+pub const FETCH_MAX_BYTES_DEFAULT: usize = 57_671_680;
+/// Partitions one fetch or list-offsets request may name (a Java consumer asks for
+/// every partition it is assigned; Kafka's own limit is the frame size).
+pub const REQUEST_PARTITIONS_MAX: usize = 100_000;
+/// `max.connections` default: open client connections per broker.
+pub const MAX_CONNECTIONS_DEFAULT: usize = 10_000;
 
 /// A configuration value or key was refused.
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +175,16 @@ pub struct BrokerConfig {
     /// `connections.max.idle.ms`: a connection whose peer reads nothing of a pending
     /// response for this long is closed and what it had queued is released.
     pub connections_max_idle: Duration,
+    /// `queued.max.request.bytes`: request bytes being read or handled, per broker.
+    pub queued_max_request_bytes: usize,
+    /// `queued.max.response.bytes`: fetch response bytes read or queued, per broker.
+    pub queued_max_response_bytes: usize,
+    /// `fetch.max.bytes`: the most one fetch response carries, whatever it asks.
+    pub fetch_max_bytes: usize,
+    /// `max.connections`: client connections open at once, per broker.
+    pub max_connections: usize,
+    /// `max.connections.per.ip`: client connections open at once from one address.
+    pub max_connections_per_ip: usize,
     /// `log.retention.check.interval.ms`.
     pub retention_check_interval: Duration,
     /// Shard io_uring buffer memory (locked), `shard.io.memory.bytes`.
@@ -202,6 +225,11 @@ impl Default for BrokerConfig {
             min_insync_replicas: 1,
             socket_request_max_bytes: ringlog_schema::frame::FRAME_BYTES_MAX_DEFAULT,
             connections_max_idle: Duration::from_millis(CONNECTIONS_MAX_IDLE_MS_DEFAULT),
+            queued_max_request_bytes: QUEUED_MAX_REQUEST_BYTES_DEFAULT,
+            queued_max_response_bytes: QUEUED_MAX_RESPONSE_BYTES_DEFAULT,
+            fetch_max_bytes: FETCH_MAX_BYTES_DEFAULT,
+            max_connections: MAX_CONNECTIONS_DEFAULT,
+            max_connections_per_ip: MAX_CONNECTIONS_DEFAULT,
             retention_check_interval: Duration::from_millis(300_000),
             io_memory_bytes: 10 << 20,
             log: LogConfig::default(),
@@ -239,6 +267,11 @@ pub const BROKER_KEYS: &[&str] = &[
     "message.max.bytes",
     "socket.request.max.bytes",
     "connections.max.idle.ms",
+    "queued.max.request.bytes",
+    "queued.max.response.bytes",
+    "fetch.max.bytes",
+    "max.connections",
+    "max.connections.per.ip",
     "log.segment.bytes",
     "log.roll.ms",
     "log.roll.hours",
@@ -340,6 +373,11 @@ impl BrokerConfig {
                 }
                 self.connections_max_idle = Duration::from_millis(ms);
             }
+            "queued.max.request.bytes" => self.queued_max_request_bytes = num(v).map_err(bad)?,
+            "queued.max.response.bytes" => self.queued_max_response_bytes = num(v).map_err(bad)?,
+            "fetch.max.bytes" => self.fetch_max_bytes = num(v).map_err(bad)?,
+            "max.connections" => self.max_connections = num(v).map_err(bad)?,
+            "max.connections.per.ip" => self.max_connections_per_ip = num(v).map_err(bad)?,
             "log.segment.bytes" => self.log.segment_bytes = num(v).map_err(bad)?,
             "log.message.timestamp.type" => {
                 self.log.timestamp_type = timestamp_type(v).map_err(bad)?
@@ -522,6 +560,17 @@ impl BrokerConfig {
                 "socket.request.max.bytes = {} must exceed message.max.bytes = {} by at least 1 KiB",
                 self.socket_request_max_bytes, self.log.max_batch_bytes
             ));
+        }
+        for (key, v) in [
+            ("queued.max.request.bytes", self.queued_max_request_bytes),
+            ("queued.max.response.bytes", self.queued_max_response_bytes),
+            ("fetch.max.bytes", self.fetch_max_bytes),
+            ("max.connections", self.max_connections),
+            ("max.connections.per.ip", self.max_connections_per_ip),
+        ] {
+            if v == 0 {
+                return fail(format!("{key} must be > 0"));
+            }
         }
         if self.socket_request_max_bytes > u32::MAX as usize {
             return fail("socket.request.max.bytes must fit in 32 bits".into());

@@ -30,7 +30,8 @@ use ringlog_schema::frame::{self, FrameError, FRAME_LEN_BYTES};
 use ringlog_schema::wire::{BodyT, EnvelopeT, ErrorCode, ErrorResponseT};
 use tracing::debug;
 
-use crate::broker::handlers::{self, Response};
+use crate::broker::handlers::{self, Outgoing, Response};
+use crate::broker::memory::{Grant, MemoryBudget};
 use crate::broker::request_order::{Effect, RequestOrder};
 use crate::broker::shard::Shard;
 use crate::config::CONNECTION_INFLIGHT_MAX;
@@ -56,7 +57,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _open = shard.stats.connection(Protocol::Native);
     let (reader, writer) = futures_lite::io::split(stream);
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
-    let (out_tx, out_rx) = flume::bounded::<Vec<Bytes>>(CONNECTION_INFLIGHT_MAX);
+    let (out_tx, out_rx) = flume::bounded::<Outgoing>(CONNECTION_INFLIGHT_MAX);
     let writer_task = glommio::spawn_local(write_loop(fd, writer, out_rx));
     let slots = Rc::new(Semaphore::new(CONNECTION_INFLIGHT_MAX as u64));
     let max = shard.config.socket_request_max_bytes;
@@ -69,9 +70,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             shard.stopping.wait().await;
             Ok(None)
         };
-        let next = futures_lite::future::or(read_frame(&mut reader, max), stopping).await;
-        let body = match next {
-            Ok(Some(body)) => body,
+        let memory = &shard.request_memory;
+        let next = futures_lite::future::or(read_frame(&mut reader, max, memory), stopping).await;
+        let (body, request_memory) = match next {
+            Ok(Some(read)) => read,
             Ok(None) => break,
             Err(ReadError::Io(e)) => {
                 debug!(?peer, error = %e, "connection read ended");
@@ -113,9 +115,11 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         let timed = shard.clone();
         let respond = move |resp: Option<Response>| async move {
             drop(ticket);
+            // The request's bytes (a produce's records) are no longer needed.
+            drop(request_memory);
             timed.stats.request_done(Protocol::Native, kind, started);
             if let Some(resp) = resp {
-                let _ = out.send_async(resp.into_buffers(correlation_id)).await;
+                let _ = out.send_async(resp.into_outgoing(correlation_id)).await;
             }
             drop(permit);
             drop(guard);
@@ -160,11 +164,13 @@ enum ReadError {
     Frame(FrameError),
 }
 
-/// Reads one frame body (everything after `frame_len`); `None` at a clean EOF.
+/// Reads one frame body (everything after `frame_len`) once the shard's request
+/// memory has room for all of it; `None` at a clean EOF.
 async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
     reader: &mut R,
     max: usize,
-) -> Result<Option<Bytes>, ReadError> {
+    memory: &Rc<MemoryBudget>,
+) -> Result<Option<(Bytes, Grant)>, ReadError> {
     let mut prefix = [0u8; FRAME_LEN_BYTES];
     match reader.read_exact(&mut prefix).await {
         Ok(()) => {}
@@ -172,10 +178,9 @@ async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
         Err(e) => return Err(ReadError::Io(e)),
     }
     let len = frame::frame_len(prefix, max).map_err(ReadError::Frame)?;
-    read_body(reader, len)
-        .await
-        .map(Some)
-        .map_err(ReadError::Io)
+    let grant = memory.reserve(len).await;
+    let body = read_body(reader, len).await.map_err(ReadError::Io)?;
+    Ok(Some((body, grant)))
 }
 
 /// Reads a frame body of `len` bytes (already checked against the limit), growing
@@ -195,7 +200,7 @@ pub(crate) async fn read_body<R: futures_lite::AsyncRead + Unpin>(
     Ok(body.freeze())
 }
 
-fn error_frame(correlation_id: u64, code: ErrorCode, e: &dyn std::fmt::Display) -> Vec<Bytes> {
+fn error_frame(correlation_id: u64, code: ErrorCode, e: &dyn std::fmt::Display) -> Outgoing {
     let env = EnvelopeT {
         correlation_id,
         body: BodyT::ErrorResponse(Box::new(ErrorResponseT {
@@ -203,18 +208,20 @@ fn error_frame(correlation_id: u64, code: ErrorCode, e: &dyn std::fmt::Display) 
             message: Some(e.to_string()),
         })),
     };
-    vec![frame::encode_frame_head(&env, 0)]
+    vec![frame::encode_frame_head(&env, 0)].into()
 }
 
-async fn write_loop(fd: RawFd, mut writer: WriteHalf<TcpStream>, rx: flume::Receiver<Vec<Bytes>>) {
-    while let Ok(bufs) = rx.recv_async().await {
-        if let Err(e) = write_all_vectored(fd, &mut writer, &bufs).await {
+async fn write_loop(fd: RawFd, mut writer: WriteHalf<TcpStream>, rx: flume::Receiver<Outgoing>) {
+    // Each response's memory grant is dropped once its bytes are written.
+    while let Ok(out) = rx.recv_async().await {
+        if let Err(e) = write_all_vectored(fd, &mut writer, &out.buffers).await {
             debug!(error = %e, "connection write failed: closing");
             // Wake the reader too (it sees end of stream), so the connection ends and
             // everything queued for it is dropped with the channel.
             shutdown_both(fd);
             return;
         }
+        drop(out.memory);
     }
     let _ = writer.close().await;
 }

@@ -370,14 +370,5 @@ fn new_cluster_id() -> String {
 
 /// Runs futures concurrently on this executor and waits for all of them.
 pub async fn join_all<F: std::future::Future<Output = ()>>(futures: impl Iterator<Item = F>) {
-    let mut pending: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
-    std::future::poll_fn(|cx| {
-        pending.retain_mut(|f| f.as_mut().poll(cx).is_pending());
-        if pending.is_empty() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
+    crate::broker::join::join_all(futures.collect()).await;
 }

@@ -26,6 +26,7 @@ use ringlog_schema::{split_batches, BatchBuilder};
 use tracing::{debug, warn};
 
 use crate::broker::messages::{PartitionError, PartitionKey};
+use crate::broker::partition::FirstBatch;
 use crate::broker::shard::Shard;
 use crate::broker::signal::{Latch, Signal};
 use crate::groups::assignor::TopicPartitions;
@@ -687,7 +688,9 @@ impl GroupCoordinator {
         let mut offset = partition.offsets().log_start;
         let mut skipped = 0u64;
         loop {
-            let data = partition.fetch(offset, LOAD_READ_BYTES).await?;
+            let data = partition
+                .fetch(offset, LOAD_READ_BYTES, FirstBatch::Always)
+                .await?;
             if data.batches.is_empty() {
                 break;
             }

@@ -43,6 +43,14 @@ pub struct FetchData {
     pub offsets: PartitionOffsets,
 }
 
+/// One partition of a `Fetch`: where to read and at most how much.
+#[derive(Clone, Debug)]
+pub struct PartitionRead {
+    pub key: PartitionKey,
+    pub offset: i64,
+    pub max_bytes: u32,
+}
+
 /// Identifies a partition in a message.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PartitionKey {
@@ -83,15 +91,17 @@ pub enum ShardMsg {
         key: PartitionKey,
         records: Bytes,
     },
+    /// Reads these partitions of the owner, in order, within `limit` bytes in all
+    /// (the first data always comes, as in Kafka, so a large batch cannot stall a
+    /// consumer; later partitions get nothing once the limit is reached).
     Fetch {
-        key: PartitionKey,
-        offset: i64,
-        max_bytes: u32,
+        reads: Vec<PartitionRead>,
+        limit: usize,
     },
-    /// Resolves once the high watermark passes `offset`, or at `deadline`.
+    /// Resolves once the high watermark of any of these partitions passes its
+    /// offset, or at `deadline`.
     WaitForData {
-        key: PartitionKey,
-        offset: i64,
+        waits: Vec<(PartitionKey, i64)>,
         deadline: Instant,
     },
     ListOffset {
@@ -112,7 +122,8 @@ pub enum ShardMsg {
     /// Per topic of a CreatePartitions: `None` when it grew (or would).
     PartitionsCreated(Vec<(String, Option<PartitionError>)>),
     Produced(Result<(i64, i64), PartitionError>),
-    Fetched(Result<FetchData, PartitionError>),
+    /// One result per read of a `Fetch`, in order.
+    Fetched(Vec<Result<FetchData, PartitionError>>),
     /// (offset, timestamp): the timestamp of the record found by time, else -1.
     Offset(Result<(i64, i64), PartitionError>),
     OffsetsAre(Result<PartitionOffsets, PartitionError>),

@@ -8,10 +8,13 @@
 
 pub mod admin;
 pub mod connection;
+pub mod connection_limits;
 pub mod coordinator;
 pub mod errors;
 pub mod group_coordinator;
 pub mod handlers;
+pub mod join;
+pub mod memory;
 pub mod messages;
 pub mod partition;
 pub mod producer_state;
@@ -19,6 +22,7 @@ pub mod request_order;
 pub mod shard;
 pub mod signal;
 
+use crate::broker::connection_limits::{Admission, ConnectionLimits};
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,7 +37,7 @@ use std::time::Duration;
 use glommio::net::TcpListener;
 use glommio::{Latency, Shares};
 use ringlog_shards::{Handler, Peer, PoolConfig, ShardContext, ShardPool};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::broker::coordinator::Coordinator;
 use crate::broker::group_coordinator::GroupCoordinator;
@@ -179,6 +183,7 @@ pub fn serve_with(config: BrokerConfig, reloader: Option<Reloader>) -> Result<()
     let queries = Arc::new(queries);
     let data_config = config.clone();
     let data_events = events_tx.clone();
+    let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
     let coord_config = config.clone();
     let pool = ShardPool::start(
         &pool_config,
@@ -186,6 +191,7 @@ pub fn serve_with(config: BrokerConfig, reloader: Option<Reloader>) -> Result<()
             run_shard(
                 ctx,
                 data_config.clone(),
+                limits.clone(),
                 native_addr,
                 kafka_addr,
                 data_events.clone(),
@@ -385,6 +391,7 @@ fn reload(reloader: Option<&Reloader>, running: &mut BrokerConfig, admin: &admin
 async fn run_shard(
     ctx: ShardContext<ShardMsg>,
     config: Arc<BrokerConfig>,
+    limits: Arc<ConnectionLimits>,
     native_addr: SocketAddr,
     kafka_addr: Option<SocketAddr>,
     events: flume::Sender<Event>,
@@ -398,7 +405,7 @@ async fn run_shard(
         Latency::NotImportant,
         "background",
     );
-    let shard = Rc::new(Shard::new(id, ctx.shards, config, background));
+    let shard = Rc::new(Shard::new(id, ctx.shards, config, background, limits));
     // Bind before joining the mesh: connections wait in the backlog until ready.
     let listener = TcpListener::bind(native_addr);
     let kafka_listener = kafka_addr.map(|a| (a, TcpListener::bind(a)));
@@ -433,8 +440,12 @@ async fn run_shard(
     }
     match kafka_listener {
         Some((_, Ok(l))) => {
-            let serve = |shard, stream| {
-                glommio::spawn_local(crate::kafka::connection::serve(shard, stream)).detach();
+            let serve = |shard, stream, admission: Admission| {
+                glommio::spawn_local(async move {
+                    crate::kafka::connection::serve(shard, stream).await;
+                    drop(admission);
+                })
+                .detach();
             };
             glommio::spawn_local(accept_loop(shard.clone(), l, "kafka", serve)).detach();
         }
@@ -450,8 +461,12 @@ async fn run_shard(
         let _ =
             glommio::spawn_local_into(bg.background_loop(), shard.background).map(|t| t.detach());
         glommio::spawn_local(GroupCoordinator::tick_loop(shard.clone())).detach();
-        let serve = |shard, stream| {
-            glommio::spawn_local(connection::serve(shard, stream)).detach();
+        let serve = |shard, stream, admission: Admission| {
+            glommio::spawn_local(async move {
+                connection::serve(shard, stream).await;
+                drop(admission);
+            })
+            .detach();
         };
         accept_loop(shard.clone(), listener, "native", serve).await;
     } else {
@@ -475,7 +490,7 @@ async fn accept_loop(
     shard: Rc<Shard>,
     listener: TcpListener,
     protocol: &'static str,
-    serve: impl Fn(Rc<Shard>, glommio::net::TcpStream),
+    serve: impl Fn(Rc<Shard>, glommio::net::TcpStream, Admission),
 ) {
     loop {
         let stop = async {
@@ -485,7 +500,19 @@ async fn accept_loop(
         let accept = async { Some(listener.accept().await) };
         match futures_lite::future::or(accept, stop).await {
             None => return,
-            Some(Ok(stream)) => serve(shard.clone(), stream),
+            Some(Ok(stream)) => {
+                let Some(address) = stream.peer_addr().ok().map(|a| a.ip()) else {
+                    continue;
+                };
+                match shard.connection_limits.open(address) {
+                    Ok(admission) => serve(shard.clone(), stream, admission),
+                    Err(refusal) => {
+                        shard.stats.connection_refused(refusal);
+                        debug!(shard = %shard.id, protocol, %address, limit = refusal.key(), "connection refused: over the limit");
+                        drop(stream);
+                    }
+                }
+            }
             Some(Err(e)) => {
                 warn!(shard = %shard.id, protocol, error = %e, "accept failed");
                 glommio::timer::sleep(Duration::from_millis(10)).await;

@@ -8,10 +8,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
-use std::time::Instant;
 
 use bytes::Bytes;
-use futures_lite::FutureExt;
 use ringlog_schema::validate::{
     validate_produced, ProducePolicy, TimestampType, DECOMPRESSED_BATCH_BYTES_MAX_DEFAULT,
 };
@@ -29,6 +27,15 @@ use crate::metrics::PartitionStats;
 
 /// Bytes read per step when rebuilding producer state.
 const PRODUCER_LOAD_READ_BYTES: usize = 1 << 20;
+
+/// Whether a fetch returns its first batch even when it is larger than the limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstBatch {
+    /// The response's first data: a consumer must always be able to progress.
+    Always,
+    /// Later partitions of a response: only what fits.
+    WithinLimit,
+}
 
 /// A partition owned by this shard.
 pub struct Partition {
@@ -233,8 +240,16 @@ impl Partition {
         Ok(())
     }
 
-    /// Whole batches from `offset`, cut at the high watermark.
-    pub async fn fetch(&self, offset: i64, max_bytes: u32) -> Result<FetchData, PartitionError> {
+    /// Whole batches from `offset`, cut at the high watermark, within `max_bytes`;
+    /// with `first` (the first data of a response, as Kafka's `minOneMessage`) the
+    /// first batch comes even when it is larger. None when `max_bytes` is 0 (the
+    /// offsets and errors only).
+    pub async fn fetch(
+        &self,
+        offset: i64,
+        max_bytes: u32,
+        first: FirstBatch,
+    ) -> Result<FetchData, PartitionError> {
         let offsets = self.offsets();
         if offset < offsets.log_start || offset > offsets.log_end {
             return Err(storage_error(
@@ -245,7 +260,7 @@ impl Partition {
                 },
             ));
         }
-        if offset >= offsets.high_watermark {
+        if offset >= offsets.high_watermark || max_bytes == 0 {
             return Ok(FetchData {
                 batches: Vec::new(),
                 offsets,
@@ -276,6 +291,15 @@ impl Partition {
                 batches.push(b.into_bytes());
             }
         }
+        if first == FirstBatch::WithinLimit
+            && batches
+                .first()
+                .is_some_and(|b| b.len() > max_bytes as usize)
+        {
+            // The next batch does not fit what is left of the response.
+            batches.clear();
+            last_sent = None;
+        }
         let first = batches.first().and_then(|b| BatchHeader::read(b));
         if let (Some(first), Some(last)) = (first, last_sent) {
             let bytes: usize = batches.iter().map(Bytes::len).sum();
@@ -285,21 +309,14 @@ impl Partition {
         Ok(FetchData { batches, offsets })
     }
 
-    /// Resolves once the high watermark passes `offset`, or at `deadline`.
-    pub async fn wait_for_data(&self, offset: i64, deadline: Instant) {
-        loop {
-            if self.high_watermark() > offset {
-                return;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return;
-            }
-            let timer = async {
-                glommio::timer::sleep(deadline - now).await;
-            };
-            self.arrived.wait().or(timer).await;
-        }
+    /// Resolves at the next change that may move the high watermark.
+    pub fn arrived(&self) -> crate::broker::signal::Wait<'_> {
+        self.arrived.wait()
+    }
+
+    /// Long-polling fetches waiting on this partition.
+    pub fn waiters(&self) -> usize {
+        self.arrived.waiters()
     }
 
     /// Wakes long-polling fetches (at shutdown, so they answer at once).

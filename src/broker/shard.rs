@@ -14,10 +14,12 @@ use ringlog_shards::{Mesh, Peer, ShardId};
 use ringlog_storage::{FlushPolicy, LogConfig, PartitionLog, StorageError};
 use tracing::{info, warn};
 
+use crate::broker::connection_limits::ConnectionLimits;
 use crate::broker::errors::{storage_error, unknown_partition};
 use crate::broker::group_coordinator::GroupCoordinator;
-use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
-use crate::broker::partition::Partition;
+use crate::broker::memory::MemoryBudget;
+use crate::broker::messages::{FetchData, PartitionError, PartitionKey, PartitionRead, ShardMsg};
+use crate::broker::partition::{FirstBatch, Partition};
 use crate::broker::signal::{Latch, Signal};
 use crate::config::{topic_log_config, BrokerConfig};
 use crate::metadata::{BrokerId, ClusterMetadata, TopicMeta};
@@ -50,6 +52,14 @@ pub struct Shard {
     pub stats: ShardStats,
     /// The broker's `(retention.ms, retention.bytes)`: the config's until a reload.
     retention: Cell<(Option<u64>, Option<u64>)>,
+    /// Request bytes being read or handled on this shard's connections
+    /// (`queued.max.request.bytes` / shards).
+    pub request_memory: Rc<MemoryBudget>,
+    /// Fetch response bytes being read or queued on this shard's sockets
+    /// (`queued.max.response.bytes` / shards).
+    pub response_memory: Rc<MemoryBudget>,
+    /// The broker's open client connections (shared by every shard).
+    pub connection_limits: Arc<ConnectionLimits>,
 }
 
 impl Shard {
@@ -58,9 +68,13 @@ impl Shard {
         shards: u16,
         config: Arc<BrokerConfig>,
         background: TaskQueueHandle,
+        connection_limits: Arc<ConnectionLimits>,
     ) -> Self {
         let limits = config.groups.clone();
         let retention = (config.log.retention_ms, config.log.retention_bytes);
+        let per_shard = |total: usize| (total / usize::from(shards.max(1))).max(1);
+        let request_memory = MemoryBudget::new(per_shard(config.queued_max_request_bytes));
+        let response_memory = MemoryBudget::new(per_shard(config.queued_max_response_bytes));
         Self {
             id,
             shards,
@@ -78,6 +92,9 @@ impl Shard {
             last_producer_id: Cell::new(0),
             stats: ShardStats::default(),
             retention: Cell::new(retention),
+            request_memory,
+            response_memory,
+            connection_limits,
         }
     }
 
@@ -160,6 +177,44 @@ impl Shard {
         self.local(key)
     }
 
+    /// Reads `reads` of partitions this shard owns, in order, within `limit` bytes
+    /// in all: the first data always comes (one batch may exceed the limit, as in
+    /// Kafka); after it, a partition whose next batch does not fit what is left
+    /// gets no data, and once nothing is left the rest are not read at all.
+    async fn fetch(
+        &self,
+        reads: Vec<PartitionRead>,
+        limit: usize,
+    ) -> Vec<Result<FetchData, PartitionError>> {
+        let mut left = limit;
+        let mut sent_any = false;
+        let mut out = Vec::with_capacity(reads.len());
+        for r in reads {
+            let p = match self.local(&r.key) {
+                Ok(p) => p,
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+            };
+            let want = u32::try_from(left).unwrap_or(u32::MAX).min(r.max_bytes);
+            let read = if sent_any {
+                p.fetch(r.offset, want, FirstBatch::WithinLimit).await
+            } else {
+                p.fetch(r.offset, want.max(1), FirstBatch::Always).await
+            };
+            if let Ok(data) = &read {
+                let size: usize = data.batches.iter().map(bytes::Bytes::len).sum();
+                if size > 0 {
+                    left = left.saturating_sub(size);
+                    sent_any = true;
+                }
+            }
+            out.push(read);
+        }
+        out
+    }
+
     fn local(&self, key: &PartitionKey) -> Result<Rc<Partition>, PartitionError> {
         if self.closed.is_set() {
             return Err(PartitionError::new(
@@ -190,25 +245,16 @@ impl Shard {
                 Ok(p) => ShardMsg::Produced(p.produce(records).await),
                 Err(e) => ShardMsg::Produced(Err(e)),
             },
-            ShardMsg::Fetch {
-                key,
-                offset,
-                max_bytes,
-            } => match self.local(&key) {
-                Ok(p) => ShardMsg::Fetched(p.fetch(offset, max_bytes).await),
-                Err(e) => ShardMsg::Fetched(Err(e)),
-            },
-            ShardMsg::WaitForData {
-                key,
-                offset,
-                deadline,
-            } => {
-                if let Ok(p) = self.local(&key) {
-                    let stopping = async {
-                        self.stopping.wait().await;
-                    };
-                    futures_lite::future::or(p.wait_for_data(offset, deadline), stopping).await;
-                }
+            ShardMsg::Fetch { reads, limit } => ShardMsg::Fetched(self.fetch(reads, limit).await),
+            ShardMsg::WaitForData { waits, deadline } => {
+                let parts: Vec<(Rc<Partition>, i64)> = waits
+                    .into_iter()
+                    .filter_map(|(key, offset)| Some((self.local(&key).ok()?, offset)))
+                    .collect();
+                let stopping = async {
+                    self.stopping.wait().await;
+                };
+                futures_lite::future::or(wait_for_any(&parts, deadline), stopping).await;
                 ShardMsg::Done
             }
             ShardMsg::ListOffset { key, timestamp } => ShardMsg::Offset(match self.local(&key) {
@@ -358,6 +404,20 @@ impl Shard {
         snap.partitions
             .sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         snap.committed = self.groups.committed_offsets();
+        let waiting: usize = parts.values().map(|p| p.waiters()).sum();
+        snap.waiters = (waiting + self.stopping.waiters()) as u64;
+        snap.memory = [
+            ("request", &self.request_memory),
+            ("response", &self.response_memory),
+        ]
+        .into_iter()
+        .map(|(kind, m)| crate::metrics::MemorySnapshot {
+            kind,
+            used_bytes: m.used() as u64,
+            capacity_bytes: m.capacity() as u64,
+            waits: m.waits(),
+        })
+        .collect();
         snap
     }
 
@@ -508,6 +568,38 @@ async fn open_partition(
         "opened partition"
     );
     Ok(Partition::new(topic.name.clone(), partition, log))
+}
+
+/// Resolves once the high watermark of any of `parts` passes its offset, or at
+/// `deadline`. Each partition's signal is registered once per wake-up: linear in
+/// the partitions asked for, and nothing is left registered when it returns.
+async fn wait_for_any(parts: &[(Rc<Partition>, i64)], deadline: std::time::Instant) {
+    loop {
+        if parts.iter().any(|(p, offset)| p.high_watermark() > *offset) || parts.is_empty() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return;
+        }
+        use std::future::Future;
+        let mut arrivals: Vec<_> = parts.iter().map(|(p, _)| Box::pin(p.arrived())).collect();
+        let any = std::future::poll_fn(|cx| {
+            let mut ready = false;
+            for a in &mut arrivals {
+                ready |= a.as_mut().poll(cx).is_ready();
+            }
+            if ready {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        });
+        let timer = async {
+            glommio::timer::sleep(deadline - now).await;
+        };
+        futures_lite::future::or(any, timer).await;
+    }
 }
 
 /// Kafka's ListOffsets queries: earliest (-2), latest (-1), the record with the

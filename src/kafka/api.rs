@@ -13,6 +13,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use ringlog_schema::wire::ErrorCode;
 
+use crate::broker::memory::Grant;
 use crate::broker::request_order::Effect;
 use crate::broker::shard::Shard;
 use crate::kafka::{admin, fetch, groups, list_offsets, metadata, produce};
@@ -55,22 +56,40 @@ pub mod codes {
     pub const INVALID_REQUEST: i16 = 42;
 }
 
-/// The entry of a per-topic response list for `name`, appended (with `new`) the
-/// first time: answers list topics in the order they first appear.
-pub fn topic_entry<'a, T>(
-    topics: &'a mut Vec<T>,
-    name: &str,
-    name_of: impl Fn(&T) -> &str,
-    new: impl FnOnce() -> T,
-) -> &'a mut T {
-    let at = match topics.iter().position(|t| name_of(t) == name) {
-        Some(i) => i,
-        None => {
-            topics.push(new());
-            topics.len() - 1
+/// A per-topic response list built partition by partition: answers list topics in
+/// the order they first appear, and finding a topic's entry is a hash lookup (a
+/// linear search per partition made a request of n partitions cost O(n²)).
+pub struct TopicEntries<T> {
+    list: Vec<T>,
+    at: std::collections::HashMap<String, usize>,
+}
+
+impl<T> Default for TopicEntries<T> {
+    fn default() -> Self {
+        Self {
+            list: Vec::new(),
+            at: std::collections::HashMap::new(),
         }
-    };
-    &mut topics[at]
+    }
+}
+
+impl<T> TopicEntries<T> {
+    /// The entry for `name`, appended (with `new`) the first time.
+    pub fn entry(&mut self, name: &str, new: impl FnOnce() -> T) -> &mut T {
+        let at = match self.at.get(name) {
+            Some(&i) => i,
+            None => {
+                self.list.push(new());
+                self.at.insert(name.to_string(), self.list.len() - 1);
+                self.list.len() - 1
+            }
+        };
+        &mut self.list[at]
+    }
+
+    pub fn into_vec(self) -> Vec<T> {
+        self.list
+    }
 }
 
 /// The supported version range of `key`, if it is served.
@@ -185,16 +204,33 @@ pub async fn enqueue_produce(
     version: i16,
     correlation_id: i32,
     mut body: Bytes,
-) -> Result<impl std::future::Future<Output = Result<Option<Bytes>, KafkaError>>, KafkaError> {
+) -> Result<impl std::future::Future<Output = Result<Option<Answer>, KafkaError>>, KafkaError> {
     let api = ApiKey::Produce;
     let req: ProduceRequest = decode(api, version, &mut body)?;
     let pending = produce::enqueue(shard, req, version).await;
     Ok(async move {
         match pending.finish().await {
-            Some(resp) => encode_response(api, version, correlation_id, &resp).map(Some),
+            Some(resp) => {
+                encode_response(api, version, correlation_id, &resp).map(|frame| Some(frame.into()))
+            }
             None => Ok(None),
         }
     })
+}
+
+/// A response frame and the shard memory it holds until written.
+pub struct Answer {
+    pub frame: Bytes,
+    pub memory: Option<Grant>,
+}
+
+impl From<Bytes> for Answer {
+    fn from(frame: Bytes) -> Self {
+        Self {
+            frame,
+            memory: None,
+        }
+    }
 }
 
 /// Answers one decoded-header request other than Produce: the response frame.
@@ -204,7 +240,7 @@ pub async fn dispatch(
     version: i16,
     correlation_id: i32,
     mut body: Bytes,
-) -> Result<Option<Bytes>, KafkaError> {
+) -> Result<Option<Answer>, KafkaError> {
     let frame = match api {
         ApiKey::ApiVersions => {
             let _req: ApiVersionsRequest = decode(api, version, &mut body)?;
@@ -217,8 +253,15 @@ pub async fn dispatch(
         }
         ApiKey::Fetch => {
             let req: FetchRequest = decode(api, version, &mut body)?;
-            let resp = fetch::handle(shard, req, version).await;
-            encode_response(api, version, correlation_id, &resp)?
+            let (resp, mut memory) = fetch::handle(shard, req, version).await;
+            let frame = encode_response(api, version, correlation_id, &resp)?;
+            // The records now live in the frame (one copy, joined per partition).
+            drop(resp);
+            memory.resize_to(frame.len());
+            return Ok(Some(Answer {
+                frame,
+                memory: Some(memory),
+            }));
         }
         ApiKey::ListOffsets => {
             let req: ListOffsetsRequest = decode(api, version, &mut body)?;
@@ -303,7 +346,7 @@ pub async fn dispatch(
             })
         }
     };
-    Ok(Some(frame))
+    Ok(Some(frame.into()))
 }
 
 /// InitProducerId for idempotent producers: a new producer id at epoch 0, or, when

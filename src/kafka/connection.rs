@@ -19,9 +19,10 @@ use std::time::Instant;
 use tracing::debug;
 
 use crate::broker::connection::{read_body, shutdown_both};
+use crate::broker::memory::{Grant, MemoryBudget};
 use crate::broker::request_order::RequestOrder;
 use crate::broker::shard::Shard;
-use crate::kafka::api::{self, codes};
+use crate::kafka::api::{self, codes, Answer};
 use crate::metrics::{Protocol, RequestKind};
 
 /// Answers being prepared for one connection; reading pauses beyond this.
@@ -38,17 +39,19 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let (mut reader, mut writer) = futures_lite::io::split(stream);
     // Each request's answer comes through its own channel; the writer takes the
     // channels in request order.
-    let (order_tx, order_rx) = flume::bounded::<flume::Receiver<Option<Bytes>>>(INFLIGHT_MAX);
+    let (order_tx, order_rx) = flume::bounded::<flume::Receiver<Option<Answer>>>(INFLIGHT_MAX);
     let writer_task = glommio::spawn_local(async move {
         while let Ok(answer) = order_rx.recv_async().await {
             match answer.recv_async().await {
-                Ok(Some(frame)) => {
-                    if let Err(e) = writer.write_all(&frame).await {
+                // The answer's memory grant is released once its frame is written.
+                Ok(Some(answer)) => {
+                    if let Err(e) = writer.write_all(&answer.frame).await {
                         debug!(error = %e, "kafka connection write failed: closing");
                         // Ends the reader too; queued answers go with the channels.
                         shutdown_both(fd);
                         return;
                     }
+                    drop(answer.memory);
                 }
                 // No response (acks = 0), or a request that ends the connection.
                 Ok(None) => {}
@@ -64,7 +67,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             shard.stopping.wait().await;
             Ok(None)
         };
-        let frame = match futures_lite::future::or(read_frame(&mut reader, max), stopping).await {
+        let memory = &shard.request_memory;
+        let read = futures_lite::future::or(read_frame(&mut reader, max, memory), stopping).await;
+        let (frame, request_memory) = match read {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
@@ -92,7 +97,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                     correlation_id,
                     &api::api_versions(codes::UNSUPPORTED_VERSION),
                 )
-                .ok();
+                .ok()
+                .map(Answer::from);
                 let _ = tx.send_async(answer).await;
                 continue;
             }
@@ -131,6 +137,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         glommio::spawn_local(async move {
             let answer = answering.await;
             drop(ticket);
+            drop(request_memory);
             shard.stats.request_done(Protocol::Kafka, kind, started);
             drop(guard);
             match answer {
@@ -150,15 +157,17 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _ = writer_task.await;
 }
 
-/// A request being answered: its response frame, `None` for none.
+/// A request being answered: its response, `None` for none.
 type Answering =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Bytes>, api::KafkaError>>>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Answer>, api::KafkaError>>>>;
 
-/// Reads one frame body; `None` at a clean end of stream.
+/// Reads one frame body once the shard's request memory has room for it; `None`
+/// at a clean end of stream.
 async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
     reader: &mut R,
     max: usize,
-) -> io::Result<Option<Bytes>> {
+    memory: &Rc<MemoryBudget>,
+) -> io::Result<Option<(Bytes, Grant)>> {
     let mut size = [0u8; 4];
     match reader.read_exact(&mut size).await {
         Ok(()) => {}
@@ -175,7 +184,9 @@ async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
                 format!("frame size {size} outside [8, {max}] (socket.request.max.bytes)"),
             )
         })?;
-    read_body(reader, len).await.map(Some)
+    let grant = memory.reserve(len).await;
+    let body = read_body(reader, len).await?;
+    Ok(Some((body, grant)))
 }
 
 /// The API, version and correlation id of a frame, and its body after the header.

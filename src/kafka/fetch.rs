@@ -13,10 +13,12 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use ringlog_schema::wire::FetchPartitionT;
 
 use crate::broker::handlers::fetch::long_poll;
+use crate::broker::memory::Grant;
 use crate::broker::shard::Shard;
-use crate::kafka::api::{kafka_code, topic_entry};
+use crate::kafka::api::{kafka_code, TopicEntries};
 
-pub async fn handle(shard: &Shard, req: FetchRequest, version: i16) -> FetchResponse {
+/// The response and the shard memory its records hold (from the response budget).
+pub async fn handle(shard: &Shard, req: FetchRequest, version: i16) -> (FetchResponse, Grant) {
     let mut parts = Vec::new();
     for t in &req.topics {
         for p in &t.partitions {
@@ -30,10 +32,12 @@ pub async fn handle(shard: &Shard, req: FetchRequest, version: i16) -> FetchResp
     }
     let min_bytes = u32::try_from(req.min_bytes).unwrap_or(0);
     let max_wait = u32::try_from(req.max_wait_ms).unwrap_or(0);
-    let results = long_poll(shard, &parts, min_bytes, max_wait).await;
+    let max_bytes = usize::try_from(req.max_bytes).unwrap_or(0);
+    let (results, memory) = long_poll(shard, &parts, min_bytes, max_wait, max_bytes).await;
     let mut budget = usize::try_from(req.max_bytes).unwrap_or(0);
     let mut first = true;
     let mut resp = FetchResponse::default();
+    let mut topics = TopicEntries::default();
     for (asked, result) in parts.into_iter().zip(results) {
         let mut p = PartitionData::default();
         p.partition_index = asked.partition;
@@ -67,20 +71,17 @@ pub async fn handle(shard: &Shard, req: FetchRequest, version: i16) -> FetchResp
                 p.records = Some(Bytes::new());
             }
         }
-        topic_entry(
-            &mut resp.responses,
-            &asked.topic,
-            |t| t.topic.0.as_str(),
-            || {
+        topics
+            .entry(&asked.topic, || {
                 let mut t = FetchableTopicResponse::default();
                 t.topic = kafka_protocol::messages::TopicName(
                     kafka_protocol::protocol::StrBytes::from_string(asked.topic.clone()),
                 );
                 t
-            },
-        )
-        .partitions
-        .push(p);
+            })
+            .partitions
+            .push(p);
     }
-    resp
+    resp.responses = topics.into_vec();
+    (resp, memory)
 }

@@ -35,7 +35,7 @@ use ringlog_schema::wire::{
 
 use crate::broker::handlers::groups;
 use crate::broker::shard::Shard;
-use crate::kafka::api::{codes, kafka_code, topic_entry};
+use crate::kafka::api::{codes, kafka_code, TopicEntries};
 
 fn s(x: impl Into<String>) -> StrBytes {
     StrBytes::from_string(x.into())
@@ -309,23 +309,21 @@ pub async fn commit(shard: &Shard, req: OffsetCommitRequest) -> OffsetCommitResp
             .collect(),
     };
     let mut resp = OffsetCommitResponse::default();
+    let mut topics = TopicEntries::default();
     for (topic, partition, code) in results {
         let mut p = OffsetCommitResponsePartition::default();
         p.partition_index = partition;
         p.error_code = code;
-        topic_entry(
-            &mut resp.topics,
-            &topic,
-            |t| t.name.as_str(),
-            || {
+        topics
+            .entry(&topic, || {
                 let mut t = OffsetCommitResponseTopic::default();
                 t.name = TopicName(s(topic.clone()));
                 t
-            },
-        )
-        .partitions
-        .push(p);
+            })
+            .partitions
+            .push(p);
     }
+    resp.topics = topics.into_vec();
     resp
 }
 
@@ -394,24 +392,22 @@ pub async fn fetch_offsets(
             let mut out = OffsetFetchResponseGroup::default();
             out.group_id = g.group_id.clone();
             out.error_code = error;
+            let mut topics = TopicEntries::default();
             for (topic, partition, offset, metadata) in offsets {
                 let mut p = OffsetFetchResponsePartitions::default();
                 p.partition_index = partition;
                 p.committed_offset = offset;
                 p.metadata = Some(s(metadata));
-                topic_entry(
-                    &mut out.topics,
-                    &topic,
-                    |t| t.name.as_str(),
-                    || {
+                topics
+                    .entry(&topic, || {
                         let mut t = OffsetFetchResponseTopics::default();
                         t.name = TopicName(s(topic.clone()));
                         t
-                    },
-                )
-                .partitions
-                .push(p);
+                    })
+                    .partitions
+                    .push(p);
             }
+            out.topics = topics.into_vec();
             resp.groups.push(out);
         }
         return resp;
@@ -425,6 +421,7 @@ pub async fn fetch_offsets(
     if version >= 2 {
         resp.error_code = error;
     }
+    let mut topics = TopicEntries::default();
     for (topic, partition, offset, metadata) in offsets {
         let mut p = OffsetFetchResponsePartition::default();
         p.partition_index = partition;
@@ -433,19 +430,16 @@ pub async fn fetch_offsets(
         if version < 2 {
             p.error_code = error;
         }
-        topic_entry(
-            &mut resp.topics,
-            &topic,
-            |t| t.name.as_str(),
-            || {
+        topics
+            .entry(&topic, || {
                 let mut t = OffsetFetchResponseTopic::default();
                 t.name = TopicName(s(topic.clone()));
                 t
-            },
-        )
-        .partitions
-        .push(p);
+            })
+            .partitions
+            .push(p);
     }
+    resp.topics = topics.into_vec();
     resp
 }
 

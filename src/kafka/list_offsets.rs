@@ -7,29 +7,55 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use crate::broker::handlers::call_owners;
-use crate::broker::messages::{PartitionKey, ShardMsg};
+use crate::broker::handlers::{call_owners, refused_partitions};
+use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
 use crate::broker::shard::Shard;
-use crate::kafka::api::{codes, kafka_code, topic_entry};
+use crate::kafka::api::{codes, kafka_code, TopicEntries};
+use ringlog_schema::wire::ErrorCode;
 
 pub async fn handle(shard: &Shard, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let named: Vec<(&str, i32)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.0.as_str(), p.partition_index))
+        })
+        .collect();
+    let refused = refused_partitions("list offsets", named.into_iter());
+    let mut keys = Vec::new();
     let mut asked = Vec::new();
-    for t in &req.topics {
-        for p in &t.partitions {
-            let key = PartitionKey::new(t.name.0.as_str(), p.partition_index);
+    for (t, p) in req
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
+    {
+        let key = PartitionKey::new(t.name.0.as_str(), p.partition_index);
+        if refused[keys.len()].is_none() {
             asked.push((
                 key.clone(),
                 ShardMsg::ListOffset {
-                    key,
+                    key: key.clone(),
                     timestamp: p.timestamp,
                 },
             ));
         }
+        keys.push(key);
     }
-    let keys: Vec<PartitionKey> = asked.iter().map(|(k, _)| k.clone()).collect();
-    let answers = call_owners(shard, asked).await;
+    let mut answers = call_owners(shard, asked).await.into_iter();
     let mut resp = ListOffsetsResponse::default();
-    for (key, answer) in keys.into_iter().zip(answers) {
+    let mut topics = TopicEntries::default();
+    for (key, refused) in keys.into_iter().zip(refused) {
+        let answer = match refused {
+            Some(e) => Err(e),
+            None => answers.next().unwrap_or_else(|| {
+                Err(PartitionError::new(
+                    ErrorCode::UNKNOWN_SERVER_ERROR,
+                    "not answered",
+                ))
+            }),
+        };
         let mut p = ListOffsetsPartitionResponse::default();
         p.partition_index = key.partition;
         // Fields beyond the asked version must keep their defaults (the codec
@@ -48,20 +74,17 @@ pub async fn handle(shard: &Shard, req: ListOffsetsRequest) -> ListOffsetsRespon
                 p.offset = -1;
             }
         }
-        topic_entry(
-            &mut resp.topics,
-            &key.topic,
-            |t| t.name.0.as_str(),
-            || {
+        topics
+            .entry(&key.topic, || {
                 let mut t = ListOffsetsTopicResponse::default();
                 t.name = kafka_protocol::messages::TopicName(
                     kafka_protocol::protocol::StrBytes::from_string(key.topic.clone()),
                 );
                 t
-            },
-        )
-        .partitions
-        .push(p);
+            })
+            .partitions
+            .push(p);
     }
+    resp.topics = topics.into_vec();
     resp
 }

@@ -8,11 +8,11 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use ringlog_shards::Reply;
 
-use crate::broker::handlers::join_all;
 use crate::broker::handlers::produce::{outcome, queue};
+use crate::broker::handlers::{join_all, refused_partitions};
 use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
 use crate::broker::shard::Shard;
-use crate::kafka::api::{codes, kafka_code, topic_entry};
+use crate::kafka::api::{codes, kafka_code, TopicEntries};
 
 /// A partition's records handed to its owner (or the mesh's refusal).
 type Queued = Result<Reply<ShardMsg>, PartitionError>;
@@ -29,12 +29,21 @@ pub struct PendingProduce {
 /// the owners in the order they were sent, whatever backpressure the mesh applies.
 pub async fn enqueue(shard: &Shard, req: ProduceRequest, version: i16) -> PendingProduce {
     let acks = req.acks;
+    let named = req.topic_data.iter().flat_map(|t| {
+        t.partition_data
+            .iter()
+            .map(|p| (t.name.0.as_str(), p.index))
+    });
+    let mut refusals =
+        refused_partitions("produce", named.collect::<Vec<_>>().into_iter()).into_iter();
     let mut queued = Vec::new();
     for t in req.topic_data {
         let topic = t.name.0.to_string();
         for p in t.partition_data {
             let key = PartitionKey::new(&topic, p.index);
-            let sent = if !(-1..=1).contains(&acks) {
+            let sent = if let Some(e) = refusals.next().flatten() {
+                Err(Refusal::from(e))
+            } else if !(-1..=1).contains(&acks) {
                 Err(refused(
                     codes::INVALID_REQUIRED_ACKS,
                     "acks must be 0, 1 or -1",
@@ -83,6 +92,7 @@ impl PendingProduce {
             return None;
         }
         let mut resp = ProduceResponse::default();
+        let mut topics = TopicEntries::default();
         for (key, outcome) in outcomes {
             let mut p = PartitionProduceResponse::default();
             p.index = key.partition;
@@ -102,21 +112,18 @@ impl PendingProduce {
                     }
                 }
             }
-            topic_entry(
-                &mut resp.responses,
-                &key.topic,
-                |t| t.name.0.as_str(),
-                || {
+            topics
+                .entry(&key.topic, || {
                     let mut t = TopicProduceResponse::default();
                     t.name = kafka_protocol::messages::TopicName(StrBytes::from_string(
                         key.topic.clone(),
                     ));
                     t
-                },
-            )
-            .partition_responses
-            .push(p);
+                })
+                .partition_responses
+                .push(p);
         }
+        resp.responses = topics.into_vec();
         Some(resp)
     }
 }

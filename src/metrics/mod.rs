@@ -66,6 +66,9 @@ pub struct ShardStats {
     latency_us: [[Histogram; KINDS]; PROTOCOLS],
     connections_open: [Cell<u64>; PROTOCOLS],
     connections_accepted: [Cell<u64>; PROTOCOLS],
+    /// Connections closed at accept for being over `max.connections` (0) or
+    /// `max.connections.per.ip` (1).
+    connections_refused: [Cell<u64>; 2],
 }
 
 impl Default for ShardStats {
@@ -77,6 +80,7 @@ impl Default for ShardStats {
             }),
             connections_open: Default::default(),
             connections_accepted: Default::default(),
+            connections_refused: Default::default(),
         }
     }
 }
@@ -96,6 +100,16 @@ impl ShardStats {
         ConnectionGuard {
             open: &self.connections_open[i],
         }
+    }
+
+    /// Counts a connection closed at accept for being over a limit.
+    pub fn connection_refused(&self, why: crate::broker::connection_limits::Refusal) {
+        use crate::broker::connection_limits::Refusal;
+        let i = match why {
+            Refusal::Broker => 0,
+            Refusal::PerAddress => 1,
+        };
+        bump(&self.connections_refused[i]);
     }
 
     /// The shard-wide part of a snapshot (partitions and groups are added by the shard).
@@ -124,6 +138,12 @@ impl ShardStats {
             commit_records: self.io.commit_records.snapshot(),
             cache_hits: self.io.cache_hits.get(),
             cache_misses: self.io.cache_misses.get(),
+            waiters: 0,
+            connections_refused: [
+                self.connections_refused[0].get(),
+                self.connections_refused[1].get(),
+            ],
+            memory: Vec::new(),
             partitions: Vec::new(),
             committed: Vec::new(),
         }
@@ -175,9 +195,27 @@ pub struct ShardSnapshot {
     pub commit_records: HistogramSnapshot,
     pub cache_hits: u64,
     pub cache_misses: u64,
+    /// Tasks waiting on the shard's signals (long-polling fetches, shutdown).
+    pub waiters: u64,
+    /// Connections refused at accept: over `max.connections`, over
+    /// `max.connections.per.ip`.
+    pub connections_refused: [u64; 2],
+    /// The shard's memory budgets: (kind, bytes reserved, capacity, waits so far).
+    pub memory: Vec<MemorySnapshot>,
     pub partitions: Vec<PartitionSnapshot>,
     /// Committed offsets of the groups this shard coordinates (loaded ones).
     pub committed: Vec<CommittedOffset>,
+}
+
+/// One memory budget of a shard.
+#[derive(Clone, Debug)]
+pub struct MemorySnapshot {
+    /// `request` or `response`.
+    pub kind: &'static str,
+    pub used_bytes: u64,
+    pub capacity_bytes: u64,
+    /// Reservations that had to wait since start.
+    pub waits: u64,
 }
 
 #[derive(Clone, Debug)]

@@ -232,6 +232,44 @@ pub fn render(facts: &BrokerFacts<'_>, shards: &[(u16, Option<ShardSnapshot>)]) 
                 n,
             );
         }
+        for (limit, n) in [
+            ("max.connections", snap.connections_refused[0]),
+            ("max.connections.per.ip", snap.connections_refused[1]),
+        ] {
+            e.counter(
+                "ringlog_connections_refused_total",
+                "Connections closed at accept for being over a limit.",
+                &[("shard", &shard), ("limit", limit)],
+                n,
+            );
+        }
+        for m in &snap.memory {
+            let labels = [("shard", shard.as_str()), ("budget", m.kind)];
+            e.gauge(
+                "ringlog_memory_reserved_bytes",
+                "Bytes reserved in a shard's memory budget: requests being read or handled, fetch responses being read or queued.",
+                &labels,
+                m.used_bytes as f64,
+            );
+            e.gauge(
+                "ringlog_memory_budget_bytes",
+                "A shard's memory budget (queued.max.request.bytes or queued.max.response.bytes over the shards).",
+                &labels,
+                m.capacity_bytes as f64,
+            );
+            e.counter(
+                "ringlog_memory_waits_total",
+                "Reservations that waited for memory: the shard was at its budget and stopped reading.",
+                &labels,
+                m.waits,
+            );
+        }
+        e.gauge(
+            "ringlog_waiters",
+            "Tasks waiting on the shard's signals: long-polling fetches and shutdown watchers of requests in flight.",
+            &s,
+            snap.waiters as f64,
+        );
         let reads = snap.cache_hits + snap.cache_misses;
         if reads > 0 {
             e.gauge(

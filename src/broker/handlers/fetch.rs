@@ -3,6 +3,7 @@
 //! high watermark moves or `max_wait_ms` passes, and read again. The response's
 //! payload is the batches themselves (cached or disk-read `Bytes`), never copied.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -10,31 +11,53 @@ use ringlog_schema::frame::push_payload;
 use ringlog_schema::wire::{
     BodyT, ErrorCode, FetchPartitionResultT, FetchPartitionT, FetchRequestT, FetchResponseT,
 };
+use ringlog_shards::{Peer, ShardId};
 
-use crate::broker::handlers::{call_owners, Response};
-use crate::broker::messages::{FetchData, PartitionError, PartitionKey, ShardMsg};
+use crate::broker::handlers::{join_all, refused_partitions, Response};
+use crate::broker::memory::Grant;
+use crate::broker::messages::{FetchData, PartitionError, PartitionKey, PartitionRead, ShardMsg};
 use crate::broker::shard::Shard;
 use crate::config::FETCH_MAX_WAIT_MS_MAX;
 
 pub async fn handle(shard: &Shard, req: FetchRequestT) -> Response {
     let parts = req.partitions.unwrap_or_default();
-    let results = long_poll(shard, &parts, req.min_bytes, req.max_wait_ms).await;
-    respond(&parts, results, req.max_bytes as usize)
+    let (results, memory) = long_poll(
+        shard,
+        &parts,
+        req.min_bytes,
+        req.max_wait_ms,
+        req.max_bytes as usize,
+    )
+    .await;
+    let mut response = respond(&parts, results, req.max_bytes as usize);
+    response.memory = Some(memory);
+    response
 }
 
-/// Reads every partition from its owner; while fewer than `min_bytes` came back and
-/// no partition failed, waits (without polling) for any partition to pass what was
-/// read, or for `max_wait_ms`, and reads again. Shared by both protocols.
+/// Reads every partition from its owner (one message per owner shard) within the
+/// response's limit (`max_bytes`, at most `fetch.max.bytes`); while fewer than
+/// `min_bytes` came back and no partition failed, waits (without polling) for any
+/// partition to pass what was read, or for `max_wait_ms`, and reads again. The
+/// response's memory is reserved from the shard's budget before each read and
+/// comes back with the results, sized to them: the caller holds it until the
+/// response is written. Shared by both protocols.
 pub async fn long_poll(
     shard: &Shard,
     parts: &[FetchPartitionT],
     min_bytes: u32,
     max_wait_ms: u32,
-) -> Vec<Result<FetchData, PartitionError>> {
+    max_bytes: usize,
+) -> (Vec<Result<FetchData, PartitionError>>, Grant) {
     let wait = Duration::from_millis(u64::from(max_wait_ms.min(FETCH_MAX_WAIT_MS_MAX)));
     let deadline = Instant::now() + wait;
+    let limit = max_bytes.min(shard.config.fetch_max_bytes);
+    let refused = refused_partitions(
+        "fetch",
+        parts.iter().map(|p| (p.topic.as_str(), p.partition)),
+    );
     loop {
-        let results = read_all(shard, parts).await;
+        let mut memory = shard.response_memory.reserve(limit).await;
+        let results = read_all(shard, parts, &refused, limit).await;
         let got: usize = results
             .iter()
             .map(|r| {
@@ -42,6 +65,7 @@ pub async fn long_poll(
                     .map_or(0, |d| d.batches.iter().map(Bytes::len).sum())
             })
             .sum();
+        memory.resize_to(got);
         let any_error = results.iter().any(Result::is_err);
         let done = got >= min_bytes as usize
             || any_error
@@ -49,8 +73,9 @@ pub async fn long_poll(
             || Instant::now() >= deadline
             || shard.stopping.is_set();
         if done {
-            return results;
+            return (results, memory);
         }
+        drop(memory);
         // Wait for any partition to pass what was read, then read again.
         let waits = parts
             .iter()
@@ -61,59 +86,128 @@ pub async fn long_poll(
                     .ok()
                     .and_then(|d| last_offset(&d.batches))
                     .map_or(p.offset, |last| last + 1);
-                let key = PartitionKey::new(&p.topic, p.partition);
-                (
-                    key.clone(),
-                    ShardMsg::WaitForData {
-                        key,
-                        offset: next,
-                        deadline,
-                    },
-                )
+                (PartitionKey::new(&p.topic, p.partition), next)
             })
             .collect::<Vec<_>>();
         wait_any(shard, waits, deadline).await;
     }
 }
 
+/// The partitions of a request grouped by their owner shard, keeping each one's
+/// place in the request; a partition whose owner cannot be found gets its error.
+fn by_owner<T>(
+    shard: &Shard,
+    items: impl Iterator<Item = (usize, PartitionKey, T)>,
+    errors: &mut [Option<PartitionError>],
+) -> BTreeMap<ShardId, Vec<(usize, T)>> {
+    let mut owners: BTreeMap<ShardId, Vec<(usize, T)>> = BTreeMap::new();
+    for (i, key, item) in items {
+        match shard.owner_of(&key.topic, key.partition) {
+            Ok(owner) => owners.entry(owner).or_default().push((i, item)),
+            Err(e) => errors[i] = Some(e),
+        }
+    }
+    owners
+}
+
 async fn read_all(
     shard: &Shard,
     parts: &[FetchPartitionT],
+    refused: &[Option<PartitionError>],
+    limit: usize,
 ) -> Vec<Result<FetchData, PartitionError>> {
-    let requests = parts
+    let mut errors: Vec<Option<PartitionError>> = refused.to_vec();
+    let reads = parts
         .iter()
-        .map(|p| {
+        .enumerate()
+        .filter(|(i, _)| refused[*i].is_none())
+        .map(|(i, p)| {
             let key = PartitionKey::new(&p.topic, p.partition);
-            (
-                key.clone(),
-                ShardMsg::Fetch {
-                    key,
-                    offset: p.offset,
-                    max_bytes: p.max_bytes,
-                },
-            )
-        })
-        .collect();
-    call_owners(shard, requests)
-        .await
+            let read = PartitionRead {
+                key: key.clone(),
+                offset: p.offset,
+                max_bytes: p.max_bytes,
+            };
+            (i, key, read)
+        });
+    let owners = by_owner(shard, reads, &mut errors);
+    let mut pending = Vec::with_capacity(owners.len());
+    for (owner, reads) in owners {
+        let (places, reads): (Vec<usize>, Vec<PartitionRead>) = reads.into_iter().unzip();
+        let sent = shard
+            .mesh()
+            .send(Peer::Shard(owner), ShardMsg::Fetch { reads, limit })
+            .await;
+        pending.push((places, sent));
+    }
+    let mut results: Vec<Option<Result<FetchData, PartitionError>>> =
+        errors.into_iter().map(|e| e.map(Err)).collect();
+    let answers = join_all(
+        pending
+            .into_iter()
+            .map(|(places, sent)| async move {
+                let answer = match sent {
+                    Ok(reply) => reply.recv().await,
+                    Err(e) => Err(e),
+                };
+                (places, answer)
+            })
+            .collect(),
+    )
+    .await;
+    for (places, answer) in answers {
+        match answer {
+            Ok(ShardMsg::Fetched(read)) if read.len() == places.len() => {
+                for (i, r) in places.into_iter().zip(read) {
+                    results[i] = Some(r);
+                }
+            }
+            other => {
+                let e = match other {
+                    Err(e) => PartitionError::new(ErrorCode::NOT_LEADER_OR_FOLLOWER, e.to_string()),
+                    Ok(_) => {
+                        PartitionError::new(ErrorCode::UNKNOWN_SERVER_ERROR, "unexpected answer")
+                    }
+                };
+                for i in places {
+                    results[i] = Some(Err(e.clone()));
+                }
+            }
+        }
+    }
+    results
         .into_iter()
-        .map(|a| match a {
-            Ok(ShardMsg::Fetched(r)) => r,
-            Ok(_) => Err(PartitionError::new(
-                ErrorCode::UNKNOWN_SERVER_ERROR,
-                "unexpected answer",
-            )),
-            Err(e) => Err(e),
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(PartitionError::new(
+                    ErrorCode::UNKNOWN_SERVER_ERROR,
+                    "partition not read",
+                ))
+            })
         })
         .collect()
 }
 
-/// Returns when the first wait resolves (data arrived), at the deadline, or at
-/// shutdown. Waits still pending on other shards end by themselves at the deadline.
-async fn wait_any(shard: &Shard, waits: Vec<(PartitionKey, ShardMsg)>, deadline: Instant) {
-    let (tx, rx) = flume::bounded::<()>(waits.len().max(1));
-    for (key, msg) in waits {
-        if let Ok(reply) = shard.send_to_owner(&key, msg).await {
+/// Returns when the first owner says data arrived, at the deadline, or at
+/// shutdown. One wait goes to each owner shard, for all its partitions; waits still
+/// pending on other shards end by themselves at the deadline.
+async fn wait_any(shard: &Shard, waits: Vec<(PartitionKey, i64)>, deadline: Instant) {
+    let mut unused = vec![None; waits.len()];
+    let owners = by_owner(
+        shard,
+        waits
+            .into_iter()
+            .enumerate()
+            .map(|(i, (key, offset))| (i, key.clone(), (key, offset))),
+        &mut unused,
+    );
+    let (tx, rx) = flume::bounded::<()>(owners.len().max(1));
+    for (owner, waits) in owners {
+        let msg = ShardMsg::WaitForData {
+            waits: waits.into_iter().map(|(_, w)| w).collect(),
+            deadline,
+        };
+        if let Ok(reply) = shard.mesh().send(Peer::Shard(owner), msg).await {
             let tx = tx.clone();
             glommio::spawn_local(async move {
                 let _ = reply.recv().await;
@@ -189,5 +283,6 @@ fn respond(
             partitions: Some(out),
         })),
         payload,
+        memory: None,
     }
 }

@@ -6,15 +6,21 @@ use ringlog_schema::wire::{
     BodyT, ErrorCode, ListOffsetsPartitionResultT, ListOffsetsRequestT, ListOffsetsResponseT,
 };
 
-use crate::broker::handlers::call_owners;
+use crate::broker::handlers::{call_owners, refused_partitions};
 use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
 use crate::broker::shard::Shard;
 
 pub async fn handle(shard: &Shard, req: ListOffsetsRequestT) -> BodyT {
     let parts = req.partitions.unwrap_or_default();
+    let refused = refused_partitions(
+        "list offsets",
+        parts.iter().map(|p| (p.topic.as_str(), p.partition)),
+    );
     let requests = parts
         .iter()
-        .map(|p| {
+        .zip(&refused)
+        .filter(|(_, r)| r.is_none())
+        .map(|(p, _)| {
             let key = PartitionKey::new(&p.topic, p.partition);
             (
                 key.clone(),
@@ -25,11 +31,20 @@ pub async fn handle(shard: &Shard, req: ListOffsetsRequestT) -> BodyT {
             )
         })
         .collect();
-    let answers = call_owners(shard, requests).await;
+    let mut answers = call_owners(shard, requests).await.into_iter();
     let partitions = parts
         .into_iter()
-        .zip(answers)
-        .map(|(p, a)| {
+        .zip(refused)
+        .map(|(p, refused)| {
+            let a = match refused {
+                Some(e) => Err(e),
+                None => answers.next().unwrap_or_else(|| {
+                    Err(PartitionError::new(
+                        ErrorCode::UNKNOWN_SERVER_ERROR,
+                        "not answered",
+                    ))
+                }),
+            };
             let r = match a {
                 Ok(ShardMsg::Offset(r)) => r,
                 Ok(_) => Err(PartitionError::new(

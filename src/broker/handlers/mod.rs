@@ -9,15 +9,15 @@ pub mod metadata;
 pub mod produce;
 pub mod topics;
 
-use std::future::Future;
-use std::pin::Pin;
-
 use bytes::Bytes;
 use ringlog_schema::frame;
 use ringlog_schema::wire::{BodyT, EnvelopeT, ErrorCode, ErrorResponseT, HelloResponseT};
 
+pub use crate::broker::join::join_all;
+use crate::broker::memory::Grant;
 use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
 use crate::broker::shard::Shard;
+use crate::config::REQUEST_PARTITIONS_MAX;
 
 /// Native protocol version this broker speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -26,6 +26,23 @@ pub const PROTOCOL_VERSION: u16 = 1;
 pub struct Response {
     pub body: BodyT,
     pub payload: Vec<Bytes>,
+    /// The shard memory the payload holds, released once it is written.
+    pub memory: Option<Grant>,
+}
+
+/// A response ready for the socket: its buffers and the memory they hold.
+pub struct Outgoing {
+    pub buffers: Vec<Bytes>,
+    pub memory: Option<Grant>,
+}
+
+impl From<Vec<Bytes>> for Outgoing {
+    fn from(buffers: Vec<Bytes>) -> Self {
+        Self {
+            buffers,
+            memory: None,
+        }
+    }
 }
 
 impl Response {
@@ -33,20 +50,24 @@ impl Response {
         Self {
             body,
             payload: Vec::new(),
+            memory: None,
         }
     }
 
     /// The frame head followed by the payload buffers, ready for one writev.
-    pub fn into_buffers(self, correlation_id: u64) -> Vec<Bytes> {
+    pub fn into_outgoing(self, correlation_id: u64) -> Outgoing {
         let payload_len = self.payload.iter().map(Bytes::len).sum();
         let env = EnvelopeT {
             correlation_id,
             body: self.body,
         };
-        let mut out = Vec::with_capacity(1 + self.payload.len());
-        out.push(frame::encode_frame_head(&env, payload_len));
-        out.extend(self.payload);
-        out
+        let mut buffers = Vec::with_capacity(1 + self.payload.len());
+        buffers.push(frame::encode_frame_head(&env, payload_len));
+        buffers.extend(self.payload);
+        Outgoing {
+            buffers,
+            memory: self.memory,
+        }
     }
 }
 
@@ -122,34 +143,46 @@ pub async fn call_owners(
     join_all(replies.collect()).await
 }
 
-/// A future still running, or its output.
-type Slot<F> = (Option<Pin<Box<F>>>, Option<<F as Future>::Output>);
+/// Per partition named by a request, why it is not served: a partition named
+/// again later in the same request, or every partition of a request naming more
+/// than `REQUEST_PARTITIONS_MAX`. `None` for the partitions to serve.
+pub fn refused_partitions<'a>(
+    api: &str,
+    named: impl ExactSizeIterator<Item = (&'a str, i32)>,
+) -> Vec<Option<PartitionError>> {
+    let n = named.len();
+    if n > REQUEST_PARTITIONS_MAX {
+        let e = PartitionError::new(
+            ErrorCode::INVALID_REQUEST,
+            format!("{n} partitions in one {api} request; at most {REQUEST_PARTITIONS_MAX}"),
+        );
+        return vec![Some(e); n];
+    }
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    named
+        .map(|(topic, partition)| {
+            (!seen.insert((topic, partition))).then(|| {
+                PartitionError::new(
+                    ErrorCode::INVALID_REQUEST,
+                    format!("{topic}-{partition} is named twice in one {api} request"),
+                )
+            })
+        })
+        .collect()
+}
 
-/// Polls every future until all are done; outputs in input order.
-pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut slots: Vec<Slot<F>> = futures
-        .into_iter()
-        .map(|f| (Some(Box::pin(f)), None))
-        .collect();
-    std::future::poll_fn(|cx| {
-        let mut done = true;
-        for (fut, out) in &mut slots {
-            if let Some(f) = fut {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => {
-                        *out = Some(v);
-                        *fut = None;
-                    }
-                    std::task::Poll::Pending => done = false,
-                }
-            }
-        }
-        if done {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    slots.into_iter().filter_map(|(_, out)| out).collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_named_again_is_refused_and_so_is_a_request_naming_too_many() {
+        let named = [("a", 0), ("a", 1), ("a", 0), ("b", 0), ("a", 1)];
+        let refused = refused_partitions("fetch", named.into_iter());
+        let flags: Vec<bool> = refused.iter().map(Option::is_some).collect();
+        assert_eq!(flags, [false, false, true, false, true]);
+        let many = vec![("t", 0); REQUEST_PARTITIONS_MAX + 1];
+        let refused = refused_partitions("fetch", many.into_iter());
+        assert!(refused.iter().all(Option::is_some));
+    }
 }

@@ -9,7 +9,7 @@ use ringlog_schema::wire::{
 };
 use ringlog_shards::Reply;
 
-use crate::broker::handlers::{error_body, join_all, Response};
+use crate::broker::handlers::{error_body, join_all, refused_partitions, Response};
 use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
 use crate::broker::shard::Shard;
 
@@ -64,15 +64,24 @@ pub async fn enqueue(shard: &Shard, req: ProduceRequestT, payload: Bytes) -> Pen
             )),
         };
     }
-    let mut partitions = Vec::new();
-    for p in req.partitions.unwrap_or_default() {
+    let parts = req.partitions.unwrap_or_default();
+    let refused = refused_partitions(
+        "produce",
+        parts.iter().map(|p| (p.topic.as_str(), p.partition)),
+    );
+    let mut partitions = Vec::with_capacity(parts.len());
+    for (p, refused) in parts.into_iter().zip(refused) {
         let key = PartitionKey {
             topic: p.topic,
             partition: p.partition,
         };
-        let queued = match frame::payload_slice(&payload, p.records.as_ref(), "records") {
-            Ok(records) => queue(shard, &key, records).await,
-            Err(e) => Err(PartitionError::new(
+        let queued = match (
+            refused,
+            frame::payload_slice(&payload, p.records.as_ref(), "records"),
+        ) {
+            (Some(e), _) => Err(e),
+            (None, Ok(records)) => queue(shard, &key, records).await,
+            (None, Err(e)) => Err(PartitionError::new(
                 ErrorCode::CORRUPT_MESSAGE,
                 e.to_string(),
             )),
