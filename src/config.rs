@@ -189,6 +189,12 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     /// Shard io_uring buffer memory (locked), `shard.io.memory.bytes`.
     pub io_memory_bytes: usize,
+    /// `shard.open.files.max`: segment files a shard keeps open; colder ones are
+    /// closed and reopened on use.
+    pub shard_open_files_max: usize,
+    /// `shard.preallocate.max.bytes`: bytes a shard's logs keep allocated (and
+    /// zero-filled) past their data, in all.
+    pub shard_preallocate_max_bytes: u64,
     /// Per-partition log settings (`log.segment.bytes`, `log.retention.*`,
     /// `message.max.bytes`, `log.flush`, ...). Topic configs override some.
     pub log: LogConfig,
@@ -232,6 +238,8 @@ impl Default for BrokerConfig {
             max_connections_per_ip: MAX_CONNECTIONS_DEFAULT,
             retention_check_interval: Duration::from_millis(300_000),
             io_memory_bytes: 10 << 20,
+            shard_open_files_max: ringlog_storage::shared::OPEN_FILES_MAX_DEFAULT,
+            shard_preallocate_max_bytes: ringlog_storage::shared::PREALLOCATED_MAX_BYTES_DEFAULT,
             log: LogConfig::default(),
             offsets_topic_partitions: 50,
             groups: GroupLimits::default(),
@@ -293,6 +301,8 @@ pub const BROKER_KEYS: &[&str] = &[
     "io.properties.file",
     "log.level",
     "shard.io.memory.bytes",
+    "shard.open.files.max",
+    "shard.preallocate.max.bytes",
     "offsets.topic.num.partitions",
     "group.min.session.timeout.ms",
     "group.max.session.timeout.ms",
@@ -428,6 +438,10 @@ impl BrokerConfig {
                 }
             }
             "shard.io.memory.bytes" => self.io_memory_bytes = num(v).map_err(bad)?,
+            "shard.open.files.max" => self.shard_open_files_max = num(v).map_err(bad)?,
+            "shard.preallocate.max.bytes" => {
+                self.shard_preallocate_max_bytes = num(v).map_err(bad)?
+            }
             "offsets.topic.num.partitions" => {
                 let n: i32 = num(v).map_err(bad)?;
                 if n < 1 {
@@ -567,6 +581,7 @@ impl BrokerConfig {
             ("fetch.max.bytes", self.fetch_max_bytes),
             ("max.connections", self.max_connections),
             ("max.connections.per.ip", self.max_connections_per_ip),
+            ("shard.open.files.max", self.shard_open_files_max),
         ] {
             if v == 0 {
                 return fail(format!("{key} must be > 0"));

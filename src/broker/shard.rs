@@ -11,7 +11,7 @@ use std::time::Duration;
 use glommio::TaskQueueHandle;
 use ringlog_schema::wire::ErrorCode;
 use ringlog_shards::{Mesh, Peer, ShardId};
-use ringlog_storage::{FlushPolicy, LogConfig, PartitionLog, StorageError};
+use ringlog_storage::{FlushPolicy, LogConfig, LogShared, PartitionLog, StorageError};
 use tracing::{info, warn};
 
 use crate::broker::connection_limits::ConnectionLimits;
@@ -60,6 +60,10 @@ pub struct Shard {
     pub response_memory: Rc<MemoryBudget>,
     /// The broker's open client connections (shared by every shard).
     pub connection_limits: Arc<ConnectionLimits>,
+    /// What this shard's logs share: I/O statistics (also `stats.io`), open segment
+    /// files (`shard.open.files.max`) and preallocated space
+    /// (`shard.preallocate.max.bytes`).
+    pub logs: LogShared,
 }
 
 impl Shard {
@@ -75,6 +79,14 @@ impl Shard {
         let per_shard = |total: usize| (total / usize::from(shards.max(1))).max(1);
         let request_memory = MemoryBudget::new(per_shard(config.queued_max_request_bytes));
         let response_memory = MemoryBudget::new(per_shard(config.queued_max_response_bytes));
+        let stats = ShardStats::default();
+        let logs = LogShared {
+            stats: stats.io.clone(),
+            ..LogShared::new(
+                config.shard_open_files_max,
+                config.shard_preallocate_max_bytes,
+            )
+        };
         Self {
             id,
             shards,
@@ -90,11 +102,12 @@ impl Shard {
             background,
             groups: GroupCoordinator::new(limits),
             last_producer_id: Cell::new(0),
-            stats: ShardStats::default(),
+            stats,
             retention: Cell::new(retention),
             request_memory,
             response_memory,
             connection_limits,
+            logs,
         }
     }
 
@@ -315,7 +328,7 @@ impl Shard {
             match open_partition(
                 &self.config,
                 &self.log_defaults(),
-                &self.stats,
+                &self.logs,
                 topic,
                 key.partition,
             )
@@ -406,6 +419,9 @@ impl Shard {
         snap.committed = self.groups.committed_offsets();
         let waiting: usize = parts.values().map(|p| p.waiters()).sum();
         snap.waiters = (waiting + self.stopping.waiters()) as u64;
+        snap.open_segment_files = self.logs.files.open_now() as u64;
+        snap.segment_file_reopens = self.logs.files.reopened();
+        snap.preallocated_unused_bytes = self.logs.space.unused();
         snap.memory = [
             ("request", &self.request_memory),
             ("response", &self.response_memory),
@@ -548,14 +564,14 @@ impl Drop for InflightGuard {
 async fn open_partition(
     config: &BrokerConfig,
     log_defaults: &LogConfig,
-    stats: &ShardStats,
+    logs: &LogShared,
     topic: &TopicMeta,
     partition: i32,
 ) -> Result<Partition, StorageError> {
     let log_config =
         topic_log_config(log_defaults, &topic.configs).map_err(StorageError::Config)?;
     let dir = Partition::dir(&config.data_dir, &topic.name, partition);
-    let log = PartitionLog::open_with_stats(&dir, log_config, stats.io.clone()).await?;
+    let log = PartitionLog::open_shared(&dir, log_config, logs.clone()).await?;
     let report = log.open_report();
     info!(
         topic = %topic.name,

@@ -144,6 +144,9 @@ impl ShardStats {
                 self.connections_refused[1].get(),
             ],
             memory: Vec::new(),
+            open_segment_files: 0,
+            segment_file_reopens: 0,
+            preallocated_unused_bytes: 0,
             partitions: Vec::new(),
             committed: Vec::new(),
         }
@@ -202,6 +205,11 @@ pub struct ShardSnapshot {
     pub connections_refused: [u64; 2],
     /// The shard's memory budgets: (kind, bytes reserved, capacity, waits so far).
     pub memory: Vec<MemorySnapshot>,
+    /// Segment files open now, and reopened after being closed as cold.
+    pub open_segment_files: u64,
+    pub segment_file_reopens: u64,
+    /// Bytes the shard's logs hold allocated past their data.
+    pub preallocated_unused_bytes: u64,
     pub partitions: Vec<PartitionSnapshot>,
     /// Committed offsets of the groups this shard coordinates (loaded ones).
     pub committed: Vec<CommittedOffset>,

@@ -265,6 +265,24 @@ pub fn render(facts: &BrokerFacts<'_>, shards: &[(u16, Option<ShardSnapshot>)]) 
             );
         }
         e.gauge(
+            "ringlog_open_segment_files",
+            "Segment files the shard holds open (shard.open.files.max bounds them; colder ones are closed).",
+            &s,
+            snap.open_segment_files as f64,
+        );
+        e.counter(
+            "ringlog_segment_file_reopens_total",
+            "Segment files reopened after being closed as cold.",
+            &s,
+            snap.segment_file_reopens,
+        );
+        e.gauge(
+            "ringlog_preallocated_unused_bytes",
+            "Bytes the shard's logs keep allocated and zero-filled past their data (shard.preallocate.max.bytes bounds them).",
+            &s,
+            snap.preallocated_unused_bytes as f64,
+        );
+        e.gauge(
             "ringlog_waiters",
             "Tasks waiting on the shard's signals: long-polling fetches and shutdown watchers of requests in flight.",
             &s,

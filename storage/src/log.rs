@@ -43,12 +43,15 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{FlushPolicy, LogConfig, BLOCK_BYTES};
 use crate::error::io_err;
 use crate::fifo_lock::FifoLock;
+use crate::files::SegmentFile;
 use crate::notify::SyncNotify;
 use crate::recovery::{self, ScanMode};
 use crate::retention::{segments_to_delete, RetentionView};
 use crate::scan::ScannedBatch;
 use crate::segment::{parse_log_name, segment_file, Segment, LOG_SUFFIX};
-use crate::stats::{bump, IoStats};
+use crate::shared::LogShared;
+use crate::space;
+use crate::stats::bump;
 use crate::writer::{WriteBehind, WriteItem};
 use crate::zeroer::{self, ZeroAhead};
 use crate::{AppendInfo, Offset, Result, StorageError};
@@ -133,8 +136,10 @@ pub struct PartitionLog {
     /// Set once by the first failed write or fdatasync; the log is then read-only.
     failure: Rc<RefCell<Option<String>>>,
     fdatasyncs: Cell<u64>,
-    /// Shared with the shard's other logs (metrics).
-    stats: Rc<IoStats>,
+    /// Shared with the shard's other logs: statistics, open files, space bound.
+    shared: LogShared,
+    /// This log's bytes allocated past its data, as last told to `shared.space`.
+    space_counted: Cell<u64>,
     /// `(retention.ms, retention.bytes)`: from the config, changed by a reload.
     retention: Cell<(Option<u64>, Option<u64>)>,
     report: OpenReport,
@@ -144,16 +149,17 @@ impl PartitionLog {
     /// Opens (creating if needed) the log in `dir`, recovering it if it was not closed
     /// cleanly.
     pub async fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Self> {
-        Self::open_with(dir, config, Rc::new(SystemClock), Rc::default()).await
+        Self::open_with(dir, config, Rc::new(SystemClock), LogShared::default()).await
     }
 
-    /// [`PartitionLog::open`] counting its I/O into `stats` (one per shard).
-    pub async fn open_with_stats(
+    /// [`PartitionLog::open`] sharing statistics, open files and the space bound
+    /// with the shard's other logs.
+    pub async fn open_shared(
         dir: impl AsRef<Path>,
         config: LogConfig,
-        stats: Rc<IoStats>,
+        shared: LogShared,
     ) -> Result<Self> {
-        Self::open_with(dir, config, Rc::new(SystemClock), stats).await
+        Self::open_with(dir, config, Rc::new(SystemClock), shared).await
     }
 
     /// [`PartitionLog::open`] with an explicit clock (for `segment.ms` rolls).
@@ -162,14 +168,14 @@ impl PartitionLog {
         config: LogConfig,
         clock: Rc<dyn Clock>,
     ) -> Result<Self> {
-        Self::open_with(dir, config, clock, Rc::default()).await
+        Self::open_with(dir, config, clock, LogShared::default()).await
     }
 
     async fn open_with(
         dir: impl AsRef<Path>,
         config: LogConfig,
         clock: Rc<dyn Clock>,
-        stats: Rc<IoStats>,
+        shared: LogShared,
     ) -> Result<Self> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
@@ -190,7 +196,8 @@ impl PartitionLog {
         for (i, base) in bases.into_iter().enumerate() {
             let is_last = i + 1 == count;
             let path = segment_file(&dir, base, LOG_SUFFIX);
-            let file = Rc::new(recovery::open_rw(&path, false).await?);
+            let file = recovery::open_rw(&path, false).await?;
+            let file = SegmentFile::opened(path, file, &shared.files);
             let mut seg = Segment::new_empty(&dir, base, file, now);
             let trusted = if is_last && !clean {
                 None
@@ -234,12 +241,11 @@ impl PartitionLog {
                                 "trimming unwritten preallocated space"
                             ),
                         }
-                        seg.file
-                            .truncate(seg.size)
+                        let file = seg.file.get().await?;
+                        file.truncate(seg.size)
                             .await
                             .map_err(|e| io_err("truncate", &seg.path, e))?;
-                        seg.file
-                            .fdatasync()
+                        file.fdatasync()
                             .await
                             .map_err(|e| io_err("fdatasync", &seg.path, e))?;
                     }
@@ -264,7 +270,7 @@ impl PartitionLog {
             segments.insert(base, seg);
         }
         if segments.is_empty() {
-            let seg = create_segment(&dir, 0, now).await?;
+            let seg = create_segment(&dir, 0, now, &shared).await?;
             segments.insert(0, seg);
         }
         // The active segment's index files are rewritten at the next seal; stale ones
@@ -277,7 +283,8 @@ impl PartitionLog {
         }
         recovery::sync_dir(&dir).await?;
 
-        let tail = recovery::read_tail_block(&active.file, &active.path, active.size).await?;
+        let tail = recovery::read_tail_block(&*active.file.get().await?, &active.path, active.size)
+            .await?;
         let writer = WriteBehind::new(config.write_buffer_bytes, active.size, tail);
         let next_offset = active.next_offset;
         let log_start = segments.values().next().map_or(0, |s| s.base_offset);
@@ -311,7 +318,8 @@ impl PartitionLog {
             zero: ZeroAhead::new(),
             failure: Rc::new(RefCell::new(None)),
             fdatasyncs: Cell::new(0),
-            stats,
+            shared,
+            space_counted: Cell::new(0),
             retention: Cell::new(retention),
             report,
         })
@@ -459,8 +467,7 @@ impl PartitionLog {
                 max_timestamp: header.max_timestamp,
             };
             let position = st.writer.end();
-            let file = st.active().file.clone();
-            st.writer.append(&bytes, &|n| file.alloc_dma_buffer(n));
+            st.writer.append(&bytes, &glommio::allocate_dma_buffer);
             let interval = self.config.index_interval_bytes;
             let seg = st.active_mut();
             seg.on_batch(position, &scanned, interval);
@@ -656,11 +663,12 @@ impl PartitionLog {
     /// fdatasyncs the active segment, making everything written so far durable.
     /// Caller holds `flush_lock`.
     async fn sync_written(&self) -> Result<()> {
-        let (upto, file, path) = {
+        let (upto, handle, path) = {
             let st = self.state.borrow();
             let a = st.active();
             (st.written_offset, a.file.clone(), a.path.clone())
         };
+        let file = handle.get().await?;
         let started = std::time::Instant::now();
         let synced = match crate::fault::injected(&path, crate::fault::FaultOp::Sync) {
             Some(e) => Err(e.into()),
@@ -670,13 +678,14 @@ impl PartitionLog {
             return Err(self.fail(format!("fdatasync {}: {e}", path.display())));
         }
         let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.stats.fdatasync_us.record(took);
+        self.shared.stats.fdatasync_us.record(took);
         self.fdatasyncs.set(self.fdatasyncs.get() + 1);
         let mut st = self.state.borrow_mut();
         debug_assert!(st.log_start <= upto && upto <= st.next_offset);
         let committed = upto - st.durable_offset;
         if committed > 0 {
-            self.stats
+            self.shared
+                .stats
                 .commit_records
                 .record(u64::try_from(committed).unwrap_or(0));
         }
@@ -689,29 +698,48 @@ impl PartitionLog {
     /// appended waits to be written: filling uses the time a lightly loaded log would
     /// idle, and a busy one (always a group waiting) does not pay for it.
     fn zero_ahead_if_idle(&self) {
-        let ahead = self.config.zero_ahead_bytes;
-        if ahead == 0 || self.failure.borrow().is_some() {
+        if self.config.zero_ahead_bytes == 0 || self.failure.borrow().is_some() {
             return;
         }
-        let (file, path, piece) = {
+        let (file, piece) = {
             let st = self.state.borrow();
             if st.closed || st.written_offset < st.next_offset || st.writer.has_ready() {
                 return;
             }
+            let end = st.writer.end();
             let Some(piece) = zeroer::next_piece(
-                st.writer.end(),
+                end,
                 self.zero.frontier(),
                 st.preallocated,
-                ahead,
+                self.zero_distance(end),
             ) else {
                 return;
             };
-            let a = st.active();
-            (a.file.clone(), a.path.clone(), piece)
+            (st.active().file.clone(), piece)
         };
         if let Some(permit) = self.zero.try_start() {
-            self.zero.spawn_write(file, path, piece, permit);
+            self.zero.spawn_write(file, piece, permit);
         }
+    }
+
+    /// How far past `end` (the active segment's data) zeros are written ahead.
+    fn zero_distance(&self, end: u64) -> u64 {
+        let step = space::step(end, self.config.preallocate_bytes);
+        space::zero_distance(self.config.zero_ahead_bytes, step)
+    }
+
+    /// Tells the shard's space account how much this log has allocated past its data.
+    fn count_space(&self) {
+        let now = {
+            let st = self.state.borrow();
+            if st.closed {
+                0
+            } else {
+                st.preallocated.saturating_sub(st.writer.end())
+            }
+        };
+        let was = self.space_counted.replace(now);
+        self.shared.space.update(was, now);
     }
 
     /// Issues queued write-behind buffers to the device, in order, each in its own task,
@@ -732,7 +760,17 @@ impl PartitionLog {
     /// [`PartitionLog::pump`] for a caller that holds `pump_lock`.
     async fn pump_locked(&self) -> Result<()> {
         loop {
-            let (item, file, path, inflight, need_prealloc) = {
+            let handle = {
+                let st = self.state.borrow();
+                if !st.writer.has_ready() {
+                    return Ok(());
+                }
+                st.active().file.clone()
+            };
+            // Opened (if it was closed as cold) before a buffer leaves the queue, so
+            // a failure to open loses nothing.
+            let file = handle.get().await?;
+            let (item, path, inflight, need_prealloc) = {
                 let mut st = self.state.borrow_mut();
                 let Some(item) = st.writer.pop_ready() else {
                     return Ok(());
@@ -740,27 +778,29 @@ impl PartitionLog {
                 let end = item.position + item.buffer.len() as u64;
                 st.inflight.borrow_mut().insert(item.position, end);
                 // Allocate before the zero-filled space would reach the end of the
-                // allocation, so filling keeps its distance across steps.
-                let need = (end + self.config.zero_ahead_bytes > st.preallocated)
-                    .then(|| end + self.config.zero_ahead_bytes + self.config.preallocate_bytes);
+                // allocation, so filling keeps its distance across steps; the step
+                // grows with the segment and the shard bounds the total.
+                let step = space::step(end, self.config.preallocate_bytes);
+                let need = space::grow_to(
+                    end,
+                    st.preallocated,
+                    space::zero_distance(self.config.zero_ahead_bytes, step),
+                    step,
+                    self.config.segment_bytes.next_multiple_of(BLOCK) + BLOCK,
+                    self.shared.space.room(),
+                );
                 if let Some(to) = need {
                     st.preallocated = to;
                 }
                 let a = st.active();
-                (
-                    item,
-                    a.file.clone(),
-                    a.path.clone(),
-                    st.inflight.clone(),
-                    need,
-                )
+                (item, a.path.clone(), st.inflight.clone(), need)
             };
+            self.count_space();
             if item.rewrites_tail {
                 // The previous write ends in the block this one starts with.
                 self.drain_writes().await?;
             }
             if let Some(to) = need_prealloc {
-                let to = to.min(self.config.segment_bytes.next_multiple_of(BLOCK) + BLOCK);
                 // Extend the file size too (not FALLOC_FL_KEEP_SIZE): then an fdatasync
                 // need not journal a size change for every group commit (measured: 64 KiB
                 // x 8 appenders from 42 % to 64 % of raw). Recovery treats the zeros
@@ -824,23 +864,27 @@ impl PartitionLog {
         self.zero.reset();
         self.seal_active().await?;
         let base = self.state.borrow().next_offset;
-        let seg = create_segment(&self.dir, base, self.clock.now_ms()).await?;
-        let mut st = self.state.borrow_mut();
-        debug!(dir = %self.dir.display(), base, "rolled segment");
-        st.segments.insert(base, seg);
-        st.writer = WriteBehind::new(self.config.write_buffer_bytes, 0, Vec::new());
-        st.preallocated = 0;
+        let seg = create_segment(&self.dir, base, self.clock.now_ms(), &self.shared).await?;
+        {
+            let mut st = self.state.borrow_mut();
+            debug!(dir = %self.dir.display(), base, "rolled segment");
+            st.segments.insert(base, seg);
+            st.writer = WriteBehind::new(self.config.write_buffer_bytes, 0, Vec::new());
+            st.preallocated = 0;
+        }
+        self.count_space();
         Ok(())
     }
 
     /// Trims the active segment's file to its data and writes its index files. Caller
     /// holds `append_lock` and `flush_lock` and has just synced.
     async fn seal_active(&self) -> Result<()> {
-        let (file, path, size) = {
+        let (handle, path, size) = {
             let st = self.state.borrow();
             let a = st.active();
             (a.file.clone(), a.path.clone(), a.size)
         };
+        let file = handle.get().await?;
         file.truncate(size)
             .await
             .map_err(|e| io_err("truncate", &path, e))?;
@@ -869,10 +913,10 @@ impl PartitionLog {
                 return Ok(Vec::new());
             }
             if let Some(hit) = st.cache.read(from.0, max_bytes) {
-                bump(&self.stats.cache_hits);
+                bump(&self.shared.stats.cache_hits);
                 return Ok(hit);
             }
-            bump(&self.stats.cache_misses);
+            bump(&self.shared.stats.cache_misses);
             let Some((_, seg)) = st.segments.range(..=from.0).next_back() else {
                 return Err(StorageError::OffsetOutOfRange {
                     offset: from.0,
@@ -889,6 +933,7 @@ impl PartitionLog {
             let position = u64::from(seg.offset_index.floor(seg.relative(from.0)));
             (seg.file.clone(), seg.path.clone(), position, limit)
         };
+        let file = file.get().await?;
         read_batches(
             &file,
             &path,
@@ -1012,27 +1057,30 @@ impl PartitionLog {
         )
         .await?;
         seg = rebuilt;
-        seg.file
-            .truncate(cut)
+        let file = seg.file.get().await?;
+        file.truncate(cut)
             .await
             .map_err(|e| io_err("truncate", &seg.path, e))?;
-        seg.file
-            .fdatasync()
+        file.fdatasync()
             .await
             .map_err(|e| io_err("fdatasync", &seg.path, e))?;
         recovery::remove_file(&seg.index_path(&self.dir)).await?;
         recovery::remove_file(&seg.time_index_path(&self.dir)).await?;
         recovery::sync_dir(&self.dir).await?;
-        let tail = recovery::read_tail_block(&seg.file, &seg.path, cut).await?;
+        let tail = recovery::read_tail_block(&file, &seg.path, cut).await?;
+        drop(file);
         let new_end = seg.next_offset;
-        let mut st = self.state.borrow_mut();
-        st.segments.insert(seg_base, seg);
-        st.writer = WriteBehind::new(self.config.write_buffer_bytes, cut, tail);
-        st.preallocated = cut;
-        st.next_offset = new_end;
-        st.written_offset = new_end;
-        st.durable_offset = new_end;
-        st.cache.truncate_from(new_end);
+        {
+            let mut st = self.state.borrow_mut();
+            st.segments.insert(seg_base, seg);
+            st.writer = WriteBehind::new(self.config.write_buffer_bytes, cut, tail);
+            st.preallocated = cut;
+            st.next_offset = new_end;
+            st.written_offset = new_end;
+            st.durable_offset = new_end;
+            st.cache.truncate_from(new_end);
+        }
+        self.count_space();
         info!(dir = %self.dir.display(), requested = offset.0, log_end = new_end, "truncated log");
         Ok(Offset(new_end))
     }
@@ -1044,16 +1092,19 @@ impl PartitionLog {
         for seg in all {
             delete_segment(&self.dir, seg).await?;
         }
-        let seg = create_segment(&self.dir, start, self.clock.now_ms()).await?;
-        let mut st = self.state.borrow_mut();
-        st.segments.insert(start, seg);
-        st.writer = WriteBehind::new(self.config.write_buffer_bytes, 0, Vec::new());
-        st.preallocated = 0;
-        st.next_offset = start;
-        st.written_offset = start;
-        st.durable_offset = start;
-        st.log_start = start;
-        st.cache.truncate_from(i64::MIN);
+        let seg = create_segment(&self.dir, start, self.clock.now_ms(), &self.shared).await?;
+        {
+            let mut st = self.state.borrow_mut();
+            st.segments.insert(start, seg);
+            st.writer = WriteBehind::new(self.config.write_buffer_bytes, 0, Vec::new());
+            st.preallocated = 0;
+            st.next_offset = start;
+            st.written_offset = start;
+            st.durable_offset = start;
+            st.log_start = start;
+            st.cache.truncate_from(i64::MIN);
+        }
+        self.count_space();
         info!(dir = %self.dir.display(), start, "emptied log");
         Ok(())
     }
@@ -1118,15 +1169,19 @@ impl PartitionLog {
             st.closed = true;
             std::mem::take(&mut st.segments)
         };
+        self.count_space();
         for (_, seg) in segments {
-            if let Ok(file) = Rc::try_unwrap(seg.file) {
-                file.close()
-                    .await
-                    .map_err(|e| io_err("close", &seg.path, e))?;
-            }
+            seg.file.close().await?;
         }
         info!(dir = %self.dir.display(), "closed partition log");
         Ok(())
+    }
+}
+
+impl Drop for PartitionLog {
+    fn drop(&mut self) {
+        // A log dropped without `close` (deleted, failed) gives its space back too.
+        self.shared.space.update(self.space_counted.replace(0), 0);
     }
 }
 
@@ -1282,6 +1337,8 @@ async fn find_batch_start(seg: &Segment, offset: i64, max_batch_bytes: usize) ->
         }
         let data = seg
             .file
+            .get()
+            .await?
             .read_at(position, ringlog_schema::BATCH_HEADER_LEN)
             .await
             .map_err(|e| io_err("read", &seg.path, e))?;
@@ -1303,23 +1360,19 @@ async fn find_batch_start(seg: &Segment, offset: i64, max_batch_bytes: usize) ->
     }
 }
 
-async fn create_segment(dir: &Path, base: i64, now_ms: i64) -> Result<Segment> {
+async fn create_segment(dir: &Path, base: i64, now_ms: i64, shared: &LogShared) -> Result<Segment> {
     let path = segment_file(dir, base, LOG_SUFFIX);
     let file = recovery::open_rw(&path, true).await?;
     recovery::sync_dir(dir).await?;
-    Ok(Segment::new_empty(dir, base, Rc::new(file), now_ms))
+    let file = SegmentFile::opened(path, file, &shared.files);
+    Ok(Segment::new_empty(dir, base, file, now_ms))
 }
 
 async fn delete_segment(dir: &Path, seg: Segment) -> Result<()> {
     recovery::remove_file(&seg.index_path(dir)).await?;
     recovery::remove_file(&seg.time_index_path(dir)).await?;
     recovery::remove_file(&seg.path).await?;
-    if let Ok(file) = Rc::try_unwrap(seg.file) {
-        file.close()
-            .await
-            .map_err(|e| io_err("close", &seg.path, e))?;
-    }
-    Ok(())
+    seg.file.close().await
 }
 
 /// Creates the log directory. Runs once per log at open, before the log serves.

@@ -154,7 +154,7 @@ pub(crate) async fn scan_segment(
     mode: ScanMode,
     read_ahead: usize,
 ) -> Result<ScanOutcome> {
-    let file = seg.file.clone();
+    let file = seg.file.get().await?;
     let file_len = file
         .file_size()
         .await
@@ -194,7 +194,7 @@ pub(crate) async fn scan_segment(
                     "file ended at {} before the expected {end} bytes",
                     chunk_pos + chunk.len() as u64
                 );
-                return stop_at(seg, mode, file_len, end, max_batch_bytes, reason).await;
+                return stop_at(&file, seg, mode, file_len, end, max_batch_bytes, reason).await;
             }
         }
         let chunk_end = (chunk_pos + chunk.len() as u64).min(end);
@@ -229,7 +229,7 @@ pub(crate) async fn scan_segment(
                 glommio::yield_if_needed().await;
             }
             Step::Stop(reason) => {
-                return stop_at(seg, mode, file_len, end, max_batch_bytes, reason).await
+                return stop_at(&file, seg, mode, file_len, end, max_batch_bytes, reason).await
             }
             Step::NeedMore(_) => unreachable!("resolved above"),
         }
@@ -238,6 +238,7 @@ pub(crate) async fn scan_segment(
 
 /// Decides what the bytes at `seg.size` that are not a valid batch mean.
 async fn stop_at(
+    file: &DmaFile,
     seg: &Segment,
     mode: ScanMode,
     file_len: u64,
@@ -249,7 +250,7 @@ async fn stop_at(
     let window_pos = pos - pos % BLOCK;
     let window_len = (max_batch_bytes + 2 * ringlog_schema::BATCH_HEADER_LEN + BLOCK_BYTES)
         .next_multiple_of(BLOCK_BYTES);
-    let window = read(&seg.file, seg, window_pos, window_len).await?;
+    let window = read(file, seg, window_pos, window_len).await?;
     let window = &window[..window.len().min((end - window_pos) as usize)];
     let kind = classify_stop(window, window_pos, pos, seg.next_offset, max_batch_bytes);
     match (mode, kind) {

@@ -6,10 +6,8 @@
 //! only the newest segment of a log is written.
 
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
-use glommio::io::DmaFile;
-
+use crate::files::SegmentFile;
 use crate::index::{OffsetIndex, SegmentSummary, TimeIndex};
 use crate::scan::ScannedBatch;
 
@@ -41,12 +39,13 @@ pub(crate) struct Segment {
     pub opened_ms: i64,
     pub offset_index: OffsetIndex,
     pub time_index: TimeIndex,
-    pub file: Rc<DmaFile>,
+    /// The `.log` file: open on demand, closed when cold (see `files`).
+    pub file: SegmentFile,
     pub path: PathBuf,
 }
 
 impl Segment {
-    pub fn new_empty(dir: &Path, base: i64, file: Rc<DmaFile>, now_ms: i64) -> Self {
+    pub fn new_empty(dir: &Path, base: i64, file: SegmentFile, now_ms: i64) -> Self {
         Self {
             base_offset: base,
             next_offset: base,

@@ -32,14 +32,13 @@
 
 use std::cell::Cell;
 use std::ops::Range;
-use std::path::PathBuf;
 use std::rc::Rc;
 
-use glommio::io::DmaFile;
 use glommio::sync::{Semaphore, StaticPermit};
 use tracing::warn;
 
 use crate::config::BLOCK_BYTES;
+use crate::files::SegmentFile;
 
 const BLOCK: u64 = BLOCK_BYTES as u64;
 
@@ -133,8 +132,7 @@ impl ZeroAhead {
     /// Writes zeros over `piece` of `file` in a spawned task that holds `permit`.
     pub(crate) fn spawn_write(
         self: &Rc<Self>,
-        file: Rc<DmaFile>,
-        path: PathBuf,
+        file: SegmentFile,
         piece: Range<u64>,
         permit: StaticPermit,
     ) {
@@ -143,9 +141,13 @@ impl ZeroAhead {
         glommio::spawn_local(async move {
             let _permit = permit;
             let len = (piece.end - piece.start) as usize;
-            let mut buffer = file.alloc_dma_buffer(len);
+            let mut buffer = glommio::allocate_dma_buffer(len);
             buffer.as_bytes_mut().fill(0);
-            let result = file.write_at(buffer, piece.start).await;
+            let path = file.path().to_path_buf();
+            let result = match file.get().await {
+                Ok(f) => f.write_at(buffer, piece.start).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
             zero.inflight_from.set(None);
             match result {
                 Ok(n) => {
