@@ -60,20 +60,28 @@ fn a_retried_batch_is_stored_once_and_gaps_and_old_epochs_are_refused() {
         c.produce("idem", pid, epoch, 7, 1).0,
         OUT_OF_ORDER_SEQUENCE_NUMBER
     );
-    // The same producer re-initialised (v3+: id and epoch given back) gets the next
-    // epoch; the old epoch is then fenced.
+    // InitProducerId without a transactional id always hands out a new id, as
+    // Kafka's does, even when given an id and epoch (v3+): bumping the epoch of the
+    // id it was given would let any client fence another producer.
     let mut req = InitProducerIdRequest::default();
     req.transactional_id = None;
     req.producer_id = kafka_protocol::messages::ProducerId(pid);
     req.producer_epoch = epoch;
-    let bumped: InitProducerIdResponse = c.call(ApiKey::InitProducerId, 3, &req);
+    let again: InitProducerIdResponse = c.call(ApiKey::InitProducerId, 3, &req);
+    assert_eq!(again.error_code, 0);
+    let (pid2, epoch2) = (again.producer_id.0, again.producer_epoch);
+    assert_ne!(pid2, pid, "a new producer id");
+    assert_eq!(epoch2, 0);
+    assert_eq!(c.produce("idem", pid2, epoch2, 0, 1), (0, 5));
     assert_eq!(
-        (bumped.producer_id.0, bumped.producer_epoch),
-        (pid, epoch + 1)
+        c.produce("idem", pid, epoch, 5, 1),
+        (0, 6),
+        "the first producer is not fenced"
     );
-    assert_eq!(c.produce("idem", pid, epoch + 1, 0, 1), (0, 5));
+    // A stale epoch of a known producer is.
+    assert_eq!(c.produce("idem", pid, epoch + 1, 0, 1), (0, 7));
     assert_eq!(
-        c.produce("idem", pid, epoch, 5, 1).0,
+        c.produce("idem", pid, epoch, 6, 1).0,
         INVALID_PRODUCER_EPOCH
     );
 
@@ -83,17 +91,17 @@ fn a_retried_batch_is_stored_once_and_gaps_and_old_epochs_are_refused() {
     let broker = Broker::start(&data, 2, &[]);
     let mut c = Conn::new(&broker.kafka_addr);
     assert_eq!(
-        c.produce("idem", pid, epoch + 1, 0, 1),
+        c.produce("idem", pid2, epoch2, 0, 1),
         (0, 5),
         "a duplicate across a restart"
     );
-    assert_eq!(c.produce("idem", pid, epoch + 1, 1, 1), (0, 6));
+    assert_eq!(c.produce("idem", pid2, epoch2, 1, 1), (0, 8));
     assert_eq!(
-        c.produce("idem", pid, epoch + 1, 3, 1).0,
+        c.produce("idem", pid2, epoch2, 3, 1).0,
         OUT_OF_ORDER_SEQUENCE_NUMBER
     );
     assert_eq!(
         values(&broker, "idem"),
-        ["s0", "s1", "s2", "s3", "s4", "s0", "s1"]
+        ["s0", "s1", "s2", "s3", "s4", "s0", "s5", "s0", "s1"]
     );
 }

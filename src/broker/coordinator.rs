@@ -3,11 +3,11 @@
 //! It alone changes metadata. A change is validated against the pure model, persisted
 //! (atomic file replace with fsyncs), then pushed to every data shard, and answered
 //! only once every shard has adopted it (opened or closed its logs). Admin requests
-//! are serialized. Deleted partitions' directories are renamed to `*.delete` (durable)
-//! and then removed; a start-up sweep finishes removals a crash interrupted.
+//! are serialized. A topic deletion is durable (the metadata saved) before it is
+//! answered; its partitions' directories are then renamed and removed
+//! (`partition_dir`), and a start-up sweep finishes removals a crash interrupted.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -22,12 +22,10 @@ use tracing::{info, warn};
 use crate::broker::errors::metadata_error;
 use crate::broker::messages::{PartitionError, ShardMsg};
 use crate::broker::partition::Partition;
+use crate::broker::partition_dir;
 use crate::config::{topic_log_config, BrokerConfig};
 use crate::metadata::model::MetadataError;
 use crate::metadata::{store, ClusterMetadata};
-
-/// Suffix of a partition directory whose topic was deleted.
-pub const DELETE_SUFFIX: &str = ".delete";
 
 /// The coordination executor's state.
 pub struct Coordinator {
@@ -56,13 +54,28 @@ impl Coordinator {
             port: advertised.port(),
             shards,
         };
-        let mut md = match store::load(&config.data_dir)? {
+        let stored = store::load(&config.data_dir)?;
+        let from_file = stored.is_some();
+        let mut md = match stored {
             Some(md) => md,
             None => ClusterMetadata::new(new_cluster_id(), vec![me.clone()]),
         };
         md.upsert_broker(me);
+        for t in md.topics.values_mut().filter(|t| t.id.is_empty()) {
+            t.id = new_topic_id();
+        }
         store::save(&config.data_dir, &md)?;
-        sweep_deleted(&config.data_dir);
+        // Finish deletions a crash interrupted; with metadata from its file, also
+        // remove partition directories it no longer names.
+        let known = |topic: &str, p: i32| {
+            md.topics
+                .get(topic)
+                .is_some_and(|t| usize::try_from(p).is_ok_and(|p| p < t.partitions.len()))
+        };
+        partition_dir::sweep(
+            &config.data_dir,
+            from_file.then_some(&known as &dyn Fn(&str, i32) -> bool),
+        );
         info!(cluster_id = %md.cluster_id, topics = md.topics.len(), version = md.version, "cluster metadata loaded");
         Ok(Self {
             config,
@@ -183,8 +196,9 @@ impl Coordinator {
                         .plan_topic(&t.name, partitions, rf, configs)
                 });
             match planned {
-                Ok(topic) => {
+                Ok(mut topic) => {
                     if !req.validate_only {
+                        topic.id = new_topic_id();
                         info!(topic = %topic.name, partitions, replication_factor = rf, "creating topic");
                         self.metadata.borrow_mut().add_topic(topic);
                         changed = true;
@@ -305,11 +319,8 @@ impl Coordinator {
         self.publish().await;
         for topic in removed {
             for p in &topic.partitions {
-                remove_partition_dir(&Partition::dir(
-                    &self.config.data_dir,
-                    &topic.name,
-                    p.partition,
-                ));
+                let dir = Partition::dir(&self.config.data_dir, &topic.name, p.partition);
+                partition_dir::remove(&self.config.data_dir, &dir);
             }
         }
         if let Err(e) = store::sync_dir(&self.config.data_dir) {
@@ -329,36 +340,22 @@ fn result(name: String, error: ErrorCode, message: Option<String>) -> TopicResul
     }
 }
 
-/// Renames the directory to `*.delete`, then removes it. A crash between the two
-/// leaves a `*.delete` directory that the next start removes.
-fn remove_partition_dir(dir: &Path) {
-    if !dir.exists() {
-        return;
+/// A new topic id: 128 random bits, hex.
+fn new_topic_id() -> String {
+    let mut bytes = [0u8; 16];
+    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n != bytes.len() as isize {
+        // No kernel randomness (never on Linux >= 3.17): time and a counter are unique
+        // enough to tell two incarnations of a name apart.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let c = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return format!("{nanos:x}{c:x}{:x}", std::process::id());
     }
-    let doomed = PathBuf::from(format!("{}{DELETE_SUFFIX}", dir.display()));
-    if let Err(e) = std::fs::rename(dir, &doomed) {
-        warn!(dir = %dir.display(), error = %e, "cannot rename a deleted partition's directory");
-        return;
-    }
-    if let Err(e) = std::fs::remove_dir_all(&doomed) {
-        warn!(dir = %doomed.display(), error = %e, "cannot remove a deleted partition's directory");
-    }
-}
-
-/// Removes `*.delete` directories left by a crash during topic deletion.
-fn sweep_deleted(data_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(data_dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let path = e.path();
-        if path.is_dir() && path.to_string_lossy().ends_with(DELETE_SUFFIX) {
-            info!(dir = %path.display(), "removing the directory of a deleted topic");
-            if let Err(err) = std::fs::remove_dir_all(&path) {
-                warn!(dir = %path.display(), error = %err, "cannot remove");
-            }
-        }
-    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn new_cluster_id() -> String {

@@ -50,7 +50,9 @@ pub fn metadata_error(e: &MetadataError) -> PartitionError {
     let code = match e {
         MetadataError::TopicExists(_) => ErrorCode::TOPIC_ALREADY_EXISTS,
         MetadataError::UnknownTopic(_) => ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
-        MetadataError::InvalidTopicName { .. } => ErrorCode::INVALID_TOPIC,
+        MetadataError::InvalidTopicName { .. } | MetadataError::InternalTopic(_) => {
+            ErrorCode::INVALID_TOPIC
+        }
         MetadataError::InvalidPartitions(_) | MetadataError::PartitionsCannotShrink { .. } => {
             ErrorCode::INVALID_PARTITIONS
         }

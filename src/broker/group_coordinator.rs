@@ -82,6 +82,8 @@ struct Pending {
 pub struct GroupCoordinator {
     limits: GroupLimits,
     groups: RefCell<BTreeMap<String, Group>>,
+    /// Records of `__consumer_offsets` skipped at load because they do not parse.
+    pub skipped_records: Cell<u64>,
     /// Offsets of each owned `__consumer_offsets` partition, once loaded.
     stores: RefCell<HashMap<i32, Rc<RefCell<OffsetStore>>>>,
     loading: Semaphore,
@@ -97,6 +99,7 @@ impl GroupCoordinator {
             limits,
             groups: RefCell::new(BTreeMap::new()),
             stores: RefCell::new(HashMap::new()),
+            skipped_records: Cell::new(0),
             loading: Semaphore::new(1),
             pending: RefCell::new(HashMap::new()),
             next_token: Cell::new(1),
@@ -699,9 +702,17 @@ impl GroupCoordinator {
                     let batch = batch.map_err(|e| {
                         PartitionError::new(ErrorCode::CORRUPT_MESSAGE, e.to_string())
                     })?;
-                    let records = batch.records().map_err(|e| {
-                        PartitionError::new(ErrorCode::CORRUPT_MESSAGE, e.to_string())
-                    })?;
+                    let records = match batch.records() {
+                        Ok(records) => records,
+                        Err(e) => {
+                            // One bad batch never blocks the partition's groups.
+                            warn!(partition = p, offset = batch.base_offset(), error = %e,
+                                  "a batch of {OFFSETS_TOPIC} does not decode; skipped");
+                            skipped += u64::try_from(batch.record_count()).unwrap_or(0).max(1);
+                            offset = batch.last_offset() + 1;
+                            continue;
+                        }
+                    };
                     for r in records.into_iter().filter(|r| r.offset >= offset) {
                         let applied = r
                             .key
@@ -715,6 +726,8 @@ impl GroupCoordinator {
                 }
             }
         }
+        self.skipped_records
+            .set(self.skipped_records.get() + skipped);
         if skipped > 0 {
             warn!(
                 partition = p,

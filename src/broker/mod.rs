@@ -17,6 +17,7 @@ pub mod join;
 pub mod memory;
 pub mod messages;
 pub mod partition;
+pub mod partition_dir;
 pub mod producer_state;
 pub mod request_order;
 pub mod shard;

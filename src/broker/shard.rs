@@ -20,6 +20,7 @@ use crate::broker::group_coordinator::GroupCoordinator;
 use crate::broker::memory::MemoryBudget;
 use crate::broker::messages::{FetchData, PartitionError, PartitionKey, PartitionRead, ShardMsg};
 use crate::broker::partition::{FirstBatch, Partition};
+use crate::broker::partition_dir;
 use crate::broker::signal::{Latch, Signal};
 use crate::config::{topic_log_config, BrokerConfig};
 use crate::metadata::{BrokerId, ClusterMetadata, TopicMeta};
@@ -422,6 +423,7 @@ impl Shard {
         snap.open_segment_files = self.logs.files.open_now() as u64;
         snap.segment_file_reopens = self.logs.files.reopened();
         snap.preallocated_unused_bytes = self.logs.space.unused();
+        snap.offsets_records_skipped = self.groups.skipped_records.get();
         snap.memory = [
             ("request", &self.request_memory),
             ("response", &self.response_memory),
@@ -571,7 +573,26 @@ async fn open_partition(
     let log_config =
         topic_log_config(log_defaults, &topic.configs).map_err(StorageError::Config)?;
     let dir = Partition::dir(&config.data_dir, &topic.name, partition);
+    // A directory left by a deleted incarnation of this topic is never served.
+    let state = partition_dir::check(&dir, &topic.id);
+    if let partition_dir::DirState::Stale(old) = &state {
+        warn!(topic = %topic.name, partition, old_topic_id = %old, topic_id = %topic.id,
+              "removing the directory of a deleted incarnation of this topic");
+        if !partition_dir::remove(&config.data_dir, &dir) {
+            return Err(StorageError::Config(format!(
+                "{} holds a deleted topic's data and cannot be removed",
+                dir.display()
+            )));
+        }
+    }
     let log = PartitionLog::open_shared(&dir, log_config, logs.clone()).await?;
+    if state != partition_dir::DirState::Ours && !topic.id.is_empty() {
+        partition_dir::mark(&dir, &topic.id).map_err(|e| StorageError::Io {
+            op: "write",
+            path: dir.join(partition_dir::PARTITION_METADATA),
+            source: e,
+        })?;
+    }
     let report = log.open_report();
     info!(
         topic = %topic.name,

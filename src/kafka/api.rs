@@ -349,21 +349,18 @@ pub async fn dispatch(
     Ok(Some(frame.into()))
 }
 
-/// InitProducerId for idempotent producers: a new producer id at epoch 0, or, when
-/// the producer gives its id and epoch back (v3+, after an error), the next epoch.
-/// Transactions are not served (an empty transactional id counts as none).
+/// InitProducerId for idempotent producers: always a new producer id at epoch 0,
+/// as Kafka answers when there is no transactional id, whatever id and epoch the
+/// request gives back (v3+): bumping the given id's epoch would let any client
+/// fence another producer. Transactions are not served (an empty transactional id
+/// counts as none).
 fn init_producer_id(shard: &Shard, req: &InitProducerIdRequest) -> InitProducerIdResponse {
     let mut resp = InitProducerIdResponse::default();
     if req.transactional_id.as_ref().is_some_and(|t| !t.is_empty()) {
         resp.error_code = codes::COORDINATOR_NOT_AVAILABLE;
         return resp;
     }
-    let (id, epoch) = if req.producer_id.0 >= 0 && (0..i16::MAX - 1).contains(&req.producer_epoch) {
-        (req.producer_id.0, req.producer_epoch + 1)
-    } else {
-        (shard.new_producer_id(), 0)
-    };
-    resp.producer_id = ProducerId(id);
-    resp.producer_epoch = epoch;
+    resp.producer_id = ProducerId(shard.new_producer_id());
+    resp.producer_epoch = 0;
     resp
 }

@@ -61,7 +61,7 @@ pub async fn handle(shard: &Shard, req: MetadataRequest, version: i16) -> Metada
 fn topic(t: &TopicMeta, version: i16) -> MetadataResponseTopic {
     let mut out = MetadataResponseTopic::default();
     out.name = Some(TopicName(StrBytes::from_string(t.name.clone())));
-    out.is_internal = version >= 1 && t.name.starts_with("__");
+    out.is_internal = version >= 1 && crate::metadata::model::is_internal_topic(&t.name);
     out.partitions = t
         .partitions
         .iter()

@@ -38,6 +38,12 @@ pub struct PartitionMeta {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicMeta {
     pub name: String,
+    /// This incarnation's id (Kafka's topic id, KIP-516), random, given by the
+    /// coordinator at creation: a partition directory marked with another id belongs
+    /// to a deleted topic of the same name and is never served as this one's.
+    /// Empty in metadata written before ids existed; the coordinator fills it in.
+    #[serde(default)]
+    pub id: String,
     /// s0 of DESIGN §2: partition i lives on shard (s0 + i) mod S. Stored unreduced so
     /// a restart with another shard count still spreads the topic.
     pub start_shard: u32,
@@ -73,12 +79,20 @@ pub enum MetadataError {
     InvalidReplicationFactor { factor: i16, live: usize },
     #[error("invalid topic config: {0}")]
     InvalidConfig(String),
+    #[error("{0:?} is an internal topic: clients may not delete, repartition or write to it")]
+    InternalTopic(String),
     #[error("topic {topic:?} has {current} partitions; it can only grow (asked for {asked})")]
     PartitionsCannotShrink {
         topic: String,
         current: i32,
         asked: i32,
     },
+}
+
+/// Topics the broker keeps for itself (Kafka's `Topic.isInternal`): clients may read
+/// them, never delete, repartition or write to them.
+pub fn is_internal_topic(name: &str) -> bool {
+    name == crate::groups::offsets::OFFSETS_TOPIC
 }
 
 /// Checks a topic name against Kafka's rules: 1..=249 characters of
@@ -158,6 +172,7 @@ impl ClusterMetadata {
             .collect();
         Ok(TopicMeta {
             name: name.to_string(),
+            id: String::new(),
             start_shard: self.next_start_shard,
             configs,
             partitions,
@@ -172,6 +187,9 @@ impl ClusterMetadata {
         topic: &str,
         total: i32,
     ) -> Result<Vec<PartitionMeta>, MetadataError> {
+        if is_internal_topic(topic) {
+            return Err(MetadataError::InternalTopic(topic.to_string()));
+        }
         let t = self
             .topics
             .get(topic)
@@ -222,6 +240,9 @@ impl ClusterMetadata {
 
     /// Removes a topic and returns it.
     pub fn remove_topic(&mut self, name: &str) -> Result<TopicMeta, MetadataError> {
+        if is_internal_topic(name) {
+            return Err(MetadataError::InternalTopic(name.to_string()));
+        }
         let topic = self
             .topics
             .remove(name)

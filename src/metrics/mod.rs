@@ -147,6 +147,7 @@ impl ShardStats {
             open_segment_files: 0,
             segment_file_reopens: 0,
             preallocated_unused_bytes: 0,
+            offsets_records_skipped: 0,
             partitions: Vec::new(),
             committed: Vec::new(),
         }
@@ -210,6 +211,8 @@ pub struct ShardSnapshot {
     pub segment_file_reopens: u64,
     /// Bytes the shard's logs hold allocated past their data.
     pub preallocated_unused_bytes: u64,
+    /// Records of `__consumer_offsets` skipped at load because they do not parse.
+    pub offsets_records_skipped: u64,
     pub partitions: Vec<PartitionSnapshot>,
     /// Committed offsets of the groups this shard coordinates (loaded ones).
     pub committed: Vec<CommittedOffset>,

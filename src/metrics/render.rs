@@ -282,6 +282,12 @@ pub fn render(facts: &BrokerFacts<'_>, shards: &[(u16, Option<ShardSnapshot>)]) 
             &s,
             snap.preallocated_unused_bytes as f64,
         );
+        e.counter(
+            "ringlog_offsets_records_skipped_total",
+            "Records of __consumer_offsets skipped when loading a partition's groups because they do not parse.",
+            &s,
+            snap.offsets_records_skipped,
+        );
         e.gauge(
             "ringlog_waiters",
             "Tasks waiting on the shard's signals: long-polling fetches and shutdown watchers of requests in flight.",

@@ -9,9 +9,11 @@ use ringlog_schema::wire::{
 };
 use ringlog_shards::Reply;
 
+use crate::broker::errors::metadata_error;
 use crate::broker::handlers::{error_body, join_all, refused_partitions, Response};
 use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
 use crate::broker::shard::Shard;
+use crate::metadata::model::{is_internal_topic, MetadataError};
 
 /// Hands one partition's records to its owner shard. Called in arrival order, it
 /// keeps that order on the owner (both protocols' produce paths use it).
@@ -20,6 +22,11 @@ pub async fn queue(
     key: &PartitionKey,
     records: Bytes,
 ) -> Result<Reply<ShardMsg>, PartitionError> {
+    if is_internal_topic(&key.topic) {
+        return Err(metadata_error(&MetadataError::InternalTopic(
+            key.topic.clone(),
+        )));
+    }
     let msg = ShardMsg::Produce {
         key: key.clone(),
         records,
