@@ -187,6 +187,11 @@ pub struct BrokerConfig {
     pub max_connections_per_ip: usize,
     /// `log.retention.check.interval.ms`.
     pub retention_check_interval: Duration,
+    /// `producer.id.expiration.ms`: an idempotent producer silent this long is
+    /// forgotten.
+    pub producer_id_expiration_ms: i64,
+    /// `producer.id.expiration.check.interval.ms`.
+    pub producer_id_expiration_check_interval: Duration,
     /// Shard io_uring buffer memory (locked), `shard.io.memory.bytes`.
     pub io_memory_bytes: usize,
     /// `shard.open.files.max`: segment files a shard keeps open; colder ones are
@@ -237,6 +242,9 @@ impl Default for BrokerConfig {
             max_connections: MAX_CONNECTIONS_DEFAULT,
             max_connections_per_ip: MAX_CONNECTIONS_DEFAULT,
             retention_check_interval: Duration::from_millis(300_000),
+            producer_id_expiration_ms:
+                crate::broker::producer_state::PRODUCER_ID_EXPIRATION_MS_DEFAULT,
+            producer_id_expiration_check_interval: Duration::from_millis(600_000),
             io_memory_bytes: 10 << 20,
             shard_open_files_max: ringlog_storage::shared::OPEN_FILES_MAX_DEFAULT,
             shard_preallocate_max_bytes: ringlog_storage::shared::PREALLOCATED_MAX_BYTES_DEFAULT,
@@ -288,6 +296,8 @@ pub const BROKER_KEYS: &[&str] = &[
     "log.retention.hours",
     "log.retention.bytes",
     "log.retention.check.interval.ms",
+    "producer.id.expiration.ms",
+    "producer.id.expiration.check.interval.ms",
     "log.index.interval.bytes",
     "log.flush",
     "log.cache.bytes",
@@ -410,6 +420,20 @@ impl BrokerConfig {
             "log.retention.bytes" => {
                 let n: i64 = num(v).map_err(bad)?;
                 self.log.retention_bytes = u64::try_from(n).ok();
+            }
+            "producer.id.expiration.ms" => {
+                let ms: i64 = num(v).map_err(bad)?;
+                if ms <= 0 {
+                    return Err(bad("must be > 0".into()));
+                }
+                self.producer_id_expiration_ms = ms;
+            }
+            "producer.id.expiration.check.interval.ms" => {
+                let ms: u64 = num(v).map_err(bad)?;
+                if ms == 0 {
+                    return Err(bad("must be > 0".into()));
+                }
+                self.producer_id_expiration_check_interval = Duration::from_millis(ms);
             }
             "log.retention.check.interval.ms" => {
                 let ms: u64 = num(v).map_err(bad)?;

@@ -18,6 +18,7 @@ pub mod memory;
 pub mod messages;
 pub mod partition;
 pub mod partition_dir;
+pub mod producer_snapshot;
 pub mod producer_state;
 pub mod request_order;
 pub mod shard;

@@ -20,10 +20,12 @@ use ringlog_schema::wire::ErrorCode;
 
 use crate::broker::errors::{batch_error, storage_error};
 use crate::broker::messages::{FetchData, PartitionError, PartitionOffsets};
-use crate::broker::producer_state::{last_sequence, ProducerState, Verdict};
+use crate::broker::producer_snapshot;
+use crate::broker::producer_state::{last_sequence, LoggedBatch, ProducerState, Verdict};
 use crate::broker::shard::now_ms;
 use crate::broker::signal::{Latch, Signal};
 use crate::metrics::PartitionStats;
+use tracing::info;
 
 /// Bytes read per step when rebuilding producer state.
 const PRODUCER_LOAD_READ_BYTES: usize = 1 << 20;
@@ -52,6 +54,11 @@ pub struct Partition {
     /// Notified when a pending idempotent batch's append ends (appended or failed):
     /// a retry of it waits for that.
     producers_settled: Signal,
+    /// Offsets of the producer snapshots in the directory (known once loaded).
+    snapshots: RefCell<Vec<i64>>,
+    /// Offset of the newest snapshot written or loaded (-1: none).
+    snapshot_offset: Cell<i64>,
+    snapshot_writing: Cell<bool>,
     /// Bytes and records in and out, for `/metrics`.
     pub stats: PartitionStats,
 }
@@ -67,6 +74,9 @@ impl Partition {
             producers_loaded: Latch::default(),
             producers_loading: Cell::new(false),
             producers_settled: Signal::default(),
+            snapshots: RefCell::new(Vec::new()),
+            snapshot_offset: Cell::new(-1),
+            snapshot_writing: Cell::new(false),
             stats: PartitionStats::default(),
         }
     }
@@ -156,13 +166,14 @@ impl Partition {
             {
                 let mut producers = self.producers.borrow_mut();
                 match &appended {
-                    Ok(base) => producers.appended(pid, epoch, first, last, *base),
+                    Ok(base) => producers.appended(pid, epoch, first, last, *base, now),
                     Err(_) => producers.failed(pid, epoch, first, last),
                 }
             }
             self.producers_settled.notify();
             let base = appended?;
             self.arrived.notify();
+            self.snapshot_after_roll().await;
             return Ok((base, self.log.log_start_offset().0));
         }
         let base = self.append(batches).await?;
@@ -186,8 +197,10 @@ impl Partition {
         Ok(infos.first().map_or(-1, |i| i.base_offset.0))
     }
 
-    /// Rebuilds the idempotent producers' state from the last two segments (a retry
-    /// only ever repeats one of a producer's last five batches), once.
+    /// Rebuilds the idempotent producers' state, once: from the newest snapshot at
+    /// or below the log end, replaying the batches after it; without one, from the
+    /// last two segments (a retry only ever repeats one of a producer's last five
+    /// batches, and producers silent for longer have expired anyway).
     async fn load_producers(&self) -> Result<(), PartitionError> {
         if self.producers_loaded.is_set() {
             return Ok(());
@@ -196,16 +209,29 @@ impl Partition {
             self.producers_loaded.wait().await;
             return Ok(());
         }
-        let bases = self.log.segment_bases();
-        let from = bases
-            .len()
-            .checked_sub(2)
-            .and_then(|i| bases.get(i))
-            .or(bases.first())
-            .map_or(self.log.log_start_offset().0, |o| o.0);
-        let mut state = ProducerState::default();
-        let mut at = from.max(self.log.log_start_offset().0);
+        let dir = self.log.dir().to_path_buf();
+        let offsets = producer_snapshot::list(&dir);
         let end = self.log.log_end_offset().0;
+        let snapshot = producer_snapshot::load_newest(&dir, &offsets, end).await;
+        *self.snapshots.borrow_mut() = offsets;
+        let (mut state, from, snapshot_at) = match snapshot {
+            Some((offset, state)) => {
+                self.snapshot_offset.set(offset);
+                (state, offset, Some(offset))
+            }
+            None => {
+                let bases = self.log.segment_bases();
+                let from = bases
+                    .len()
+                    .checked_sub(2)
+                    .and_then(|i| bases.get(i))
+                    .or(bases.first())
+                    .map_or(self.log.log_start_offset().0, |o| o.0);
+                (ProducerState::default(), from, None)
+            }
+        };
+        let mut at = from.max(self.log.log_start_offset().0);
+        let mut replayed = 0u64;
         while at < end {
             let chunks = match self.log.read(Offset(at), PRODUCER_LOAD_READ_BYTES).await {
                 Ok(c) => c,
@@ -221,23 +247,84 @@ impl Partition {
             }
             for chunk in chunks {
                 for b in split_batches(chunk).filter_map(Result::ok) {
+                    if b.last_offset() < at {
+                        continue;
+                    }
                     let first = b.base_sequence();
-                    state.load(
-                        b.producer_id(),
-                        b.producer_epoch(),
-                        first,
-                        last_sequence(first, b.last_offset_delta()),
-                        b.base_offset(),
-                    );
+                    state.load(LoggedBatch {
+                        pid: b.producer_id(),
+                        epoch: b.producer_epoch(),
+                        first_seq: first,
+                        last_seq: last_sequence(first, b.last_offset_delta()),
+                        base_offset: b.base_offset(),
+                        timestamp_ms: b.max_timestamp(),
+                    });
+                    replayed += 1;
                     at = b.last_offset() + 1;
                 }
             }
         }
+        info!(topic = %self.topic, partition = self.partition, snapshot = ?snapshot_at,
+              replayed_from = from, replayed_batches = replayed, producers = state.len(),
+              "idempotent producer state loaded");
         // Batches appended while loading are in the log and were read, or came
         // after `end` and are checked against the loaded state from now on.
         *self.producers.borrow_mut() = state;
         self.producers_loaded.set();
         Ok(())
+    }
+
+    /// After a segment roll, once no idempotent batch is being appended, writes a
+    /// snapshot of the producers at the log end (every batch below it is in the
+    /// state), so a restart replays only what follows it.
+    async fn snapshot_after_roll(&self) {
+        if !self.producers_loaded.is_set() || self.snapshot_writing.get() {
+            return;
+        }
+        let active = self.log.active_segment_base().0;
+        if active <= self.snapshot_offset.get() {
+            return;
+        }
+        self.write_snapshot().await;
+    }
+
+    /// Writes a snapshot of the producers at the log end if nothing is pending.
+    async fn write_snapshot(&self) {
+        let (state, offset) = {
+            let producers = self.producers.borrow();
+            if producers.has_pending() {
+                return;
+            }
+            (producers.clone(), self.log.log_end_offset().0)
+        };
+        self.snapshot_writing.set(true);
+        let dir = self.log.dir().to_path_buf();
+        let mut offsets = self.snapshots.take();
+        producer_snapshot::write(&dir, &mut offsets, offset, &state).await;
+        *self.snapshots.borrow_mut() = offsets;
+        self.snapshot_offset.set(offset);
+        self.snapshot_writing.set(false);
+    }
+
+    /// At a clean close: the producers' state at the log end, so the next start
+    /// replays nothing.
+    pub async fn snapshot_producers(&self) {
+        if self.producers_loaded.is_set()
+            && self.snapshot_offset.get() < self.log.log_end_offset().0
+        {
+            self.write_snapshot().await;
+        }
+    }
+
+    /// Forgets producers silent for `expiration_ms` (`producer.id.expiration.ms`);
+    /// returns how many.
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.producers.borrow_mut().expire(now_ms, expiration_ms)
+    }
+
+    /// Idempotent producers known to this partition.
+    pub fn producer_count(&self) -> usize {
+        self.producers.borrow().len()
     }
 
     /// Whole batches from `offset`, cut at the high watermark, within `max_bytes`;

@@ -14,6 +14,11 @@
 //!   clients take it for success, would acknowledge a batch whose append may fail);
 //! - otherwise it must start right after the last batch (sequences wrap at
 //!   `i32::MAX`), else OUT_OF_ORDER_SEQUENCE_NUMBER.
+//!
+//! A producer not heard from for `producer.id.expiration.ms` is forgotten
+//! (`expire`), as in Kafka. The state round-trips through a snapshot (`encode`,
+//! `decode`): Kafka's `.snapshot` idea, so a restart reads the state of a known
+//! offset and replays only the batches after it.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -21,6 +26,46 @@ use ringlog_schema::wire::ErrorCode;
 
 /// Batches remembered per producer (Kafka's in-flight limit for idempotence).
 pub const BATCHES_REMEMBERED: usize = 5;
+/// Kafka's `producer.id.expiration.ms` default: a day.
+pub const PRODUCER_ID_EXPIRATION_MS_DEFAULT: i64 = 86_400_000;
+
+const SNAPSHOT_MAGIC: &[u8; 4] = b"RLPS";
+const SNAPSHOT_VERSION: u16 = 1;
+/// Magic, version, offset, producer count.
+const SNAPSHOT_HEADER_BYTES: usize = 4 + 2 + 8 + 4;
+
+/// A producer's batch as found in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoggedBatch {
+    pub pid: i64,
+    pub epoch: i16,
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub base_offset: i64,
+    pub timestamp_ms: i64,
+}
+
+/// Reads fixed-size fields off a snapshot, never past its end.
+struct SnapshotReader<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> SnapshotReader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self.at.checked_add(n).filter(|e| *e <= self.buf.len());
+        let end = end.ok_or("cut short")?;
+        let s = &self.buf[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        self.take(N)?
+            .try_into()
+            .map_err(|_| "cut short".to_string())
+    }
+}
 
 /// A batch in the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +92,9 @@ struct Producer {
     batches: VecDeque<BatchMeta>,
     /// Batches being appended, in the order they were checked.
     pending: VecDeque<PendingBatch>,
+    /// When the producer's last batch was appended (or, rebuilt from the log, its
+    /// timestamp), in ms since the epoch: for expiry.
+    last_seen_ms: i64,
 }
 
 impl Producer {
@@ -175,11 +223,13 @@ impl ProducerState {
         first_seq: i32,
         last_seq: i32,
         base_offset: i64,
+        now_ms: i64,
     ) {
         if pid < 0 {
             return;
         }
         let p = self.producers.entry(pid).or_default();
+        p.last_seen_ms = p.last_seen_ms.max(now_ms);
         let pending = PendingBatch {
             epoch,
             first_seq,
@@ -210,13 +260,124 @@ impl ProducerState {
         }
     }
 
-    /// Rebuilding from the log: a batch that is there, in log order.
-    pub fn load(&mut self, pid: i64, epoch: i16, first_seq: i32, last_seq: i32, base_offset: i64) {
-        if pid < 0 {
+    /// Rebuilding from the log: a batch that is there, in log order, with its
+    /// (max) timestamp.
+    pub fn load(&mut self, batch: LoggedBatch) {
+        if batch.pid < 0 {
             return;
         }
-        let p = self.producers.entry(pid).or_default();
-        Self::record(p, epoch, first_seq, last_seq, base_offset);
+        let p = self.producers.entry(batch.pid).or_default();
+        p.last_seen_ms = p.last_seen_ms.max(batch.timestamp_ms);
+        Self::record(
+            p,
+            batch.epoch,
+            batch.first_seq,
+            batch.last_seq,
+            batch.base_offset,
+        );
+    }
+
+    /// Producers known (in the log or being appended).
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
+    /// Whether any batch is being appended.
+    pub fn has_pending(&self) -> bool {
+        self.producers.values().any(|p| !p.pending.is_empty())
+    }
+
+    /// Forgets producers with nothing pending whose last batch is `expiration_ms` or
+    /// more older than `now_ms`; returns how many.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, p| {
+            !p.pending.is_empty() || now_ms.saturating_sub(p.last_seen_ms) < expiration_ms
+        });
+        before - self.producers.len()
+    }
+
+    /// The state as a snapshot taken at log offset `offset` (everything before it
+    /// is in the state): pending batches are not included, so take it when none is.
+    pub fn encode(&self, offset: i64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + 64 * self.producers.len());
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
+        out.extend_from_slice(&offset.to_be_bytes());
+        let known: Vec<(&i64, &Producer)> = self
+            .producers
+            .iter()
+            .filter(|(_, p)| p.epoch.is_some())
+            .collect();
+        out.extend_from_slice(&(known.len() as u32).to_be_bytes());
+        for (pid, p) in known {
+            out.extend_from_slice(&pid.to_be_bytes());
+            out.extend_from_slice(&p.epoch.unwrap_or(0).to_be_bytes());
+            out.extend_from_slice(&p.last_seen_ms.to_be_bytes());
+            out.push(p.batches.len() as u8);
+            for b in &p.batches {
+                out.extend_from_slice(&b.first_seq.to_be_bytes());
+                out.extend_from_slice(&b.last_seq.to_be_bytes());
+                out.extend_from_slice(&b.base_offset.to_be_bytes());
+            }
+        }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    /// A snapshot's offset and state; an error for anything damaged or foreign.
+    pub fn decode(bytes: &[u8]) -> Result<(i64, ProducerState), String> {
+        let body_len = bytes
+            .len()
+            .checked_sub(4)
+            .ok_or("shorter than its checksum")?;
+        let (body, crc) = bytes.split_at(body_len);
+        let stored = u32::from_be_bytes(crc.try_into().map_err(|_| "checksum")?);
+        if crc32c::crc32c(body) != stored {
+            return Err("checksum mismatch".into());
+        }
+        let mut r = SnapshotReader { buf: body, at: 0 };
+        if r.take(SNAPSHOT_MAGIC.len())? != SNAPSHOT_MAGIC {
+            return Err("not a producer state snapshot".into());
+        }
+        let version = u16::from_be_bytes(r.array()?);
+        if version != SNAPSHOT_VERSION {
+            return Err(format!("snapshot version {version}"));
+        }
+        let offset = i64::from_be_bytes(r.array()?);
+        let count = u32::from_be_bytes(r.array()?) as usize;
+        let mut state = ProducerState::default();
+        for _ in 0..count {
+            let pid = i64::from_be_bytes(r.array()?);
+            let epoch = i16::from_be_bytes(r.array()?);
+            let last_seen_ms = i64::from_be_bytes(r.array()?);
+            let n = r.take(1)?[0] as usize;
+            if n > BATCHES_REMEMBERED {
+                return Err(format!("{n} batches for producer {pid}"));
+            }
+            let mut p = Producer {
+                epoch: Some(epoch),
+                last_seen_ms,
+                ..Producer::default()
+            };
+            for _ in 0..n {
+                p.batches.push_back(BatchMeta {
+                    first_seq: i32::from_be_bytes(r.array()?),
+                    last_seq: i32::from_be_bytes(r.array()?),
+                    base_offset: i64::from_be_bytes(r.array()?),
+                });
+            }
+            state.producers.insert(pid, p);
+        }
+        if r.at != body.len() {
+            return Err("trailing bytes".into());
+        }
+        Ok((offset, state))
     }
 
     fn record(p: &mut Producer, epoch: i16, first_seq: i32, last_seq: i32, base_offset: i64) {
@@ -239,6 +400,84 @@ impl ProducerState {
 mod tests {
     use super::*;
 
+    fn logged(
+        pid: i64,
+        epoch: i16,
+        first_seq: i32,
+        last_seq: i32,
+        base_offset: i64,
+    ) -> LoggedBatch {
+        LoggedBatch {
+            pid,
+            epoch,
+            first_seq,
+            last_seq,
+            base_offset,
+            timestamp_ms: 0,
+        }
+    }
+
+    #[test]
+    fn producers_expire_after_their_last_batch_unless_appending() {
+        let mut s = ProducerState::default();
+        assert_eq!(s.check(1, 0, 0, 0), Verdict::Append);
+        s.appended(1, 0, 0, 0, 0, 1_000);
+        assert_eq!(s.check(2, 0, 0, 0), Verdict::Append);
+        s.appended(2, 0, 0, 0, 1, 5_000);
+        assert_eq!(s.check(3, 0, 0, 0), Verdict::Append); // pending, never appended
+        assert_eq!(s.expire(10_999, 10_000), 0);
+        assert_eq!(s.expire(11_000, 10_000), 1, "producer 1");
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.expire(1_000_000, 10_000), 1, "producer 2; 3 is pending");
+        // An expired producer is unknown: its next batch must start at 0.
+        assert_eq!(
+            code(s.check(1, 0, 1, 1)),
+            Some(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
+        );
+    }
+
+    #[test]
+    fn snapshots_round_trip_and_damage_is_refused() {
+        let mut s = ProducerState::default();
+        for pid in 0..20i64 {
+            for b in 0..7i32 {
+                assert_eq!(s.check(pid, 2, b * 10, b * 10 + 9), Verdict::Append);
+                s.appended(
+                    pid,
+                    2,
+                    b * 10,
+                    b * 10 + 9,
+                    pid * 100 + i64::from(b),
+                    7_000 + pid,
+                );
+            }
+        }
+        let bytes = s.encode(12_345);
+        let (offset, mut back) = ProducerState::decode(&bytes).unwrap();
+        assert_eq!(offset, 12_345);
+        assert_eq!(back.len(), 20);
+        // The last five batches of each are duplicates with their offsets; the next
+        // sequence appends; older epochs are fenced.
+        assert_eq!(back.check(3, 2, 60, 69), Verdict::Duplicate(306));
+        assert_eq!(
+            code(back.check(3, 2, 10, 19)),
+            Some(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
+        );
+        assert_eq!(back.check(3, 2, 70, 79), Verdict::Append);
+        assert_eq!(
+            code(back.check(4, 1, 70, 79)),
+            Some(ErrorCode::INVALID_PRODUCER_EPOCH)
+        );
+        // Last-seen times were kept: producers 0..=5 are due, 3 has a batch pending.
+        assert_eq!(back.expire(7_000 + 5 + 1_000, 1_000), 5);
+        for cut in [0, 3, 17, bytes.len() - 1] {
+            assert!(ProducerState::decode(&bytes[..cut]).is_err(), "cut {cut}");
+        }
+        let mut flipped = bytes.clone();
+        flipped[20] ^= 1;
+        assert!(ProducerState::decode(&flipped).is_err());
+    }
+
     fn code(v: Verdict) -> Option<ErrorCode> {
         match v {
             Verdict::Reject(c, _) => Some(c),
@@ -251,10 +490,10 @@ mod tests {
         let mut s = ProducerState::default();
         assert_eq!(s.check(7, 0, 0, 9), Verdict::Append);
         assert_eq!(s.check(7, 0, 0, 9), Verdict::InFlight);
-        s.appended(7, 0, 0, 9, 100);
+        s.appended(7, 0, 0, 9, 100, 0);
         assert_eq!(s.check(7, 0, 0, 9), Verdict::Duplicate(100));
         assert_eq!(s.check(7, 0, 10, 19), Verdict::Append);
-        s.appended(7, 0, 10, 19, 110);
+        s.appended(7, 0, 10, 19, 110, 0);
         assert_eq!(s.check(7, 0, 10, 19), Verdict::Duplicate(110));
     }
 
@@ -269,7 +508,7 @@ mod tests {
             Verdict::Append,
             "retried, not a duplicate"
         );
-        s.appended(7, 0, 0, 9, 0);
+        s.appended(7, 0, 0, 9, 0, 0);
         // A later batch and the one behind it fail; the retries append in order.
         assert_eq!(s.check(7, 0, 10, 19), Verdict::Append);
         assert_eq!(s.check(7, 0, 20, 29), Verdict::Append);
@@ -280,13 +519,13 @@ mod tests {
             Some(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
         );
         assert_eq!(s.check(7, 0, 10, 19), Verdict::Append);
-        s.appended(7, 0, 10, 19, 10);
+        s.appended(7, 0, 10, 19, 10, 0);
         assert_eq!(s.check(7, 0, 10, 19), Verdict::Duplicate(10));
         // A failed epoch bump leaves the old epoch in force.
         assert_eq!(s.check(7, 1, 0, 0), Verdict::Append);
         s.failed(7, 1, 0, 0);
         assert_eq!(s.check(7, 0, 20, 29), Verdict::Append);
-        s.appended(7, 0, 20, 29, 20);
+        s.appended(7, 0, 20, 29, 20, 0);
         assert_eq!(s.check(7, 0, 0, 9), Verdict::Duplicate(0));
     }
 
@@ -294,7 +533,7 @@ mod tests {
     fn a_pending_epoch_bump_fences_the_old_epoch() {
         let mut s = ProducerState::default();
         assert_eq!(s.check(3, 0, 0, 0), Verdict::Append);
-        s.appended(3, 0, 0, 0, 0);
+        s.appended(3, 0, 0, 0, 0, 0);
         assert_eq!(s.check(3, 1, 0, 0), Verdict::Append);
         assert_eq!(
             code(s.check(3, 0, 1, 1)),
@@ -305,8 +544,8 @@ mod tests {
             Verdict::Append,
             "behind the pending one"
         );
-        s.appended(3, 1, 0, 0, 1);
-        s.appended(3, 1, 1, 1, 2);
+        s.appended(3, 1, 0, 0, 1, 0);
+        s.appended(3, 1, 1, 1, 2, 0);
         assert_eq!(s.check(3, 1, 1, 1), Verdict::Duplicate(2));
     }
 
@@ -350,7 +589,7 @@ mod tests {
         let mut s = ProducerState::default();
         for i in 0..8 {
             assert_eq!(s.check(2, 0, i, i), Verdict::Append);
-            s.appended(2, 0, i, i, i64::from(i));
+            s.appended(2, 0, i, i, i64::from(i), 0);
         }
         assert_eq!(s.check(2, 0, 3, 3), Verdict::Duplicate(3));
         assert_eq!(
@@ -359,7 +598,7 @@ mod tests {
         );
         assert_eq!(last_sequence(i32::MAX - 1, 3), 1);
         let mut s = ProducerState::default();
-        s.load(3, 0, i32::MAX - 4, i32::MAX, 50);
+        s.load(logged(3, 0, i32::MAX - 4, i32::MAX, 50));
         assert_eq!(s.check(3, 0, 0, 4), Verdict::Append, "wraps to 0");
     }
 
@@ -367,8 +606,8 @@ mod tests {
     fn non_idempotent_batches_are_not_checked_and_loading_rebuilds() {
         let mut s = ProducerState::default();
         assert_eq!(s.check(-1, -1, -1, -1), Verdict::Append);
-        s.load(9, 1, 0, 4, 10);
-        s.load(9, 1, 5, 9, 15);
+        s.load(logged(9, 1, 0, 4, 10));
+        s.load(logged(9, 1, 5, 9, 15));
         assert_eq!(s.check(9, 1, 5, 9), Verdict::Duplicate(15));
         assert_eq!(s.check(9, 1, 10, 10), Verdict::Append);
         assert_eq!(

@@ -408,6 +408,7 @@ impl Shard {
                     replicas: meta.map_or(0, |m| m.replicas.len()),
                     in_sync_replicas: meta.map_or(0, |m| m.isr.len()),
                     log_failed: p.log.failure().is_some(),
+                    producers: p.producer_count(),
                     bytes_in: p.stats.bytes_in.get(),
                     records_in: p.stats.records_in.get(),
                     bytes_out: p.stats.bytes_out.get(),
@@ -499,6 +500,7 @@ impl Shard {
             .collect();
         let count = parts.len();
         for p in parts {
+            p.snapshot_producers().await;
             if let Err(e) = p.log.close().await {
                 warn!(topic = %p.topic, partition = p.partition, error = %e, "clean close failed; the next start recovers this log");
             }
@@ -509,11 +511,16 @@ impl Shard {
 
     /// Runs retention and interval flushes until shutdown.
     pub async fn background_loop(self: Rc<Self>) {
+        let checks = self
+            .config
+            .retention_check_interval
+            .min(self.config.producer_id_expiration_check_interval);
         let interval = match self.config.log.flush {
-            FlushPolicy::Interval(every) => every.min(self.config.retention_check_interval),
-            _ => self.config.retention_check_interval,
+            FlushPolicy::Interval(every) => every.min(checks),
+            _ => checks,
         };
         let mut since_retention = Duration::ZERO;
+        let mut since_expiry = Duration::ZERO;
         loop {
             let stopping = async {
                 self.stopping.wait().await;
@@ -527,6 +534,11 @@ impl Shard {
                 return;
             }
             since_retention += interval;
+            since_expiry += interval;
+            let expiry_due = since_expiry >= self.config.producer_id_expiration_check_interval;
+            if expiry_due {
+                since_expiry = Duration::ZERO;
+            }
             let parts: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
             let retention_due = since_retention >= self.config.retention_check_interval;
             if retention_due {
@@ -536,6 +548,12 @@ impl Shard {
             for p in parts {
                 if let Err(e) = p.log.flush_if_due().await {
                     warn!(topic = %p.topic, partition = p.partition, error = %e, "interval flush failed");
+                }
+                if expiry_due {
+                    let expired = p.expire_producers(now_ms, self.config.producer_id_expiration_ms);
+                    if expired > 0 {
+                        info!(topic = %p.topic, partition = p.partition, expired, "idempotent producers expired (producer.id.expiration.ms)");
+                    }
                 }
                 if retention_due {
                     if let Err(e) = p.log.enforce_retention(now_ms).await {

@@ -256,6 +256,8 @@ pub struct PartitionSnapshot {
     pub in_sync_replicas: usize,
     /// The log refuses writes (a write or fdatasync failed: a full or failing disk).
     pub log_failed: bool,
+    /// Idempotent producers the partition tracks.
+    pub producers: usize,
     pub bytes_in: u64,
     pub records_in: u64,
     pub bytes_out: u64,

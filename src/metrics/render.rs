@@ -360,7 +360,7 @@ pub fn render(facts: &BrokerFacts<'_>, shards: &[(u16, Option<ShardSnapshot>)]) 
             for (name, help, v) in counters {
                 e.counter(name, help, &l, v);
             }
-            let gauges: [(&str, &'static str, f64); 7] = [
+            let gauges: [(&str, &'static str, f64); 8] = [
                 (
                     "ringlog_partition_log_start_offset",
                     "First offset still in the log.",
@@ -390,6 +390,11 @@ pub fn render(facts: &BrokerFacts<'_>, shards: &[(u16, Option<ShardSnapshot>)]) 
                     "ringlog_partition_in_sync_replicas",
                     "Replicas in sync with the leader.",
                     p.in_sync_replicas as f64,
+                ),
+                (
+                    "ringlog_partition_producers",
+                    "Idempotent producers the partition tracks (until producer.id.expiration.ms).",
+                    p.producers as f64,
                 ),
                 (
                     "ringlog_partition_log_failed",

@@ -370,6 +370,11 @@ impl PartitionLog {
             .collect()
     }
     /// Number of segments, the active one included.
+    /// Base offset of the active (newest) segment: it changes at each roll.
+    pub fn active_segment_base(&self) -> Offset {
+        Offset(self.state.borrow().active_base().unwrap_or(0))
+    }
+
     pub fn segment_count(&self) -> usize {
         self.state.borrow().segments.len()
     }
