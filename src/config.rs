@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ringlog_schema::validate::TimestampType;
-use ringlog_storage::{FlushPolicy, LogConfig};
+use ringlog_storage::{CleanupPolicy, FlushPolicy, LogConfig};
 
 use crate::groups::membership::GroupLimits;
 
@@ -205,6 +205,11 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`.
     pub offsets_topic_partitions: i32,
+    /// `offsets.topic.segment.bytes`: segment size of `__consumer_offsets` (Kafka's
+    /// 100 MiB: small, so compaction can clean it often).
+    pub offsets_topic_segment_bytes: u64,
+    /// `log.cleaner.backoff.ms`: how often compacted logs are looked at.
+    pub log_cleaner_backoff: Duration,
     /// `group.min.session.timeout.ms`, `group.max.session.timeout.ms`,
     /// `group.initial.rebalance.delay.ms`, `group.max.size`.
     pub groups: GroupLimits,
@@ -250,6 +255,8 @@ impl Default for BrokerConfig {
             shard_preallocate_max_bytes: ringlog_storage::shared::PREALLOCATED_MAX_BYTES_DEFAULT,
             log: LogConfig::default(),
             offsets_topic_partitions: 50,
+            offsets_topic_segment_bytes: 104_857_600,
+            log_cleaner_backoff: Duration::from_millis(15_000),
             groups: GroupLimits::default(),
             io_properties_file: IoPropertiesFile::InDataDir,
             log_level: None,
@@ -306,6 +313,11 @@ pub const BROKER_KEYS: &[&str] = &[
     "log.write.inflight.max",
     "log.read.ahead.bytes",
     "log.message.timestamp.type",
+    "log.cleanup.policy",
+    "log.cleaner.delete.retention.ms",
+    "log.cleaner.min.cleanable.ratio",
+    "log.cleaner.backoff.ms",
+    "offsets.topic.segment.bytes",
     "log.message.timestamp.before.max.ms",
     "log.message.timestamp.after.max.ms",
     "io.properties.file",
@@ -399,6 +411,23 @@ impl BrokerConfig {
             "max.connections" => self.max_connections = num(v).map_err(bad)?,
             "max.connections.per.ip" => self.max_connections_per_ip = num(v).map_err(bad)?,
             "log.segment.bytes" => self.log.segment_bytes = num(v).map_err(bad)?,
+            "log.cleanup.policy" => self.log.cleanup = cleanup_policy(v).map_err(bad)?,
+            "log.cleaner.delete.retention.ms" => {
+                self.log.delete_retention_ms = num(v).map_err(bad)?
+            }
+            "log.cleaner.min.cleanable.ratio" => {
+                self.log.min_cleanable_dirty_ratio = num(v).map_err(bad)?
+            }
+            "log.cleaner.backoff.ms" => {
+                let ms: u64 = num(v).map_err(bad)?;
+                if ms == 0 {
+                    return Err(bad("must be > 0".into()));
+                }
+                self.log_cleaner_backoff = Duration::from_millis(ms);
+            }
+            "offsets.topic.segment.bytes" => {
+                self.offsets_topic_segment_bytes = num(v).map_err(bad)?
+            }
             "log.message.timestamp.type" => {
                 self.log.timestamp_type = timestamp_type(v).map_err(bad)?
             }
@@ -728,6 +757,8 @@ pub const TOPIC_KEYS: &[&str] = &[
     "max.message.bytes",
     "index.interval.bytes",
     "cleanup.policy",
+    "delete.retention.ms",
+    "min.cleanable.dirty.ratio",
     "message.timestamp.type",
     "message.timestamp.before.max.ms",
     "message.timestamp.after.max.ms",
@@ -744,12 +775,19 @@ pub fn topic_config_value(log: &LogConfig, key: &str) -> String {
         "segment.ms" => or_none(log.segment_ms).to_string(),
         "max.message.bytes" => log.max_batch_bytes.to_string(),
         "index.interval.bytes" => log.index_interval_bytes.to_string(),
-        "cleanup.policy" => "delete".to_string(),
+        "cleanup.policy" => log.cleanup.name().to_string(),
+        "delete.retention.ms" => log.delete_retention_ms.to_string(),
+        "min.cleanable.dirty.ratio" => log.min_cleanable_dirty_ratio.to_string(),
         "message.timestamp.type" => log.timestamp_type.name().to_string(),
         "message.timestamp.before.max.ms" => log.timestamp_before_max_ms.to_string(),
         "message.timestamp.after.max.ms" => log.timestamp_after_max_ms.to_string(),
         other => format!("<{other}: not a topic config>"),
     }
+}
+
+/// `cleanup.policy`: `delete`, `compact` or `compact,delete`.
+fn cleanup_policy(v: &str) -> Result<CleanupPolicy, String> {
+    CleanupPolicy::parse(v).ok_or_else(|| "expected delete, compact or compact,delete".to_string())
 }
 
 /// `message.timestamp.type`: `CreateTime` or `LogAppendTime`.
@@ -781,8 +819,9 @@ pub fn topic_log_config(
                 log.timestamp_before_max_ms = num(v).map_err(bad)?
             }
             "message.timestamp.after.max.ms" => log.timestamp_after_max_ms = num(v).map_err(bad)?,
-            "cleanup.policy" if v == "delete" => {}
-            "cleanup.policy" => return Err(bad("only cleanup.policy=delete is supported".into())),
+            "cleanup.policy" => log.cleanup = cleanup_policy(v).map_err(bad)?,
+            "delete.retention.ms" => log.delete_retention_ms = num(v).map_err(bad)?,
+            "min.cleanable.dirty.ratio" => log.min_cleanable_dirty_ratio = num(v).map_err(bad)?,
             _ => {
                 return Err(format!(
                     "unknown topic config {key:?}; known: {}",

@@ -16,6 +16,7 @@ extern crate alloc;
 
 mod batch;
 mod builder;
+pub mod compact;
 pub mod compression;
 mod error;
 pub mod frame;

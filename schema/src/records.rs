@@ -163,17 +163,27 @@ pub fn parse_record(body: &[u8]) -> Result<RecordRef<'_>, BatchError> {
 /// The records of an uncompressed records section, each after its varint length;
 /// stops at the first error (and yields it).
 pub fn records(section: &[u8]) -> impl Iterator<Item = Result<RecordRef<'_>, BatchError>> {
+    framed_records(section).map(|r| r.map(|(record, _)| record))
+}
+
+/// As [`records`], each with its whole encoding (length prefix included), which can
+/// be copied into another batch with the same base offset and timestamp as is.
+pub fn framed_records(
+    section: &[u8],
+) -> impl Iterator<Item = Result<(RecordRef<'_>, &[u8]), BatchError>> {
     let mut c = Cursor::new(section);
     let mut failed = false;
     std::iter::from_fn(move || {
         if failed || c.remaining() == 0 {
             return None;
         }
+        let start = c.pos;
         let next = c.varint().and_then(|len| {
             if len < 0 {
                 return Err(invalid(format!("record of negative length {len}")));
             }
-            c.take(len as usize).and_then(parse_record)
+            let record = c.take(len as usize).and_then(parse_record)?;
+            Ok((record, &section[start..c.pos]))
         });
         failed = next.is_err();
         Some(next)

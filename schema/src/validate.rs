@@ -13,7 +13,8 @@
 //! - timestamps: a client may not claim LogAppendTime; under CreateTime each record
 //!   lies within `message.timestamp.before.max.ms` / `after.max.ms` of now, and the
 //!   header's maxTimestamp is the largest record timestamp (the time index relies
-//!   on it).
+//!   on it);
+//! - a compacted topic's records have keys.
 
 use std::io::Read;
 
@@ -69,6 +70,8 @@ pub struct ProducePolicy {
     pub timestamp_after_max_ms: i64,
     /// Largest records section a compressed batch may expand to.
     pub decompressed_max_bytes: usize,
+    /// A compacted topic (`cleanup.policy=compact`): every record needs a key.
+    pub keys_required: bool,
 }
 
 /// Kafka's default `message.timestamp.after.max.ms` (since 4.0): one hour.
@@ -84,6 +87,7 @@ impl Default for ProducePolicy {
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: TIMESTAMP_AFTER_MAX_MS_DEFAULT,
             decompressed_max_bytes: DECOMPRESSED_BATCH_BYTES_MAX_DEFAULT,
+            keys_required: false,
         }
     }
 }
@@ -219,6 +223,12 @@ impl<'a> RecordCheck<'a> {
             return Err(invalid(format!(
                 "more records than the batch's count of {}",
                 self.declared_count
+            )));
+        }
+        if self.policy.keys_required && r.key.is_none() {
+            return Err(invalid(format!(
+                "record {}: a compacted topic cannot accept a record without a key",
+                self.seen
             )));
         }
         if r.offset_delta != self.seen {

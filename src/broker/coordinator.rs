@@ -64,6 +64,18 @@ impl Coordinator {
         for t in md.topics.values_mut().filter(|t| t.id.is_empty()) {
             t.id = new_topic_id();
         }
+        // `__consumer_offsets` made before it was compacted becomes so.
+        if let Some(t) = md.topics.get_mut(crate::groups::offsets::OFFSETS_TOPIC) {
+            if !t.configs.contains_key("cleanup.policy") {
+                let defaults = crate::groups::offsets::offsets_topic_configs(
+                    config.offsets_topic_segment_bytes,
+                    config.log.max_batch_bytes,
+                );
+                t.configs
+                    .insert("cleanup.policy".into(), defaults["cleanup.policy"].clone());
+                info!("{} is now compacted (cleanup.policy=compact)", t.name);
+            }
+        }
         store::save(&config.data_dir, &md)?;
         // Finish deletions a crash interrupted; with metadata from its file, also
         // remove partition directories it no longer names.

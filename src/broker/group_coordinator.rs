@@ -23,7 +23,7 @@ use ringlog_schema::wire::{
     OffsetFetchResponseT, SyncGroupRequestT, SyncGroupResponseT, TopicAssignmentT,
 };
 use ringlog_schema::{split_batches, BatchBuilder};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::broker::messages::{PartitionError, PartitionKey};
 use crate::broker::partition::FirstBatch;
@@ -690,6 +690,7 @@ impl GroupCoordinator {
         let mut store = OffsetStore::default();
         let mut offset = partition.offsets().log_start;
         let mut skipped = 0u64;
+        let mut replayed = 0u64;
         loop {
             let data = partition
                 .fetch(offset, LOAD_READ_BYTES, FirstBatch::Always)
@@ -714,6 +715,7 @@ impl GroupCoordinator {
                         }
                     };
                     for r in records.into_iter().filter(|r| r.offset >= offset) {
+                        replayed += 1;
                         let applied = r
                             .key
                             .as_deref()
@@ -734,6 +736,11 @@ impl GroupCoordinator {
                 skipped, "records of {OFFSETS_TOPIC} that are not offset commits were skipped"
             );
         }
+        info!(
+            partition = p,
+            records = replayed,
+            "loaded committed offsets of {OFFSETS_TOPIC}"
+        );
         let store = Rc::new(RefCell::new(store));
         self.stores.borrow_mut().insert(p, store.clone());
         Ok(store)

@@ -113,6 +113,7 @@ impl Partition {
             timestamp_before_max_ms: config.timestamp_before_max_ms,
             timestamp_after_max_ms: config.timestamp_after_max_ms,
             decompressed_max_bytes: DECOMPRESSED_BATCH_BYTES_MAX_DEFAULT,
+            keys_required: config.cleanup.compact,
         };
         let mut batches: Vec<RecordBatch> = split_batches(records)
             .collect::<Result<_, _>>()

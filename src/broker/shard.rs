@@ -514,13 +514,15 @@ impl Shard {
         let checks = self
             .config
             .retention_check_interval
-            .min(self.config.producer_id_expiration_check_interval);
+            .min(self.config.producer_id_expiration_check_interval)
+            .min(self.config.log_cleaner_backoff);
         let interval = match self.config.log.flush {
             FlushPolicy::Interval(every) => every.min(checks),
             _ => checks,
         };
         let mut since_retention = Duration::ZERO;
         let mut since_expiry = Duration::ZERO;
+        let mut since_cleaning = Duration::ZERO;
         loop {
             let stopping = async {
                 self.stopping.wait().await;
@@ -535,6 +537,11 @@ impl Shard {
             }
             since_retention += interval;
             since_expiry += interval;
+            since_cleaning += interval;
+            let cleaning_due = since_cleaning >= self.config.log_cleaner_backoff;
+            if cleaning_due {
+                since_cleaning = Duration::ZERO;
+            }
             let expiry_due = since_expiry >= self.config.producer_id_expiration_check_interval;
             if expiry_due {
                 since_expiry = Duration::ZERO;
@@ -553,6 +560,17 @@ impl Shard {
                     let expired = p.expire_producers(now_ms, self.config.producer_id_expiration_ms);
                     if expired > 0 {
                         info!(topic = %p.topic, partition = p.partition, expired, "idempotent producers expired (producer.id.expiration.ms)");
+                    }
+                }
+                if cleaning_due {
+                    match p.log.compact(now_ms).await {
+                        Ok(Some(report)) => {
+                            self.stats.compacted(report.records_removed);
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            warn!(topic = %p.topic, partition = p.partition, error = %e, "compaction failed")
+                        }
                     }
                 }
                 if retention_due {

@@ -16,6 +16,25 @@ use thiserror::Error;
 
 /// The internal topic holding committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// The topic configs `__consumer_offsets` is created with (and given at start-up if
+/// an older version created it without): compacted, so loading a group reads each
+/// committed offset once instead of the partition's whole history, with segments of
+/// `offsets.topic.segment.bytes` and batches at most that size.
+pub fn offsets_topic_configs(
+    segment_bytes: u64,
+    max_batch_bytes: usize,
+) -> std::collections::BTreeMap<String, String> {
+    let max = (max_batch_bytes as u64).min(segment_bytes);
+    [
+        ("cleanup.policy", "compact".to_string()),
+        ("segment.bytes", segment_bytes.to_string()),
+        ("max.message.bytes", max.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 /// Longest commit metadata string accepted (Kafka's `offset.metadata.max.bytes`).
 pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 

@@ -69,6 +69,9 @@ pub struct ShardStats {
     /// Connections closed at accept for being over `max.connections` (0) or
     /// `max.connections.per.ip` (1).
     connections_refused: [Cell<u64>; 2],
+    /// Compaction passes that rewrote something, and the records they removed.
+    compactions: Cell<u64>,
+    compacted_records: Cell<u64>,
 }
 
 impl Default for ShardStats {
@@ -81,6 +84,8 @@ impl Default for ShardStats {
             connections_open: Default::default(),
             connections_accepted: Default::default(),
             connections_refused: Default::default(),
+            compactions: Cell::new(0),
+            compacted_records: Cell::new(0),
         }
     }
 }
@@ -100,6 +105,13 @@ impl ShardStats {
         ConnectionGuard {
             open: &self.connections_open[i],
         }
+    }
+
+    /// Counts a compaction pass and the records it removed.
+    pub fn compacted(&self, records_removed: u64) {
+        bump(&self.compactions);
+        self.compacted_records
+            .set(self.compacted_records.get() + records_removed);
     }
 
     /// Counts a connection closed at accept for being over a limit.
@@ -148,6 +160,8 @@ impl ShardStats {
             segment_file_reopens: 0,
             preallocated_unused_bytes: 0,
             offsets_records_skipped: 0,
+            compactions: self.compactions.get(),
+            compacted_records: self.compacted_records.get(),
             partitions: Vec::new(),
             committed: Vec::new(),
         }
@@ -213,6 +227,9 @@ pub struct ShardSnapshot {
     pub preallocated_unused_bytes: u64,
     /// Records of `__consumer_offsets` skipped at load because they do not parse.
     pub offsets_records_skipped: u64,
+    /// Compaction passes and the records they removed.
+    pub compactions: u64,
+    pub compacted_records: u64,
     pub partitions: Vec<PartitionSnapshot>,
     /// Committed offsets of the groups this shard coordinates (loaded ones).
     pub committed: Vec<CommittedOffset>,

@@ -283,6 +283,18 @@ pub fn render(facts: &BrokerFacts<'_>, shards: &[(u16, Option<ShardSnapshot>)]) 
             snap.preallocated_unused_bytes as f64,
         );
         e.counter(
+            "ringlog_compactions_total",
+            "Compaction passes (cleanup.policy=compact) that rewrote segments.",
+            &s,
+            snap.compactions,
+        );
+        e.counter(
+            "ringlog_compacted_records_total",
+            "Records compaction removed (older values of a key, expired tombstones).",
+            &s,
+            snap.compacted_records,
+        );
+        e.counter(
             "ringlog_offsets_records_skipped_total",
             "Records of __consumer_offsets skipped when loading a partition's groups because they do not parse.",
             &s,

@@ -58,6 +58,20 @@ impl BatchCache {
         }
     }
 
+    /// Drops the batches of the segment at `segment_base` (rewritten by compaction:
+    /// the cached copies are no longer what the log holds). Only closed segments are
+    /// rewritten, so nothing dropped is unwritten.
+    pub fn drop_segment(&mut self, segment_base: i64) {
+        let bytes = &mut self.bytes;
+        self.batches.retain(|b| {
+            let keep = b.segment_base != segment_base;
+            if !keep {
+                *bytes -= b.bytes.len();
+            }
+            keep
+        });
+    }
+
     /// Base offset of the oldest cached batch.
     pub fn first_offset(&self) -> Option<i64> {
         self.batches.front().map(|b| b.base_offset)

@@ -51,6 +51,51 @@ impl std::str::FromStr for FlushPolicy {
     }
 }
 
+/// `cleanup.policy`: what removes old records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// `delete`: whole segments go by `retention.ms` / `retention.bytes`.
+    pub delete: bool,
+    /// `compact`: the cleaner keeps only the latest record of each key.
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    pub const DELETE: CleanupPolicy = CleanupPolicy {
+        delete: true,
+        compact: false,
+    };
+
+    /// Kafka's values: `delete`, `compact`, or both comma-separated.
+    pub fn parse(s: &str) -> Option<CleanupPolicy> {
+        let mut p = CleanupPolicy {
+            delete: false,
+            compact: false,
+        };
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "delete" => p.delete = true,
+                "compact" => p.compact = true,
+                _ => return None,
+            }
+        }
+        (p.delete || p.compact).then_some(p)
+    }
+
+    pub fn name(self) -> &'static str {
+        match (self.delete, self.compact) {
+            (true, true) => "compact,delete",
+            (false, true) => "compact",
+            _ => "delete",
+        }
+    }
+}
+
+/// Kafka's `delete.retention.ms` default: tombstones stay a day.
+pub const DELETE_RETENTION_MS_DEFAULT: u64 = 86_400_000;
+/// Kafka's `min.cleanable.dirty.ratio` default.
+pub const MIN_CLEANABLE_DIRTY_RATIO_DEFAULT: f64 = 0.5;
+
 /// Configuration of one partition log.
 #[derive(Clone, Debug)]
 pub struct LogConfig {
@@ -90,6 +135,13 @@ pub struct LogConfig {
     pub timestamp_before_max_ms: i64,
     /// `message.timestamp.after.max.ms`: how far in the future a CreateTime may lie.
     pub timestamp_after_max_ms: i64,
+    /// `cleanup.policy`.
+    pub cleanup: CleanupPolicy,
+    /// `delete.retention.ms`: how long a compacted log keeps a key's tombstone.
+    pub delete_retention_ms: u64,
+    /// `min.cleanable.dirty.ratio`: the share of closed bytes not yet cleaned that
+    /// makes a compacted log worth cleaning.
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 impl Default for LogConfig {
@@ -111,6 +163,9 @@ impl Default for LogConfig {
             timestamp_type: TimestampType::CreateTime,
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: TIMESTAMP_AFTER_MAX_MS_DEFAULT,
+            cleanup: CleanupPolicy::DELETE,
+            delete_retention_ms: DELETE_RETENTION_MS_DEFAULT,
+            min_cleanable_dirty_ratio: MIN_CLEANABLE_DIRTY_RATIO_DEFAULT,
         }
     }
 }
@@ -170,6 +225,12 @@ impl LogConfig {
                 "message.timestamp.before.max.ms and message.timestamp.after.max.ms must be >= 0"
                     .into(),
             );
+        }
+        if !(0.0..=1.0).contains(&self.min_cleanable_dirty_ratio) {
+            return fail(format!(
+                "min.cleanable.dirty.ratio = {} must be in [0, 1]",
+                self.min_cleanable_dirty_ratio
+            ));
         }
         if self.zero_ahead_bytes % BLOCK_BYTES as u64 != 0 {
             return fail(format!(

@@ -13,6 +13,7 @@
 //! layout) live apart from the I/O that feeds them and are unit-tested alone.
 
 mod cache;
+mod cleaner;
 mod clock;
 mod config;
 mod error;
@@ -33,9 +34,10 @@ mod types;
 mod writer;
 mod zeroer;
 
+pub use cleaner::CleanReport;
 pub use clock::{Clock, SystemClock};
 pub use config::{
-    FlushPolicy, LogConfig, BLOCK_BYTES, INFLIGHT_WRITES_MAX, READ_AHEAD_BYTES_MAX,
+    CleanupPolicy, FlushPolicy, LogConfig, BLOCK_BYTES, INFLIGHT_WRITES_MAX, READ_AHEAD_BYTES_MAX,
     READ_AHEAD_BYTES_MIN, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, WRITE_BUFFER_BYTES_MAX,
 };
 pub use error::{Result, StorageError};

@@ -39,6 +39,7 @@ use ringlog_schema::{BatchError, BatchHeader, RecordBatch};
 use tracing::{debug, info, warn};
 
 use crate::cache::{BatchCache, CachedBatch};
+use crate::cleaner;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{FlushPolicy, LogConfig, BLOCK_BYTES};
 use crate::error::io_err;
@@ -71,16 +72,16 @@ pub struct OpenReport {
     pub truncated_bytes: u64,
 }
 
-struct LogState {
+pub(crate) struct LogState {
     /// All segments by base offset; the last is the active one.
-    segments: BTreeMap<i64, Segment>,
+    pub(crate) segments: BTreeMap<i64, Segment>,
     writer: WriteBehind,
-    cache: BatchCache,
+    pub(crate) cache: BatchCache,
     next_offset: i64,
     /// Every record below this offset is written to the file (maybe not yet durable).
     written_offset: i64,
     durable_offset: i64,
-    log_start: i64,
+    pub(crate) log_start: i64,
     /// File positions of the active segment's writes in flight: start -> end.
     inflight: Rc<RefCell<BTreeMap<u64, u64>>>,
     preallocated: u64,
@@ -107,7 +108,7 @@ impl LogState {
     }
     /// Base offset of the active segment; `None` only while truncation replaces the
     /// segments (readers must not assume an active segment exists).
-    fn active_base(&self) -> Option<i64> {
+    pub(crate) fn active_base(&self) -> Option<i64> {
         self.segments.keys().next_back().copied()
     }
     fn evict_cache(&mut self) {
@@ -122,11 +123,11 @@ impl LogState {
 
 /// A partition's log: segments of Kafka RecordBatch v2 batches on O_DIRECT files.
 pub struct PartitionLog {
-    dir: PathBuf,
-    config: LogConfig,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
     clock: Rc<dyn Clock>,
-    state: RefCell<LogState>,
-    append_lock: FifoLock,
+    pub(crate) state: RefCell<LogState>,
+    pub(crate) append_lock: FifoLock,
     flush_lock: Semaphore,
     /// Broadcast when the holder of `flush_lock` releases it.
     sync_done: SyncNotify,
@@ -134,10 +135,13 @@ pub struct PartitionLog {
     write_slots: Rc<Semaphore>,
     zero: Rc<ZeroAhead>,
     /// Set once by the first failed write or fdatasync; the log is then read-only.
-    failure: Rc<RefCell<Option<String>>>,
+    pub(crate) failure: Rc<RefCell<Option<String>>>,
     fdatasyncs: Cell<u64>,
     /// Shared with the shard's other logs: statistics, open files, space bound.
-    shared: LogShared,
+    pub(crate) shared: LogShared,
+    /// Compacted logs: every closed segment below this offset has been cleaned
+    /// (the cleaner's checkpoint).
+    pub(crate) cleaned_to: Cell<i64>,
     /// This log's bytes allocated past its data, as last told to `shared.space`.
     space_counted: Cell<u64>,
     /// `(retention.ms, retention.bytes)`: from the config, changed by a reload.
@@ -202,7 +206,19 @@ impl PartitionLog {
             let trusted = if is_last && !clean {
                 None
             } else {
-                recovery::load_indexes(&dir, &seg).await
+                // In a compacted log, index files describe the segment file they
+                // were written for: a file of another size (a cleaning a crash
+                // interrupted) is scanned instead. (Elsewhere a size that disagrees
+                // is damage, reported when the missing bytes are read.)
+                let len = if config.cleanup.compact && !is_last {
+                    let f = seg.file.get().await?;
+                    Some(f.file_size().await.map_err(|e| io_err("stat", &seg.path, e))?)
+                } else {
+                    None
+                };
+                recovery::load_indexes(&dir, &seg)
+                    .await
+                    .filter(|(summary, _, _)| len.is_none_or(|len| summary.data_bytes == len))
             };
             match trusted {
                 Some((summary, offsets, times)) => {
@@ -215,6 +231,8 @@ impl PartitionLog {
                 None => {
                     let mode = if is_last {
                         ScanMode::Tail
+                    } else if config.cleanup.compact {
+                        ScanMode::Compacted
                     } else {
                         ScanMode::Closed
                     };
@@ -256,7 +274,9 @@ impl PartitionLog {
             }
             if let Some(prev) = segments.values().next_back() {
                 let prev: &Segment = prev;
-                if prev.next_offset != seg.base_offset {
+                // Cleaning may remove a compacted segment's last batches.
+                let gap_allowed = config.cleanup.compact && prev.next_offset < seg.base_offset;
+                if prev.next_offset != seg.base_offset && !gap_allowed {
                     return Err(StorageError::Corruption {
                         segment: seg.path.clone(),
                         position: 0,
@@ -293,6 +313,7 @@ impl PartitionLog {
               clean, scanned = report.segments_scanned, "opened partition log");
         let inflight = config.inflight_writes_max as u64;
         let retention = (config.retention_ms, config.retention_bytes);
+        let dir_for_checkpoint = dir.clone();
         Ok(Self {
             state: RefCell::new(LogState {
                 segments,
@@ -320,6 +341,7 @@ impl PartitionLog {
             fdatasyncs: Cell::new(0),
             shared,
             space_counted: Cell::new(0),
+            cleaned_to: Cell::new(cleaner::read_checkpoint(&dir_for_checkpoint)),
             retention: Cell::new(retention),
             report,
         })
@@ -905,7 +927,26 @@ impl PartitionLog {
     /// `Bytes` holds one or more whole batches. Empty at the log end; an error below
     /// the log start or beyond the end.
     pub async fn read(&self, from: Offset, max_bytes: usize) -> Result<Vec<Bytes>> {
-        let (file, path, position, limit) = {
+        let mut from = from;
+        loop {
+            let (read, next_segment) = self.read_segment(from, max_bytes).await?;
+            match next_segment {
+                // Nothing at or after `from` in its segment: cleaning removed the
+                // segment's last batches; the data goes on in the next one.
+                Some(next) if read.is_empty() => from = Offset(next),
+                _ => return Ok(read),
+            }
+        }
+    }
+
+    /// One segment's part of [`PartitionLog::read`], and the next segment's base if
+    /// there is one after it.
+    async fn read_segment(
+        &self,
+        from: Offset,
+        max_bytes: usize,
+    ) -> Result<(Vec<Bytes>, Option<i64>)> {
+        let (file, path, position, limit, next_segment) = {
             let st = self.state.borrow();
             if from.0 < st.log_start || from.0 > st.next_offset {
                 return Err(StorageError::OffsetOutOfRange {
@@ -915,11 +956,11 @@ impl PartitionLog {
                 });
             }
             if from.0 == st.next_offset {
-                return Ok(Vec::new());
+                return Ok((Vec::new(), None));
             }
             if let Some(hit) = st.cache.read(from.0, max_bytes) {
                 bump(&self.shared.stats.cache_hits);
-                return Ok(hit);
+                return Ok((hit, None));
             }
             bump(&self.shared.stats.cache_misses);
             let Some((_, seg)) = st.segments.range(..=from.0).next_back() else {
@@ -936,10 +977,21 @@ impl PartitionLog {
                 seg.size
             };
             let position = u64::from(seg.offset_index.floor(seg.relative(from.0)));
-            (seg.file.clone(), seg.path.clone(), position, limit)
+            let next_segment = st
+                .segments
+                .range(seg.base_offset + 1..)
+                .next()
+                .map(|(base, _)| *base);
+            (
+                seg.file.clone(),
+                seg.path.clone(),
+                position,
+                limit,
+                next_segment,
+            )
         };
         let file = file.get().await?;
-        read_batches(
+        let read = read_batches(
             &file,
             &path,
             position,
@@ -948,7 +1000,8 @@ impl PartitionLog {
             max_bytes,
             self.config.max_batch_bytes,
         )
-        .await
+        .await?;
+        Ok((read, next_segment))
     }
 
     /// The largest record timestamp in the log, if it holds any record.
@@ -1117,6 +1170,10 @@ impl PartitionLog {
     /// Deletes closed segments beyond `retention.bytes` or older than `retention.ms`
     /// (by their newest record); returns how many. The log start advances.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
+        if !self.config.cleanup.delete {
+            // A compacted-only log keeps what the cleaner keeps.
+            return Ok(0);
+        }
         self.check_writable()?;
         let _guard = self.append_lock.lock().await;
         let doomed: Vec<i64> = {

@@ -16,7 +16,7 @@ use glommio::io::{Directory, DmaFile, OpenOptions, ReadResult};
 use crate::config::BLOCK_BYTES;
 use crate::error::io_err;
 use crate::index::{OffsetIndex, TimeIndex};
-use crate::scan::{classify_stop, step, Step, StopKind};
+use crate::scan::{classify_stop, step_with_gaps, Step, StopKind};
 use crate::segment::Segment;
 use crate::{Result, StorageError};
 
@@ -29,6 +29,9 @@ pub(crate) enum ScanMode {
     Tail,
     /// A closed segment: every byte up to its end must be valid.
     Closed,
+    /// A closed segment of a compacted log: as `Closed`, but cleaning may have
+    /// removed batches, so offsets only increase.
+    Compacted,
 }
 
 /// Where a scan ended.
@@ -199,9 +202,11 @@ pub(crate) async fn scan_segment(
         }
         let chunk_end = (chunk_pos + chunk.len() as u64).min(end);
         let available = &chunk[(pos - chunk_pos) as usize..(chunk_end - chunk_pos) as usize];
-        let outcome = match step(
+        let gaps = matches!(mode, ScanMode::Compacted);
+        let outcome = match step_with_gaps(
             available,
             seg.next_offset,
+            gaps,
             max_batch_bytes,
             chunk_end >= end,
         ) {
@@ -211,9 +216,10 @@ pub(crate) async fn scan_segment(
                 let len = ((pos - from) as usize + need).next_multiple_of(BLOCK_BYTES);
                 let buf = read(&file, seg, from, len).await?;
                 let buf_end = (from + buf.len() as u64).min(end);
-                match step(
+                match step_with_gaps(
                     &buf[(pos - from) as usize..(buf_end - from) as usize],
                     seg.next_offset,
+                    gaps,
                     max_batch_bytes,
                     true,
                 ) {
@@ -271,11 +277,13 @@ async fn stop_at(
             position: pos,
             reason: format!("{reason}; valid batches follow at position {continuation_at}"),
         }),
-        (ScanMode::Closed, StopKind::TornTail) => Err(StorageError::Corruption {
-            segment: seg.path.clone(),
-            position: pos,
-            reason: format!("{reason}, inside a closed segment of {end} bytes"),
-        }),
+        (ScanMode::Closed | ScanMode::Compacted, StopKind::TornTail) => {
+            Err(StorageError::Corruption {
+                segment: seg.path.clone(),
+                position: pos,
+                reason: format!("{reason}, inside a closed segment of {end} bytes"),
+            })
+        }
     }
 }
 

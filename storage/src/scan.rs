@@ -42,7 +42,20 @@ pub(crate) enum Step {
 
 /// Looks at the batch starting at `buf[0]`. `at_eof` says `buf` runs to the end of
 /// the file, so a short batch is final rather than a reason to read more.
+#[cfg(test)]
 pub(crate) fn step(buf: &[u8], expected_base: i64, max_batch_bytes: usize, at_eof: bool) -> Step {
+    step_with_gaps(buf, expected_base, false, max_batch_bytes, at_eof)
+}
+
+/// [`step`]; with `gaps`, the batch may start past `expected_base` (a compacted
+/// segment, where cleaning removed whole batches), never before it.
+pub(crate) fn step_with_gaps(
+    buf: &[u8],
+    expected_base: i64,
+    gaps: bool,
+    max_batch_bytes: usize,
+    at_eof: bool,
+) -> Step {
     let size = match RecordBatch::peek_size(buf, max_batch_bytes) {
         Ok(Some(size)) => size,
         Ok(None) if at_eof => {
@@ -68,7 +81,12 @@ pub(crate) fn step(buf: &[u8], expected_base: i64, max_batch_bytes: usize, at_eo
     let Some(header) = BatchHeader::read(bytes) else {
         return Step::Stop("batch shorter than its header".into());
     };
-    if header.base_offset != expected_base {
+    let in_place = if gaps {
+        header.base_offset >= expected_base
+    } else {
+        header.base_offset == expected_base
+    };
+    if !in_place {
         return Step::Stop(format!(
             "base offset {}, expected {expected_base}",
             header.base_offset

@@ -62,7 +62,8 @@ impl Segment {
     /// Adds the batch at `position` (== `self.size`) to the indexes and summary.
     pub fn on_batch(&mut self, position: u64, batch: &ScannedBatch, index_interval: u32) {
         debug_assert_eq!(position, self.size);
-        debug_assert_eq!(batch.base_offset, self.next_offset);
+        // Equal, or past it in a compacted segment.
+        debug_assert!(batch.base_offset >= self.next_offset);
         let relative = (batch.base_offset - self.base_offset) as u32;
         self.max_timestamp = self.max_timestamp.max(batch.max_timestamp);
         if self

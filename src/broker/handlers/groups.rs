@@ -96,7 +96,15 @@ async fn ensure_offsets_topic(shard: &Shard) -> Result<(), PartitionError> {
             name: OFFSETS_TOPIC.to_string(),
             partitions: shard.config.offsets_topic_partitions,
             replication_factor: 1,
-            configs: None,
+            configs: Some(
+                crate::groups::offsets::offsets_topic_configs(
+                    shard.config.offsets_topic_segment_bytes,
+                    shard.config.log.max_batch_bytes,
+                )
+                .into_iter()
+                .map(|(key, value)| ringlog_schema::wire::ConfigEntryT { key, value })
+                .collect(),
+            ),
         }]),
         ..Default::default()
     };
