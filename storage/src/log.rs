@@ -212,7 +212,11 @@ impl PartitionLog {
                 // is damage, reported when the missing bytes are read.)
                 let len = if config.cleanup.compact && !is_last {
                     let f = seg.file.get().await?;
-                    Some(f.file_size().await.map_err(|e| io_err("stat", &seg.path, e))?)
+                    Some(
+                        f.file_size()
+                            .await
+                            .map_err(|e| io_err("stat", &seg.path, e))?,
+                    )
                 } else {
                     None
                 };
