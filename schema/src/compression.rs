@@ -62,6 +62,9 @@ impl Codec {
 const XERIAL_HEADER: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
 /// Uncompressed bytes per xerial block (snappy-java's default).
 const XERIAL_BLOCK_BYTES: usize = 32 * 1024;
+/// Most output bytes snappy makes per input byte: a 3-byte copy element emits at
+/// most 64 bytes (21.3 per byte); literals emit one per byte.
+const SNAPPY_EXPANSION_MAX: usize = 22;
 
 fn corrupt(codec: Codec, e: impl std::fmt::Display) -> BatchError {
     BatchError::Decode(format!("{} records do not decompress: {e}", codec.name()))
@@ -79,7 +82,7 @@ pub fn reader<'a>(
         Codec::None => Box::new(data),
         Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(data)),
         Codec::Snappy => Box::new(SnappyReader::new(data, limit)),
-        Codec::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(data)),
+        Codec::Lz4 => Box::new(crate::lz4::Lz4Reader::new(data)),
         Codec::Zstd => {
             Box::new(ruzstd::decoding::StreamingDecoder::new(data).map_err(|e| corrupt(codec, e))?)
         }
@@ -199,6 +202,18 @@ impl<'a> SnappyReader<'a> {
             return Err(bad(format!(
                 "a snappy block decompresses to more than {} bytes ({size})",
                 self.limit
+            )));
+        }
+        // Nor is a stated size more than the block's bytes can expand to: each
+        // output byte comes from a literal (1:1) or a copy element (3 input bytes
+        // for at most 64 output bytes), so a few bytes cannot make us allocate
+        // megabytes they could never fill.
+        let expandable = raw.len().saturating_mul(SNAPPY_EXPANSION_MAX);
+        if size > expandable {
+            return Err(bad(format!(
+                "a snappy block of {} bytes states {size} decompressed bytes, more than \
+                 snappy expands to ({expandable})",
+                raw.len()
             )));
         }
         self.block.resize(size, 0);

@@ -20,6 +20,7 @@ pub mod compact;
 pub mod compression;
 mod error;
 pub mod frame;
+mod lz4;
 pub mod records;
 pub mod validate;
 #[allow(clippy::all, clippy::pedantic, unsafe_op_in_unsafe_fn, mismatched_lifetime_syntaxes, deprecated)]

@@ -144,7 +144,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 }
 
 /// What a request does to broker state, for the connection's request order.
-fn effect(body: &BodyT) -> Effect {
+pub fn effect(body: &BodyT) -> Effect {
     match body {
         BodyT::ProduceRequest(_) => Effect::Produce,
         BodyT::CreateTopicsRequest(_)

@@ -115,24 +115,8 @@ impl Partition {
             decompressed_max_bytes: DECOMPRESSED_BATCH_BYTES_MAX_DEFAULT,
             keys_required: config.cleanup.compact,
         };
-        let mut batches: Vec<RecordBatch> = split_batches(records)
-            .collect::<Result<_, _>>()
-            .map_err(|e| batch_error(&e))?;
-        if batches.is_empty() {
-            return Err(batch_error(&ringlog_schema::BatchError::Truncated {
-                available: 0,
-                needed: ringlog_schema::BATCH_HEADER_LEN,
-            }));
-        }
         let now = now_ms();
-        for b in &batches {
-            validate_produced(b, &policy, now).map_err(|e| batch_error(&e))?;
-        }
-        if policy.timestamp_type == TimestampType::LogAppendTime {
-            for b in &mut batches {
-                *b = b.with_log_append_time(now);
-            }
-        }
+        let batches = check_batches(records, &policy, now)?;
         let idempotent = batches.iter().any(|b| b.producer_id() >= 0);
         if idempotent {
             if batches.len() > 1 {
@@ -420,6 +404,35 @@ fn last_offset_of(chunk: &Bytes) -> Option<i64> {
         last = Some(b.ok()?.last_offset());
     }
     last
+}
+
+/// Splits a partition's produced records into batches and validates each under the
+/// topic's `policy` at `now` (stamping LogAppendTime where the topic uses it): the
+/// checks before an append, pure so the fuzzer runs exactly what the broker runs.
+/// One bad batch refuses them all.
+pub fn check_batches(
+    records: Bytes,
+    policy: &ProducePolicy,
+    now: i64,
+) -> Result<Vec<RecordBatch>, PartitionError> {
+    let mut batches: Vec<RecordBatch> = split_batches(records)
+        .collect::<Result<_, _>>()
+        .map_err(|e| batch_error(&e))?;
+    if batches.is_empty() {
+        return Err(batch_error(&ringlog_schema::BatchError::Truncated {
+            available: 0,
+            needed: ringlog_schema::BATCH_HEADER_LEN,
+        }));
+    }
+    for b in &batches {
+        validate_produced(b, policy, now).map_err(|e| batch_error(&e))?;
+    }
+    if policy.timestamp_type == TimestampType::LogAppendTime {
+        for b in &mut batches {
+            *b = b.with_log_append_time(now);
+        }
+    }
+    Ok(batches)
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use kafka_protocol::messages::{
     DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
     FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, InitProducerIdResponse,
     JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, ProducerId, ResponseHeader,
-    SyncGroupRequest,
+    OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, ProducerId, RequestHeader,
+    ResponseHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use ringlog_schema::wire::ErrorCode;
@@ -17,6 +17,7 @@ use crate::broker::memory::Grant;
 use crate::broker::request_order::Effect;
 use crate::broker::shard::Shard;
 use crate::kafka::{admin, fetch, groups, list_offsets, metadata, produce};
+use tracing::debug;
 
 /// Every API served, with the versions (inclusive) ApiVersions advertises.
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
@@ -203,10 +204,9 @@ pub async fn enqueue_produce(
     shard: &Shard,
     version: i16,
     correlation_id: i32,
-    mut body: Bytes,
+    req: ProduceRequest,
 ) -> Result<impl std::future::Future<Output = Result<Option<Answer>, KafkaError>>, KafkaError> {
     let api = ApiKey::Produce;
-    let req: ProduceRequest = decode(api, version, &mut body)?;
     let pending = produce::enqueue(shard, req, version).await;
     Ok(async move {
         match pending.finish().await {
@@ -233,28 +233,117 @@ impl From<Bytes> for Answer {
     }
 }
 
-/// Answers one decoded-header request other than Produce: the response frame.
-pub async fn dispatch(
-    shard: &Shard,
+/// A request of every API this listener serves, decoded from its frame: the edge
+/// where Kafka's wire format ends (fuzzed by `tests/fuzz`).
+#[allow(clippy::large_enum_variant)]
+pub enum KafkaRequest {
+    ApiVersions(ApiVersionsRequest),
+    Metadata(MetadataRequest),
+    Produce(ProduceRequest),
+    Fetch(FetchRequest),
+    ListOffsets(ListOffsetsRequest),
+    ListGroups(ListGroupsRequest),
+    DescribeGroups(DescribeGroupsRequest),
+    CreateTopics(CreateTopicsRequest),
+    DeleteTopics(DeleteTopicsRequest),
+    DescribeConfigs(DescribeConfigsRequest),
+    CreatePartitions(CreatePartitionsRequest),
+    InitProducerId(InitProducerIdRequest),
+    FindCoordinator(FindCoordinatorRequest),
+    JoinGroup(JoinGroupRequest),
+    SyncGroup(SyncGroupRequest),
+    Heartbeat(HeartbeatRequest),
+    LeaveGroup(LeaveGroupRequest),
+    OffsetCommit(OffsetCommitRequest),
+    OffsetFetch(OffsetFetchRequest),
+}
+
+/// The API, version and correlation id of a request frame (`header | body`, the
+/// size prefix already read), and its body after the header; `None` when the key is
+/// unknown or the header does not decode.
+pub fn parse_request_header(mut frame: Bytes) -> Option<(ApiKey, i16, i32, Bytes)> {
+    let key = i16::from_be_bytes([*frame.first()?, *frame.get(1)?]);
+    let version = i16::from_be_bytes([*frame.get(2)?, *frame.get(3)?]);
+    let api = ApiKey::try_from(key).ok()?;
+    let header = RequestHeader::decode(&mut frame, api.request_header_version(version)).ok()?;
+    Some((api, version, header.correlation_id, frame))
+}
+
+/// Decodes the body of an `api` request at `version` (a version the listener
+/// serves: the caller checked it against `SUPPORTED_APIS`).
+pub fn decode_request(
     api: ApiKey,
     version: i16,
-    correlation_id: i32,
     mut body: Bytes,
+) -> Result<KafkaRequest, KafkaError> {
+    let b = &mut body;
+    Ok(match api {
+        ApiKey::ApiVersions => KafkaRequest::ApiVersions(decode(api, version, b)?),
+        ApiKey::Metadata => KafkaRequest::Metadata(decode(api, version, b)?),
+        ApiKey::Produce => KafkaRequest::Produce(decode(api, version, b)?),
+        ApiKey::Fetch => KafkaRequest::Fetch(decode(api, version, b)?),
+        ApiKey::ListOffsets => KafkaRequest::ListOffsets(decode(api, version, b)?),
+        ApiKey::ListGroups => KafkaRequest::ListGroups(decode(api, version, b)?),
+        ApiKey::DescribeGroups => KafkaRequest::DescribeGroups(decode(api, version, b)?),
+        ApiKey::CreateTopics => KafkaRequest::CreateTopics(decode(api, version, b)?),
+        ApiKey::DeleteTopics => KafkaRequest::DeleteTopics(decode(api, version, b)?),
+        ApiKey::DescribeConfigs => KafkaRequest::DescribeConfigs(decode(api, version, b)?),
+        ApiKey::CreatePartitions => KafkaRequest::CreatePartitions(decode(api, version, b)?),
+        ApiKey::InitProducerId => KafkaRequest::InitProducerId(decode(api, version, b)?),
+        ApiKey::FindCoordinator => KafkaRequest::FindCoordinator(decode(api, version, b)?),
+        ApiKey::JoinGroup => KafkaRequest::JoinGroup(decode(api, version, b)?),
+        ApiKey::SyncGroup => KafkaRequest::SyncGroup(decode(api, version, b)?),
+        ApiKey::Heartbeat => KafkaRequest::Heartbeat(decode(api, version, b)?),
+        ApiKey::LeaveGroup => KafkaRequest::LeaveGroup(decode(api, version, b)?),
+        ApiKey::OffsetCommit => KafkaRequest::OffsetCommit(decode(api, version, b)?),
+        ApiKey::OffsetFetch => KafkaRequest::OffsetFetch(decode(api, version, b)?),
+        other => {
+            return Err(KafkaError::Decode {
+                api: other,
+                version,
+                reason: "not served".into(),
+            })
+        }
+    })
+}
+
+/// Answers one decoded request other than Produce (see `enqueue_produce`): the
+/// response frame.
+pub async fn dispatch(
+    shard: &Shard,
+    version: i16,
+    correlation_id: i32,
+    request: KafkaRequest,
 ) -> Result<Option<Answer>, KafkaError> {
-    let frame = match api {
-        ApiKey::ApiVersions => {
-            let _req: ApiVersionsRequest = decode(api, version, &mut body)?;
-            encode_response(api, version, correlation_id, &api_versions(codes::NONE))?
+    use KafkaRequest as R;
+    let frame = match request {
+        R::ApiVersions(req) => {
+            debug!(
+                client = %req.client_software_name.as_str(),
+                version = %req.client_software_version.as_str(),
+                "kafka client announces itself"
+            );
+            encode_response(
+                ApiKey::ApiVersions,
+                version,
+                correlation_id,
+                &api_versions(codes::NONE),
+            )?
         }
-        ApiKey::Metadata => {
-            let req: MetadataRequest = decode(api, version, &mut body)?;
+        R::Metadata(req) => {
             let resp = metadata::handle(shard, req, version).await;
-            encode_response(api, version, correlation_id, &resp)?
+            encode_response(ApiKey::Metadata, version, correlation_id, &resp)?
         }
-        ApiKey::Fetch => {
-            let req: FetchRequest = decode(api, version, &mut body)?;
+        R::Produce(_) => {
+            return Err(KafkaError::Decode {
+                api: ApiKey::Produce,
+                version,
+                reason: "produce is queued by the connection reader".into(),
+            })
+        }
+        R::Fetch(req) => {
             let (resp, mut memory) = fetch::handle(shard, req, version).await;
-            let frame = encode_response(api, version, correlation_id, &resp)?;
+            let frame = encode_response(ApiKey::Fetch, version, correlation_id, &resp)?;
             // The records now live in the frame (one copy, joined per partition).
             drop(resp);
             memory.resize_to(frame.len());
@@ -263,87 +352,65 @@ pub async fn dispatch(
                 memory: Some(memory),
             }));
         }
-        ApiKey::ListOffsets => {
-            let req: ListOffsetsRequest = decode(api, version, &mut body)?;
+        R::ListOffsets(req) => {
             let resp = list_offsets::handle(shard, req).await;
-            encode_response(api, version, correlation_id, &resp)?
+            encode_response(ApiKey::ListOffsets, version, correlation_id, &resp)?
         }
-        ApiKey::ListGroups => {
-            let req: ListGroupsRequest = decode(api, version, &mut body)?;
+        R::ListGroups(req) => {
             let resp = groups::list(shard, req, version).await;
-            encode_response(api, version, correlation_id, &resp)?
+            encode_response(ApiKey::ListGroups, version, correlation_id, &resp)?
         }
-        ApiKey::DescribeGroups => {
-            let req: DescribeGroupsRequest = decode(api, version, &mut body)?;
+        R::DescribeGroups(req) => {
             let resp = groups::describe(shard, req).await;
-            encode_response(api, version, correlation_id, &resp)?
+            encode_response(ApiKey::DescribeGroups, version, correlation_id, &resp)?
         }
-        ApiKey::CreateTopics => {
-            let req: CreateTopicsRequest = decode(api, version, &mut body)?;
+        R::CreateTopics(req) => {
             let resp = admin::create_topics(shard, req, version).await;
-            encode_response(api, version, correlation_id, &resp)?
+            encode_response(ApiKey::CreateTopics, version, correlation_id, &resp)?
         }
-        ApiKey::DeleteTopics => {
-            let req: DeleteTopicsRequest = decode(api, version, &mut body)?;
+        R::DeleteTopics(req) => {
             let resp = admin::delete_topics(shard, req, version).await;
-            encode_response(api, version, correlation_id, &resp)?
+            encode_response(ApiKey::DeleteTopics, version, correlation_id, &resp)?
         }
-        ApiKey::DescribeConfigs => {
-            let req: DescribeConfigsRequest = decode(api, version, &mut body)?;
+        R::DescribeConfigs(req) => {
             let resp = admin::describe_configs(shard, req);
-            encode_response(api, version, correlation_id, &resp)?
+            encode_response(ApiKey::DescribeConfigs, version, correlation_id, &resp)?
         }
-        ApiKey::CreatePartitions => {
-            let req: CreatePartitionsRequest = decode(api, version, &mut body)?;
+        R::CreatePartitions(req) => {
             let resp = admin::create_partitions(shard, req).await;
-            encode_response(api, version, correlation_id, &resp)?
+            encode_response(ApiKey::CreatePartitions, version, correlation_id, &resp)?
         }
-        ApiKey::InitProducerId => {
-            let req: InitProducerIdRequest = decode(api, version, &mut body)?;
+        R::InitProducerId(req) => {
             let resp = init_producer_id(shard, &req);
-            encode_response(api, version, correlation_id, &resp)?
+            encode_response(ApiKey::InitProducerId, version, correlation_id, &resp)?
         }
-        ApiKey::FindCoordinator => {
-            let req: FindCoordinatorRequest = decode(api, version, &mut body)?;
+        R::FindCoordinator(req) => {
             let resp = groups::find_coordinator(shard, req, version).await;
-            encode_response(api, version, correlation_id, &resp)?
+            encode_response(ApiKey::FindCoordinator, version, correlation_id, &resp)?
         }
-        ApiKey::JoinGroup => {
-            let req: JoinGroupRequest = decode(api, version, &mut body)?;
+        R::JoinGroup(req) => {
             let resp = groups::join(shard, req, version).await;
-            encode_response(api, version, correlation_id, &resp)?
+            encode_response(ApiKey::JoinGroup, version, correlation_id, &resp)?
         }
-        ApiKey::SyncGroup => {
-            let req: SyncGroupRequest = decode(api, version, &mut body)?;
+        R::SyncGroup(req) => {
             let resp = groups::sync(shard, req, version).await;
-            encode_response(api, version, correlation_id, &resp)?
+            encode_response(ApiKey::SyncGroup, version, correlation_id, &resp)?
         }
-        ApiKey::Heartbeat => {
-            let req: HeartbeatRequest = decode(api, version, &mut body)?;
+        R::Heartbeat(req) => {
             let resp = groups::heartbeat(shard, req).await;
-            encode_response(api, version, correlation_id, &resp)?
+            encode_response(ApiKey::Heartbeat, version, correlation_id, &resp)?
         }
-        ApiKey::LeaveGroup => {
-            let req: LeaveGroupRequest = decode(api, version, &mut body)?;
+        R::LeaveGroup(req) => {
             let resp = groups::leave(shard, req, version).await;
-            encode_response(api, version, correlation_id, &resp)?
+            encode_response(ApiKey::LeaveGroup, version, correlation_id, &resp)?
         }
-        ApiKey::OffsetCommit => {
-            let req: OffsetCommitRequest = decode(api, version, &mut body)?;
+        R::OffsetCommit(req) => {
             let resp = groups::commit(shard, req).await;
-            encode_response(api, version, correlation_id, &resp)?
+            encode_response(ApiKey::OffsetCommit, version, correlation_id, &resp)?
         }
-        ApiKey::OffsetFetch => {
-            let req: OffsetFetchRequest = decode(api, version, &mut body)?;
+        R::OffsetFetch(req) => {
             let resp = groups::fetch_offsets(shard, req, version).await;
-            encode_response(api, version, correlation_id, &resp)?
-        }
-        other => {
-            return Err(KafkaError::Decode {
-                api: other,
-                version,
-                reason: "not served".into(),
-            })
+            encode_response(ApiKey::OffsetFetch, version, correlation_id, &resp)?
         }
     };
     Ok(Some(frame.into()))

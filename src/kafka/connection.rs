@@ -12,8 +12,7 @@ use std::os::fd::AsRawFd;
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use kafka_protocol::messages::{ApiKey, RequestHeader};
-use kafka_protocol::protocol::Decodable;
+use kafka_protocol::messages::ApiKey;
 use std::rc::Rc;
 use std::time::Instant;
 use tracing::debug;
@@ -77,7 +76,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 break;
             }
         };
-        let Some((api, version, correlation_id, body)) = parse_header(frame) else {
+        let Some((api, version, correlation_id, body)) = api::parse_request_header(frame) else {
             debug!(
                 ?peer,
                 "kafka frame with an unknown API or a bad header: closing"
@@ -111,6 +110,15 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             let _ = tx.send_async(None).await;
             break;
         }
+        let request = match api::decode_request(api, version, body) {
+            Ok(r) => r,
+            Err(e) => {
+                // A body that does not decode: the stream cannot be trusted.
+                debug!(?peer, error = %e, "kafka request does not decode: closing");
+                drop(tx);
+                break;
+            }
+        };
         // Earlier writes on this connection take effect first (see request_order).
         let ticket = order.admit(api::effect(api)).await;
         let guard = shard.begin_request();
@@ -120,18 +128,23 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             ApiKey::Fetch => RequestKind::Fetch,
             _ => RequestKind::Other,
         };
-        let answering: Answering = if api == ApiKey::Produce {
+        let answering: Answering = match request {
             // Queued on the owners here, before the next request is read.
-            match api::enqueue_produce(&shard, version, correlation_id, body).await {
-                Ok(answer) => Box::pin(answer),
-                Err(e) => {
-                    debug!(?peer, error = %e, "kafka produce does not decode: closing");
-                    break;
+            api::KafkaRequest::Produce(req) => {
+                match api::enqueue_produce(&shard, version, correlation_id, req).await {
+                    Ok(answer) => Box::pin(answer),
+                    Err(e) => {
+                        debug!(?peer, error = %e, "kafka produce failed: closing");
+                        break;
+                    }
                 }
             }
-        } else {
-            let shard = shard.clone();
-            Box::pin(async move { api::dispatch(&shard, api, version, correlation_id, body).await })
+            request => {
+                let shard = shard.clone();
+                Box::pin(
+                    async move { api::dispatch(&shard, version, correlation_id, request).await },
+                )
+            }
         };
         let shard = shard.clone();
         glommio::spawn_local(async move {
@@ -189,15 +202,6 @@ async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
     Ok(Some((body, grant)))
 }
 
-/// The API, version and correlation id of a frame, and its body after the header.
-fn parse_header(mut frame: Bytes) -> Option<(ApiKey, i16, i32, Bytes)> {
-    let key = i16::from_be_bytes([*frame.first()?, *frame.get(1)?]);
-    let version = i16::from_be_bytes([*frame.get(2)?, *frame.get(3)?]);
-    let api = ApiKey::try_from(key).ok()?;
-    let header = RequestHeader::decode(&mut frame, api.request_header_version(version)).ok()?;
-    Some((api, version, header.correlation_id, frame))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,18 +210,21 @@ mod tests {
     fn headers_parse_and_garbage_does_not() {
         // ApiVersions v3 header (flexible: v2): key 18, version 3, id 7, client "c", no tags.
         let frame = Bytes::from_static(&[0, 18, 0, 3, 0, 0, 0, 7, 0, 1, b'c', 0, 0xAA]);
-        let (api, version, id, body) = parse_header(frame).unwrap();
+        let (api, version, id, body) = api::parse_request_header(frame).unwrap();
         assert_eq!((api, version, id), (ApiKey::ApiVersions, 3, 7));
         assert_eq!(&body[..], &[0xAA]);
         assert!(
-            parse_header(Bytes::from_static(&[0x7f, 0x7f, 0, 0])).is_none(),
+            api::parse_request_header(Bytes::from_static(&[0x7f, 0x7f, 0, 0])).is_none(),
             "unknown key"
         );
         assert!(
-            parse_header(Bytes::from_static(&[0, 18])).is_none(),
+            api::parse_request_header(Bytes::from_static(&[0, 18])).is_none(),
             "short"
         );
         // A client id claiming more bytes than the frame has.
-        assert!(parse_header(Bytes::from_static(&[0, 3, 0, 1, 0, 0, 0, 1, 0x7f, 0])).is_none());
+        assert!(
+            api::parse_request_header(Bytes::from_static(&[0, 3, 0, 1, 0, 0, 0, 1, 0x7f, 0]))
+                .is_none()
+        );
     }
 }

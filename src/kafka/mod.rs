@@ -7,16 +7,18 @@
 //!
 //! - [`connection`]: framing (`i32 size | header | body`), limits before allocation,
 //!   responses in request order (Kafka clients rely on it);
-//! - `api`: the versions served (ApiVersions), dispatch, response encoding, errors;
-//! - one module per API.
+//! - [`api`]: the versions served (ApiVersions), request decoding, dispatch,
+//!   response encoding, errors;
+//! - one module per API; [`produce`] is public for its pure routing, which the
+//!   fuzzer (`tests/fuzz`) runs.
 
 mod admin;
-mod api;
+pub mod api;
 pub mod connection;
 mod fetch;
 mod groups;
 mod list_offsets;
 mod metadata;
-mod produce;
+pub mod produce;
 
 pub use api::SUPPORTED_APIS;

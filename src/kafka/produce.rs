@@ -24,10 +24,10 @@ pub struct PendingProduce {
     queued: Vec<(PartitionKey, Result<Queued, Refusal>)>,
 }
 
-/// Queues each partition's records on its owner shard. The connection's reader
-/// calls this before it reads the next request, so a connection's produces reach
-/// the owners in the order they were sent, whatever backpressure the mesh applies.
-pub async fn enqueue(shard: &Shard, req: ProduceRequest, version: i16) -> PendingProduce {
+/// The checks a produce passes before anything is queued (pure, so the fuzzer runs
+/// exactly what the broker runs): each partition named, with its records or the
+/// reason it is refused.
+pub fn route(req: ProduceRequest, version: i16) -> Vec<(PartitionKey, Result<Bytes, Refusal>)> {
     let acks = req.acks;
     let named = req.topic_data.iter().flat_map(|t| {
         t.partition_data
@@ -36,12 +36,12 @@ pub async fn enqueue(shard: &Shard, req: ProduceRequest, version: i16) -> Pendin
     });
     let mut refusals =
         refused_partitions("produce", named.collect::<Vec<_>>().into_iter()).into_iter();
-    let mut queued = Vec::new();
+    let mut routed = Vec::new();
     for t in req.topic_data {
         let topic = t.name.0.to_string();
         for p in t.partition_data {
             let key = PartitionKey::new(&topic, p.index);
-            let sent = if let Some(e) = refusals.next().flatten() {
+            let records = if let Some(e) = refusals.next().flatten() {
                 Err(Refusal::from(e))
             } else if !(-1..=1).contains(&acks) {
                 Err(refused(
@@ -55,10 +55,26 @@ pub async fn enqueue(shard: &Shard, req: ProduceRequest, version: i16) -> Pendin
                     "produce v3 or later (RecordBatch v2) is required",
                 ))
             } else {
-                Ok(queue(shard, &key, p.records.unwrap_or_else(Bytes::new)).await)
+                Ok(p.records.unwrap_or_else(Bytes::new))
             };
-            queued.push((key, sent));
+            routed.push((key, records));
         }
+    }
+    routed
+}
+
+/// Queues each partition's records on its owner shard. The connection's reader
+/// calls this before it reads the next request, so a connection's produces reach
+/// the owners in the order they were sent, whatever backpressure the mesh applies.
+pub async fn enqueue(shard: &Shard, req: ProduceRequest, version: i16) -> PendingProduce {
+    let acks = req.acks;
+    let mut queued = Vec::new();
+    for (key, records) in route(req, version) {
+        let sent = match records {
+            Ok(records) => Ok(queue(shard, &key, records).await),
+            Err(e) => Err(e),
+        };
+        queued.push((key, sent));
     }
     PendingProduce {
         acks,
@@ -129,7 +145,7 @@ impl PendingProduce {
 }
 
 /// A partition's refusal with a Kafka code.
-struct Refusal {
+pub struct Refusal {
     code: i16,
     message: String,
 }

@@ -20,6 +20,7 @@ mod error;
 pub mod fault;
 mod fifo_lock;
 pub mod files;
+pub mod image;
 mod index;
 mod log;
 mod notify;

@@ -24,7 +24,7 @@ const BLOCK: u64 = BLOCK_BYTES as u64;
 
 /// How strictly a scan treats a bad batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ScanMode {
+pub enum ScanMode {
     /// The newest segment: a torn tail is truncated.
     Tail,
     /// A closed segment: every byte up to its end must be valid.
@@ -254,37 +254,69 @@ async fn stop_at(
 ) -> Result<ScanOutcome> {
     let pos = seg.size;
     let window_pos = pos - pos % BLOCK;
-    let window_len = (max_batch_bytes + 2 * ringlog_schema::BATCH_HEADER_LEN + BLOCK_BYTES)
-        .next_multiple_of(BLOCK_BYTES);
-    let window = read(file, seg, window_pos, window_len).await?;
+    let window = read(file, seg, window_pos, stop_window_len(max_batch_bytes)).await?;
     let window = &window[..window.len().min((end - window_pos) as usize)];
     let kind = classify_stop(window, window_pos, pos, seg.next_offset, max_batch_bytes);
-    match (mode, kind) {
-        (ScanMode::Tail, StopKind::TornTail) => {
+    match stop_verdict(mode, kind) {
+        StopVerdict::Truncate => {
             let head = &window[((pos - window_pos) as usize).min(window.len())..];
-            let stopped_at_zeros = head
-                .iter()
-                .take(ringlog_schema::BATCH_HEADER_LEN)
-                .all(|&b| b == 0);
             Ok(ScanOutcome {
                 file_len,
                 stop_reason: Some(reason),
-                stopped_at_zeros,
+                stopped_at_zeros: starts_with_zeros(head),
             })
         }
-        (_, StopKind::Corrupt { continuation_at }) => Err(StorageError::Corruption {
+        StopVerdict::Corrupt {
+            continuation_at: Some(at),
+        } => Err(StorageError::Corruption {
             segment: seg.path.clone(),
             position: pos,
-            reason: format!("{reason}; valid batches follow at position {continuation_at}"),
+            reason: format!("{reason}; valid batches follow at position {at}"),
         }),
-        (ScanMode::Closed | ScanMode::Compacted, StopKind::TornTail) => {
-            Err(StorageError::Corruption {
-                segment: seg.path.clone(),
-                position: pos,
-                reason: format!("{reason}, inside a closed segment of {end} bytes"),
-            })
-        }
+        StopVerdict::Corrupt {
+            continuation_at: None,
+        } => Err(StorageError::Corruption {
+            segment: seg.path.clone(),
+            position: pos,
+            reason: format!("{reason}, inside a closed segment of {end} bytes"),
+        }),
     }
+}
+
+/// Bytes read from the stop position's block on to classify a stop: the longest
+/// batch, a header past it, and the block the stop falls in.
+pub(crate) fn stop_window_len(max_batch_bytes: usize) -> usize {
+    (max_batch_bytes + 2 * ringlog_schema::BATCH_HEADER_LEN + BLOCK_BYTES)
+        .next_multiple_of(BLOCK_BYTES)
+}
+
+/// What a scan does at a stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StopVerdict {
+    /// The end of the segment's data: truncate there (newest segment only).
+    Truncate,
+    /// Damage to report; `continuation_at` where valid batches resume, if any.
+    Corrupt { continuation_at: Option<u64> },
+}
+
+/// The recovery rule at a stop: only the newest segment may end in a torn tail.
+pub(crate) fn stop_verdict(mode: ScanMode, kind: StopKind) -> StopVerdict {
+    match (mode, kind) {
+        (ScanMode::Tail, StopKind::TornTail) => StopVerdict::Truncate,
+        (_, StopKind::Corrupt { continuation_at }) => StopVerdict::Corrupt {
+            continuation_at: Some(continuation_at),
+        },
+        (ScanMode::Closed | ScanMode::Compacted, StopKind::TornTail) => StopVerdict::Corrupt {
+            continuation_at: None,
+        },
+    }
+}
+
+/// The stop is at zeros (preallocated space never written), not a torn write.
+pub(crate) fn starts_with_zeros(head: &[u8]) -> bool {
+    head.iter()
+        .take(ringlog_schema::BATCH_HEADER_LEN)
+        .all(|&b| b == 0)
 }
 
 type ReadAhead = Option<(
@@ -309,10 +341,19 @@ pub(crate) async fn load_indexes(
 ) -> Option<(crate::index::SegmentSummary, OffsetIndex, TimeIndex)> {
     let idx = read_whole(&seg.index_path(dir)).await?;
     let tidx = read_whole(&seg.time_index_path(dir)).await?;
-    let (summary, offsets) = OffsetIndex::decode(&idx)?;
-    let (tsummary, times) = TimeIndex::decode(&tidx)?;
-    (summary == tsummary && summary.base_offset == seg.base_offset)
-        .then_some((summary, offsets, times))
+    decode_indexes(&idx, &tidx, seg.base_offset)
+}
+
+/// Decodes both index files of the segment based at `base_offset`; `None` if either
+/// is damaged or they disagree.
+pub(crate) fn decode_indexes(
+    idx: &[u8],
+    tidx: &[u8],
+    base_offset: i64,
+) -> Option<(crate::index::SegmentSummary, OffsetIndex, TimeIndex)> {
+    let (summary, offsets) = OffsetIndex::decode(idx)?;
+    let (tsummary, times) = TimeIndex::decode(tidx)?;
+    (summary == tsummary && summary.base_offset == base_offset).then_some((summary, offsets, times))
 }
 
 async fn read_whole(path: &Path) -> Option<Vec<u8>> {

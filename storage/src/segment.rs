@@ -29,6 +29,35 @@ pub(crate) fn parse_log_name(name: &str) -> Option<i64> {
     stem.parse().ok()
 }
 
+/// The index-side state of a segment that each scanned batch updates.
+pub(crate) struct IndexState<'a> {
+    pub base_offset: i64,
+    pub max_timestamp: &'a mut i64,
+    pub offset_index: &'a mut OffsetIndex,
+    pub time_index: &'a mut TimeIndex,
+}
+
+/// Adds the batch at `position` to a segment's indexes and running max timestamp
+/// (pure: shared by recovery and `image::scan_image`). The scan guarantees
+/// `base_offset <= batch.base_offset` and an offset span within `u32` of the base.
+pub(crate) fn index_batch(
+    state: IndexState<'_>,
+    position: u64,
+    batch: &ScannedBatch,
+    index_interval: u32,
+) {
+    let relative = (batch.base_offset - state.base_offset) as u32;
+    *state.max_timestamp = (*state.max_timestamp).max(batch.max_timestamp);
+    if state
+        .offset_index
+        .on_batch(relative, position as u32, batch.len as u32, index_interval)
+    {
+        state
+            .time_index
+            .on_indexed_batch(*state.max_timestamp, relative);
+    }
+}
+
 pub(crate) struct Segment {
     pub base_offset: i64,
     pub next_offset: i64,
@@ -62,17 +91,17 @@ impl Segment {
     /// Adds the batch at `position` (== `self.size`) to the indexes and summary.
     pub fn on_batch(&mut self, position: u64, batch: &ScannedBatch, index_interval: u32) {
         debug_assert_eq!(position, self.size);
-        // Equal, or past it in a compacted segment.
-        debug_assert!(batch.base_offset >= self.next_offset);
-        let relative = (batch.base_offset - self.base_offset) as u32;
-        self.max_timestamp = self.max_timestamp.max(batch.max_timestamp);
-        if self
-            .offset_index
-            .on_batch(relative, position as u32, batch.len as u32, index_interval)
-        {
-            self.time_index
-                .on_indexed_batch(self.max_timestamp, relative);
-        }
+        index_batch(
+            IndexState {
+                base_offset: self.base_offset,
+                max_timestamp: &mut self.max_timestamp,
+                offset_index: &mut self.offset_index,
+                time_index: &mut self.time_index,
+            },
+            position,
+            batch,
+            index_interval,
+        );
         self.size = position + batch.len as u64;
         self.next_offset = batch.last_offset + 1;
     }

@@ -58,40 +58,62 @@ pub struct PendingProduce {
     refused: Option<BodyT>,
 }
 
-/// Validates the request and queues each partition's batches on its owner shard.
-pub async fn enqueue(shard: &Shard, req: ProduceRequestT, payload: Bytes) -> PendingProduce {
+/// Each partition a produce names, with its records sliced out of the payload or
+/// the reason it is refused.
+pub type Routed = Vec<(PartitionKey, Result<Bytes, PartitionError>)>;
+
+/// The checks a produce passes before anything is queued (pure, so the fuzzer runs
+/// exactly what the broker runs): acks, partitions named twice or too many, and
+/// payload ranges. `Err` is the error body answering the whole request.
+pub fn route(req: ProduceRequestT, payload: &Bytes) -> Result<(i8, Routed), BodyT> {
     let acks = req.acks;
     if !(-1..=1).contains(&acks) {
-        return PendingProduce {
-            acks: 1,
-            partitions: Vec::new(),
-            refused: Some(error_body(
-                ErrorCode::INVALID_REQUIRED_ACKS,
-                &format!("acks = {acks}: use 0, 1 or -1 (all)"),
-            )),
-        };
+        return Err(error_body(
+            ErrorCode::INVALID_REQUIRED_ACKS,
+            &format!("acks = {acks}: use 0, 1 or -1 (all)"),
+        ));
     }
     let parts = req.partitions.unwrap_or_default();
     let refused = refused_partitions(
         "produce",
         parts.iter().map(|p| (p.topic.as_str(), p.partition)),
     );
-    let mut partitions = Vec::with_capacity(parts.len());
-    for (p, refused) in parts.into_iter().zip(refused) {
-        let key = PartitionKey {
-            topic: p.topic,
-            partition: p.partition,
-        };
-        let queued = match (
-            refused,
-            frame::payload_slice(&payload, p.records.as_ref(), "records"),
-        ) {
-            (Some(e), _) => Err(e),
-            (None, Ok(records)) => queue(shard, &key, records).await,
-            (None, Err(e)) => Err(PartitionError::new(
-                ErrorCode::CORRUPT_MESSAGE,
-                e.to_string(),
-            )),
+    let routed = parts
+        .into_iter()
+        .zip(refused)
+        .map(|(p, refused)| {
+            let records = match refused {
+                Some(e) => Err(e),
+                None => frame::payload_slice(payload, p.records.as_ref(), "records")
+                    .map_err(|e| PartitionError::new(ErrorCode::CORRUPT_MESSAGE, e.to_string())),
+            };
+            let key = PartitionKey {
+                topic: p.topic,
+                partition: p.partition,
+            };
+            (key, records)
+        })
+        .collect();
+    Ok((acks, routed))
+}
+
+/// Validates the request and queues each partition's batches on its owner shard.
+pub async fn enqueue(shard: &Shard, req: ProduceRequestT, payload: Bytes) -> PendingProduce {
+    let (acks, routed) = match route(req, &payload) {
+        Ok(r) => r,
+        Err(body) => {
+            return PendingProduce {
+                acks: 1,
+                partitions: Vec::new(),
+                refused: Some(body),
+            }
+        }
+    };
+    let mut partitions = Vec::with_capacity(routed.len());
+    for (key, records) in routed {
+        let queued = match records {
+            Ok(records) => queue(shard, &key, records).await,
+            Err(e) => Err(e),
         };
         partitions.push((key, queued));
     }
