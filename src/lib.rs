@@ -23,6 +23,8 @@ pub mod iotune;
 pub mod kafka;
 pub mod metadata;
 pub mod metrics;
+pub mod sync;
+pub mod time;
 pub mod tune;
 
 pub use ringlog_schema as schema;

@@ -23,7 +23,7 @@ const LIST_OFFSETS_VERSION: i16 = 7;
 const PRODUCE_VERSION: i16 = 7;
 /// Record timestamps of the test batches: now-ish, inside the default range.
 fn base_ts() -> i64 {
-    ringlog::broker::shard::now_ms() - 60_000
+    ringlog::time::now_ms() - 60_000
 }
 
 /// A batch of `n` records with timestamps `ts0 + i` and values `v<i>`.
@@ -126,11 +126,7 @@ fn crc_valid_but_malformed_batches_are_refused_and_never_stored() {
         "value length"
     );
     // A timestamp an hour and more in the future.
-    let future = batch(
-        Codec::None,
-        ringlog::broker::shard::now_ms() + 2 * 3_600_000,
-        2,
-    );
+    let future = batch(Codec::None, ringlog::time::now_ms() + 2 * 3_600_000, 2);
     assert_eq!(produce(&mut conn, "v", future).0, INVALID_TIMESTAMP);
 
     // Nothing was stored: the good batch lands at offset 0 and reads back alone.
@@ -255,14 +251,14 @@ fn a_log_append_time_topic_stamps_batches_with_the_broker_time() {
         "message.timestamp.type=LogAppendTime",
     ]));
     let mut conn = Conn::new(&broker.kafka_addr);
-    let before = ringlog::broker::shard::now_ms();
+    let before = ringlog::time::now_ms();
     // Producer times an hour and more in the future are not checked: replaced.
     let far = before + 5 * 3_600_000;
     assert_eq!(
         produce(&mut conn, "stamped", batch(Codec::Lz4, far, 10)),
         (0, 0)
     );
-    let after = ringlog::broker::shard::now_ms();
+    let after = ringlog::time::now_ms();
     let (code, offset, ts) = list_offset(&mut conn, "stamped", -3);
     assert_eq!(
         (code, offset),

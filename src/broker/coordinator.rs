@@ -26,6 +26,7 @@ use crate::broker::partition_dir;
 use crate::config::{topic_log_config, BrokerConfig};
 use crate::metadata::model::MetadataError;
 use crate::metadata::{store, ClusterMetadata};
+use crate::sync::join::join_all;
 
 /// The coordination executor's state.
 pub struct Coordinator {
@@ -123,19 +124,7 @@ impl Coordinator {
                 }
             }
         });
-        join_all(calls).await;
-    }
-
-    /// Asks every data shard to drain and close its logs; returns when all did.
-    pub async fn shutdown_shards(&self) {
-        let calls = (0..self.shards).map(|s| async move {
-            // A shard that exits before its answer arrives has closed too.
-            let _ = self
-                .mesh()
-                .call(Peer::Shard(ShardId(s)), ShardMsg::Shutdown)
-                .await;
-        });
-        join_all(calls).await;
+        join_all(calls.collect()).await;
     }
 
     /// Answers a request from a data shard.
@@ -361,9 +350,7 @@ fn new_topic_id() -> String {
         // No kernel randomness (never on Linux >= 3.17): time and a counter are unique
         // enough to tell two incarnations of a name apart.
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
+        let nanos = crate::time::now_nanos();
         let c = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return format!("{nanos:x}{c:x}{:x}", std::process::id());
     }
@@ -371,13 +358,6 @@ fn new_topic_id() -> String {
 }
 
 fn new_cluster_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = crate::time::now_nanos();
     format!("ringlog-{:x}-{:x}", nanos, std::process::id())
-}
-
-/// Runs futures concurrently on this executor and waits for all of them.
-pub async fn join_all<F: std::future::Future<Output = ()>>(futures: impl Iterator<Item = F>) {
-    crate::broker::join::join_all(futures.collect()).await;
 }

@@ -10,7 +10,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use glommio::sync::Semaphore;
@@ -28,7 +28,6 @@ use tracing::{debug, info, warn};
 use crate::broker::messages::{PartitionError, PartitionKey};
 use crate::broker::partition::FirstBatch;
 use crate::broker::shard::Shard;
-use crate::broker::signal::{Latch, Signal};
 use crate::groups::assignor::TopicPartitions;
 use crate::groups::membership::{
     Group, GroupError, GroupLimits, GroupState, JoinRequest, MemberAssignment, Protocol, Reply,
@@ -38,17 +37,13 @@ use crate::groups::offsets::{
     encode_key, encode_value, partition_for_group, Committed, OffsetStore, OFFSETS_TOPIC,
     OFFSET_METADATA_MAX_BYTES,
 };
+use crate::sync::signal::{Latch, Signal};
+use crate::time::now_ms;
 
 /// Bytes read per step when rebuilding a partition's offsets.
 const LOAD_READ_BYTES: u32 = 1 << 20;
 /// Longest the timer sleeps when no group has a deadline.
 const IDLE_TICK: Duration = Duration::from_secs(3600);
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// The wire code of a membership error.
 pub fn group_error_code(e: GroupError) -> ErrorCode {

@@ -13,7 +13,6 @@ pub mod coordinator;
 pub mod errors;
 pub mod group_coordinator;
 pub mod handlers;
-pub mod join;
 pub mod memory;
 pub mod messages;
 pub mod partition;
@@ -22,7 +21,6 @@ pub mod producer_snapshot;
 pub mod producer_state;
 pub mod request_order;
 pub mod shard;
-pub mod signal;
 
 use crate::broker::connection_limits::{Admission, ConnectionLimits};
 use std::fs::{File, OpenOptions};
@@ -572,7 +570,7 @@ async fn run_coordinator(
                 .await;
         }
     });
-    coordinator::join_all(calls).await;
+    crate::sync::join::join_all(calls.collect::<Vec<_>>()).await;
     if let Err(e) = mesh
         .leave(Duration::from_millis(SHUTDOWN_DRAIN_MS_MAX))
         .await

@@ -22,9 +22,9 @@ use crate::broker::errors::{batch_error, storage_error};
 use crate::broker::messages::{FetchData, PartitionError, PartitionOffsets};
 use crate::broker::producer_snapshot;
 use crate::broker::producer_state::{last_sequence, LoggedBatch, ProducerState, Verdict};
-use crate::broker::shard::now_ms;
-use crate::broker::signal::{Latch, Signal};
 use crate::metrics::PartitionStats;
+use crate::sync::signal::{Latch, Signal};
+use crate::time::now_ms;
 use tracing::info;
 
 /// Bytes read per step when rebuilding producer state.
@@ -382,7 +382,7 @@ impl Partition {
     }
 
     /// Resolves at the next change that may move the high watermark.
-    pub fn arrived(&self) -> crate::broker::signal::Wait<'_> {
+    pub fn arrived(&self) -> crate::sync::signal::Wait<'_> {
         self.arrived.wait()
     }
 

@@ -94,9 +94,7 @@ pub fn remove(data_dir: &Path, dir: &Path) -> bool {
 
 fn doomed_name(data_dir: &Path) -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = crate::time::now_nanos();
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     data_dir.join(format!("{DELETE_PREFIX}{nanos:x}-{n}"))
 }

@@ -22,7 +22,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use crate::broker::signal::Signal;
+use crate::sync::signal::Signal;
 
 /// What a request does to broker state, for ordering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -21,10 +21,10 @@ use crate::broker::memory::MemoryBudget;
 use crate::broker::messages::{FetchData, PartitionError, PartitionKey, PartitionRead, ShardMsg};
 use crate::broker::partition::{FirstBatch, Partition};
 use crate::broker::partition_dir;
-use crate::broker::signal::{Latch, Signal};
 use crate::config::{topic_log_config, BrokerConfig};
 use crate::metadata::{BrokerId, ClusterMetadata, TopicMeta};
 use crate::metrics::{PartitionSnapshot, ShardSnapshot, ShardStats};
+use crate::sync::signal::{Latch, Signal};
 
 /// The state of one data shard.
 pub struct Shard {
@@ -168,9 +168,7 @@ impl Shard {
     /// within one millisecond take the next numbers, and borrow from the next
     /// millisecond when 4,096 are not enough).
     pub fn new_producer_id(&self) -> i64 {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = crate::time::now_ms();
         let shard = i64::from(self.id.0 & 0xff);
         let floor = (now_ms << 20) | (shard << 12);
         let last = self.last_producer_id.get();
@@ -551,7 +549,7 @@ impl Shard {
             if retention_due {
                 since_retention = Duration::ZERO;
             }
-            let now_ms = now_ms();
+            let now_ms = crate::time::now_ms();
             for p in parts {
                 if let Err(e) = p.log.flush_if_due().await {
                     warn!(topic = %p.topic, partition = p.partition, error = %e, "interval flush failed");
@@ -707,11 +705,4 @@ async fn list_offset(p: &Partition, timestamp: i64) -> Result<(i64, i64), Partit
             ),
         )),
     }
-}
-
-/// Wall-clock milliseconds since the epoch (record timestamps are wall-clock).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -19,10 +19,11 @@ use ringlog_schema::compression::Codec;
 use ringlog_schema::wire::{BodyT, ErrorCode, PayloadRangeT, ProducePartitionT, ProduceRequestT};
 use ringlog_schema::{BatchBuilder, RecordHeader};
 
-use crate::broker::signal::{Latch, Signal};
 use crate::client::cluster::unexpected;
 use crate::client::partitioner::partition_for_key;
 use crate::client::{Client, ClientError};
+use crate::sync::signal::{Latch, Signal};
+use crate::time::now_ms;
 
 /// Producer settings (Kafka's names in the docs).
 #[derive(Clone, Debug)]
@@ -389,8 +390,4 @@ fn settle(inner: &Inner, outcome: &BatchOutcome, result: Result<i64, ClientError
     if n == 0 {
         inner.idle.notify();
     }
-}
-
-fn now_ms() -> i64 {
-    crate::broker::shard::now_ms()
 }

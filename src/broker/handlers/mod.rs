@@ -13,11 +13,11 @@ use bytes::Bytes;
 use ringlog_schema::frame;
 use ringlog_schema::wire::{BodyT, EnvelopeT, ErrorCode, ErrorResponseT, HelloResponseT};
 
-pub use crate::broker::join::join_all;
 use crate::broker::memory::Grant;
 use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
 use crate::broker::shard::Shard;
 use crate::config::REQUEST_PARTITIONS_MAX;
+pub use crate::sync::join::join_all;
 
 /// Native protocol version this broker speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
