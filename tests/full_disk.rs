@@ -17,20 +17,6 @@ const RECORDS_PER_BATCH: usize = 2_000;
 /// Free space left when the test starts producing.
 const LEFT_FREE_BYTES: u64 = 3 << 20;
 
-fn values(broker: &Broker, topic: &str) -> Vec<String> {
-    ok(&broker.cli(&[
-        "consume",
-        "--topic",
-        topic,
-        "--from-beginning",
-        "--timeout-ms",
-        "1000",
-    ]))
-    .lines()
-    .map(str::to_string)
-    .collect()
-}
-
 #[test]
 fn a_full_disk_refuses_appends_and_loses_nothing_acknowledged() {
     let Some(fs) = LoopFs::mount(
@@ -75,9 +61,9 @@ fn a_full_disk_refuses_appends_and_loses_nothing_acknowledged() {
     assert_eq!(code, KAFKA_STORAGE_ERROR, "the retry");
 
     // Reads go on; a partition with allocated space takes writes.
-    assert_eq!(values(&broker, "t"), acked);
+    assert_eq!(broker.consume_values("t"), acked);
     ok(&broker.cli_input(&["produce", "--topic", "other"], b"during\n"));
-    assert_eq!(values(&broker, "other"), ["before", "during"]);
+    assert_eq!(broker.consume_values("other"), ["before", "during"]);
     // The operator can see what happened and why.
     let text = metrics(&broker.admin_addr);
     assert_eq!(metric_sum(&text, "ringlog_failed_log_partitions", &[]), 1.0);
@@ -96,7 +82,7 @@ fn a_full_disk_refuses_appends_and_loses_nothing_acknowledged() {
     std::fs::remove_file(filler).unwrap();
     broker.kill9();
     let broker = Broker::start_logging_in(&data, logs.path(), 1, &settings);
-    assert_eq!(values(&broker, "t"), acked);
+    assert_eq!(broker.consume_values("t"), acked);
     let mut conn = Conn::new(&broker.kafka_addr);
     let (code, base) = conn.produce("t", pid, epoch, failed_batch, RECORDS_PER_BATCH);
     assert_eq!(
@@ -105,6 +91,6 @@ fn a_full_disk_refuses_appends_and_loses_nothing_acknowledged() {
         "the retry after restart"
     );
     acked.extend((0..RECORDS_PER_BATCH).map(|i| format!("s{}", failed_batch + i as i32)));
-    assert_eq!(values(&broker, "t"), acked);
+    assert_eq!(broker.consume_values("t"), acked);
     assert!(!broker.log().contains("panicked"), "{}", broker.log());
 }

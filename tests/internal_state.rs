@@ -181,20 +181,6 @@ fn an_offsets_record_that_does_not_parse_is_skipped_and_counted() {
     assert!(broker.log().contains("skipped"), "{}", broker.log());
 }
 
-fn values(broker: &Broker, topic: &str) -> Vec<String> {
-    ok(&broker.cli(&[
-        "consume",
-        "--topic",
-        topic,
-        "--from-beginning",
-        "--timeout-ms",
-        "1000",
-    ]))
-    .lines()
-    .map(str::to_string)
-    .collect()
-}
-
 /// The topic ids in the metadata file.
 fn metadata(data: &std::path::Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(data.join("cluster-metadata.json")).unwrap()).unwrap()
@@ -217,7 +203,7 @@ fn deleted_then_recreated(topic: &str, crash: impl FnOnce(&std::path::Path, &str
     let mut broker = Broker::start(&data, 1, &[]);
     ok(&broker.cli(&["topic", "create", topic, "--partitions", "2"]));
     ok(&broker.cli_input(&["produce", "--topic", topic], b"old-1\nold-2\nold-3\n"));
-    assert_eq!(values(&broker, topic).len(), 3);
+    assert_eq!(broker.consume_values(topic).len(), 3);
     broker.kill9();
     crash(&data, topic);
     let broker = Broker::start(&data, 1, &[]);
@@ -227,18 +213,18 @@ fn deleted_then_recreated(topic: &str, crash: impl FnOnce(&std::path::Path, &str
     {
         // The metadata names another incarnation: the old directories are not it.
         assert!(
-            values(&broker, topic).is_empty(),
+            broker.consume_values(topic).is_empty(),
             "a new incarnation served old data"
         );
         ok(&broker.cli(&["topic", "delete", topic]));
     }
     ok(&broker.cli(&["topic", "create", topic, "--partitions", "2"]));
     assert!(
-        values(&broker, topic).is_empty(),
+        broker.consume_values(topic).is_empty(),
         "the re-created topic served old data"
     );
     ok(&broker.cli_input(&["produce", "--topic", topic], b"new-1\n"));
-    assert_eq!(values(&broker, topic), ["new-1"]);
+    assert_eq!(broker.consume_values(topic), ["new-1"]);
     assert!(!broker.log().contains("panicked"), "{}", broker.log());
 }
 
@@ -307,5 +293,5 @@ fn deleting_a_249_character_topic_removes_its_data() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     ok(&broker.cli(&["topic", "create", &long, "--partitions", "1"]));
-    assert!(values(&broker, &long).is_empty());
+    assert!(broker.consume_values(&long).is_empty());
 }

@@ -13,20 +13,6 @@ use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResp
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 
-fn values(broker: &Broker, topic: &str) -> Vec<String> {
-    ok(&broker.cli(&[
-        "consume",
-        "--topic",
-        topic,
-        "--from-beginning",
-        "--timeout-ms",
-        "1000",
-    ]))
-    .lines()
-    .map(str::to_string)
-    .collect()
-}
-
 #[test]
 fn a_retried_batch_is_stored_once_and_gaps_and_old_epochs_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -53,7 +39,10 @@ fn a_retried_batch_is_stored_once_and_gaps_and_old_epochs_are_refused() {
         (0, 3),
         "the duplicate's original offset"
     );
-    assert_eq!(values(&broker, "idem"), ["s0", "s1", "s2", "s3", "s4"]);
+    assert_eq!(
+        broker.consume_values("idem"),
+        ["s0", "s1", "s2", "s3", "s4"]
+    );
 
     // A gap: sequence 7 after 4.
     assert_eq!(
@@ -101,7 +90,7 @@ fn a_retried_batch_is_stored_once_and_gaps_and_old_epochs_are_refused() {
         OUT_OF_ORDER_SEQUENCE_NUMBER
     );
     assert_eq!(
-        values(&broker, "idem"),
+        broker.consume_values("idem"),
         ["s0", "s1", "s2", "s3", "s4", "s0", "s5", "s0", "s1"]
     );
 }

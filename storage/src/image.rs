@@ -78,7 +78,12 @@ pub fn scan_image(
                 next_offset = b.last_offset + 1;
                 batches += 1;
             }
-            Step::NeedMore(_) => unreachable!("a scan at the end of the data never needs more"),
+            // At the end of the data a step never asks for more; were it to, the
+            // batch is cut off, as recovery would find it.
+            Step::NeedMore(need) => {
+                let reason = format!("batch needs {need} bytes, {} left", rest.len());
+                break stop(image, pos, next_offset, mode, max_batch_bytes, reason);
+            }
             Step::Stop(reason) => {
                 break stop(image, pos, next_offset, mode, max_batch_bytes, reason);
             }

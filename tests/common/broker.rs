@@ -160,6 +160,22 @@ impl Broker {
         super::cli_with_input(&self.with_bootstrap(args), None)
     }
 
+    /// Every value of `topic`, read from the beginning with `ringlog consume`.
+    #[allow(dead_code)] // Not every test binary reads topics back.
+    pub fn consume_values(&self, topic: &str) -> Vec<String> {
+        super::ok(&self.cli(&[
+            "consume",
+            "--topic",
+            topic,
+            "--from-beginning",
+            "--timeout-ms",
+            "1000",
+        ]))
+        .lines()
+        .map(str::to_string)
+        .collect()
+    }
+
     /// Runs the CLI with `input` on stdin.
     pub fn cli_input(&self, args: &[&str], input: &[u8]) -> Output {
         super::cli_with_input(&self.with_bootstrap(args), Some(input))
