@@ -18,6 +18,7 @@
 pub mod broker;
 pub mod client;
 pub mod config;
+pub mod core;
 pub mod groups;
 pub mod iotune;
 pub mod kafka;

@@ -12,6 +12,9 @@ pub enum ShardError {
     /// The peer stopped (its executor exited) before answering.
     #[error("peer {0} is gone")]
     PeerGone(String),
+    /// The peer's handler declined the request ([`crate::Answer::refuse`]).
+    #[error("peer {0} refused the request")]
+    Refused(String),
     /// [`crate::Mesh::leave`] gave up waiting for these peers to leave.
     #[error("peers still calling when this executor left: {0}")]
     LeaveTimeout(String),

@@ -4,12 +4,14 @@
 //!   its own core, plus one lightweight coordination executor, and stops them in
 //!   order.
 //! - [`Mesh`] connects every executor to every other (a glommio channel mesh) so a
-//!   shard can [`Mesh::call`] another and await its answer; messages move, payloads
+//!   shard can call another ([`Mesh::call_shard`]) or the coordinator
+//!   ([`Mesh::call_coordinator`]) and await its typed answer; messages move, payloads
 //!   inside them (`Bytes`) are never copied.
 //! - [`routing`] says which shard owns a partition.
 //!
 //! Architecture invariant: this crate knows nothing about topics, logs or protocols.
-//! Its messages are a type parameter chosen by the broker.
+//! Its requests are type parameters chosen by the broker: one type for what data
+//! shards serve, one for what the coordinator serves.
 
 mod error;
 mod mesh;
@@ -17,6 +19,6 @@ mod pool;
 pub mod routing;
 
 pub use error::ShardError;
-pub use mesh::{Handler, Mesh, Peer, Reply};
-pub use pool::{PoolConfig, ShardContext, ShardPool, MESH_CAPACITY_DEFAULT};
+pub use mesh::{Answer, Answered, Handler, Mesh, Peer, Pending};
+pub use pool::{CoordinatorContext, PoolConfig, ShardContext, ShardPool, MESH_CAPACITY_DEFAULT};
 pub use routing::{shard_for_partition, ShardId};

@@ -2,8 +2,11 @@
 //! full channel mesh.
 //!
 //! Each executor joins the mesh with a [`Handler`] that answers requests from peers.
-//! [`Mesh::call`] sends a request to a peer and awaits its answer; a call to oneself
-//! runs the handler directly, so callers need not special-case the local shard.
+//! [`Mesh::call_shard`] and [`Mesh::call_coordinator`] send a request to a peer and
+//! await its answer; a call to oneself runs the handler directly, so callers need not
+//! special-case the local shard. Calls are typed: a request carries the [`Answer`]
+//! slot of its own answer type, and a handler returns [`Answered`], which only
+//! filling (or refusing) that slot yields.
 //! Every peer-to-peer channel is bounded (`mesh_capacity`): a sender waits when the
 //! receiver falls behind. Receiving never waits on sending (answers are sent from the
 //! handler's own task), so two shards calling each other cannot deadlock.
@@ -23,6 +26,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
@@ -64,18 +68,63 @@ impl Peer {
     }
 }
 
-/// What travels between executors.
-pub(crate) enum Wire<M> {
-    Request {
+/// What travels between executors. Requests to data shards are `S`, requests to the
+/// coordinator `C`; each carries the [`Answer`] its handler fills, so the wire only
+/// says when an answer is ready, never what it is.
+pub(crate) enum Wire<S, C> {
+    ToShard {
         id: u64,
-        body: M,
+        body: S,
     },
-    Response {
+    ToCoordinator {
         id: u64,
-        body: M,
+        body: C,
+    },
+    /// The handler of request `id` has returned: its answer (if any) is in its slot.
+    Answered {
+        id: u64,
     },
     /// The sender makes no more calls; it still answers until everyone has left.
     Leave,
+}
+
+/// The slot the answer to one request goes into: made by the caller, carried inside
+/// the request, filled by the handler. The answer's type is fixed by the request
+/// variant that carries it, so a handler cannot write an answer of another kind.
+pub struct Answer<T> {
+    slot: Arc<Mutex<Option<T>>>,
+}
+
+/// Proof that a handler disposed of its request's [`Answer`]: handlers return it,
+/// so one that forgets to answer does not compile.
+#[must_use = "a handler returns this to show it answered"]
+pub struct Answered(());
+
+impl<T> Answer<T> {
+    fn new() -> (Self, Arc<Mutex<Option<T>>>) {
+        let slot = Arc::new(Mutex::new(None));
+        (Self { slot: slot.clone() }, slot)
+    }
+
+    /// Answers the request.
+    pub fn send(self, value: T) -> Answered {
+        if let Ok(mut slot) = self.slot.lock() {
+            *slot = Some(value);
+        }
+        Answered(())
+    }
+
+    /// Declines to answer: the caller gets [`ShardError::Refused`]. For an executor
+    /// that cannot serve at all (one whose start failed).
+    pub fn refuse(self) -> Answered {
+        Answered(())
+    }
+}
+
+impl<T> fmt::Debug for Answer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Answer")
+    }
 }
 
 /// What this executor knows about one peer's end of the mesh.
@@ -104,15 +153,21 @@ pub(crate) fn close_on_exit() {
 }
 
 /// Answers a request from a peer. Runs as its own task on the receiving executor.
-pub type Handler<M> = Rc<dyn Fn(Peer, M) -> Pin<Box<dyn Future<Output = M>>>>;
+pub type Handler<M> = Rc<dyn Fn(Peer, M) -> Pin<Box<dyn Future<Output = Answered>>>>;
 
-struct Inner<M: Send + 'static> {
+/// The requests this executor serves: a data shard's or the coordinator's.
+pub(crate) enum Serves<S, C> {
+    Shard(Handler<S>),
+    Coordinator(Handler<C>),
+}
+
+struct Inner<S: Send + 'static, C: Send + 'static> {
     me: Peer,
     shards: u16,
-    senders: Senders<Wire<M>>,
-    handler: Handler<M>,
-    /// Calls awaiting an answer: id -> (peer index, where to deliver it).
-    pending: RefCell<HashMap<u64, (usize, flume::Sender<M>)>>,
+    senders: Senders<Wire<S, C>>,
+    serves: Serves<S, C>,
+    /// Calls awaiting an answer: id -> (peer index, whom to tell it is ready).
+    pending: RefCell<HashMap<u64, (usize, flume::Sender<()>)>>,
     next_id: Cell<u64>,
     /// State of each peer by mesh index (this executor's own entry stays `Up`).
     peers: RefCell<Vec<PeerState>>,
@@ -122,7 +177,7 @@ struct Inner<M: Send + 'static> {
     closed: Cell<bool>,
 }
 
-impl<M: Send + 'static> Inner<M> {
+impl<S: Send + 'static, C: Send + 'static> Inner<S, C> {
     fn set_peer(&self, index: usize, state: PeerState) {
         if let Some(p) = self.peers.borrow_mut().get_mut(index) {
             // `Gone` is final; `Left` never returns to `Up`.
@@ -151,12 +206,12 @@ impl<M: Send + 'static> Inner<M> {
 }
 
 /// This executor's end of the mesh. Cheap to clone; `!Send` (it belongs to one
-/// executor).
-pub struct Mesh<M: Send + 'static> {
-    inner: Rc<Inner<M>>,
+/// executor). `S` are the requests data shards serve, `C` the coordinator's.
+pub struct Mesh<S: Send + 'static, C: Send + 'static> {
+    inner: Rc<Inner<S, C>>,
 }
 
-impl<M: Send + 'static> Clone for Mesh<M> {
+impl<S: Send + 'static, C: Send + 'static> Clone for Mesh<S, C> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -164,14 +219,14 @@ impl<M: Send + 'static> Clone for Mesh<M> {
     }
 }
 
-impl<M: Send + 'static> Mesh<M> {
+impl<S: Send + 'static, C: Send + 'static> Mesh<S, C> {
     /// Joins the mesh (a barrier until every executor has joined) and starts
     /// receiving from every peer.
     pub(crate) async fn join(
-        builder: MeshBuilder<Wire<M>, Full>,
+        builder: MeshBuilder<Wire<S, C>, Full>,
         me: Peer,
         shards: u16,
-        handler: Handler<M>,
+        serves: Serves<S, C>,
     ) -> Result<Self, ShardError> {
         let (senders, mut receivers) = builder
             .join()
@@ -181,7 +236,7 @@ impl<M: Send + 'static> Mesh<M> {
             me,
             shards,
             senders,
-            handler,
+            serves,
             pending: RefCell::new(HashMap::new()),
             next_id: Cell::new(1),
             peers: RefCell::new(vec![PeerState::Up; usize::from(shards) + 1]),
@@ -192,12 +247,26 @@ impl<M: Send + 'static> Mesh<M> {
             let inner = inner.clone();
             glommio::spawn_local(async move {
                 while let Some(msg) = receiver.recv().await {
+                    let from = Peer::from_mesh_index(index, inner.shards);
                     match msg {
-                        Wire::Request { id, body } => serve(&inner, index, id, body),
-                        Wire::Response { id, body } => {
+                        Wire::ToShard { id, body } => {
+                            let answer = match &inner.serves {
+                                Serves::Shard(handler) => Some(handler(from, body)),
+                                Serves::Coordinator(_) => None,
+                            };
+                            answer_when_done(&inner, index, id, answer);
+                        }
+                        Wire::ToCoordinator { id, body } => {
+                            let answer = match &inner.serves {
+                                Serves::Coordinator(handler) => Some(handler(from, body)),
+                                Serves::Shard(_) => None,
+                            };
+                            answer_when_done(&inner, index, id, answer);
+                        }
+                        Wire::Answered { id } => {
                             if let Some((_, tx)) = inner.pending.borrow_mut().remove(&id) {
                                 // The caller may have given up (dropped its future).
-                                let _ = tx.try_send(body);
+                                let _ = tx.try_send(());
                             }
                         }
                         Wire::Leave => inner.set_peer(index, PeerState::Left),
@@ -282,74 +351,131 @@ impl<M: Send + 'static> Mesh<M> {
         self.inner.shards
     }
 
-    /// Sends `msg` to `peer` and awaits the answer of its handler.
-    pub async fn call(&self, peer: Peer, msg: M) -> Result<M, ShardError> {
-        self.send(peer, msg).await?.recv().await
+    /// Sends data shard `shard` the request `request` builds around its answer slot
+    /// and awaits the answer.
+    pub async fn call_shard<T: Send + 'static>(
+        &self,
+        shard: ShardId,
+        request: impl FnOnce(Answer<T>) -> S,
+    ) -> Result<T, ShardError> {
+        self.send_to_shard(shard, request).await?.recv().await
     }
 
-    /// Hands `msg` to `peer` and returns once it is queued there, without waiting for
-    /// the answer. Requests sent one after another from one task reach the peer's
-    /// handler in that order (a call to oneself spawns the handler at once, in order
-    /// with the peer channels' requests), which is what keeps a connection's produce
-    /// requests in order.
-    pub async fn send(&self, peer: Peer, msg: M) -> Result<Reply<M>, ShardError> {
-        let inner = &self.inner;
-        let (tx, rx) = flume::bounded(1);
-        if peer == inner.me {
-            let answer = (inner.handler)(peer, msg);
-            glommio::spawn_local(async move {
-                let _ = tx.try_send(answer.await);
-            })
-            .detach();
-            return Ok(Reply { peer, rx });
+    /// Hands data shard `shard` a request and returns once it is queued there,
+    /// without waiting for the answer. Requests sent one after another from one task
+    /// reach the shard's handler in that order (a call to oneself spawns the handler
+    /// at once, in order with the peer channels' requests), which is what keeps a
+    /// connection's produce requests in order.
+    pub async fn send_to_shard<T: Send + 'static>(
+        &self,
+        shard: ShardId,
+        request: impl FnOnce(Answer<T>) -> S,
+    ) -> Result<Pending<T>, ShardError> {
+        let (answer, slot) = Answer::new();
+        let body = request(answer);
+        let peer = Peer::Shard(shard);
+        if let (true, Serves::Shard(handler)) = (peer == self.inner.me, &self.inner.serves) {
+            return Ok(self.run_here(handler(peer, body), slot));
         }
+        self.send_remote(peer, |id| Wire::ToShard { id, body }, slot)
+            .await
+    }
+
+    /// Sends the coordinator a request and awaits the answer.
+    pub async fn call_coordinator<T: Send + 'static>(
+        &self,
+        request: impl FnOnce(Answer<T>) -> C,
+    ) -> Result<T, ShardError> {
+        let (answer, slot) = Answer::new();
+        let body = request(answer);
+        let peer = Peer::Coordinator;
+        let pending = match (peer == self.inner.me, &self.inner.serves) {
+            (true, Serves::Coordinator(handler)) => self.run_here(handler(peer, body), slot),
+            _ => {
+                self.send_remote(peer, |id| Wire::ToCoordinator { id, body }, slot)
+                    .await?
+            }
+        };
+        pending.recv().await
+    }
+
+    /// Runs this executor's own handler on a request to itself.
+    fn run_here<T>(
+        &self,
+        answer: Pin<Box<dyn Future<Output = Answered>>>,
+        slot: Arc<Mutex<Option<T>>>,
+    ) -> Pending<T> {
+        let (tx, done) = flume::bounded(1);
+        glommio::spawn_local(async move {
+            let _answered = answer.await;
+            let _ = tx.try_send(());
+        })
+        .detach();
+        Pending {
+            peer: self.inner.me,
+            done,
+            slot,
+        }
+    }
+
+    async fn send_remote<T>(
+        &self,
+        peer: Peer,
+        wire: impl FnOnce(u64) -> Wire<S, C>,
+        slot: Arc<Mutex<Option<T>>>,
+    ) -> Result<Pending<T>, ShardError> {
+        let inner = &self.inner;
         let index = peer.mesh_index(inner.shards);
         if inner.closed.get() || inner.peer(index) == PeerState::Gone {
             return Err(ShardError::PeerGone(peer.to_string()));
         }
+        let (tx, done) = flume::bounded(1);
         let id = inner.next_id.get();
         inner.next_id.set(id.wrapping_add(1));
         inner.pending.borrow_mut().insert(id, (index, tx));
-        if inner
-            .senders
-            .send_to(index, Wire::Request { id, body: msg })
-            .await
-            .is_err()
-        {
+        if inner.senders.send_to(index, wire(id)).await.is_err() {
             inner.pending.borrow_mut().remove(&id);
             return Err(ShardError::PeerGone(peer.to_string()));
         }
-        Ok(Reply { peer, rx })
+        Ok(Pending { peer, done, slot })
     }
 }
 
-/// The answer to a request handed over by [`Mesh::send`].
-pub struct Reply<M> {
+/// The answer to a request handed over by [`Mesh::send_to_shard`].
+pub struct Pending<T> {
     peer: Peer,
-    rx: flume::Receiver<M>,
+    done: flume::Receiver<()>,
+    slot: Arc<Mutex<Option<T>>>,
 }
 
-impl<M> Reply<M> {
+impl<T> Pending<T> {
     /// Waits for the answer.
-    pub async fn recv(self) -> Result<M, ShardError> {
-        self.rx
+    pub async fn recv(self) -> Result<T, ShardError> {
+        self.done
             .recv_async()
             .await
-            .map_err(|_| ShardError::PeerGone(self.peer.to_string()))
+            .map_err(|_| ShardError::PeerGone(self.peer.to_string()))?;
+        let answer = self.slot.lock().ok().and_then(|mut slot| slot.take());
+        answer.ok_or_else(|| ShardError::Refused(self.peer.to_string()))
     }
 }
 
-fn serve<M: Send + 'static>(inner: &Rc<Inner<M>>, index: usize, id: u64, body: M) {
-    let from = Peer::from_mesh_index(index, inner.shards);
-    let answer = (inner.handler)(from, body);
+/// Runs a request's handler (if this executor serves requests of its kind: the
+/// typed calls only address executors that do) and tells the caller once it has
+/// answered.
+fn answer_when_done<S: Send + 'static, C: Send + 'static>(
+    inner: &Rc<Inner<S, C>>,
+    index: usize,
+    id: u64,
+    answer: Option<Pin<Box<dyn Future<Output = Answered>>>>,
+) {
     let inner = inner.clone();
     glommio::spawn_local(async move {
-        let body = answer.await;
+        if let Some(answer) = answer {
+            let _answered = answer.await;
+        }
         // A failed send means the caller's executor exited; nobody waits for this.
-        let _ = inner
-            .senders
-            .send_to(index, Wire::Response { id, body })
-            .await;
+        let _ = inner.senders.send_to(index, Wire::Answered { id }).await;
     })
     .detach();
 }

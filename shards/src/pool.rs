@@ -12,7 +12,7 @@ use std::sync::Arc;
 use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
-use crate::mesh::{Handler, Mesh, Peer, Wire};
+use crate::mesh::{Handler, Mesh, Peer, Serves, Wire};
 use crate::{ShardError, ShardId};
 
 /// Messages a peer channel holds before its sender waits.
@@ -77,22 +77,49 @@ impl PoolConfig {
     }
 }
 
-/// What an executor gets at start: who it is, and the key to the mesh.
-pub struct ShardContext<M: Send + 'static> {
-    /// This executor.
-    pub peer: Peer,
+/// What a data shard's executor gets at start: who it is, and the key to the mesh.
+pub struct ShardContext<S: Send + 'static, C: Send + 'static> {
+    /// This shard.
+    pub shard: ShardId,
     /// Number of data shards.
     pub shards: u16,
-    /// CPU this executor is pinned to (`None` for the coordinator, which floats).
-    pub core: Option<usize>,
-    builder: MeshBuilder<Wire<M>, Full>,
+    /// CPU this executor is pinned to.
+    pub core: usize,
+    builder: MeshBuilder<Wire<S, C>, Full>,
 }
 
-impl<M: Send + 'static> ShardContext<M> {
-    /// Joins the mesh; `handler` answers the requests peers send to this executor.
+impl<S: Send + 'static, C: Send + 'static> ShardContext<S, C> {
+    /// Joins the mesh; `handler` answers the requests peers send to this shard.
     /// Every executor must join, or the others wait.
-    pub async fn join_mesh(self, handler: Handler<M>) -> Result<Mesh<M>, ShardError> {
-        Mesh::join(self.builder, self.peer, self.shards, handler).await
+    pub async fn join_mesh(self, handler: Handler<S>) -> Result<Mesh<S, C>, ShardError> {
+        Mesh::join(
+            self.builder,
+            Peer::Shard(self.shard),
+            self.shards,
+            Serves::Shard(handler),
+        )
+        .await
+    }
+}
+
+/// What the coordination executor gets at start.
+pub struct CoordinatorContext<S: Send + 'static, C: Send + 'static> {
+    /// Number of data shards.
+    pub shards: u16,
+    builder: MeshBuilder<Wire<S, C>, Full>,
+}
+
+impl<S: Send + 'static, C: Send + 'static> CoordinatorContext<S, C> {
+    /// Joins the mesh; `handler` answers the requests data shards send to the
+    /// coordinator. It must join, or the shards wait.
+    pub async fn join_mesh(self, handler: Handler<C>) -> Result<Mesh<S, C>, ShardError> {
+        Mesh::join(
+            self.builder,
+            Peer::Coordinator,
+            self.shards,
+            Serves::Coordinator(handler),
+        )
+        .await
     }
 }
 
@@ -104,22 +131,23 @@ pub struct ShardPool<T: Send + 'static> {
 impl<T: Send + 'static> ShardPool<T> {
     /// Starts `config.shards` data executors running `data` and one coordination
     /// executor running `coordinator`. Returns once all are running.
-    pub fn start<M, D, DF, C, CF>(
+    pub fn start<S, C, D, DF, K, KF>(
         config: &PoolConfig,
         data: D,
-        coordinator: C,
+        coordinator: K,
     ) -> Result<Self, ShardError>
     where
-        M: Send + 'static,
-        D: Fn(ShardContext<M>) -> DF + Send + Sync + 'static,
+        S: Send + 'static,
+        C: Send + 'static,
+        D: Fn(ShardContext<S, C>) -> DF + Send + Sync + 'static,
         DF: Future<Output = T> + 'static,
-        C: FnOnce(ShardContext<M>) -> CF + Send + 'static,
-        CF: Future<Output = T> + 'static,
+        K: FnOnce(CoordinatorContext<S, C>) -> KF + Send + 'static,
+        KF: Future<Output = T> + 'static,
     {
         let cores = config.shard_cores()?;
         let shards = config.shards;
         let mesh =
-            MeshBuilder::<Wire<M>, Full>::full(usize::from(shards) + 1, config.mesh_capacity);
+            MeshBuilder::<Wire<S, C>, Full>::full(usize::from(shards) + 1, config.mesh_capacity);
         let data = Arc::new(data);
         // Each executor takes one go/abort token after reporting that it started.
         let (go_tx, go_rx) = flume::unbounded::<bool>();
@@ -130,9 +158,9 @@ impl<T: Send + 'static> ShardPool<T> {
             let name = format!("{}-shard-{i}", config.name);
             let (up_tx, up_rx) = flume::bounded::<()>(1);
             let ctx = ShardContext {
-                peer: Peer::Shard(ShardId(u16::try_from(i).unwrap_or(u16::MAX))),
+                shard: ShardId(u16::try_from(i).unwrap_or(u16::MAX)),
                 shards,
-                core: Some(*core),
+                core: *core,
                 builder: mesh.clone(),
             };
             let data = data.clone();
@@ -158,10 +186,8 @@ impl<T: Send + 'static> ShardPool<T> {
         if spawn_err.is_none() {
             let name = format!("{}-coordinator", config.name);
             let (up_tx, up_rx) = flume::bounded::<()>(1);
-            let ctx = ShardContext {
-                peer: Peer::Coordinator,
+            let ctx = CoordinatorContext {
                 shards,
-                core: None,
                 builder: mesh,
             };
             let go = go_rx.clone();
@@ -267,14 +293,16 @@ mod tests {
     use std::rc::Rc;
 
     use super::*;
+    use crate::Answer;
 
-    type Msg = (u16, u64);
+    /// A number; the answer is who answered and the number plus one.
+    type Msg = (u64, Answer<(u16, u64)>);
 
     /// Far longer than any of these tests needs; reaching it fails the test.
     const LEAVE_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
 
     fn echo_handler(me: u16) -> Handler<Msg> {
-        Rc::new(move |_from, (_, x): Msg| Box::pin(async move { (me, x + 1) }))
+        Rc::new(move |_from, (x, answer): Msg| Box::pin(async move { answer.send((me, x + 1)) }))
     }
 
     #[test]
@@ -285,10 +313,8 @@ mod tests {
         };
         let pool = ShardPool::start(
             &config,
-            |ctx: ShardContext<Msg>| async move {
-                let Peer::Shard(me) = ctx.peer else {
-                    return Err("not a shard".to_string());
-                };
+            |ctx: ShardContext<Msg, Msg>| async move {
+                let me = ctx.shard;
                 let mesh = ctx
                     .join_mesh(echo_handler(me.0))
                     .await
@@ -296,26 +322,27 @@ mod tests {
                 let mut seen = Vec::new();
                 for s in 0..mesh.shards() {
                     let (who, x) = mesh
-                        .call(Peer::Shard(ShardId(s)), (me.0, 10))
+                        .call_shard(ShardId(s), |answer| (10, answer))
                         .await
                         .map_err(|e| e.to_string())?;
                     assert_eq!(x, 11);
                     seen.push(who);
                 }
                 let (who, _) = mesh
-                    .call(Peer::Coordinator, (me.0, 0))
+                    .call_coordinator(|answer| (0, answer))
                     .await
                     .map_err(|e| e.to_string())?;
                 seen.push(who);
                 // Shards finish at different times; leaving keeps each answering
                 // until the slowest has made its calls.
                 mesh.leave(LEAVE_BOUND).await.map_err(|e| e.to_string())?;
-                Ok(seen)
+                Ok::<_, String>(seen)
             },
-            |ctx: ShardContext<Msg>| async move {
-                let handler: Handler<Msg> =
-                    Rc::new(move |_from, (_, x): Msg| Box::pin(async move { (999, x + 1) }));
-                let mesh = ctx.join_mesh(handler).await.map_err(|e| e.to_string())?;
+            |ctx: CoordinatorContext<Msg, Msg>| async move {
+                let mesh = ctx
+                    .join_mesh(echo_handler(999))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 mesh.leave(LEAVE_BOUND).await.map_err(|e| e.to_string())?;
                 Ok(vec![])
             },
@@ -329,6 +356,39 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_request_is_an_error_for_the_caller() {
+        let config = PoolConfig {
+            shards: 1,
+            ..PoolConfig::default()
+        };
+        let pool = ShardPool::start(
+            &config,
+            |ctx: ShardContext<Msg, Msg>| async move {
+                let mesh = ctx
+                    .join_mesh(echo_handler(0))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let refused = mesh.call_coordinator(|answer| (1, answer)).await;
+                mesh.leave(LEAVE_BOUND).await.map_err(|e| e.to_string())?;
+                match refused {
+                    Err(ShardError::Refused(who)) => Ok::<_, String>(who),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+            |ctx: CoordinatorContext<Msg, Msg>| async move {
+                let refuse: Handler<Msg> =
+                    Rc::new(|_from, (_, answer): Msg| Box::pin(async move { answer.refuse() }));
+                let mesh = ctx.join_mesh(refuse).await.map_err(|e| e.to_string())?;
+                mesh.leave(LEAVE_BOUND).await.map_err(|e| e.to_string())?;
+                Ok(String::new())
+            },
+        )
+        .unwrap();
+        let out = pool.join().unwrap();
+        assert_eq!(out[0].as_deref(), Ok("coordinator"), "{out:?}");
+    }
+
+    #[test]
     fn calls_to_an_executor_that_exited_without_leaving_fail_instead_of_hanging() {
         let config = PoolConfig {
             shards: 2,
@@ -336,32 +396,33 @@ mod tests {
         };
         let pool = ShardPool::start(
             &config,
-            |ctx: ShardContext<Msg>| async move {
-                let Peer::Shard(me) = ctx.peer else {
-                    return Err("not a shard".to_string());
-                };
+            |ctx: ShardContext<Msg, Msg>| async move {
+                let me = ctx.shard;
                 let mesh = ctx
                     .join_mesh(echo_handler(me.0))
                     .await
                     .map_err(|e| e.to_string())?;
                 if me.0 == 0 {
                     // Exits at once, without leaving.
-                    return Ok(0);
+                    return Ok::<_, String>(0);
                 }
                 // Shard 0 answers until it exits; after that every call must fail.
                 let mut answered = 0;
                 loop {
-                    match mesh.call(Peer::Shard(ShardId(0)), (me.0, 1)).await {
+                    match mesh.call_shard(ShardId(0), |answer| (1, answer)).await {
                         Ok(_) => answered += 1,
                         Err(ShardError::PeerGone(_)) => break,
                         Err(e) => return Err(e.to_string()),
                     }
                 }
-                assert!(mesh.call(Peer::Shard(ShardId(0)), (me.0, 1)).await.is_err());
+                assert!(mesh
+                    .call_shard(ShardId(0), |answer| (1, answer))
+                    .await
+                    .is_err());
                 mesh.leave(LEAVE_BOUND).await.map_err(|e| e.to_string())?;
                 Ok(answered)
             },
-            |ctx: ShardContext<Msg>| async move {
+            |ctx: CoordinatorContext<Msg, Msg>| async move {
                 let mesh = ctx
                     .join_mesh(echo_handler(u16::MAX))
                     .await
@@ -404,8 +465,11 @@ mod tests {
             io_memory_bytes: usize::MAX / 2,
             ..PoolConfig::default()
         };
-        let r =
-            ShardPool::<()>::start(&config, |_ctx: ShardContext<Msg>| async {}, |_ctx| async {});
+        let r = ShardPool::<()>::start(
+            &config,
+            |_ctx: ShardContext<Msg, Msg>| async {},
+            |_ctx: CoordinatorContext<Msg, Msg>| async {},
+        );
         assert!(matches!(r, Err(ShardError::Start { .. })), "{:?}", r.err());
     }
 }

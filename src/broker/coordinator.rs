@@ -7,20 +7,18 @@
 //! answered; its partitions' directories are then renamed and removed
 //! (`partition_dir`), and a start-up sweep finishes removals a crash interrupted.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use glommio::sync::Semaphore;
-use ringlog_schema::wire::{
-    CreateTopicsRequestT, CreateTopicsResponseT, DeleteTopicsRequestT, DeleteTopicsResponseT,
-    ErrorCode, TopicResultT,
-};
-use ringlog_shards::{Mesh, Peer, ShardId};
+use ringlog_schema::wire::ErrorCode;
+use ringlog_shards::{Answered, Peer, ShardId};
 use tracing::{info, warn};
 
 use crate::broker::errors::metadata_error;
-use crate::broker::messages::{PartitionError, ShardMsg};
+use crate::broker::messages::{
+    BrokerMesh, CoordinatorRequest, NewTopic, PartitionError, ShardRequest, TopicOutcome,
+};
 use crate::broker::partition::Partition;
 use crate::broker::partition_dir;
 use crate::config::{topic_log_config, BrokerConfig};
@@ -33,7 +31,7 @@ pub struct Coordinator {
     pub config: Arc<BrokerConfig>,
     metadata: std::cell::RefCell<ClusterMetadata>,
     admin: Semaphore,
-    mesh: std::cell::OnceCell<Mesh<ShardMsg>>,
+    mesh: std::cell::OnceCell<BrokerMesh>,
     shards: u16,
 }
 
@@ -99,11 +97,11 @@ impl Coordinator {
         })
     }
 
-    pub fn set_mesh(&self, mesh: Mesh<ShardMsg>) {
+    pub fn set_mesh(&self, mesh: BrokerMesh) {
         let _ = self.mesh.set(mesh);
     }
 
-    fn mesh(&self) -> &Mesh<ShardMsg> {
+    fn mesh(&self) -> &BrokerMesh {
         self.mesh
             .get()
             .expect("the mesh is joined before requests are served")
@@ -113,13 +111,16 @@ impl Coordinator {
     pub async fn publish(&self) {
         let snapshot = Arc::new(self.metadata.borrow().clone());
         let calls = (0..self.shards).map(|s| {
-            let snapshot = snapshot.clone();
+            let metadata = snapshot.clone();
             async move {
-                if let Err(e) = self
+                let adopted = self
                     .mesh()
-                    .call(Peer::Shard(ShardId(s)), ShardMsg::Apply(snapshot))
-                    .await
-                {
+                    .call_shard(ShardId(s), |answer| ShardRequest::Apply {
+                        metadata,
+                        answer,
+                    })
+                    .await;
+                if let Err(e) = adopted {
                     warn!(shard = s, error = %e, "shard did not adopt metadata");
                 }
             }
@@ -128,110 +129,76 @@ impl Coordinator {
     }
 
     /// Answers a request from a data shard.
-    pub async fn handle(self: Rc<Self>, _from: Peer, msg: ShardMsg) -> ShardMsg {
-        match msg {
-            ShardMsg::CreateTopics(req) => {
-                ShardMsg::Created(Box::new(self.create_topics(*req).await))
-            }
-            ShardMsg::DeleteTopics(req) => {
-                ShardMsg::Deleted(Box::new(self.delete_topics(*req).await))
-            }
-            ShardMsg::CreatePartitions {
+    pub async fn handle(self: Rc<Self>, _from: Peer, request: CoordinatorRequest) -> Answered {
+        match request {
+            CoordinatorRequest::CreateTopics {
                 topics,
                 validate_only,
-            } => ShardMsg::PartitionsCreated(self.create_partitions(topics, validate_only).await),
-            ShardMsg::AutoCreate(names) => {
-                if self.config.auto_create_topics {
-                    let req = CreateTopicsRequestT {
-                        topics: Some(
-                            names
-                                .into_iter()
-                                .map(|name| ringlog_schema::wire::NewTopicT {
-                                    name,
-                                    partitions: -1,
-                                    replication_factor: -1,
-                                    configs: None,
-                                })
-                                .collect(),
-                        ),
-                        timeout_ms: 30_000,
-                        validate_only: false,
-                    };
-                    ShardMsg::Created(Box::new(self.create_topics(req).await))
-                } else {
-                    ShardMsg::Created(Box::default())
-                }
+                answer,
+            } => answer.send(self.create_topics(topics, validate_only).await),
+            CoordinatorRequest::DeleteTopics { names, answer } => {
+                answer.send(self.delete_topics(names).await)
             }
-            _ => ShardMsg::Unexpected("the coordinator answers metadata changes only"),
+            CoordinatorRequest::CreatePartitions {
+                topics,
+                validate_only,
+                answer,
+            } => answer.send(self.create_partitions(topics, validate_only).await),
+            CoordinatorRequest::AutoCreate { names, answer } => {
+                if !self.config.auto_create_topics {
+                    return answer.send(Vec::new());
+                }
+                let topics = names
+                    .into_iter()
+                    .map(|name| NewTopic {
+                        name,
+                        ..NewTopic::default()
+                    })
+                    .collect();
+                answer.send(self.create_topics(topics, false).await)
+            }
         }
     }
 
-    async fn create_topics(&self, req: CreateTopicsRequestT) -> CreateTopicsResponseT {
+    async fn create_topics(&self, topics: Vec<NewTopic>, validate_only: bool) -> Vec<TopicOutcome> {
         let Ok(_permit) = self.admin.acquire_permit(1).await else {
-            return CreateTopicsResponseT::default();
+            return Vec::new();
         };
         let mut results = Vec::new();
         let mut changed = false;
-        for t in req.topics.unwrap_or_default() {
-            let partitions = if t.partitions == -1 {
-                self.config.num_partitions
-            } else {
-                t.partitions
-            };
-            let rf = if t.replication_factor == -1 {
-                self.config.default_replication_factor
-            } else {
-                t.replication_factor
-            };
-            let configs: BTreeMap<String, String> = t
-                .configs
-                .unwrap_or_default()
-                .into_iter()
-                .map(|c| (c.key, c.value))
-                .collect();
-            let planned = topic_log_config(&self.config.log, &configs)
+        for t in topics {
+            let partitions = t.partitions.unwrap_or(self.config.num_partitions);
+            let rf = t
+                .replication_factor
+                .unwrap_or(self.config.default_replication_factor);
+            let planned = topic_log_config(&self.config.log, &t.configs)
                 .map_err(MetadataError::InvalidConfig)
                 .and_then(|_| {
                     self.metadata
                         .borrow()
-                        .plan_topic(&t.name, partitions, rf, configs)
+                        .plan_topic(&t.name, partitions, rf, t.configs)
                 });
-            match planned {
+            let error = match planned {
                 Ok(mut topic) => {
-                    if !req.validate_only {
+                    if !validate_only {
                         topic.id = new_topic_id();
                         info!(topic = %topic.name, partitions, replication_factor = rf, "creating topic");
                         self.metadata.borrow_mut().add_topic(topic);
                         changed = true;
                     }
-                    results.push(result(t.name, ErrorCode::NONE, None));
+                    None
                 }
-                Err(e) => {
-                    let err = metadata_error(&e);
-                    results.push(result(t.name, err.code, Some(err.message)));
-                }
-            }
+                Err(e) => Some(metadata_error(&e)),
+            };
+            results.push(TopicOutcome {
+                name: t.name,
+                error,
+            });
         }
-        if changed {
-            if let Err(e) = store::save(&self.config.data_dir, &self.metadata.borrow()) {
-                // Not persisted: undo by reloading what is on disk, and say so.
-                warn!(error = %e, "cannot persist metadata; topic creation rolled back");
-                if let Ok(Some(md)) = store::load(&self.config.data_dir) {
-                    *self.metadata.borrow_mut() = md;
-                }
-                for r in results.iter_mut().filter(|r| r.error == ErrorCode::NONE) {
-                    r.error = ErrorCode::KAFKA_STORAGE_ERROR;
-                    r.message = Some(format!("cannot persist metadata: {e}"));
-                }
-                return CreateTopicsResponseT {
-                    results: Some(results),
-                };
-            }
+        if changed && self.persist_or_roll_back(&mut results, "topic creation") {
             self.publish().await;
         }
-        CreateTopicsResponseT {
-            results: Some(results),
-        }
+        results
     }
 
     /// Grows topics; the shards open the new partitions when they adopt the result.
@@ -239,7 +206,7 @@ impl Coordinator {
         &self,
         topics: Vec<(String, i32)>,
         validate_only: bool,
-    ) -> Vec<(String, Option<PartitionError>)> {
+    ) -> Vec<TopicOutcome> {
         let Ok(_permit) = self.admin.acquire_permit(1).await else {
             return Vec::new();
         };
@@ -247,74 +214,45 @@ impl Coordinator {
         let mut changed = false;
         for (name, total) in topics {
             let planned = self.metadata.borrow().plan_partitions(&name, total);
-            match planned {
+            let error = match planned {
                 Ok(parts) => {
                     if !validate_only {
                         info!(topic = %name, partitions = total, "adding partitions");
                         self.metadata.borrow_mut().add_partitions(&name, parts);
                         changed = true;
                     }
-                    results.push((name, None));
+                    None
                 }
-                Err(e) => results.push((name, Some(metadata_error(&e)))),
-            }
+                Err(e) => Some(metadata_error(&e)),
+            };
+            results.push(TopicOutcome { name, error });
         }
-        if changed {
-            if let Err(e) = store::save(&self.config.data_dir, &self.metadata.borrow()) {
-                warn!(error = %e, "cannot persist metadata; partition creation rolled back");
-                if let Ok(Some(md)) = store::load(&self.config.data_dir) {
-                    *self.metadata.borrow_mut() = md;
-                }
-                for r in results.iter_mut().filter(|r| r.1.is_none()) {
-                    r.1 = Some(PartitionError::new(
-                        ErrorCode::KAFKA_STORAGE_ERROR,
-                        format!("cannot persist metadata: {e}"),
-                    ));
-                }
-                return results;
-            }
+        if changed && self.persist_or_roll_back(&mut results, "partition creation") {
             self.publish().await;
         }
         results
     }
 
-    async fn delete_topics(&self, req: DeleteTopicsRequestT) -> DeleteTopicsResponseT {
+    async fn delete_topics(&self, names: Vec<String>) -> Vec<TopicOutcome> {
         let Ok(_permit) = self.admin.acquire_permit(1).await else {
-            return DeleteTopicsResponseT::default();
+            return Vec::new();
         };
         let mut results = Vec::new();
         let mut removed = Vec::new();
-        for name in req.names.unwrap_or_default() {
+        for name in names {
             let r = self.metadata.borrow_mut().remove_topic(&name);
-            match r {
+            let error = match r {
                 Ok(topic) => {
                     info!(topic = %name, "deleting topic");
                     removed.push(topic);
-                    results.push(result(name, ErrorCode::NONE, None));
+                    None
                 }
-                Err(e) => {
-                    let err = metadata_error(&e);
-                    results.push(result(name, err.code, Some(err.message)));
-                }
-            }
-        }
-        if removed.is_empty() {
-            return DeleteTopicsResponseT {
-                results: Some(results),
+                Err(e) => Some(metadata_error(&e)),
             };
+            results.push(TopicOutcome { name, error });
         }
-        if let Err(e) = store::save(&self.config.data_dir, &self.metadata.borrow()) {
-            warn!(error = %e, "cannot persist metadata; topic deletion rolled back");
-            if let Ok(Some(md)) = store::load(&self.config.data_dir) {
-                *self.metadata.borrow_mut() = md;
-            }
-            for r in results.iter_mut().filter(|r| r.error == ErrorCode::NONE) {
-                r.error = ErrorCode::KAFKA_STORAGE_ERROR;
-                r.message = Some(format!("cannot persist metadata: {e}"));
-            }
-            return DeleteTopicsResponseT {
-                results: Some(results),
-            };
+        if removed.is_empty() || !self.persist_or_roll_back(&mut results, "topic deletion") {
+            return results;
         }
         // The shards close the logs, then the directories go.
         self.publish().await;
@@ -327,17 +265,27 @@ impl Coordinator {
         if let Err(e) = store::sync_dir(&self.config.data_dir) {
             warn!(error = %e, "fsync of the data directory after topic deletion failed");
         }
-        DeleteTopicsResponseT {
-            results: Some(results),
-        }
+        results
     }
-}
 
-fn result(name: String, error: ErrorCode, message: Option<String>) -> TopicResultT {
-    TopicResultT {
-        name,
-        error,
-        message,
+    /// Saves the changed metadata. When it cannot be saved, the change is undone
+    /// (what is on disk is read again) and every outcome that had succeeded says
+    /// why it did not; returns whether the change stands.
+    fn persist_or_roll_back(&self, results: &mut [TopicOutcome], change: &str) -> bool {
+        let Err(e) = store::save(&self.config.data_dir, &self.metadata.borrow()) else {
+            return true;
+        };
+        warn!(error = %e, "cannot persist metadata; {change} rolled back");
+        if let Ok(Some(md)) = store::load(&self.config.data_dir) {
+            *self.metadata.borrow_mut() = md;
+        }
+        for r in results.iter_mut().filter(|r| r.error.is_none()) {
+            r.error = Some(PartitionError::new(
+                ErrorCode::KAFKA_STORAGE_ERROR,
+                format!("cannot persist metadata: {e}"),
+            ));
+        }
+        false
     }
 }
 

@@ -69,3 +69,9 @@ pub fn unknown_partition(topic: &str, partition: i32) -> PartitionError {
         format!("unknown topic or partition {topic}-{partition}"),
     )
 }
+
+/// A partition's owner shard did not answer (it is stopping): the client retries
+/// on the leader it finds next, as after a leadership move.
+pub fn unreachable_owner(e: &ringlog_shards::ShardError) -> PartitionError {
+    PartitionError::new(ErrorCode::NOT_LEADER_OR_FOLLOWER, e.to_string())
+}

@@ -1,14 +1,15 @@
-//! What data shards and the coordinator say to each other over the mesh. Payloads
-//! (`Bytes`) move between cores; they are never copied.
+//! What data shards and the coordinator ask each other over the mesh, each request
+//! with the type of its answer. Payloads (`Bytes`) move between cores; they are
+//! never copied.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use ringlog_schema::wire::{
-    BodyT, CreateTopicsRequestT, CreateTopicsResponseT, DeleteTopicsRequestT,
-    DeleteTopicsResponseT, ErrorCode,
-};
+use ringlog_schema::wire::{BodyT, ErrorCode};
+pub use ringlog_shards::Answer;
+use ringlog_shards::{Answered, Mesh};
 
 use crate::metadata::ClusterMetadata;
 
@@ -67,67 +68,115 @@ impl PartitionKey {
     }
 }
 
-/// Every request and answer that crosses the mesh.
-pub enum ShardMsg {
-    // Coordinator -> data shards.
+/// A new topic as the admin APIs of both protocols ask for it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewTopic {
+    pub name: String,
+    /// `None`: the broker's `num.partitions`.
+    pub partitions: Option<i32>,
+    /// `None`: the broker's `default.replication.factor`.
+    pub replication_factor: Option<i16>,
+    /// Topic configs over the broker's log settings.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// What became of one topic of an admin request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicOutcome {
+    pub name: String,
+    /// `None` when the change was made (or, validating only, would be).
+    pub error: Option<PartitionError>,
+}
+
+/// The requests a data shard serves. Each carries the [`Answer`] of its own type.
+pub enum ShardRequest {
     /// Adopt this metadata: open newly owned partitions, close dropped ones.
-    Apply(Arc<ClusterMetadata>),
-    /// Stop accepting, finish in-flight requests, close every log cleanly.
-    Shutdown,
-
-    // Data shards -> coordinator.
-    CreateTopics(Box<CreateTopicsRequestT>),
-    DeleteTopics(Box<DeleteTopicsRequestT>),
-    /// Create these topics with the broker defaults if `auto.create.topics.enable`.
-    AutoCreate(Vec<String>),
-    /// Grow topics to these partition counts (or only check, when `validate_only`).
-    CreatePartitions {
-        topics: Vec<(String, i32)>,
-        validate_only: bool,
+    Apply {
+        metadata: Arc<ClusterMetadata>,
+        answer: Answer<()>,
     },
-
-    // Any shard -> a partition's owner shard.
+    /// Stop accepting, finish in-flight requests, close every log cleanly.
+    Shutdown { answer: Answer<()> },
+    /// Append these batches: (base offset, log start), once committed.
     Produce {
         key: PartitionKey,
         records: Bytes,
+        answer: Answer<Result<(i64, i64), PartitionError>>,
     },
     /// Reads these partitions of the owner, in order, within `limit` bytes in all
     /// (the first data always comes, as in Kafka, so a large batch cannot stall a
-    /// consumer; later partitions get nothing once the limit is reached).
+    /// consumer; later partitions get nothing once the limit is reached). One
+    /// result per read, in order.
     Fetch {
         reads: Vec<PartitionRead>,
         limit: usize,
+        answer: Answer<Vec<Result<FetchData, PartitionError>>>,
     },
-    /// Resolves once the high watermark of any of these partitions passes its
+    /// Answered once the high watermark of any of these partitions passes its
     /// offset, or at `deadline`.
     WaitForData {
         waits: Vec<(PartitionKey, i64)>,
         deadline: Instant,
+        answer: Answer<()>,
     },
+    /// (offset, timestamp) by Kafka's ListOffsets rules: the timestamp of the
+    /// record found by time, else -1.
     ListOffset {
         key: PartitionKey,
         timestamp: i64,
+        answer: Answer<Result<(i64, i64), PartitionError>>,
     },
     Offsets {
         key: PartitionKey,
+        answer: Answer<Result<PartitionOffsets, PartitionError>>,
     },
     /// A group request for the coordinator of its group on this shard (or, for
     /// ListGroups, for this shard's groups).
-    Group(Box<BodyT>),
-
-    // Answers.
-    Done,
-    Created(Box<CreateTopicsResponseT>),
-    Deleted(Box<DeleteTopicsResponseT>),
-    /// Per topic of a CreatePartitions: `None` when it grew (or would).
-    PartitionsCreated(Vec<(String, Option<PartitionError>)>),
-    Produced(Result<(i64, i64), PartitionError>),
-    /// One result per read of a `Fetch`, in order.
-    Fetched(Vec<Result<FetchData, PartitionError>>),
-    /// (offset, timestamp): the timestamp of the record found by time, else -1.
-    Offset(Result<(i64, i64), PartitionError>),
-    OffsetsAre(Result<PartitionOffsets, PartitionError>),
-    GroupAnswer(Box<BodyT>),
-    /// The request was not one this executor answers.
-    Unexpected(&'static str),
+    Group {
+        request: Box<BodyT>,
+        answer: Answer<Box<BodyT>>,
+    },
 }
+
+/// The requests the coordinator serves: metadata changes, answered once every
+/// data shard has adopted them.
+pub enum CoordinatorRequest {
+    CreateTopics {
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+        answer: Answer<Vec<TopicOutcome>>,
+    },
+    DeleteTopics {
+        names: Vec<String>,
+        answer: Answer<Vec<TopicOutcome>>,
+    },
+    /// Create these topics with the broker defaults if `auto.create.topics.enable`
+    /// (no outcomes when it is off).
+    AutoCreate {
+        names: Vec<String>,
+        answer: Answer<Vec<TopicOutcome>>,
+    },
+    /// Grow topics to these partition counts (or only check, when `validate_only`).
+    CreatePartitions {
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+        answer: Answer<Vec<TopicOutcome>>,
+    },
+}
+
+impl CoordinatorRequest {
+    /// Declines the request, whatever it is: the caller gets
+    /// [`ringlog_shards::ShardError::Refused`].
+    pub fn refuse(self) -> Answered {
+        match self {
+            Self::CreateTopics { answer, .. }
+            | Self::DeleteTopics { answer, .. }
+            | Self::AutoCreate { answer, .. }
+            | Self::CreatePartitions { answer, .. } => answer.refuse(),
+        }
+    }
+}
+
+/// The broker's mesh: data shards serve [`ShardRequest`]s, the coordinator
+/// [`CoordinatorRequest`]s.
+pub type BrokerMesh = Mesh<ShardRequest, CoordinatorRequest>;

@@ -36,12 +36,14 @@ use std::time::Duration;
 
 use glommio::net::TcpListener;
 use glommio::{Latency, Shares};
-use ringlog_shards::{Handler, Peer, PoolConfig, ShardContext, ShardPool};
+use ringlog_shards::{
+    Answered, CoordinatorContext, Handler, PoolConfig, ShardContext, ShardId, ShardPool,
+};
 use tracing::{debug, error, info, warn};
 
 use crate::broker::coordinator::Coordinator;
 use crate::broker::group_coordinator::GroupCoordinator;
-use crate::broker::messages::ShardMsg;
+use crate::broker::messages::{CoordinatorRequest, ShardRequest};
 use crate::broker::shard::Shard;
 use crate::config::{BrokerConfig, ConfigError, ReloadPlan, SHUTDOWN_DRAIN_MS_MAX};
 
@@ -187,7 +189,7 @@ pub fn serve_with(config: BrokerConfig, reloader: Option<Reloader>) -> Result<()
     let coord_config = config.clone();
     let pool = ShardPool::start(
         &pool_config,
-        move |ctx: ShardContext<ShardMsg>| {
+        move |ctx: ShardContext<ShardRequest, CoordinatorRequest>| {
             run_shard(
                 ctx,
                 data_config.clone(),
@@ -198,7 +200,7 @@ pub fn serve_with(config: BrokerConfig, reloader: Option<Reloader>) -> Result<()
                 queries.clone(),
             )
         },
-        move |ctx: ShardContext<ShardMsg>| {
+        move |ctx: CoordinatorContext<ShardRequest, CoordinatorRequest>| {
             run_coordinator(ctx, coord_config, advertised, events_tx, stop_rx)
         },
     )?;
@@ -389,7 +391,7 @@ fn reload(reloader: Option<&Reloader>, running: &mut BrokerConfig, admin: &admin
 }
 
 async fn run_shard(
-    ctx: ShardContext<ShardMsg>,
+    ctx: ShardContext<ShardRequest, CoordinatorRequest>,
     config: Arc<BrokerConfig>,
     limits: Arc<ConnectionLimits>,
     native_addr: SocketAddr,
@@ -397,9 +399,7 @@ async fn run_shard(
     events: flume::Sender<Event>,
     queries: Arc<Vec<flume::Receiver<crate::metrics::ShardQuery>>>,
 ) {
-    let Peer::Shard(id) = ctx.peer else {
-        return;
-    };
+    let id = ctx.shard;
     let background = glommio::executor().create_task_queue(
         Shares::Static(100),
         Latency::NotImportant,
@@ -410,9 +410,9 @@ async fn run_shard(
     let listener = TcpListener::bind(native_addr);
     let kafka_listener = kafka_addr.map(|a| (a, TcpListener::bind(a)));
     let handler_shard = shard.clone();
-    let handler: Handler<ShardMsg> = Rc::new(move |from, msg| {
+    let handler: Handler<ShardRequest> = Rc::new(move |from, request| {
         let s = handler_shard.clone();
-        Box::pin(s.handle(from, msg)) as Pin<Box<dyn Future<Output = ShardMsg>>>
+        Box::pin(s.handle(from, request)) as Pin<Box<dyn Future<Output = Answered>>>
     });
     let mesh = match ctx.join_mesh(handler).await {
         Ok(m) => m,
@@ -522,7 +522,7 @@ async fn accept_loop(
 }
 
 async fn run_coordinator(
-    ctx: ShardContext<ShardMsg>,
+    ctx: CoordinatorContext<ShardRequest, CoordinatorRequest>,
     config: Arc<BrokerConfig>,
     advertised: SocketAddr,
     events: flume::Sender<Event>,
@@ -530,16 +530,19 @@ async fn run_coordinator(
 ) {
     let shards = ctx.shards;
     let loaded = Coordinator::load(config, shards, advertised).map(Rc::new);
-    let handler: Handler<ShardMsg> = match &loaded {
+    let handler: Handler<CoordinatorRequest> = match &loaded {
         Ok(c) => {
             let c = c.clone();
-            Rc::new(move |from, msg| {
+            Rc::new(move |from, request| {
                 let c = c.clone();
-                Box::pin(c.handle(from, msg)) as Pin<Box<dyn Future<Output = ShardMsg>>>
+                Box::pin(c.handle(from, request)) as Pin<Box<dyn Future<Output = Answered>>>
             })
         }
-        Err(_) => Rc::new(|_, _| {
-            Box::pin(async { ShardMsg::Unexpected("the coordinator failed to start") })
+        // The broker stops; until it does, shards asking for a metadata change are
+        // refused.
+        Err(_) => Rc::new(|_, request| {
+            let refused = request.refuse();
+            Box::pin(async move { refused })
         }),
     };
     let mesh = match ctx.join_mesh(handler).await {
@@ -566,7 +569,7 @@ async fn run_coordinator(
         let mesh = mesh.clone();
         async move {
             let _ = mesh
-                .call(Peer::Shard(ringlog_shards::ShardId(s)), ShardMsg::Shutdown)
+                .call_shard(ShardId(s), |answer| ShardRequest::Shutdown { answer })
                 .await;
         }
     });

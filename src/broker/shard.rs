@@ -10,15 +10,17 @@ use std::time::Duration;
 
 use glommio::TaskQueueHandle;
 use ringlog_schema::wire::ErrorCode;
-use ringlog_shards::{Mesh, Peer, ShardId};
+use ringlog_shards::{Answered, Peer, Pending, ShardId};
 use ringlog_storage::{FlushPolicy, LogConfig, LogShared, PartitionLog, StorageError};
 use tracing::{info, warn};
 
 use crate::broker::connection_limits::ConnectionLimits;
-use crate::broker::errors::{storage_error, unknown_partition};
+use crate::broker::errors::{storage_error, unknown_partition, unreachable_owner};
 use crate::broker::group_coordinator::GroupCoordinator;
 use crate::broker::memory::MemoryBudget;
-use crate::broker::messages::{FetchData, PartitionError, PartitionKey, PartitionRead, ShardMsg};
+use crate::broker::messages::{
+    Answer, BrokerMesh, FetchData, PartitionError, PartitionKey, PartitionRead, ShardRequest,
+};
 use crate::broker::partition::{FirstBatch, Partition};
 use crate::broker::partition_dir;
 use crate::config::{topic_log_config, BrokerConfig};
@@ -33,7 +35,7 @@ pub struct Shard {
     pub config: Arc<BrokerConfig>,
     pub metadata: RefCell<Arc<ClusterMetadata>>,
     partitions: RefCell<HashMap<PartitionKey, Rc<Partition>>>,
-    mesh: OnceCell<Mesh<ShardMsg>>,
+    mesh: OnceCell<BrokerMesh>,
     /// Set by the first metadata the coordinator sends: the shard may serve.
     pub ready: Latch,
     /// Set when shutdown starts: stop accepting and reading requests.
@@ -112,12 +114,12 @@ impl Shard {
         }
     }
 
-    pub fn set_mesh(&self, mesh: Mesh<ShardMsg>) {
+    pub fn set_mesh(&self, mesh: BrokerMesh) {
         let _ = self.mesh.set(mesh);
     }
 
     /// The mesh; set right after the shard joins it, before any request is served.
-    pub fn mesh(&self) -> &Mesh<ShardMsg> {
+    pub fn mesh(&self) -> &BrokerMesh {
         self.mesh
             .get()
             .expect("the mesh is joined before requests are served")
@@ -151,16 +153,16 @@ impl Shard {
     }
 
     /// Routes a partition request to its owner and returns the pending answer.
-    pub async fn send_to_owner(
+    pub async fn send_to_owner<T: Send + 'static>(
         &self,
         key: &PartitionKey,
-        msg: ShardMsg,
-    ) -> Result<ringlog_shards::Reply<ShardMsg>, PartitionError> {
+        request: impl FnOnce(Answer<T>) -> ShardRequest,
+    ) -> Result<Pending<T>, PartitionError> {
         let owner = self.owner_of(&key.topic, key.partition)?;
         self.mesh()
-            .send(Peer::Shard(owner), msg)
+            .send_to_shard(owner, request)
             .await
-            .map_err(|e| PartitionError::new(ErrorCode::NOT_LEADER_OR_FOLLOWER, e.to_string()))
+            .map_err(|e| unreachable_owner(&e))
     }
 
     /// A producer id no other producer of this broker has had, across restarts:
@@ -242,23 +244,35 @@ impl Shard {
     }
 
     /// Answers a request from the mesh (or from this shard itself).
-    pub async fn handle(self: Rc<Self>, _from: Peer, msg: ShardMsg) -> ShardMsg {
-        match msg {
-            ShardMsg::Apply(md) => {
-                self.apply(md).await;
-                ShardMsg::Done
+    pub async fn handle(self: Rc<Self>, _from: Peer, request: ShardRequest) -> Answered {
+        match request {
+            ShardRequest::Apply { metadata, answer } => {
+                self.apply(metadata).await;
+                answer.send(())
             }
-            ShardMsg::Shutdown => {
+            ShardRequest::Shutdown { answer } => {
                 self.stopping.set();
                 self.closed.wait().await;
-                ShardMsg::Done
+                answer.send(())
             }
-            ShardMsg::Produce { key, records } => match self.local(&key) {
-                Ok(p) => ShardMsg::Produced(p.produce(records).await),
-                Err(e) => ShardMsg::Produced(Err(e)),
-            },
-            ShardMsg::Fetch { reads, limit } => ShardMsg::Fetched(self.fetch(reads, limit).await),
-            ShardMsg::WaitForData { waits, deadline } => {
+            ShardRequest::Produce {
+                key,
+                records,
+                answer,
+            } => answer.send(match self.local(&key) {
+                Ok(p) => p.produce(records).await,
+                Err(e) => Err(e),
+            }),
+            ShardRequest::Fetch {
+                reads,
+                limit,
+                answer,
+            } => answer.send(self.fetch(reads, limit).await),
+            ShardRequest::WaitForData {
+                waits,
+                deadline,
+                answer,
+            } => {
                 let parts: Vec<(Rc<Partition>, i64)> = waits
                     .into_iter()
                     .filter_map(|(key, offset)| Some((self.local(&key).ok()?, offset)))
@@ -267,19 +281,22 @@ impl Shard {
                     self.stopping.wait().await;
                 };
                 futures_lite::future::or(wait_for_any(&parts, deadline), stopping).await;
-                ShardMsg::Done
+                answer.send(())
             }
-            ShardMsg::ListOffset { key, timestamp } => ShardMsg::Offset(match self.local(&key) {
+            ShardRequest::ListOffset {
+                key,
+                timestamp,
+                answer,
+            } => answer.send(match self.local(&key) {
                 Ok(p) => list_offset(&p, timestamp).await,
                 Err(e) => Err(e),
             }),
-            ShardMsg::Offsets { key } => {
-                ShardMsg::OffsetsAre(self.local(&key).map(|p| p.offsets()))
+            ShardRequest::Offsets { key, answer } => {
+                answer.send(self.local(&key).map(|p| p.offsets()))
             }
-            ShardMsg::Group(body) => {
-                ShardMsg::GroupAnswer(Box::new(self.groups.handle(&self, *body).await))
+            ShardRequest::Group { request, answer } => {
+                answer.send(Box::new(self.groups.handle(&self, *request).await))
             }
-            _ => ShardMsg::Unexpected("data shards answer partition requests only"),
         }
     }
 

@@ -3,6 +3,11 @@
 //! topic's effective configs (its own over the broker's) and a few broker ones;
 //! CreatePartitions grows topics, also through the coordination executor.
 
+use crate::broker::messages::{NewTopic, PartitionError, TopicOutcome};
+use crate::broker::shard::Shard;
+use crate::config::{topic_config_value, topic_log_config, TOPIC_KEYS};
+use crate::core;
+use crate::kafka::api::{codes, kafka_code};
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -15,17 +20,6 @@ use kafka_protocol::messages::{
     TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use ringlog_schema::wire::{
-    BodyT, ConfigEntryT, CreateTopicsRequestT, DeleteTopicsRequestT, NewTopicT, TopicResultT,
-};
-
-use ringlog_shards::Peer;
-
-use crate::broker::handlers::topics;
-use crate::broker::messages::ShardMsg;
-use crate::broker::shard::Shard;
-use crate::config::{topic_config_value, topic_log_config, TOPIC_KEYS};
-use crate::kafka::api::{codes, kafka_code};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -38,28 +32,23 @@ fn s(x: impl Into<String>) -> StrBytes {
     StrBytes::from_string(x.into())
 }
 
-/// The native results, in request order, or one refusal for every name.
-fn results(body: BodyT, names: &[String]) -> Vec<(String, i16, Option<String>)> {
-    let native: Option<Vec<TopicResultT>> = match body {
-        BodyT::CreateTopicsResponse(r) => r.results,
-        BodyT::DeleteTopicsResponse(r) => r.results,
-        BodyT::ErrorResponse(e) => {
-            let code = kafka_code(e.error);
-            return names
-                .iter()
-                .map(|n| (n.clone(), code, e.message.clone()))
-                .collect();
-        }
-        _ => None,
-    };
-    match native {
-        Some(rs) => rs
+/// Each topic's (name, Kafka error code, message), in request order, or one
+/// refusal for every name.
+fn results(
+    outcomes: Result<Vec<TopicOutcome>, PartitionError>,
+    names: &[String],
+) -> Vec<(String, i16, Option<String>)> {
+    match outcomes {
+        Ok(outcomes) => outcomes
             .into_iter()
-            .map(|r| (r.name, kafka_code(r.error), r.message))
+            .map(|o| match o.error {
+                None => (o.name, codes::NONE, None),
+                Some(e) => (o.name, kafka_code(e.code), Some(e.message)),
+            })
             .collect(),
-        None => names
+        Err(e) => names
             .iter()
-            .map(|n| (n.clone(), codes::UNKNOWN_SERVER_ERROR, None))
+            .map(|n| (n.clone(), kafka_code(e.code), Some(e.message.clone())))
             .collect(),
     }
 }
@@ -70,34 +59,27 @@ pub async fn create_topics(
     version: i16,
 ) -> CreateTopicsResponse {
     let names: Vec<String> = req.topics.iter().map(|t| t.name.to_string()).collect();
-    let native = CreateTopicsRequestT {
-        topics: Some(
-            req.topics
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| NewTopic {
+            name: t.name.to_string(),
+            partitions: (t.num_partitions != -1).then_some(t.num_partitions),
+            replication_factor: (t.replication_factor != -1).then_some(t.replication_factor),
+            configs: t
+                .configs
                 .iter()
-                .map(|t| NewTopicT {
-                    name: t.name.to_string(),
-                    partitions: t.num_partitions,
-                    replication_factor: t.replication_factor,
-                    configs: Some(
-                        t.configs
-                            .iter()
-                            .filter_map(|c| {
-                                c.value.as_ref().map(|v| ConfigEntryT {
-                                    key: c.name.to_string(),
-                                    value: v.to_string(),
-                                })
-                            })
-                            .collect(),
-                    ),
+                .filter_map(|c| {
+                    c.value
+                        .as_ref()
+                        .map(|v| (c.name.to_string(), v.to_string()))
                 })
                 .collect(),
-        ),
-        timeout_ms: u32::try_from(req.timeout_ms).unwrap_or(30_000),
-        validate_only: req.validate_only,
-    };
-    let body = topics::create(shard, native).await;
+        })
+        .collect();
+    let outcomes = core::topics::create(shard, topics, req.validate_only).await;
     let mut resp = CreateTopicsResponse::default();
-    for (name, code, message) in results(body, &names) {
+    for (name, code, message) in results(outcomes, &names) {
         let mut r = CreatableTopicResult::default();
         r.name = TopicName(s(name.clone()));
         r.error_code = code;
@@ -128,16 +110,9 @@ pub async fn delete_topics(
     } else {
         req.topic_names.iter().map(|n| n.to_string()).collect()
     };
-    let body = topics::delete(
-        shard,
-        DeleteTopicsRequestT {
-            names: Some(names.clone()),
-            timeout_ms: u32::try_from(req.timeout_ms).unwrap_or(30_000),
-        },
-    )
-    .await;
+    let outcomes = core::topics::delete(shard, names.clone()).await;
     let mut resp = DeleteTopicsResponse::default();
-    for (name, code, message) in results(body, &names) {
+    for (name, code, message) in results(outcomes, &names) {
         let mut r = DeletableTopicResult::default();
         r.name = Some(TopicName(s(name)));
         r.error_code = code;
@@ -246,42 +221,13 @@ pub async fn create_partitions(
             asked.push((t.name.to_string(), t.count));
         }
     }
-    let answer = shard
-        .mesh()
-        .call(
-            Peer::Coordinator,
-            ShardMsg::CreatePartitions {
-                topics: asked.clone(),
-                validate_only: req.validate_only,
-            },
-        )
-        .await;
-    let outcomes: Vec<(String, Option<(i16, String)>)> = match answer {
-        Ok(ShardMsg::PartitionsCreated(rs)) => rs
-            .into_iter()
-            .map(|(n, e)| (n, e.map(|e| (kafka_code(e.code), e.message))))
-            .collect(),
-        Ok(_) => asked
-            .into_iter()
-            .map(|(n, _)| {
-                (
-                    n,
-                    Some((codes::UNKNOWN_SERVER_ERROR, "unexpected answer".into())),
-                )
-            })
-            .collect(),
-        Err(e) => asked
-            .into_iter()
-            .map(|(n, _)| (n, Some((codes::NOT_LEADER_OR_FOLLOWER, e.to_string()))))
-            .collect(),
-    };
-    for (name, outcome) in outcomes {
+    let names: Vec<String> = asked.iter().map(|(n, _)| n.clone()).collect();
+    let outcomes = core::topics::create_partitions(shard, asked, req.validate_only).await;
+    for (name, code, message) in results(outcomes, &names) {
         let mut r = CreatePartitionsTopicResult::default();
         r.name = TopicName(s(name));
-        if let Some((code, message)) = outcome {
-            r.error_code = code;
-            r.error_message = Some(s(message));
-        }
+        r.error_code = code;
+        r.error_message = message.map(s);
         resp.results.push(r);
     }
     resp

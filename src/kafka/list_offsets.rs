@@ -8,9 +8,9 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::broker::handlers::{call_owners, refused_partitions};
-use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
+use crate::broker::messages::{PartitionError, PartitionKey, ShardRequest};
 use crate::broker::shard::Shard;
-use crate::kafka::api::{codes, kafka_code, TopicEntries};
+use crate::kafka::api::{kafka_code, TopicEntries};
 use ringlog_schema::wire::ErrorCode;
 
 pub async fn handle(shard: &Shard, req: ListOffsetsRequest) -> ListOffsetsResponse {
@@ -33,13 +33,12 @@ pub async fn handle(shard: &Shard, req: ListOffsetsRequest) -> ListOffsetsRespon
     {
         let key = PartitionKey::new(t.name.0.as_str(), p.partition_index);
         if refused[keys.len()].is_none() {
-            asked.push((
-                key.clone(),
-                ShardMsg::ListOffset {
-                    key: key.clone(),
-                    timestamp: p.timestamp,
-                },
-            ));
+            let (asked_key, timestamp) = (key.clone(), p.timestamp);
+            asked.push((key.clone(), move |answer| ShardRequest::ListOffset {
+                key: asked_key,
+                timestamp,
+                answer,
+            }));
         }
         keys.push(key);
     }
@@ -61,16 +60,12 @@ pub async fn handle(shard: &Shard, req: ListOffsetsRequest) -> ListOffsetsRespon
         // Fields beyond the asked version must keep their defaults (the codec
         // refuses to encode them): the timestamp exists from v1 (all served).
         match answer {
-            Ok(ShardMsg::Offset(Ok((offset, timestamp)))) => {
+            Ok((offset, timestamp)) => {
                 p.offset = offset;
                 p.timestamp = timestamp;
             }
-            Ok(ShardMsg::Offset(Err(e))) | Err(e) => {
+            Err(e) => {
                 p.error_code = kafka_code(e.code);
-                p.offset = -1;
-            }
-            Ok(_) => {
-                p.error_code = codes::UNKNOWN_SERVER_ERROR;
                 p.offset = -1;
             }
         }

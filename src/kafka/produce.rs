@@ -6,16 +6,12 @@ use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
-use ringlog_shards::Reply;
 
-use crate::broker::handlers::produce::{outcome, queue};
 use crate::broker::handlers::{join_all, refused_partitions};
-use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
+use crate::broker::messages::{PartitionError, PartitionKey};
 use crate::broker::shard::Shard;
+use crate::core::produce::{outcome, queue, Queued};
 use crate::kafka::api::{codes, kafka_code, TopicEntries};
-
-/// A partition's records handed to its owner (or the mesh's refusal).
-type Queued = Result<Reply<ShardMsg>, PartitionError>;
 
 /// A produce whose partitions are queued on their owners (or refused).
 pub struct PendingProduce {

@@ -11,11 +11,14 @@ use ringlog_schema::frame::push_payload;
 use ringlog_schema::wire::{
     BodyT, ErrorCode, FetchPartitionResultT, FetchPartitionT, FetchRequestT, FetchResponseT,
 };
-use ringlog_shards::{Peer, ShardId};
+use ringlog_shards::ShardId;
 
+use crate::broker::errors::unreachable_owner;
 use crate::broker::handlers::{join_all, refused_partitions, Response};
 use crate::broker::memory::Grant;
-use crate::broker::messages::{FetchData, PartitionError, PartitionKey, PartitionRead, ShardMsg};
+use crate::broker::messages::{
+    FetchData, PartitionError, PartitionKey, PartitionRead, ShardRequest,
+};
 use crate::broker::shard::Shard;
 use crate::config::FETCH_MAX_WAIT_MS_MAX;
 
@@ -136,7 +139,11 @@ async fn read_all(
         let (places, reads): (Vec<usize>, Vec<PartitionRead>) = reads.into_iter().unzip();
         let sent = shard
             .mesh()
-            .send(Peer::Shard(owner), ShardMsg::Fetch { reads, limit })
+            .send_to_shard(owner, |answer| ShardRequest::Fetch {
+                reads,
+                limit,
+                answer,
+            })
             .await;
         pending.push((places, sent));
     }
@@ -157,18 +164,13 @@ async fn read_all(
     .await;
     for (places, answer) in answers {
         match answer {
-            Ok(ShardMsg::Fetched(read)) if read.len() == places.len() => {
+            Ok(read) => {
                 for (i, r) in places.into_iter().zip(read) {
                     results[i] = Some(r);
                 }
             }
-            other => {
-                let e = match other {
-                    Err(e) => PartitionError::new(ErrorCode::NOT_LEADER_OR_FOLLOWER, e.to_string()),
-                    Ok(_) => {
-                        PartitionError::new(ErrorCode::UNKNOWN_SERVER_ERROR, "unexpected answer")
-                    }
-                };
+            Err(e) => {
+                let e = unreachable_owner(&e);
                 for i in places {
                     results[i] = Some(Err(e.clone()));
                 }
@@ -203,11 +205,16 @@ async fn wait_any(shard: &Shard, waits: Vec<(PartitionKey, i64)>, deadline: Inst
     );
     let (tx, rx) = flume::bounded::<()>(owners.len().max(1));
     for (owner, waits) in owners {
-        let msg = ShardMsg::WaitForData {
-            waits: waits.into_iter().map(|(_, w)| w).collect(),
-            deadline,
-        };
-        if let Ok(reply) = shard.mesh().send(Peer::Shard(owner), msg).await {
+        let waits = waits.into_iter().map(|(_, w)| w).collect();
+        let sent = shard
+            .mesh()
+            .send_to_shard(owner, |answer| ShardRequest::WaitForData {
+                waits,
+                deadline,
+                answer,
+            })
+            .await;
+        if let Ok(reply) = sent {
             let tx = tx.clone();
             glommio::spawn_local(async move {
                 let _ = reply.recv().await;

@@ -4,18 +4,18 @@
 //! ListGroups asks every shard. A request for several groups is split per group.
 
 use ringlog_schema::wire::{
-    BodyT, CreateTopicsRequestT, DeleteGroupsRequestT, DeleteGroupsResponseT,
-    DescribeGroupsRequestT, DescribeGroupsResponseT, ErrorCode, FindCoordinatorResponseT,
-    GroupDescriptionT, GroupResultT, HeartbeatResponseT, JoinGroupResponseT, LeaveGroupResponseT,
-    ListGroupsResponseT, NewTopicT, OffsetCommitResponseT, OffsetFetchResponseT,
-    SyncGroupResponseT,
+    BodyT, DeleteGroupsRequestT, DeleteGroupsResponseT, DescribeGroupsRequestT,
+    DescribeGroupsResponseT, ErrorCode, FindCoordinatorResponseT, GroupDescriptionT, GroupResultT,
+    HeartbeatResponseT, JoinGroupResponseT, LeaveGroupResponseT, ListGroupsResponseT,
+    OffsetCommitResponseT, OffsetFetchResponseT, SyncGroupResponseT,
 };
-use ringlog_shards::{Peer, ShardId};
+use ringlog_shards::ShardId;
 
 use crate::broker::group_coordinator::offsets_partition;
 use crate::broker::handlers::join_all;
-use crate::broker::messages::{PartitionError, ShardMsg};
+use crate::broker::messages::{NewTopic, PartitionError, ShardRequest};
 use crate::broker::shard::Shard;
+use crate::core;
 use crate::groups::offsets::OFFSETS_TOPIC;
 
 /// Answers a group request.
@@ -47,21 +47,15 @@ pub async fn handle(shard: &Shard, body: BodyT) -> BodyT {
 /// Sends `body` to the coordinator of `group` and returns its answer.
 async fn route(shard: &Shard, group: &str, body: BodyT) -> Result<BodyT, PartitionError> {
     let owner = coordinator_of(shard, group).await?;
-    match shard
+    shard
         .mesh()
-        .call(Peer::Shard(owner), ShardMsg::Group(Box::new(body)))
+        .call_shard(owner, |answer| ShardRequest::Group {
+            request: Box::new(body),
+            answer,
+        })
         .await
-    {
-        Ok(ShardMsg::GroupAnswer(b)) => Ok(*b),
-        Ok(_) => Err(PartitionError::new(
-            ErrorCode::UNKNOWN_SERVER_ERROR,
-            "the coordinator shard answered oddly",
-        )),
-        Err(e) => Err(PartitionError::new(
-            ErrorCode::COORDINATOR_NOT_AVAILABLE,
-            e.to_string(),
-        )),
-    }
+        .map(|answer| *answer)
+        .map_err(|e| PartitionError::new(ErrorCode::COORDINATOR_NOT_AVAILABLE, e.to_string()))
 }
 
 /// The shard coordinating `group`; creates `__consumer_offsets` if it is missing.
@@ -91,45 +85,32 @@ async fn ensure_offsets_topic(shard: &Shard) -> Result<(), PartitionError> {
     if shard.metadata.borrow().topics.contains_key(OFFSETS_TOPIC) {
         return Ok(());
     }
-    let req = CreateTopicsRequestT {
-        topics: Some(vec![NewTopicT {
-            name: OFFSETS_TOPIC.to_string(),
-            partitions: shard.config.offsets_topic_partitions,
-            replication_factor: 1,
-            configs: Some(
-                crate::groups::offsets::offsets_topic_configs(
-                    shard.config.offsets_topic_segment_bytes,
-                    shard.config.log.max_batch_bytes,
-                )
-                .into_iter()
-                .map(|(key, value)| ringlog_schema::wire::ConfigEntryT { key, value })
-                .collect(),
-            ),
-        }]),
-        ..Default::default()
+    let offsets_topic = NewTopic {
+        name: OFFSETS_TOPIC.to_string(),
+        partitions: Some(shard.config.offsets_topic_partitions),
+        replication_factor: Some(1),
+        configs: crate::groups::offsets::offsets_topic_configs(
+            shard.config.offsets_topic_segment_bytes,
+            shard.config.log.max_batch_bytes,
+        )
+        .into_iter()
+        .collect(),
     };
-    let answer = shard
-        .mesh()
-        .call(Peer::Coordinator, ShardMsg::CreateTopics(Box::new(req)))
-        .await;
+    let answer = core::topics::create(shard, vec![offsets_topic], false).await;
     if shard.metadata.borrow().topics.contains_key(OFFSETS_TOPIC) {
         return Ok(());
     }
+    let why = match answer {
+        Ok(outcomes) => outcomes
+            .into_iter()
+            .filter_map(|t| t.error.map(|e| e.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+        Err(e) => e.message,
+    };
     Err(PartitionError::new(
         ErrorCode::COORDINATOR_NOT_AVAILABLE,
-        match answer {
-            Ok(ShardMsg::Created(r)) => format!(
-                "cannot create {OFFSETS_TOPIC}: {}",
-                r.results
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|t| t.message)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-            Ok(_) => format!("cannot create {OFFSETS_TOPIC}"),
-            Err(e) => format!("cannot create {OFFSETS_TOPIC}: {e}"),
-        },
+        format!("cannot create {OFFSETS_TOPIC}: {why}"),
     ))
 }
 
@@ -163,22 +144,21 @@ async fn list(shard: &Shard) -> BodyT {
     let calls = (0..shard.shards).map(|i| async move {
         shard
             .mesh()
-            .call(
-                Peer::Shard(ShardId(i)),
-                ShardMsg::Group(Box::new(BodyT::ListGroupsRequest(Box::default()))),
-            )
+            .call_shard(ShardId(i), |answer| ShardRequest::Group {
+                request: Box::new(BodyT::ListGroupsRequest(Box::default())),
+                answer,
+            })
             .await
     });
     let mut groups = Vec::new();
     let mut problems = Vec::new();
     for answer in join_all(calls.collect()).await {
         match answer {
-            Ok(ShardMsg::GroupAnswer(b)) => {
+            Ok(b) => {
                 if let BodyT::ListGroupsResponse(r) = *b {
                     groups.extend(r.groups.unwrap_or_default());
                 }
             }
-            Ok(_) => problems.push("a shard answered oddly".to_string()),
             Err(e) => problems.push(e.to_string()),
         }
     }

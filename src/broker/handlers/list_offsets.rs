@@ -7,7 +7,7 @@ use ringlog_schema::wire::{
 };
 
 use crate::broker::handlers::{call_owners, refused_partitions};
-use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
+use crate::broker::messages::{PartitionError, PartitionKey, ShardRequest};
 use crate::broker::shard::Shard;
 
 pub async fn handle(shard: &Shard, req: ListOffsetsRequestT) -> BodyT {
@@ -22,13 +22,12 @@ pub async fn handle(shard: &Shard, req: ListOffsetsRequestT) -> BodyT {
         .filter(|(_, r)| r.is_none())
         .map(|(p, _)| {
             let key = PartitionKey::new(&p.topic, p.partition);
-            (
-                key.clone(),
-                ShardMsg::ListOffset {
-                    key,
-                    timestamp: p.timestamp,
-                },
-            )
+            let timestamp = p.timestamp;
+            (key.clone(), move |answer| ShardRequest::ListOffset {
+                key,
+                timestamp,
+                answer,
+            })
         })
         .collect();
     let mut answers = call_owners(shard, requests).await.into_iter();
@@ -36,7 +35,7 @@ pub async fn handle(shard: &Shard, req: ListOffsetsRequestT) -> BodyT {
         .into_iter()
         .zip(refused)
         .map(|(p, refused)| {
-            let a = match refused {
+            let r = match refused {
                 Some(e) => Err(e),
                 None => answers.next().unwrap_or_else(|| {
                     Err(PartitionError::new(
@@ -44,14 +43,6 @@ pub async fn handle(shard: &Shard, req: ListOffsetsRequestT) -> BodyT {
                         "not answered",
                     ))
                 }),
-            };
-            let r = match a {
-                Ok(ShardMsg::Offset(r)) => r,
-                Ok(_) => Err(PartitionError::new(
-                    ErrorCode::UNKNOWN_SERVER_ERROR,
-                    "unexpected answer",
-                )),
-                Err(e) => Err(e),
             };
             match r {
                 Ok((offset, timestamp)) => ListOffsetsPartitionResultT {

@@ -6,9 +6,8 @@ use ringlog_schema::wire::{
     BodyT, BrokerT, ErrorCode, MetadataRequestT, MetadataResponseT, PartitionMetadataT,
     TopicMetadataT,
 };
-use ringlog_shards::Peer;
 
-use crate::broker::messages::ShardMsg;
+use crate::broker::messages::CoordinatorRequest;
 use crate::broker::shard::Shard;
 use crate::metadata::{ClusterMetadata, TopicMeta};
 
@@ -75,7 +74,10 @@ pub async fn auto_create_missing(shard: &Shard, names: &[String]) {
         // The coordinator answers after every shard adopted the new metadata.
         let _ = shard
             .mesh()
-            .call(Peer::Coordinator, ShardMsg::AutoCreate(missing))
+            .call_coordinator(|answer| CoordinatorRequest::AutoCreate {
+                names: missing,
+                answer,
+            })
             .await;
     }
 }

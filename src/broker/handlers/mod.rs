@@ -13,8 +13,9 @@ use bytes::Bytes;
 use ringlog_schema::frame;
 use ringlog_schema::wire::{BodyT, EnvelopeT, ErrorCode, ErrorResponseT, HelloResponseT};
 
+use crate::broker::errors::unreachable_owner;
 use crate::broker::memory::Grant;
-use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
+use crate::broker::messages::{Answer, PartitionError, PartitionKey, ShardRequest};
 use crate::broker::shard::Shard;
 use crate::config::REQUEST_PARTITIONS_MAX;
 pub use crate::sync::join::join_all;
@@ -123,20 +124,25 @@ pub fn error_body(code: ErrorCode, message: &str) -> BodyT {
 }
 
 /// Sends each request to its partition's owner in order, then awaits all answers.
-pub async fn call_owners(
+pub async fn call_owners<T, F>(
     shard: &Shard,
-    requests: Vec<(PartitionKey, ShardMsg)>,
-) -> Vec<Result<ShardMsg, PartitionError>> {
+    requests: Vec<(PartitionKey, F)>,
+) -> Vec<Result<T, PartitionError>>
+where
+    T: Send + 'static,
+    F: FnOnce(Answer<Result<T, PartitionError>>) -> ShardRequest,
+{
     let mut pending = Vec::with_capacity(requests.len());
-    for (key, msg) in requests {
-        pending.push(shard.send_to_owner(&key, msg).await);
+    for (key, request) in requests {
+        pending.push(shard.send_to_owner(&key, request).await);
     }
-    let replies = pending.into_iter().map(|r| async move {
-        match r {
+    let replies = pending.into_iter().map(|sent| async move {
+        match sent {
             Ok(reply) => reply
                 .recv()
                 .await
-                .map_err(|e| PartitionError::new(ErrorCode::NOT_LEADER_OR_FOLLOWER, e.to_string())),
+                .map_err(|e| unreachable_owner(&e))
+                .and_then(|answer| answer),
             Err(e) => Err(e),
         }
     });

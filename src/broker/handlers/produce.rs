@@ -7,54 +7,16 @@ use ringlog_schema::frame;
 use ringlog_schema::wire::{
     BodyT, ErrorCode, ProducePartitionResultT, ProduceRequestT, ProduceResponseT,
 };
-use ringlog_shards::Reply;
 
-use crate::broker::errors::metadata_error;
 use crate::broker::handlers::{error_body, join_all, refused_partitions, Response};
-use crate::broker::messages::{PartitionError, PartitionKey, ShardMsg};
+use crate::broker::messages::{PartitionError, PartitionKey};
 use crate::broker::shard::Shard;
-use crate::metadata::model::{is_internal_topic, MetadataError};
-
-/// Hands one partition's records to its owner shard. Called in arrival order, it
-/// keeps that order on the owner (both protocols' produce paths use it).
-pub async fn queue(
-    shard: &Shard,
-    key: &PartitionKey,
-    records: Bytes,
-) -> Result<Reply<ShardMsg>, PartitionError> {
-    if is_internal_topic(&key.topic) {
-        return Err(metadata_error(&MetadataError::InternalTopic(
-            key.topic.clone(),
-        )));
-    }
-    let msg = ShardMsg::Produce {
-        key: key.clone(),
-        records,
-    };
-    shard.send_to_owner(key, msg).await
-}
-
-/// What the owner made of a queued produce: (base offset, log start).
-pub async fn outcome(
-    queued: Result<Reply<ShardMsg>, PartitionError>,
-) -> Result<(i64, i64), PartitionError> {
-    match queued?.recv().await {
-        Ok(ShardMsg::Produced(r)) => r,
-        Ok(_) => Err(PartitionError::new(
-            ErrorCode::UNKNOWN_SERVER_ERROR,
-            "unexpected answer",
-        )),
-        Err(e) => Err(PartitionError::new(
-            ErrorCode::NOT_LEADER_OR_FOLLOWER,
-            e.to_string(),
-        )),
-    }
-}
+use crate::core::produce::{outcome, queue, Queued};
 
 /// A produce whose batches are queued on their owners.
 pub struct PendingProduce {
     acks: i8,
-    partitions: Vec<(PartitionKey, Result<Reply<ShardMsg>, PartitionError>)>,
+    partitions: Vec<(PartitionKey, Queued)>,
     refused: Option<BodyT>,
 }
 

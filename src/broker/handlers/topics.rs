@@ -3,44 +3,67 @@
 //! its owner shard).
 
 use ringlog_schema::wire::{
-    BodyT, ConfigEntryT, CreateTopicsRequestT, DeleteTopicsRequestT, DescribeTopicsRequestT,
-    DescribeTopicsResponseT, ErrorCode, PartitionDescriptionT, TopicDescriptionT,
+    BodyT, ConfigEntryT, CreateTopicsRequestT, CreateTopicsResponseT, DeleteTopicsRequestT,
+    DeleteTopicsResponseT, DescribeTopicsRequestT, DescribeTopicsResponseT, ErrorCode,
+    PartitionDescriptionT, TopicDescriptionT, TopicResultT,
 };
-use ringlog_shards::Peer;
 
 use crate::broker::handlers::{call_owners, error_body};
-use crate::broker::messages::{PartitionKey, ShardMsg};
+use crate::broker::messages::{NewTopic, PartitionKey, ShardRequest, TopicOutcome};
 use crate::broker::shard::Shard;
+use crate::core;
 use crate::metadata::ClusterMetadata;
 
 pub async fn create(shard: &Shard, req: CreateTopicsRequestT) -> BodyT {
-    match shard
-        .mesh()
-        .call(Peer::Coordinator, ShardMsg::CreateTopics(Box::new(req)))
-        .await
-    {
-        Ok(ShardMsg::Created(resp)) => BodyT::CreateTopicsResponse(resp),
-        Ok(_) => error_body(
-            ErrorCode::UNKNOWN_SERVER_ERROR,
-            "unexpected answer from the coordinator",
-        ),
-        Err(e) => error_body(ErrorCode::SHUTTING_DOWN, &e.to_string()),
+    let topics = req
+        .topics
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| NewTopic {
+            name: t.name,
+            partitions: (t.partitions != -1).then_some(t.partitions),
+            replication_factor: (t.replication_factor != -1).then_some(t.replication_factor),
+            configs: t
+                .configs
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| (c.key, c.value))
+                .collect(),
+        })
+        .collect();
+    match core::topics::create(shard, topics, req.validate_only).await {
+        Ok(outcomes) => BodyT::CreateTopicsResponse(Box::new(CreateTopicsResponseT {
+            results: Some(topic_results(outcomes)),
+        })),
+        Err(e) => error_body(e.code, &e.message),
     }
 }
 
 pub async fn delete(shard: &Shard, req: DeleteTopicsRequestT) -> BodyT {
-    match shard
-        .mesh()
-        .call(Peer::Coordinator, ShardMsg::DeleteTopics(Box::new(req)))
-        .await
-    {
-        Ok(ShardMsg::Deleted(resp)) => BodyT::DeleteTopicsResponse(resp),
-        Ok(_) => error_body(
-            ErrorCode::UNKNOWN_SERVER_ERROR,
-            "unexpected answer from the coordinator",
-        ),
-        Err(e) => error_body(ErrorCode::SHUTTING_DOWN, &e.to_string()),
+    match core::topics::delete(shard, req.names.unwrap_or_default()).await {
+        Ok(outcomes) => BodyT::DeleteTopicsResponse(Box::new(DeleteTopicsResponseT {
+            results: Some(topic_results(outcomes)),
+        })),
+        Err(e) => error_body(e.code, &e.message),
     }
+}
+
+fn topic_results(outcomes: Vec<TopicOutcome>) -> Vec<TopicResultT> {
+    outcomes
+        .into_iter()
+        .map(|o| match o.error {
+            None => TopicResultT {
+                name: o.name,
+                error: ErrorCode::NONE,
+                message: None,
+            },
+            Some(e) => TopicResultT {
+                name: o.name,
+                error: e.code,
+                message: Some(e.message),
+            },
+        })
+        .collect()
 }
 
 pub async fn describe(shard: &Shard, req: DescribeTopicsRequestT) -> BodyT {
@@ -64,11 +87,8 @@ pub async fn describe(shard: &Shard, req: DescribeTopicsRequestT) -> BodyT {
             .partitions
             .iter()
             .map(|p| {
-                let key = PartitionKey {
-                    topic: t.name.clone(),
-                    partition: p.partition,
-                };
-                (key.clone(), ShardMsg::Offsets { key })
+                let key = PartitionKey::new(&t.name, p.partition);
+                (key.clone(), |answer| ShardRequest::Offsets { key, answer })
             })
             .collect();
         let offsets = call_owners(shard, requests).await;
@@ -90,13 +110,12 @@ pub async fn describe(shard: &Shard, req: DescribeTopicsRequestT) -> BodyT {
                     high_watermark: -1,
                 };
                 match o {
-                    Ok(ShardMsg::OffsetsAre(Ok(o))) => {
+                    Ok(o) => {
                         d.log_start = o.log_start;
                         d.log_end = o.log_end;
                         d.high_watermark = o.high_watermark;
                     }
-                    Ok(ShardMsg::OffsetsAre(Err(e))) | Err(e) => d.error = e.code,
-                    Ok(_) => d.error = ErrorCode::UNKNOWN_SERVER_ERROR,
+                    Err(e) => d.error = e.code,
                 }
                 d
             })

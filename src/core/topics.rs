@@ -1,0 +1,59 @@
+//! Topic administration: creation, deletion and growth go to the coordinator, which
+//! alone changes metadata and answers once every data shard has adopted the change.
+
+use ringlog_schema::wire::ErrorCode;
+
+use crate::broker::messages::{CoordinatorRequest, NewTopic, PartitionError, TopicOutcome};
+use crate::broker::shard::Shard;
+
+/// The coordinator did not answer (the broker is stopping).
+fn coordinator_unavailable(e: &ringlog_shards::ShardError) -> PartitionError {
+    PartitionError::new(ErrorCode::SHUTTING_DOWN, e.to_string())
+}
+
+/// Creates `topics` (or only checks them, when `validate_only`); one outcome per
+/// topic, in order.
+pub async fn create(
+    shard: &Shard,
+    topics: Vec<NewTopic>,
+    validate_only: bool,
+) -> Result<Vec<TopicOutcome>, PartitionError> {
+    shard
+        .mesh()
+        .call_coordinator(|answer| CoordinatorRequest::CreateTopics {
+            topics,
+            validate_only,
+            answer,
+        })
+        .await
+        .map_err(|e| coordinator_unavailable(&e))
+}
+
+/// Deletes the topics `names`; one outcome per name, in order.
+pub async fn delete(
+    shard: &Shard,
+    names: Vec<String>,
+) -> Result<Vec<TopicOutcome>, PartitionError> {
+    shard
+        .mesh()
+        .call_coordinator(|answer| CoordinatorRequest::DeleteTopics { names, answer })
+        .await
+        .map_err(|e| coordinator_unavailable(&e))
+}
+
+/// Grows each topic to its partition count (or only checks, when `validate_only`).
+pub async fn create_partitions(
+    shard: &Shard,
+    topics: Vec<(String, i32)>,
+    validate_only: bool,
+) -> Result<Vec<TopicOutcome>, PartitionError> {
+    shard
+        .mesh()
+        .call_coordinator(|answer| CoordinatorRequest::CreatePartitions {
+            topics,
+            validate_only,
+            answer,
+        })
+        .await
+        .map_err(|e| coordinator_unavailable(&e))
+}
