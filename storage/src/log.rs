@@ -1,4 +1,6 @@
-//! [`PartitionLog`]: one partition's log, owned by one shard.
+//! [`PartitionLog`]: one partition's log, owned by one shard. This module is the
+//! façade and the append/commit path: opening and recovery are `loader`'s (it
+//! returns a `LoadedLog` the log is built from), disk reads are `read`'s.
 //!
 //! Concurrency model: the log lives on one glommio executor and is shared by that
 //! shard's tasks through `Rc`. Its state sits in a `RefCell` that is never borrowed
@@ -45,11 +47,14 @@ use crate::config::{FlushPolicy, LogConfig, BLOCK_BYTES};
 use crate::error::io_err;
 use crate::fifo_lock::FifoLock;
 use crate::files::SegmentFile;
+use crate::loader;
+pub use crate::loader::{OpenReport, CLEAN_SHUTDOWN_MARKER};
 use crate::notify::SyncNotify;
+use crate::read::{find_batch_start, read_batches};
 use crate::recovery::{self, ScanMode};
 use crate::retention::{segments_to_delete, RetentionView};
 use crate::scan::ScannedBatch;
-use crate::segment::{parse_log_name, segment_file, Segment, LOG_SUFFIX};
+use crate::segment::{segment_file, Segment, LOG_SUFFIX};
 use crate::shared::LogShared;
 use crate::space;
 use crate::stats::bump;
@@ -57,20 +62,7 @@ use crate::writer::{WriteBehind, WriteItem};
 use crate::zeroer::{self, ZeroAhead};
 use crate::{AppendInfo, Offset, Result, StorageError};
 
-/// Name of the file whose presence says the log was closed cleanly.
-pub const CLEAN_SHUTDOWN_MARKER: &str = ".clean_shutdown";
 const BLOCK: u64 = BLOCK_BYTES as u64;
-
-/// How the last `open` found the log.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct OpenReport {
-    /// The clean-shutdown marker was present, so no segment was scanned.
-    pub clean: bool,
-    /// Segments whose batches were scanned (CRC-checked) during open.
-    pub segments_scanned: usize,
-    /// Bytes cut from the newest segment: a torn tail, or unwritten preallocated space.
-    pub truncated_bytes: u64,
-}
 
 pub(crate) struct LogState {
     /// All segments by base offset; the last is the active one.
@@ -110,6 +102,22 @@ impl LogState {
     /// segments (readers must not assume an active segment exists).
     pub(crate) fn active_base(&self) -> Option<i64> {
         self.segments.keys().next_back().copied()
+    }
+    /// The log's offset invariant, checked in release builds after every change of
+    /// the offsets: `log_start <= next` and `durable <= written <= next`. Broken, a
+    /// consumer or a producer could be told of records that are not there, so the
+    /// broker stops instead of serving on.
+    fn check_offsets(&self) {
+        assert!(
+            self.log_start <= self.next_offset
+                && self.durable_offset <= self.written_offset
+                && self.written_offset <= self.next_offset,
+            "log offsets out of order: start {}, durable {}, written {}, end {}",
+            self.log_start,
+            self.durable_offset,
+            self.written_offset,
+            self.next_offset
+        );
     }
     fn evict_cache(&mut self) {
         let Some(active) = self.active_base() else {
@@ -183,150 +191,27 @@ impl PartitionLog {
     ) -> Result<Self> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        ensure_dir(&dir)?;
-        recovery::probe_device_once(&dir).await?;
         let now = clock.now_ms();
-        let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
-        let clean = marker.exists();
-        let mut report = OpenReport {
-            clean,
-            ..OpenReport::default()
-        };
-
-        let mut bases = list_segments(&dir)?;
-        bases.sort_unstable();
-        let mut segments = BTreeMap::new();
-        let count = bases.len();
-        for (i, base) in bases.into_iter().enumerate() {
-            let is_last = i + 1 == count;
-            let path = segment_file(&dir, base, LOG_SUFFIX);
-            let file = recovery::open_rw(&path, false).await?;
-            let file = SegmentFile::opened(path, file, &shared.files);
-            let mut seg = Segment::new_empty(&dir, base, file, now);
-            let trusted = if is_last && !clean {
-                None
-            } else {
-                // In a compacted log, index files describe the segment file they
-                // were written for: a file of another size (a cleaning a crash
-                // interrupted) is scanned instead. (Elsewhere a size that disagrees
-                // is damage, reported when the missing bytes are read.)
-                let len = if config.cleanup.compact && !is_last {
-                    let f = seg.file.get().await?;
-                    Some(
-                        f.file_size()
-                            .await
-                            .map_err(|e| io_err("stat", &seg.path, e))?,
-                    )
-                } else {
-                    None
-                };
-                recovery::load_indexes(&dir, &seg)
-                    .await
-                    .filter(|(summary, _, _)| len.is_none_or(|len| summary.data_bytes == len))
-            };
-            match trusted {
-                Some((summary, offsets, times)) => {
-                    seg.next_offset = summary.next_offset;
-                    seg.size = summary.data_bytes;
-                    seg.max_timestamp = summary.max_timestamp;
-                    seg.offset_index = offsets;
-                    seg.time_index = times;
-                }
-                None => {
-                    let mode = if is_last {
-                        ScanMode::Tail
-                    } else if config.cleanup.compact {
-                        ScanMode::Compacted
-                    } else {
-                        ScanMode::Closed
-                    };
-                    let outcome = recovery::scan_segment(
-                        &mut seg,
-                        None,
-                        config.max_batch_bytes,
-                        config.index_interval_bytes,
-                        mode,
-                        config.read_ahead_bytes,
-                    )
-                    .await?;
-                    report.segments_scanned += 1;
-                    if outcome.file_len > seg.size {
-                        let cut = outcome.file_len - seg.size;
-                        report.truncated_bytes += cut;
-                        match &outcome.stop_reason {
-                            Some(reason) if !outcome.stopped_at_zeros => warn!(
-                                segment = %seg.path.display(), position = seg.size, bytes = cut, %reason,
-                                "truncating torn tail found by recovery"
-                            ),
-                            _ => debug!(
-                                segment = %seg.path.display(), position = seg.size, bytes = cut,
-                                "trimming unwritten preallocated space"
-                            ),
-                        }
-                        let file = seg.file.get().await?;
-                        file.truncate(seg.size)
-                            .await
-                            .map_err(|e| io_err("truncate", &seg.path, e))?;
-                        file.fdatasync()
-                            .await
-                            .map_err(|e| io_err("fdatasync", &seg.path, e))?;
-                    }
-                    if !is_last {
-                        recovery::write_indexes(recovery::encode_indexes(&dir, &seg)).await?;
-                    }
-                }
-            }
-            if let Some(prev) = segments.values().next_back() {
-                let prev: &Segment = prev;
-                // Cleaning may remove a compacted segment's last batches.
-                let gap_allowed = config.cleanup.compact && prev.next_offset < seg.base_offset;
-                if prev.next_offset != seg.base_offset && !gap_allowed {
-                    return Err(StorageError::Corruption {
-                        segment: seg.path.clone(),
-                        position: 0,
-                        reason: format!(
-                            "segment starts at offset {} but the previous one ends at {}",
-                            seg.base_offset, prev.next_offset
-                        ),
-                    });
-                }
-            }
-            segments.insert(base, seg);
-        }
-        if segments.is_empty() {
-            let seg = create_segment(&dir, 0, now, &shared).await?;
-            segments.insert(0, seg);
-        }
-        // The active segment's index files are rewritten at the next seal; stale ones
-        // must not be trusted after a crash that follows more appends.
-        let active = segments.values().next_back().expect("inserted above");
-        recovery::remove_file(&active.index_path(&dir)).await?;
-        recovery::remove_file(&active.time_index_path(&dir)).await?;
-        if clean {
-            recovery::remove_file(&marker).await?;
-        }
-        recovery::sync_dir(&dir).await?;
-
-        let tail = recovery::read_tail_block(&*active.file.get().await?, &active.path, active.size)
-            .await?;
-        let writer = WriteBehind::new(config.write_buffer_bytes, active.size, tail);
-        let next_offset = active.next_offset;
-        let log_start = segments.values().next().map_or(0, |s| s.base_offset);
+        let loaded = loader::load(&dir, &config, now, &shared).await?;
+        let active = loaded
+            .segments
+            .values()
+            .next_back()
+            .expect("the loader always leaves an active segment");
+        let writer = WriteBehind::new(config.write_buffer_bytes, active.size, loaded.tail);
         let preallocated = active.size;
-        info!(dir = %dir.display(), log_start, log_end = next_offset, segments = segments.len(),
-              clean, scanned = report.segments_scanned, "opened partition log");
         let inflight = config.inflight_writes_max as u64;
         let retention = (config.retention_ms, config.retention_bytes);
-        let dir_for_checkpoint = dir.clone();
+        let cleaned_to = cleaner::read_checkpoint(&dir);
         Ok(Self {
             state: RefCell::new(LogState {
-                segments,
+                segments: loaded.segments,
                 writer,
                 cache: BatchCache::new(config.cache_bytes),
-                next_offset,
-                written_offset: next_offset,
-                durable_offset: next_offset,
-                log_start,
+                next_offset: loaded.next_offset,
+                written_offset: loaded.next_offset,
+                durable_offset: loaded.next_offset,
+                log_start: loaded.log_start,
                 inflight: Rc::new(RefCell::new(BTreeMap::new())),
                 preallocated,
                 last_flush_ms: now,
@@ -345,9 +230,9 @@ impl PartitionLog {
             fdatasyncs: Cell::new(0),
             shared,
             space_counted: Cell::new(0),
-            cleaned_to: Cell::new(cleaner::read_checkpoint(&dir_for_checkpoint)),
+            cleaned_to: Cell::new(cleaned_to),
             retention: Cell::new(retention),
-            report,
+            report: loaded.report,
         })
     }
 
@@ -497,6 +382,13 @@ impl PartitionLog {
                 last_offset: header.last_offset(),
                 max_timestamp: header.max_timestamp,
             };
+            // Validation (`append_all`) checked the record count against the
+            // header, so offsets only go forward.
+            assert!(
+                scanned.last_offset >= base,
+                "batch at offset {base} ends before it starts ({})",
+                scanned.last_offset
+            );
             let position = st.writer.end();
             st.writer.append(&bytes, &glommio::allocate_dma_buffer);
             let interval = self.config.index_interval_bytes;
@@ -504,6 +396,7 @@ impl PartitionLog {
             seg.on_batch(position, &scanned, interval);
             let segment_base = seg.base_offset;
             st.next_offset = scanned.last_offset + 1;
+            st.check_offsets();
             st.cache.push(CachedBatch {
                 base_offset: base,
                 last_offset: scanned.last_offset,
@@ -687,6 +580,7 @@ impl PartitionLog {
         }
         let mut st = self.state.borrow_mut();
         st.written_offset = st.written_offset.max(upto);
+        st.check_offsets();
         st.evict_cache();
         Ok(())
     }
@@ -712,7 +606,6 @@ impl PartitionLog {
         self.shared.stats.fdatasync_us.record(took);
         self.fdatasyncs.set(self.fdatasyncs.get() + 1);
         let mut st = self.state.borrow_mut();
-        debug_assert!(st.log_start <= upto && upto <= st.next_offset);
         let committed = upto - st.durable_offset;
         if committed > 0 {
             self.shared
@@ -721,6 +614,7 @@ impl PartitionLog {
                 .record(u64::try_from(committed).unwrap_or(0));
         }
         st.durable_offset = st.durable_offset.max(upto);
+        st.check_offsets();
         st.last_flush_ms = self.clock.now_ms();
         Ok(())
     }
@@ -1140,6 +1034,7 @@ impl PartitionLog {
             st.next_offset = new_end;
             st.written_offset = new_end;
             st.durable_offset = new_end;
+            st.check_offsets();
             st.cache.truncate_from(new_end);
         }
         self.count_space();
@@ -1164,6 +1059,7 @@ impl PartitionLog {
             st.written_offset = start;
             st.durable_offset = start;
             st.log_start = start;
+            st.check_offsets();
             st.cache.truncate_from(i64::MIN);
         }
         self.count_space();
@@ -1199,6 +1095,7 @@ impl PartitionLog {
                 let mut st = self.state.borrow_mut();
                 let seg = st.segments.remove(base).expect("listed above");
                 st.log_start = st.segments.keys().next().copied().unwrap_or(st.next_offset);
+                st.check_offsets();
                 let start = st.log_start;
                 st.cache.drop_below(start);
                 seg
@@ -1296,137 +1193,12 @@ fn spawn_write(
     .detach();
 }
 
-/// Reads whole batches from `position` (a batch start at or before `from`) up to
-/// `limit`, skipping batches that end before `from`, verifying each CRC.
-async fn read_batches(
-    file: &DmaFile,
-    path: &Path,
-    mut position: u64,
-    limit: u64,
-    from: i64,
-    max_bytes: usize,
-    max_batch_bytes: usize,
-) -> Result<Vec<Bytes>> {
-    let corrupt = |position: u64, reason: String| StorageError::Corruption {
-        segment: path.to_path_buf(),
-        position,
-        reason,
-    };
-    let mut want = max_bytes.max(ringlog_schema::BATCH_HEADER_LEN) + BLOCK_BYTES;
-    loop {
-        if position >= limit {
-            return Ok(Vec::new());
-        }
-        let aligned = position - position % BLOCK;
-        let len = (want as u64 + (position - aligned))
-            .min(limit - aligned)
-            .next_multiple_of(BLOCK) as usize;
-        let data = file
-            .read_at_aligned(aligned, len)
-            .await
-            .map_err(|e| io_err("read", path, e))?;
-        let data_end = ((aligned + data.len() as u64).min(limit) - aligned) as usize;
-        let mut at = (position - aligned) as usize;
-        let mut first = None;
-        let mut taken = 0usize;
-        while at < data_end {
-            let here = &data[at..data_end];
-            let size = match RecordBatch::peek_size(here, max_batch_bytes) {
-                Ok(Some(size)) => size,
-                Ok(None) => break,
-                Err(e) => return Err(corrupt(aligned + at as u64, e.to_string())),
-            };
-            if here.len() < size {
-                break;
-            }
-            let batch = &here[..size];
-            RecordBatch::validate_slice(batch, max_batch_bytes)
-                .map_err(|e| corrupt(aligned + at as u64, e.to_string()))?;
-            let last = BatchHeader::read(batch).map_or(i64::MIN, |h| h.last_offset());
-            if last >= from {
-                if first.is_some() && taken + size > max_bytes {
-                    break;
-                }
-                first.get_or_insert(at);
-                taken += size;
-            }
-            at += size;
-        }
-        match first {
-            Some(start) => return Ok(vec![Bytes::copy_from_slice(&data[start..start + taken])]),
-            None if at > (position - aligned) as usize => {
-                // Skipped batches below `from`; continue after them.
-                position = aligned + at as u64;
-            }
-            None => {
-                // The first batch did not fit in what was read. Either the file is
-                // shorter than the log's records of it, or the batch runs past the data,
-                // or the read was too small: only the last case reads again, larger, so
-                // this loop always progresses.
-                let read_end = aligned + data.len() as u64;
-                if read_end < limit && data.len() < len {
-                    return Err(corrupt(
-                        read_end,
-                        format!("segment file ends at {read_end}, before the {limit} bytes of data it should hold"),
-                    ));
-                }
-                let size = RecordBatch::peek_size(&data[at..data_end], max_batch_bytes)
-                    .map_err(|e| corrupt(position, e.to_string()))?;
-                match size {
-                    Some(size) if aligned + (at + size) as u64 > limit => {
-                        return Err(corrupt(
-                            position,
-                            format!(
-                                "batch of {size} bytes runs past the end of the data at {limit}"
-                            ),
-                        ));
-                    }
-                    Some(size) if size + BLOCK_BYTES > want => want = size + BLOCK_BYTES,
-                    _ => {
-                        return Err(corrupt(
-                            position,
-                            format!("cannot read a whole batch from {} bytes", data_end - at),
-                        ))
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// File position of the batch containing `offset` in `seg` (all of it on disk).
-async fn find_batch_start(seg: &Segment, offset: i64, max_batch_bytes: usize) -> Result<u64> {
-    let mut position = u64::from(seg.offset_index.floor(seg.relative(offset)));
-    loop {
-        if position >= seg.size {
-            return Ok(seg.size);
-        }
-        let data = seg
-            .file
-            .get()
-            .await?
-            .read_at(position, ringlog_schema::BATCH_HEADER_LEN)
-            .await
-            .map_err(|e| io_err("read", &seg.path, e))?;
-        let corrupt = |reason: String| StorageError::Corruption {
-            segment: seg.path.clone(),
-            position,
-            reason,
-        };
-        let size =
-            RecordBatch::peek_size(&data, max_batch_bytes).map_err(|e| corrupt(e.to_string()))?;
-        let (Some(size), Some(header)) = (size, BatchHeader::read(&data)) else {
-            return Err(corrupt("short batch header".into()));
-        };
-        let last = header.last_offset();
-        if last >= offset {
-            return Ok(position);
-        }
-        position += size as u64;
-    }
-}
-
-async fn create_segment(dir: &Path, base: i64, now_ms: i64, shared: &LogShared) -> Result<Segment> {
+pub(crate) async fn create_segment(
+    dir: &Path,
+    base: i64,
+    now_ms: i64,
+    shared: &LogShared,
+) -> Result<Segment> {
     let path = segment_file(dir, base, LOG_SUFFIX);
     let file = recovery::open_rw(&path, true).await?;
     recovery::sync_dir(dir).await?;
@@ -1439,22 +1211,4 @@ async fn delete_segment(dir: &Path, seg: Segment) -> Result<()> {
     recovery::remove_file(&seg.time_index_path(dir)).await?;
     recovery::remove_file(&seg.path).await?;
     seg.file.close().await
-}
-
-/// Creates the log directory. Runs once per log at open, before the log serves.
-fn ensure_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| io_err("create directory", dir, e))
-}
-
-/// Base offsets of the `.log` files in `dir`. Runs once per log at open.
-fn list_segments(dir: &Path) -> Result<Vec<i64>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| io_err("list", dir, e))?;
-    let mut bases = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| io_err("list", dir, e))?;
-        if let Some(base) = entry.file_name().to_str().and_then(parse_log_name) {
-            bases.push(base);
-        }
-    }
-    Ok(bases)
 }

@@ -335,10 +335,10 @@ fn spawn_read(file: &Rc<DmaFile>, pos: u64, end: u64, size: usize) -> ReadAhead 
 
 /// Loads a segment's index files; `None` if either is missing, damaged, or disagrees
 /// with the segment it names.
-pub(crate) async fn load_indexes(
-    dir: &Path,
-    seg: &Segment,
-) -> Option<(crate::index::SegmentSummary, OffsetIndex, TimeIndex)> {
+/// A closed segment's index files, decoded: its summary and both indexes.
+pub(crate) type LoadedIndexes = (crate::index::SegmentSummary, OffsetIndex, TimeIndex);
+
+pub(crate) async fn load_indexes(dir: &Path, seg: &Segment) -> Option<LoadedIndexes> {
     let idx = read_whole(&seg.index_path(dir)).await?;
     let tidx = read_whole(&seg.time_index_path(dir)).await?;
     decode_indexes(&idx, &tidx, seg.base_offset)
