@@ -442,3 +442,13 @@ pub fn split_batches(bytes: Bytes) -> impl Iterator<Item = Result<RecordBatch, B
         Some(RecordBatch::parse(rest.split_to(size)))
     })
 }
+
+/// The last offset of the last batch in `chunk` (whole batches, as a log read
+/// returns them); `None` for an empty or malformed chunk.
+pub fn last_offset_in(chunk: &Bytes) -> Option<i64> {
+    let mut last = None;
+    for b in split_batches(chunk.clone()) {
+        last = Some(b.ok()?.last_offset());
+    }
+    last
+}

@@ -34,8 +34,8 @@ pub use generated::ringlog::wire;
 mod proptests;
 
 pub use batch::{
-    split_batches, BatchHeader, DecodedRecord, RecordBatch, BASE_OFFSET_LEN, BATCH_HEADER_LEN,
-    CRC_COVERAGE_START, LOG_OVERHEAD, MAGIC_V2, MIN_RECORD_LEN,
+    last_offset_in, split_batches, BatchHeader, DecodedRecord, RecordBatch, BASE_OFFSET_LEN,
+    BATCH_HEADER_LEN, CRC_COVERAGE_START, LOG_OVERHEAD, MAGIC_V2, MIN_RECORD_LEN,
 };
 pub use builder::{BatchBuilder, RecordHeader};
 pub use error::BatchError;

@@ -22,11 +22,10 @@ use ringlog_schema::wire::{
     OffsetCommitPartitionResultT, OffsetCommitRequestT, OffsetCommitResponseT, OffsetFetchRequestT,
     OffsetFetchResponseT, SyncGroupRequestT, SyncGroupResponseT, TopicAssignmentT,
 };
-use ringlog_schema::{split_batches, BatchBuilder};
+use ringlog_schema::BatchBuilder;
 use tracing::{debug, info, warn};
 
 use crate::broker::messages::{PartitionError, PartitionKey};
-use crate::broker::partition::FirstBatch;
 use crate::broker::shard::Shard;
 use crate::groups::assignor::TopicPartitions;
 use crate::groups::membership::{
@@ -41,7 +40,7 @@ use crate::sync::signal::{Latch, Signal};
 use crate::time::now_ms;
 
 /// Bytes read per step when rebuilding a partition's offsets.
-const LOAD_READ_BYTES: u32 = 1 << 20;
+const LOAD_READ_BYTES: usize = 1 << 20;
 /// Longest the timer sleeps when no group has a deadline.
 const IDLE_TICK: Duration = Duration::from_secs(3600);
 
@@ -683,33 +682,26 @@ impl GroupCoordinator {
         }
         let partition = shard.local_partition(&PartitionKey::new(OFFSETS_TOPIC, p))?;
         let mut store = OffsetStore::default();
-        let mut offset = partition.offsets().log_start;
+        let start = partition.offsets().log_start;
         let mut skipped = 0u64;
         let mut replayed = 0u64;
-        loop {
-            let data = partition
-                .fetch(offset, LOAD_READ_BYTES, FirstBatch::Always)
-                .await?;
-            if data.batches.is_empty() {
-                break;
-            }
-            for chunk in data.batches {
-                for batch in split_batches(chunk) {
-                    let batch = batch.map_err(|e| {
-                        PartitionError::new(ErrorCode::CORRUPT_MESSAGE, e.to_string())
-                    })?;
+        partition
+            .replay(
+                start,
+                || partition.high_watermark(),
+                LOAD_READ_BYTES,
+                |batch| {
                     let records = match batch.records() {
                         Ok(records) => records,
                         Err(e) => {
                             // One bad batch never blocks the partition's groups.
                             warn!(partition = p, offset = batch.base_offset(), error = %e,
-                                  "a batch of {OFFSETS_TOPIC} does not decode; skipped");
+                              "a batch of {OFFSETS_TOPIC} does not decode; skipped");
                             skipped += u64::try_from(batch.record_count()).unwrap_or(0).max(1);
-                            offset = batch.last_offset() + 1;
-                            continue;
+                            return;
                         }
                     };
-                    for r in records.into_iter().filter(|r| r.offset >= offset) {
+                    for r in records.into_iter().filter(|r| r.offset >= start) {
                         replayed += 1;
                         let applied = r
                             .key
@@ -719,10 +711,9 @@ impl GroupCoordinator {
                             skipped += 1;
                         }
                     }
-                    offset = batch.last_offset() + 1;
-                }
-            }
-        }
+                },
+            )
+            .await?;
         self.skipped_records
             .set(self.skipped_records.get() + skipped);
         if skipped > 0 {

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use ringlog_schema::validate::{
     validate_produced, ProducePolicy, TimestampType, DECOMPRESSED_BATCH_BYTES_MAX_DEFAULT,
 };
-use ringlog_schema::{split_batches, BatchHeader, RecordBatch};
+use ringlog_schema::{last_offset_in, split_batches, BatchHeader, RecordBatch};
 use ringlog_storage::{FlushPolicy, Offset, PartitionLog};
 
 use ringlog_schema::wire::ErrorCode;
@@ -182,6 +182,51 @@ impl Partition {
         Ok(infos.first().map_or(-1, |i| i.base_offset.0))
     }
 
+    /// Reads the log from `from` (at least the log start) up to `end()` (batches
+    /// starting at or past it are not visited) or the end of the log, in reads of
+    /// `read_bytes`, and hands every batch to `visit` in
+    /// offset order; returns how many it visited. The idempotent producers' state
+    /// and a group coordinator's committed offsets are both rebuilt this way.
+    pub async fn replay(
+        &self,
+        from: i64,
+        end: impl Fn() -> i64,
+        read_bytes: usize,
+        mut visit: impl FnMut(RecordBatch),
+    ) -> Result<u64, PartitionError> {
+        let mut at = from.max(self.log.log_start_offset().0);
+        let mut visited = 0u64;
+        loop {
+            let until = end();
+            if at >= until {
+                break;
+            }
+            let chunks = self
+                .log
+                .read(Offset(at), read_bytes)
+                .await
+                .map_err(|e| storage_error(&e))?;
+            if chunks.is_empty() {
+                break;
+            }
+            for chunk in chunks {
+                for b in split_batches(chunk) {
+                    let b = b.map_err(|e| batch_error(&e))?;
+                    if b.base_offset() >= until {
+                        return Ok(visited);
+                    }
+                    if b.last_offset() < at {
+                        continue;
+                    }
+                    at = b.last_offset() + 1;
+                    visited += 1;
+                    visit(b);
+                }
+            }
+        }
+        Ok(visited)
+    }
+
     /// Rebuilds the idempotent producers' state, once: from the newest snapshot at
     /// or below the log end, replaying the batches after it; without one, from the
     /// last two segments (a retry only ever repeats one of a producer's last five
@@ -215,26 +260,12 @@ impl Partition {
                 (ProducerState::default(), from, None)
             }
         };
-        let mut at = from.max(self.log.log_start_offset().0);
-        let mut replayed = 0u64;
-        while at < end {
-            let chunks = match self.log.read(Offset(at), PRODUCER_LOAD_READ_BYTES).await {
-                Ok(c) => c,
-                Err(e) => {
-                    // The log cannot be read, so appends fail too; let waiters go on
-                    // to see that error rather than wait forever.
-                    self.producers_loaded.set();
-                    return Err(storage_error(&e));
-                }
-            };
-            if chunks.is_empty() {
-                break;
-            }
-            for chunk in chunks {
-                for b in split_batches(chunk).filter_map(Result::ok) {
-                    if b.last_offset() < at {
-                        continue;
-                    }
+        let replayed = self
+            .replay(
+                from,
+                || end,
+                PRODUCER_LOAD_READ_BYTES,
+                |b| {
                     let first = b.base_sequence();
                     state.load(LoggedBatch {
                         pid: b.producer_id(),
@@ -244,11 +275,18 @@ impl Partition {
                         base_offset: b.base_offset(),
                         timestamp_ms: b.max_timestamp(),
                     });
-                    replayed += 1;
-                    at = b.last_offset() + 1;
-                }
+                },
+            )
+            .await;
+        let replayed = match replayed {
+            Ok(n) => n,
+            Err(e) => {
+                // The log cannot be read, so appends fail too; let waiters go on
+                // to see that error rather than wait forever.
+                self.producers_loaded.set();
+                return Err(e);
             }
-        }
+        };
         info!(topic = %self.topic, partition = self.partition, snapshot = ?snapshot_at,
               replayed_from = from, replayed_batches = replayed, producers = state.len(),
               "idempotent producer state loaded");
@@ -347,7 +385,7 @@ impl Partition {
         let mut batches = Vec::with_capacity(read.len());
         let mut last_sent = None;
         for chunk in read {
-            let last = last_offset_of(&chunk);
+            let last = last_offset_in(&chunk);
             if last.is_some_and(|last| last < hw) {
                 batches.push(chunk);
                 last_sent = last;
@@ -395,15 +433,6 @@ impl Partition {
     pub fn wake_waiters(&self) {
         self.arrived.notify();
     }
-}
-
-/// The last offset of the last batch in `chunk` (one or more whole batches).
-fn last_offset_of(chunk: &Bytes) -> Option<i64> {
-    let mut last = None;
-    for b in split_batches(chunk.clone()) {
-        last = Some(b.ok()?.last_offset());
-    }
-    last
 }
 
 /// Splits a partition's produced records into batches and validates each under the

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringlog_schema::frame::push_payload;
+use ringlog_schema::last_offset_in;
 use ringlog_schema::wire::{
     BodyT, ErrorCode, FetchPartitionResultT, FetchPartitionT, FetchRequestT, FetchResponseT,
 };
@@ -87,7 +88,7 @@ pub async fn long_poll(
                 let next = r
                     .as_ref()
                     .ok()
-                    .and_then(|d| last_offset(&d.batches))
+                    .and_then(|d| d.batches.last().and_then(last_offset_in))
                     .map_or(p.offset, |last| last + 1);
                 (PartitionKey::new(&p.topic, p.partition), next)
             })
@@ -236,14 +237,6 @@ async fn wait_any(shard: &Shard, waits: Vec<(PartitionKey, i64)>, deadline: Inst
         shard.stopping.wait().await;
     };
     futures_lite::future::or(futures_lite::future::or(arrived, timer), stopping).await;
-}
-
-fn last_offset(batches: &[Bytes]) -> Option<i64> {
-    let last = batches.last()?;
-    ringlog_schema::split_batches(last.clone())
-        .filter_map(Result::ok)
-        .last()
-        .map(|b| b.last_offset())
 }
 
 fn respond(
