@@ -2,5 +2,6 @@
 //! (sibling adapters) call after decoding a request, in the broker's own types.
 //! Nothing here names a type generated for either protocol.
 
+pub mod fetch;
 pub mod produce;
 pub mod topics;

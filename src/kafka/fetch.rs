@@ -1,4 +1,4 @@
-//! Fetch (v4–v12: topics by name) with long polling, through the native protocol's
+//! Fetch (v4–v12: topics by name) with long polling, through the core's
 //! `long_poll`: a fetch with data available is answered at once, not held for
 //! `max_wait_ms`. Each partition answers with its high watermark, log start and the
 //! stored batches.
@@ -10,11 +10,10 @@
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
-use ringlog_schema::wire::FetchPartitionT;
-
-use crate::broker::handlers::fetch::long_poll;
 use crate::broker::memory::Grant;
+use crate::broker::messages::{PartitionKey, PartitionRead};
 use crate::broker::shard::Shard;
+use crate::core::fetch::long_poll;
 use crate::kafka::api::{kafka_code, TopicEntries};
 
 /// The response and the shard memory its records hold (from the response budget).
@@ -22,9 +21,8 @@ pub async fn handle(shard: &Shard, req: FetchRequest, version: i16) -> (FetchRes
     let mut parts = Vec::new();
     for t in &req.topics {
         for p in &t.partitions {
-            parts.push(FetchPartitionT {
-                topic: t.topic.0.to_string(),
-                partition: p.partition,
+            parts.push(PartitionRead {
+                key: PartitionKey::new(t.topic.0.as_str(), p.partition),
                 offset: p.fetch_offset,
                 max_bytes: u32::try_from(p.partition_max_bytes).unwrap_or(0),
             });
@@ -40,7 +38,7 @@ pub async fn handle(shard: &Shard, req: FetchRequest, version: i16) -> (FetchRes
     let mut topics = TopicEntries::default();
     for (asked, result) in parts.into_iter().zip(results) {
         let mut p = PartitionData::default();
-        p.partition_index = asked.partition;
+        p.partition_index = asked.key.partition;
         p.preferred_read_replica = kafka_protocol::messages::BrokerId(-1);
         match result {
             Ok(data) => {
@@ -72,10 +70,10 @@ pub async fn handle(shard: &Shard, req: FetchRequest, version: i16) -> (FetchRes
             }
         }
         topics
-            .entry(&asked.topic, || {
+            .entry(&asked.key.topic, || {
                 let mut t = FetchableTopicResponse::default();
                 t.topic = kafka_protocol::messages::TopicName(
-                    kafka_protocol::protocol::StrBytes::from_string(asked.topic.clone()),
+                    kafka_protocol::protocol::StrBytes::from_string(asked.key.topic.clone()),
                 );
                 t
             })
