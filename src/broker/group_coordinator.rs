@@ -9,60 +9,59 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use glommio::sync::Semaphore;
-use ringlog_schema::wire::{
-    BodyT, CommittedOffsetT, DeleteGroupsRequestT, DeleteGroupsResponseT, DescribeGroupsRequestT,
-    DescribeGroupsResponseT, ErrorCode, GroupDescriptionT, GroupListingT, GroupMemberDescriptionT,
-    GroupMemberMetadataT, GroupResultT, HeartbeatRequestT, HeartbeatResponseT, JoinGroupRequestT,
-    JoinGroupResponseT, LeaveGroupRequestT, LeaveGroupResponseT, ListGroupsResponseT,
-    OffsetCommitPartitionResultT, OffsetCommitRequestT, OffsetCommitResponseT, OffsetFetchRequestT,
-    OffsetFetchResponseT, SyncGroupRequestT, SyncGroupResponseT, TopicAssignmentT,
-};
-use ringlog_schema::BatchBuilder;
+use ringlog_schema::wire::ErrorCode;
+use ringlog_schema::{BatchBuilder, RecordBatch};
+use ringlog_shards::Answered;
 use tracing::{debug, info, warn};
 
-use crate::broker::messages::{PartitionError, PartitionKey};
-use crate::broker::shard::Shard;
-use crate::groups::assignor::TopicPartitions;
+use crate::broker::messages::PartitionError;
+use crate::core::groups::{
+    group_error, CommitOutcome, CommittedOffset, GroupCall, GroupDescription, GroupListing,
+    Heartbeat, Join, Leave, OffsetCommit, OffsetFetch, Sync,
+};
 use crate::groups::membership::{
-    Group, GroupError, GroupLimits, GroupState, JoinRequest, MemberAssignment, Protocol, Reply,
-    Token,
+    Group, GroupError, GroupLimits, GroupState, JoinResult, MemberAssignment, Reply, Token,
 };
 use crate::groups::offsets::{
-    encode_key, encode_value, partition_for_group, Committed, OffsetStore, OFFSETS_TOPIC,
-    OFFSET_METADATA_MAX_BYTES,
+    encode_key, encode_value, Committed, OffsetStore, OFFSETS_TOPIC, OFFSET_METADATA_MAX_BYTES,
 };
 use crate::sync::signal::{Latch, Signal};
 use crate::time::now_ms;
 
-/// Bytes read per step when rebuilding a partition's offsets.
-const LOAD_READ_BYTES: usize = 1 << 20;
 /// Longest the timer sleeps when no group has a deadline.
 const IDLE_TICK: Duration = Duration::from_secs(3600);
 
-/// The wire code of a membership error.
-pub fn group_error_code(e: GroupError) -> ErrorCode {
-    match e {
-        GroupError::UnknownMemberId => ErrorCode::UNKNOWN_MEMBER_ID,
-        GroupError::IllegalGeneration => ErrorCode::ILLEGAL_GENERATION,
-        GroupError::RebalanceInProgress => ErrorCode::REBALANCE_IN_PROGRESS,
-        GroupError::InconsistentGroupProtocol => ErrorCode::INCONSISTENT_GROUP_PROTOCOL,
-        GroupError::InvalidSessionTimeout => ErrorCode::INVALID_SESSION_TIMEOUT,
-        GroupError::GroupMaxSizeReached => ErrorCode::GROUP_MAX_SIZE_REACHED,
-    }
+/// An offsets partition's log as the group coordinator uses it: commits are
+/// appended (durable on return) and the committed offsets are rebuilt by replaying
+/// it.
+pub trait OffsetsLog {
+    /// Appends records; resolves once they are durable.
+    fn append(&self, records: Bytes) -> impl Future<Output = Result<(), PartitionError>>;
+    /// Hands every committed batch to `visit`, in offset order; returns how many.
+    fn replay(
+        &self,
+        visit: impl FnMut(RecordBatch),
+    ) -> impl Future<Output = Result<u64, PartitionError>>;
 }
 
-fn assignment_to_wire(tp: &TopicPartitions) -> Vec<TopicAssignmentT> {
-    tp.iter()
-        .map(|(t, ps)| TopicAssignmentT {
-            topic: t.clone(),
-            partitions: Some(ps.clone()),
-        })
-        .collect()
+/// What the group coordinator needs of the shard it runs on: a view of the
+/// metadata, and the offsets logs of the groups it coordinates.
+pub trait GroupHost {
+    type Log: OffsetsLog;
+    /// Partition count of `topic`, if it exists.
+    fn partition_count(&self, topic: &str) -> Option<i32>;
+    /// The `__consumer_offsets` partition of `group`.
+    fn offsets_partition_of(&self, group: &str) -> i32;
+    /// The `__consumer_offsets` partitions this coordinator owns.
+    fn owned_offsets_partitions(&self) -> Vec<i32>;
+    /// Offsets partition `p`, when this coordinator owns it.
+    fn offsets_log(&self, p: i32) -> Result<Rc<Self::Log>, PartitionError>;
 }
 
 /// A held request's answer, once there is one.
@@ -119,44 +118,41 @@ impl GroupCoordinator {
     }
 
     /// Answers a group request routed to this shard.
-    pub async fn handle(&self, shard: &Shard, body: BodyT) -> BodyT {
-        match body {
-            BodyT::JoinGroupRequest(r) => self.join(shard, *r).await,
-            BodyT::SyncGroupRequest(r) => self.sync(*r).await,
-            BodyT::HeartbeatRequest(r) => self.heartbeat(*r),
-            BodyT::LeaveGroupRequest(r) => self.leave(shard, *r),
-            BodyT::OffsetCommitRequest(r) => self.commit(shard, *r).await,
-            BodyT::OffsetFetchRequest(r) => self.fetch_offsets(shard, *r).await,
-            BodyT::ListGroupsRequest(_) => self.list(shard).await,
-            BodyT::DescribeGroupsRequest(r) => self.describe(shard, *r).await,
-            BodyT::DeleteGroupsRequest(r) => self.delete(shard, *r).await,
-            other => crate::broker::handlers::error_body(
-                ErrorCode::INVALID_REQUEST,
-                &format!("{:?} is not a group request", other.body_type()),
-            ),
+    pub async fn handle(&self, host: &impl GroupHost, call: GroupCall) -> Answered {
+        match call {
+            GroupCall::Join(r, answer) => answer.send(self.join(host, r).await),
+            GroupCall::Sync(r, answer) => answer.send(self.sync(r).await),
+            GroupCall::Heartbeat(r, answer) => answer.send(self.heartbeat(r)),
+            GroupCall::Leave(r, answer) => answer.send(self.leave(host, r)),
+            GroupCall::Commit(r, answer) => answer.send(self.commit(host, r).await),
+            GroupCall::FetchOffsets(r, answer) => answer.send(self.fetch_offsets(host, r).await),
+            GroupCall::List(answer) => answer.send(self.list(host).await),
+            GroupCall::Describe(id, answer) => answer.send(self.describe(host, &id).await),
+            GroupCall::Delete(id, answer) => answer.send(self.delete_one(host, &id).await),
         }
     }
 
-    /// Expires sessions and ends rebalances whose time has come, until shutdown.
-    pub async fn tick_loop(shard: Rc<Shard>) {
+    /// Expires sessions and ends rebalances whose time has come, until `stopping`
+    /// resolves.
+    pub async fn tick_loop(&self, host: &impl GroupHost, stopping: impl Future<Output = ()>) {
+        let mut stopping = std::pin::pin!(stopping);
         loop {
-            let wait = shard.groups.next_deadline_ms().map_or(IDLE_TICK, |d| {
+            let wait = self.next_deadline_ms().map_or(IDLE_TICK, |d| {
                 Duration::from_millis(u64::try_from(d - now_ms()).unwrap_or(0))
             });
             let stop = async {
-                shard.stopping.wait().await;
+                stopping.as_mut().await;
                 true
             };
             let timer = async {
-                futures_lite::future::or(glommio::timer::sleep(wait), shard.groups.changed.wait())
-                    .await;
+                futures_lite::future::or(glommio::timer::sleep(wait), self.changed.wait()).await;
                 false
             };
             if futures_lite::future::or(stop, timer).await {
-                shard.groups.abandon_pending();
+                self.abandon_pending();
                 return;
             }
-            shard.groups.tick(&shard);
+            self.tick(host);
         }
     }
 
@@ -168,9 +164,9 @@ impl GroupCoordinator {
             .min()
     }
 
-    fn tick(&self, shard: &Shard) {
+    fn tick(&self, host: &impl GroupHost) {
         let now = now_ms();
-        let parts = |t: &str| partitions_of(shard, t);
+        let parts = |t: &str| host.partition_count(t);
         let replies: Vec<Reply> = self
             .groups
             .borrow_mut()
@@ -216,151 +212,60 @@ impl GroupCoordinator {
         (token, p)
     }
 
-    async fn join(&self, shard: &Shard, req: JoinGroupRequestT) -> BodyT {
-        let refuse = |code, message: String| {
-            BodyT::JoinGroupResponse(Box::new(JoinGroupResponseT {
-                error: code,
-                message: Some(message),
-                generation: -1,
-                ..Default::default()
-            }))
-        };
-        let (Ok(session), Ok(rebalance)) = (
-            u64::try_from(req.session_timeout_ms),
-            u64::try_from(req.rebalance_timeout_ms),
-        ) else {
-            return refuse(
-                ErrorCode::INVALID_SESSION_TIMEOUT,
-                "negative timeout".into(),
-            );
-        };
-        let request = JoinRequest {
-            member_id: req.member_id.unwrap_or_default(),
-            client_id: req.client_id.unwrap_or_default(),
-            client_host: String::new(),
-            session_timeout_ms: session,
-            rebalance_timeout_ms: rebalance,
-            protocol_type: req.protocol_type.unwrap_or_default(),
-            protocols: req
-                .protocols
-                .unwrap_or_default()
-                .into_iter()
-                .map(|p| Protocol {
-                    name: p.name,
-                    metadata: Bytes::from(p.metadata.unwrap_or_default()),
-                    subscription: p.topics.unwrap_or_default(),
-                })
-                .collect(),
-        };
+    async fn join(&self, host: &impl GroupHost, req: Join) -> Result<JoinResult, PartitionError> {
         let (token, pending) = self.hold();
-        let parts = |t: &str| partitions_of(shard, t);
+        let parts = |t: &str| host.partition_count(t);
         let replies = {
             let mut groups = self.groups.borrow_mut();
             let limits = self.limits.clone();
             let g = groups
                 .entry(req.group.clone())
                 .or_insert_with(|| Group::new(&req.group, limits));
-            g.join(token, request, now_ms(), &parts)
+            g.join(token, req.request, now_ms(), &parts)
         };
         self.deliver(replies);
         self.changed.notify();
         pending.done.wait().await;
         let reply = pending.reply.borrow_mut().take();
         match reply {
-            Some(Reply::Join(_, Ok(j))) => BodyT::JoinGroupResponse(Box::new(JoinGroupResponseT {
-                error: ErrorCode::NONE,
-                message: None,
-                generation: j.generation,
-                protocol: Some(j.protocol),
-                leader: Some(j.leader),
-                member_id: Some(j.member_id),
-                assignment: Some(assignment_to_wire(
-                    &j.assignment.map(|a| a.partitions).unwrap_or_default(),
-                )),
-                members: Some(
-                    j.members
-                        .into_iter()
-                        .map(|(member_id, metadata)| GroupMemberMetadataT {
-                            member_id,
-                            metadata: Some(metadata.to_vec()),
-                        })
-                        .collect(),
-                ),
-            })),
-            Some(Reply::Join(_, Err(e))) => refuse(group_error_code(e), e.to_string()),
-            _ => refuse(
-                ErrorCode::COORDINATOR_NOT_AVAILABLE,
-                "the broker is shutting down".into(),
-            ),
+            Some(Reply::Join(_, joined)) => joined.map_err(group_error),
+            _ => Err(shutting_down()),
         }
     }
 
     /// SyncGroup: client-side groups receive the leader's assignment here.
-    async fn sync(&self, req: SyncGroupRequestT) -> BodyT {
-        let assignments: BTreeMap<String, MemberAssignment> = req
-            .assignments
-            .unwrap_or_default()
-            .into_iter()
-            .map(|a| {
-                let partitions = a
-                    .topics
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|t| (t.topic, t.partitions.unwrap_or_default()))
-                    .collect();
-                (
-                    a.member_id,
-                    MemberAssignment {
-                        raw: Bytes::from(a.assignment.unwrap_or_default()),
-                        partitions,
-                    },
-                )
-            })
-            .collect();
+    async fn sync(&self, req: Sync) -> Result<MemberAssignment, PartitionError> {
         let (token, pending) = self.hold();
         let replies = match self.groups.borrow_mut().get_mut(&req.group) {
-            Some(g) => g.sync(token, &req.member_id, req.generation, assignments, now_ms()),
+            Some(g) => g.sync(
+                token,
+                &req.member_id,
+                req.generation,
+                req.assignments,
+                now_ms(),
+            ),
             None => vec![Reply::Sync(token, Err(GroupError::UnknownMemberId))],
         };
         self.deliver(replies);
         self.changed.notify();
         pending.done.wait().await;
         let reply = pending.reply.borrow_mut().take();
-        let (error, message, assignment) = match reply {
-            Some(Reply::Sync(_, Ok(a))) => (ErrorCode::NONE, None, a),
-            Some(Reply::Sync(_, Err(e))) => (
-                group_error_code(e),
-                Some(e.to_string()),
-                MemberAssignment::default(),
-            ),
-            _ => (
-                ErrorCode::COORDINATOR_NOT_AVAILABLE,
-                Some("the broker is shutting down".into()),
-                MemberAssignment::default(),
-            ),
-        };
-        BodyT::SyncGroupResponse(Box::new(SyncGroupResponseT {
-            error,
-            message,
-            assignment: Some(assignment.raw.to_vec()),
-            topics: Some(assignment_to_wire(&assignment.partitions)),
-        }))
+        match reply {
+            Some(Reply::Sync(_, assigned)) => assigned.map_err(group_error),
+            _ => Err(shutting_down()),
+        }
     }
 
-    fn heartbeat(&self, req: HeartbeatRequestT) -> BodyT {
-        let result = match self.groups.borrow_mut().get_mut(&req.group) {
+    fn heartbeat(&self, req: Heartbeat) -> Result<(), PartitionError> {
+        match self.groups.borrow_mut().get_mut(&req.group) {
             Some(g) => g.heartbeat(&req.member_id, req.generation, now_ms()),
             None => Err(GroupError::UnknownMemberId),
-        };
-        let (error, message) = match result {
-            Ok(()) => (ErrorCode::NONE, None),
-            Err(e) => (group_error_code(e), Some(e.to_string())),
-        };
-        BodyT::HeartbeatResponse(Box::new(HeartbeatResponseT { error, message }))
+        }
+        .map_err(group_error)
     }
 
-    fn leave(&self, shard: &Shard, req: LeaveGroupRequestT) -> BodyT {
-        let parts = |t: &str| partitions_of(shard, t);
+    fn leave(&self, host: &impl GroupHost, req: Leave) -> Result<(), PartitionError> {
+        let parts = |t: &str| host.partition_count(t);
         let (result, replies) = match self.groups.borrow_mut().get_mut(&req.group) {
             Some(g) => g.leave(&req.member_id, now_ms(), &parts),
             None => (Err(GroupError::UnknownMemberId), Vec::new()),
@@ -368,68 +273,54 @@ impl GroupCoordinator {
         self.deliver(replies);
         self.forget_empty();
         self.changed.notify();
-        let (error, message) = match result {
-            Ok(()) => (ErrorCode::NONE, None),
-            Err(e) => (group_error_code(e), Some(e.to_string())),
-        };
-        BodyT::LeaveGroupResponse(Box::new(LeaveGroupResponseT { error, message }))
+        result.map_err(group_error)
     }
 
-    async fn commit(&self, shard: &Shard, req: OffsetCommitRequestT) -> BodyT {
-        let member = req.member_id.unwrap_or_default();
-        let group_refusal = |code, message: String| {
-            BodyT::OffsetCommitResponse(Box::new(OffsetCommitResponseT {
-                error: code,
-                message: Some(message),
-                partitions: None,
-            }))
-        };
+    async fn commit(
+        &self,
+        host: &impl GroupHost,
+        req: OffsetCommit,
+    ) -> Result<Vec<CommitOutcome>, PartitionError> {
         let verdict = match self.groups.borrow().get(&req.group) {
-            Some(g) => g.check_commit(&member, req.generation),
-            None if member.is_empty() && req.generation < 0 => Ok(()),
+            Some(g) => g.check_commit(&req.member_id, req.generation),
+            None if req.member_id.is_empty() && req.generation < 0 => Ok(()),
             None => Err(GroupError::UnknownMemberId),
         };
-        if let Err(e) = verdict {
-            return group_refusal(group_error_code(e), e.to_string());
-        }
-        let p = offsets_partition(shard, &req.group);
-        let store = match self.ensure_loaded(shard, p).await {
-            Ok(s) => s,
-            Err(e) => return group_refusal(e.code, e.message),
-        };
+        verdict.map_err(group_error)?;
+        let p = host.offsets_partition_of(&req.group);
+        let store = self.ensure_loaded(host, p).await?;
         let now = now_ms();
         let mut results = Vec::new();
         let mut accepted = Vec::new();
         let mut batch = BatchBuilder::new();
-        for c in req.partitions.unwrap_or_default() {
-            let metadata = c.metadata.unwrap_or_default();
-            let problem = if metadata.len() > OFFSET_METADATA_MAX_BYTES {
-                Some((
+        for c in req.offsets {
+            let problem = if c.metadata.len() > OFFSET_METADATA_MAX_BYTES {
+                Some(PartitionError::new(
                     ErrorCode::OFFSET_METADATA_TOO_LARGE,
                     format!("metadata longer than {OFFSET_METADATA_MAX_BYTES} bytes"),
                 ))
-            } else if partitions_of(shard, &c.topic)
+            } else if host
+                .partition_count(&c.topic)
                 .is_none_or(|n| c.partition < 0 || c.partition >= n)
             {
-                Some((
+                Some(PartitionError::new(
                     ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
                     format!("{}-{} does not exist", c.topic, c.partition),
                 ))
             } else {
                 None
             };
-            if let Some((error, message)) = problem {
-                results.push(OffsetCommitPartitionResultT {
+            if let Some(error) = problem {
+                results.push(CommitOutcome {
                     topic: c.topic,
                     partition: c.partition,
-                    error,
-                    message: Some(message),
+                    error: Some(error),
                 });
                 continue;
             }
             let committed = Committed {
                 offset: c.offset,
-                metadata,
+                metadata: c.metadata,
                 commit_timestamp: now,
             };
             batch.push(
@@ -442,7 +333,10 @@ impl GroupCoordinator {
         }
         if !accepted.is_empty() {
             let written = match batch.build() {
-                Ok(bytes) => append(shard, p, bytes).await,
+                Ok(bytes) => match host.offsets_log(p) {
+                    Ok(log) => log.append(bytes).await,
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(PartitionError::new(
                     ErrorCode::UNKNOWN_SERVER_ERROR,
                     e.to_string(),
@@ -450,81 +344,64 @@ impl GroupCoordinator {
             };
             let mut store = store.borrow_mut();
             for (topic, partition, committed) in accepted {
-                let (error, message) = match &written {
+                let error = match &written {
                     Ok(()) => {
                         store.set((req.group.clone(), topic.clone(), partition), committed);
-                        (ErrorCode::NONE, None)
+                        None
                     }
-                    Err(e) => (e.code, Some(e.message.clone())),
+                    Err(e) => Some(e.clone()),
                 };
-                results.push(OffsetCommitPartitionResultT {
+                results.push(CommitOutcome {
                     topic,
                     partition,
                     error,
-                    message,
                 });
             }
         }
-        BodyT::OffsetCommitResponse(Box::new(OffsetCommitResponseT {
-            error: ErrorCode::NONE,
-            message: None,
-            partitions: Some(results),
-        }))
+        Ok(results)
     }
 
-    async fn fetch_offsets(&self, shard: &Shard, req: OffsetFetchRequestT) -> BodyT {
-        let p = offsets_partition(shard, &req.group);
-        let store = match self.ensure_loaded(shard, p).await {
-            Ok(s) => s,
-            Err(e) => {
-                return BodyT::OffsetFetchResponse(Box::new(OffsetFetchResponseT {
-                    error: e.code,
-                    message: Some(e.message),
-                    offsets: None,
-                }))
-            }
-        };
+    async fn fetch_offsets(
+        &self,
+        host: &impl GroupHost,
+        req: OffsetFetch,
+    ) -> Result<Vec<CommittedOffset>, PartitionError> {
+        let p = host.offsets_partition_of(&req.group);
+        let store = self.ensure_loaded(host, p).await?;
         let store = store.borrow();
-        let to_wire = |topic: String, partition: i32, c: Option<&Committed>| CommittedOffsetT {
-            topic,
-            partition,
-            offset: c.map_or(-1, |c| c.offset),
-            metadata: c.map(|c| c.metadata.clone()),
-            commit_timestamp: c.map_or(-1, |c| c.commit_timestamp),
-        };
-        let offsets = match req.partitions.filter(|ps| !ps.is_empty()) {
+        Ok(match req.partitions.filter(|ps| !ps.is_empty()) {
             Some(ps) => ps
                 .into_iter()
-                .map(|tp| {
-                    let c = store.get(&req.group, &tp.topic, tp.partition);
-                    to_wire(tp.topic, tp.partition, c)
+                .map(|(topic, partition)| CommittedOffset {
+                    committed: store.get(&req.group, &topic, partition).cloned(),
+                    topic,
+                    partition,
                 })
                 .collect(),
             None => store
                 .of_group(&req.group)
                 .into_iter()
-                .map(|(t, p, c)| to_wire(t, p, Some(&c)))
+                .map(|(topic, partition, c)| CommittedOffset {
+                    topic,
+                    partition,
+                    committed: Some(c),
+                })
                 .collect(),
-        };
-        BodyT::OffsetFetchResponse(Box::new(OffsetFetchResponseT {
-            error: ErrorCode::NONE,
-            message: None,
-            offsets: Some(offsets),
-        }))
+        })
     }
 
     /// Groups of this shard: those with members, and those with only commits.
-    async fn list(&self, shard: &Shard) -> BodyT {
-        let mut listed: BTreeMap<String, GroupListingT> = BTreeMap::new();
-        for p in owned_offsets_partitions(shard) {
-            match self.ensure_loaded(shard, p).await {
+    async fn list(&self, host: &impl GroupHost) -> Vec<GroupListing> {
+        let mut listed: BTreeMap<String, GroupListing> = BTreeMap::new();
+        for p in host.owned_offsets_partitions() {
+            match self.ensure_loaded(host, p).await {
                 Ok(store) => {
                     for g in store.borrow().groups() {
                         listed.insert(
                             g.clone(),
-                            GroupListingT {
+                            GroupListing {
                                 group: g,
-                                state: Some(GroupState::Empty.name().into()),
+                                state: GroupState::Empty.name().into(),
                                 protocol_type: None,
                                 members: 0,
                             },
@@ -540,99 +417,59 @@ impl GroupCoordinator {
             }
             listed.insert(
                 id.clone(),
-                GroupListingT {
+                GroupListing {
                     group: id.clone(),
-                    state: Some(g.state().name().into()),
+                    state: g.state().name().into(),
                     protocol_type: g.protocol_type().map(str::to_string),
-                    members: g.members().len() as i32,
+                    members: g.members().len(),
                 },
             );
         }
-        BodyT::ListGroupsResponse(Box::new(ListGroupsResponseT {
-            error: ErrorCode::NONE,
-            message: None,
-            groups: Some(listed.into_values().collect()),
-        }))
+        listed.into_values().collect()
     }
 
-    async fn describe(&self, shard: &Shard, req: DescribeGroupsRequestT) -> BodyT {
-        let mut out = Vec::new();
-        for id in req.groups.unwrap_or_default() {
-            let p = offsets_partition(shard, &id);
-            let has_commits = match self.ensure_loaded(shard, p).await {
-                Ok(store) => !store.borrow().of_group(&id).is_empty(),
-                Err(_) => false,
-            };
-            let groups = self.groups.borrow();
-            let d = match groups.get(&id) {
-                Some(g) if !g.is_empty() || has_commits => GroupDescriptionT {
-                    group: id.clone(),
-                    error: ErrorCode::NONE,
-                    message: None,
-                    state: Some(g.state().name().into()),
-                    protocol_type: g.protocol_type().map(str::to_string),
-                    protocol: g.protocol().map(str::to_string),
-                    generation: g.generation(),
-                    leader: g.leader().map(str::to_string),
-                    members: Some(
-                        g.members()
-                            .into_iter()
-                            .map(|m| GroupMemberDescriptionT {
-                                member_id: m.member_id,
-                                client_id: Some(m.client_id),
-                                client_host: Some(m.client_host),
-                                assignment: Some(assignment_to_wire(&m.assignment)),
-                            })
-                            .collect(),
-                    ),
-                },
-                None if has_commits => GroupDescriptionT {
-                    group: id.clone(),
-                    state: Some(GroupState::Empty.name().into()),
-                    members: Some(Vec::new()),
-                    ..Default::default()
-                },
-                _ => GroupDescriptionT {
-                    group: id.clone(),
-                    error: ErrorCode::GROUP_ID_NOT_FOUND,
-                    message: Some(format!("group {id:?} does not exist")),
-                    state: Some("Dead".into()),
-                    ..Default::default()
-                },
-            };
-            out.push(d);
+    async fn describe(
+        &self,
+        host: &impl GroupHost,
+        id: &str,
+    ) -> Result<GroupDescription, PartitionError> {
+        let p = host.offsets_partition_of(id);
+        let has_commits = match self.ensure_loaded(host, p).await {
+            Ok(store) => !store.borrow().of_group(id).is_empty(),
+            Err(_) => false,
+        };
+        let groups = self.groups.borrow();
+        match groups.get(id) {
+            Some(g) if !g.is_empty() || has_commits => Ok(GroupDescription {
+                group: id.to_string(),
+                state: g.state().name().into(),
+                protocol_type: g.protocol_type().map(str::to_string),
+                protocol: g.protocol().map(str::to_string),
+                generation: g.generation(),
+                leader: g.leader().map(str::to_string),
+                members: g.members(),
+            }),
+            None if has_commits => Ok(GroupDescription {
+                group: id.to_string(),
+                state: GroupState::Empty.name().into(),
+                ..GroupDescription::default()
+            }),
+            _ => Err(PartitionError::new(
+                ErrorCode::GROUP_ID_NOT_FOUND,
+                format!("group {id:?} does not exist"),
+            )),
         }
-        BodyT::DescribeGroupsResponse(Box::new(DescribeGroupsResponseT { groups: Some(out) }))
     }
 
-    async fn delete(&self, shard: &Shard, req: DeleteGroupsRequestT) -> BodyT {
-        let mut results = Vec::new();
-        for id in req.groups.unwrap_or_default() {
-            let result = self.delete_one(shard, &id).await;
-            let (error, message) = match result {
-                Ok(()) => (ErrorCode::NONE, None),
-                Err(e) => (e.code, Some(e.message)),
-            };
-            results.push(GroupResultT {
-                group: id,
-                error,
-                message,
-            });
-        }
-        BodyT::DeleteGroupsResponse(Box::new(DeleteGroupsResponseT {
-            results: Some(results),
-        }))
-    }
-
-    async fn delete_one(&self, shard: &Shard, id: &str) -> Result<(), PartitionError> {
+    async fn delete_one(&self, host: &impl GroupHost, id: &str) -> Result<(), PartitionError> {
         if self.groups.borrow().get(id).is_some_and(|g| !g.is_empty()) {
             return Err(PartitionError::new(
                 ErrorCode::NON_EMPTY_GROUP,
                 format!("group {id:?} has active members; stop them first"),
             ));
         }
-        let p = offsets_partition(shard, id);
-        let store = self.ensure_loaded(shard, p).await?;
+        let p = host.offsets_partition_of(id);
+        let store = self.ensure_loaded(host, p).await?;
         let keys: Vec<(String, i32)> = store
             .borrow()
             .of_group(id)
@@ -655,7 +492,7 @@ impl GroupCoordinator {
             let bytes = batch
                 .build()
                 .map_err(|e| PartitionError::new(ErrorCode::UNKNOWN_SERVER_ERROR, e.to_string()))?;
-            append(shard, p, bytes).await?;
+            host.offsets_log(p)?.append(bytes).await?;
             let mut store = store.borrow_mut();
             for (t, part) in keys {
                 store.remove(&(id.to_string(), t, part));
@@ -670,7 +507,7 @@ impl GroupCoordinator {
     /// time they are needed.
     async fn ensure_loaded(
         &self,
-        shard: &Shard,
+        host: &impl GroupHost,
         p: i32,
     ) -> Result<Rc<RefCell<OffsetStore>>, PartitionError> {
         if let Some(s) = self.stores.borrow().get(&p) {
@@ -680,40 +517,33 @@ impl GroupCoordinator {
         if let Some(s) = self.stores.borrow().get(&p) {
             return Ok(s.clone());
         }
-        let partition = shard.local_partition(&PartitionKey::new(OFFSETS_TOPIC, p))?;
+        let log = host.offsets_log(p)?;
         let mut store = OffsetStore::default();
-        let start = partition.offsets().log_start;
         let mut skipped = 0u64;
         let mut replayed = 0u64;
-        partition
-            .replay(
-                start,
-                || partition.high_watermark(),
-                LOAD_READ_BYTES,
-                |batch| {
-                    let records = match batch.records() {
-                        Ok(records) => records,
-                        Err(e) => {
-                            // One bad batch never blocks the partition's groups.
-                            warn!(partition = p, offset = batch.base_offset(), error = %e,
-                              "a batch of {OFFSETS_TOPIC} does not decode; skipped");
-                            skipped += u64::try_from(batch.record_count()).unwrap_or(0).max(1);
-                            return;
-                        }
-                    };
-                    for r in records.into_iter().filter(|r| r.offset >= start) {
-                        replayed += 1;
-                        let applied = r
-                            .key
-                            .as_deref()
-                            .map(|k| store.apply_record(k, r.value.as_deref()));
-                        if !matches!(applied, Some(Ok(()))) {
-                            skipped += 1;
-                        }
-                    }
-                },
-            )
-            .await?;
+        log.replay(|batch| {
+            let records = match batch.records() {
+                Ok(records) => records,
+                Err(e) => {
+                    // One bad batch never blocks the partition's groups.
+                    warn!(partition = p, offset = batch.base_offset(), error = %e,
+                          "a batch of {OFFSETS_TOPIC} does not decode; skipped");
+                    skipped += u64::try_from(batch.record_count()).unwrap_or(0).max(1);
+                    return;
+                }
+            };
+            for r in records {
+                replayed += 1;
+                let applied = r
+                    .key
+                    .as_deref()
+                    .map(|k| store.apply_record(k, r.value.as_deref()));
+                if !matches!(applied, Some(Ok(()))) {
+                    skipped += 1;
+                }
+            }
+        })
+        .await?;
         self.skipped_records
             .set(self.skipped_records.get() + skipped);
         if skipped > 0 {
@@ -733,37 +563,124 @@ impl GroupCoordinator {
     }
 }
 
-/// Partition count of `topic`, if it exists.
-fn partitions_of(shard: &Shard, topic: &str) -> Option<i32> {
-    shard
-        .metadata
-        .borrow()
-        .topics
-        .get(topic)
-        .map(|t| t.partitions.len() as i32)
+/// A held request the broker stopped before answering.
+fn shutting_down() -> PartitionError {
+    PartitionError::new(
+        ErrorCode::COORDINATOR_NOT_AVAILABLE,
+        "the broker is shutting down",
+    )
 }
 
-/// The `__consumer_offsets` partition of `group`: by the topic's partition count once
-/// it exists, so a changed config never moves a group.
-pub fn offsets_partition(shard: &Shard, group: &str) -> i32 {
-    let n = partitions_of(shard, OFFSETS_TOPIC).unwrap_or(shard.config.offsets_topic_partitions);
-    partition_for_group(group, n)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::groups::CommitOffset;
+    use crate::sync::run_on_executor as run;
 
-/// `__consumer_offsets` partitions this shard owns.
-fn owned_offsets_partitions(shard: &Shard) -> Vec<i32> {
-    let n = partitions_of(shard, OFFSETS_TOPIC).unwrap_or(0);
-    (0..n)
-        .filter(|p| {
-            shard
-                .owner_of(OFFSETS_TOPIC, *p)
-                .is_ok_and(|s| s == shard.id)
-        })
-        .collect()
-}
+    /// An offsets log in memory: what was appended, replayed in order.
+    #[derive(Default)]
+    struct MemoryLog {
+        batches: RefCell<Vec<Bytes>>,
+    }
 
-/// Appends records to a local `__consumer_offsets` partition, durable on return.
-async fn append(shard: &Shard, p: i32, records: Bytes) -> Result<(), PartitionError> {
-    let partition = shard.local_partition(&PartitionKey::new(OFFSETS_TOPIC, p))?;
-    partition.produce(records).await.map(|_| ())
+    impl OffsetsLog for MemoryLog {
+        async fn append(&self, records: Bytes) -> Result<(), PartitionError> {
+            self.batches.borrow_mut().push(records);
+            Ok(())
+        }
+
+        async fn replay(&self, mut visit: impl FnMut(RecordBatch)) -> Result<u64, PartitionError> {
+            let batches = self.batches.borrow().clone();
+            for b in &batches {
+                let batch = RecordBatch::parse(b.clone())
+                    .map_err(|e| PartitionError::new(ErrorCode::CORRUPT_MESSAGE, e.to_string()))?;
+                visit(batch);
+            }
+            Ok(batches.len() as u64)
+        }
+    }
+
+    /// One topic `t` of two partitions and one offsets partition, owned here.
+    struct OneShard {
+        log: Rc<MemoryLog>,
+    }
+
+    impl GroupHost for OneShard {
+        type Log = MemoryLog;
+        fn partition_count(&self, topic: &str) -> Option<i32> {
+            (topic == "t").then_some(2)
+        }
+        fn offsets_partition_of(&self, _group: &str) -> i32 {
+            0
+        }
+        fn owned_offsets_partitions(&self) -> Vec<i32> {
+            vec![0]
+        }
+        fn offsets_log(&self, p: i32) -> Result<Rc<MemoryLog>, PartitionError> {
+            match p {
+                0 => Ok(self.log.clone()),
+                _ => Err(PartitionError::new(ErrorCode::NOT_COORDINATOR, "not here")),
+            }
+        }
+    }
+
+    fn offset(partition: i32, offset: i64) -> CommitOffset {
+        CommitOffset {
+            topic: "t".into(),
+            partition,
+            offset,
+            metadata: String::new(),
+        }
+    }
+
+    async fn committed(c: &GroupCoordinator, host: &OneShard) -> Vec<(i32, Option<i64>)> {
+        let asked = OffsetFetch {
+            group: "g".into(),
+            partitions: None,
+        };
+        let offsets = c.fetch_offsets(host, asked).await.expect("offsets load");
+        offsets
+            .into_iter()
+            .map(|o| (o.partition, o.committed.map(|c| c.offset)))
+            .collect()
+    }
+
+    #[test]
+    fn commits_go_to_the_offsets_log_and_a_new_coordinator_rebuilds_them_from_it() {
+        run(|| async {
+            let host = OneShard {
+                log: Rc::new(MemoryLog::default()),
+            };
+            let first = GroupCoordinator::new(GroupLimits::default());
+            let commit = OffsetCommit {
+                group: "g".into(),
+                member_id: String::new(),
+                generation: -1,
+                offsets: vec![offset(0, 42), offset(1, 7), offset(5, 1)],
+            };
+            let outcomes = first.commit(&host, commit).await.expect("accepted");
+            let errors: Vec<Option<ErrorCode>> = outcomes
+                .iter()
+                .map(|o| o.error.as_ref().map(|e| e.code))
+                .collect();
+            // Partition 5 does not exist; the others are written.
+            assert_eq!(
+                errors,
+                [Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION), None, None]
+            );
+            assert_eq!(host.log.batches.borrow().len(), 1);
+
+            let second = GroupCoordinator::new(GroupLimits::default());
+            assert_eq!(
+                committed(&second, &host).await,
+                [(0, Some(42)), (1, Some(7))]
+            );
+
+            second.delete_one(&host, "g").await.expect("deleted");
+            let third = GroupCoordinator::new(GroupLimits::default());
+            assert!(committed(&third, &host).await.is_empty());
+            let gone = third.describe(&host, "g").await.map(|_| ());
+            assert_eq!(gone.map_err(|e| e.code), Err(ErrorCode::GROUP_ID_NOT_FOUND));
+        });
+    }
 }

@@ -185,13 +185,7 @@ impl Drop for Grant {
 mod tests {
     use super::*;
 
-    fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .spawn(f)
-            .expect("executor")
-            .join()
-            .expect("test");
-    }
+    use crate::sync::run_on_executor as run;
 
     async fn settle() {
         for _ in 0..4 {

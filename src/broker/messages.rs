@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use ringlog_schema::wire::{BodyT, ErrorCode};
+use ringlog_schema::wire::ErrorCode;
 pub use ringlog_shards::Answer;
 use ringlog_shards::{Answered, Mesh};
 
+use crate::core::groups::GroupCall;
 use crate::metadata::ClusterMetadata;
 
 /// A partition-level failure: a wire error code and a message for humans.
@@ -132,10 +133,7 @@ pub enum ShardRequest {
     },
     /// A group request for the coordinator of its group on this shard (or, for
     /// ListGroups, for this shard's groups).
-    Group {
-        request: Box<BodyT>,
-        answer: Answer<Box<BodyT>>,
-    },
+    Group(GroupCall),
 }
 
 /// The requests the coordinator serves: metadata changes, answered once every

@@ -42,7 +42,6 @@ use ringlog_shards::{
 use tracing::{debug, error, info, warn};
 
 use crate::broker::coordinator::Coordinator;
-use crate::broker::group_coordinator::GroupCoordinator;
 use crate::broker::messages::{CoordinatorRequest, ShardRequest};
 use crate::broker::shard::Shard;
 use crate::config::{BrokerConfig, ConfigError, ReloadPlan, SHUTDOWN_DRAIN_MS_MAX};
@@ -460,7 +459,7 @@ async fn run_shard(
         let bg = shard.clone();
         let _ =
             glommio::spawn_local_into(bg.background_loop(), shard.background).map(|t| t.detach());
-        glommio::spawn_local(GroupCoordinator::tick_loop(shard.clone())).detach();
+        glommio::spawn_local(shard.clone().group_timers()).detach();
         let serve = |shard, stream, admission: Admission| {
             glommio::spawn_local(async move {
                 connection::serve(shard, stream).await;

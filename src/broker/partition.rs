@@ -19,6 +19,7 @@ use ringlog_storage::{FlushPolicy, Offset, PartitionLog};
 use ringlog_schema::wire::ErrorCode;
 
 use crate::broker::errors::{batch_error, storage_error};
+use crate::broker::group_coordinator::OffsetsLog;
 use crate::broker::messages::{FetchData, PartitionError, PartitionOffsets};
 use crate::broker::producer_snapshot;
 use crate::broker::producer_state::{last_sequence, LoggedBatch, ProducerState, Verdict};
@@ -464,6 +465,30 @@ pub fn check_batches(
     Ok(batches)
 }
 
+/// Bytes read per step when a group coordinator rebuilds committed offsets.
+const OFFSETS_LOAD_READ_BYTES: usize = 1 << 20;
+
+/// A `__consumer_offsets` partition as its group coordinator uses it: commits
+/// appended as any produce (durable on return), offsets replayed up to the high
+/// watermark.
+impl OffsetsLog for Partition {
+    async fn append(&self, records: Bytes) -> Result<(), PartitionError> {
+        self.produce(records).await.map(|_| ())
+    }
+
+    async fn replay(&self, visit: impl FnMut(RecordBatch)) -> Result<u64, PartitionError> {
+        let start = self.log.log_start_offset().0;
+        Partition::replay(
+            self,
+            start,
+            || self.high_watermark(),
+            OFFSETS_LOAD_READ_BYTES,
+            visit,
+        )
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,13 +496,7 @@ mod tests {
     use ringlog_storage::fault::{self, FaultOp};
     use ringlog_storage::LogConfig;
 
-    fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .spawn(|| async move { f().await })
-            .expect("executor")
-            .join()
-            .expect("test executor");
-    }
+    use crate::sync::run_on_executor as run;
 
     fn idempotent_batch(pid: i64, epoch: i16, base_sequence: i32, records: usize) -> Bytes {
         let mut b = BatchBuilder::new();

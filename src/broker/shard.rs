@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::broker::connection_limits::ConnectionLimits;
 use crate::broker::errors::{storage_error, unknown_partition, unreachable_owner};
-use crate::broker::group_coordinator::GroupCoordinator;
+use crate::broker::group_coordinator::{GroupCoordinator, GroupHost};
 use crate::broker::memory::MemoryBudget;
 use crate::broker::messages::{
     Answer, BrokerMesh, FetchData, PartitionError, PartitionKey, PartitionRead, ShardRequest,
@@ -24,6 +24,7 @@ use crate::broker::messages::{
 use crate::broker::partition::{FirstBatch, Partition};
 use crate::broker::partition_dir;
 use crate::config::{topic_log_config, BrokerConfig};
+use crate::groups::offsets::OFFSETS_TOPIC;
 use crate::metadata::{BrokerId, ClusterMetadata, TopicMeta};
 use crate::metrics::{PartitionSnapshot, ShardSnapshot, ShardStats};
 use crate::sync::signal::{Latch, Signal};
@@ -186,9 +187,22 @@ impl Shard {
         id
     }
 
-    /// A partition this shard owns, open.
-    pub fn local_partition(&self, key: &PartitionKey) -> Result<Rc<Partition>, PartitionError> {
-        self.local(key)
+    /// Partition count of `topic`, if it exists.
+    pub fn partition_count(&self, topic: &str) -> Option<i32> {
+        self.metadata
+            .borrow()
+            .topics
+            .get(topic)
+            .map(|t| t.partitions.len() as i32)
+    }
+
+    /// Runs the group coordinator's timers (session expiry, rebalance ends) until
+    /// shutdown.
+    pub async fn group_timers(self: Rc<Self>) {
+        let stopping = async {
+            self.stopping.wait().await;
+        };
+        self.groups.tick_loop(&*self, stopping).await;
     }
 
     /// Reads `reads` of partitions this shard owns, in order, within `limit` bytes
@@ -294,9 +308,7 @@ impl Shard {
             ShardRequest::Offsets { key, answer } => {
                 answer.send(self.local(&key).map(|p| p.offsets()))
             }
-            ShardRequest::Group { request, answer } => {
-                answer.send(Box::new(self.groups.handle(&self, *request).await))
-            }
+            ShardRequest::Group(call) => self.groups.handle(&*self, call).await,
         }
     }
 
@@ -596,6 +608,31 @@ impl Shard {
                 glommio::yield_if_needed().await;
             }
         }
+    }
+}
+
+/// The group coordinator's view of its shard: the metadata, and the
+/// `__consumer_offsets` partitions the shard owns.
+impl GroupHost for Shard {
+    type Log = Partition;
+
+    fn partition_count(&self, topic: &str) -> Option<i32> {
+        Shard::partition_count(self, topic)
+    }
+
+    fn offsets_partition_of(&self, group: &str) -> i32 {
+        crate::core::groups::offsets_partition(self, group)
+    }
+
+    fn owned_offsets_partitions(&self) -> Vec<i32> {
+        let n = self.partition_count(OFFSETS_TOPIC).unwrap_or(0);
+        (0..n)
+            .filter(|p| self.owner_of(OFFSETS_TOPIC, *p).is_ok_and(|s| s == self.id))
+            .collect()
+    }
+
+    fn offsets_log(&self, p: i32) -> Result<Rc<Partition>, PartitionError> {
+        self.local(&PartitionKey::new(OFFSETS_TOPIC, p))
     }
 }
 

@@ -40,7 +40,9 @@ pub async fn long_poll(
     let limit = max_bytes.min(shard.config.fetch_max_bytes);
     let refused = refused_partitions(
         "fetch",
-        parts.iter().map(|p| (p.key.topic.as_str(), p.key.partition)),
+        parts
+            .iter()
+            .map(|p| (p.key.topic.as_str(), p.key.partition)),
     );
     loop {
         let mut memory = shard.response_memory.reserve(limit).await;
@@ -213,4 +215,3 @@ async fn wait_any(shard: &Shard, waits: Vec<(PartitionKey, i64)>, deadline: Inst
     };
     futures_lite::future::or(futures_lite::future::or(arrived, timer), stopping).await;
 }
-

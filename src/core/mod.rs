@@ -3,5 +3,6 @@
 //! Nothing here names a type generated for either protocol.
 
 pub mod fetch;
+pub mod groups;
 pub mod produce;
 pub mod topics;

@@ -7,14 +7,14 @@
 //! batches are joined into one buffer here: one copy on this path that the native
 //! protocol does not make (its response writes the stored buffers themselves).
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use crate::broker::memory::Grant;
 use crate::broker::messages::{PartitionKey, PartitionRead};
 use crate::broker::shard::Shard;
 use crate::core::fetch::long_poll;
 use crate::kafka::api::{kafka_code, TopicEntries};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
 /// The response and the shard memory its records hold (from the response budget).
 pub async fn handle(shard: &Shard, req: FetchRequest, version: i16) -> (FetchResponse, Grant) {

@@ -1,9 +1,16 @@
 //! Kafka's classic group APIs on the same coordinators as the native protocol: each
-//! request is translated to its native form and routed by `handlers::groups`, so a
-//! Kafka client and a native one in the same group see one group. Kafka consumers
+//! request is turned into the core's (`core::groups`, which routes it), so a Kafka
+//! client and a native one in the same group see one group. Kafka consumers
 //! assign on the client (protocol type "consumer"): the leader's SyncGroup carries
 //! the assignment, whose partitions are decoded here for `describe`.
 
+use crate::broker::messages::PartitionError;
+use crate::broker::shard::Shard;
+use crate::core::groups::{
+    self, CommitOffset, Heartbeat, Join, Leave, OffsetCommit, OffsetFetch, Sync,
+};
+use crate::groups::membership::{MemberAssignment, Protocol};
+use crate::kafka::api::{codes, kafka_code, TopicEntries};
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -26,24 +33,16 @@ use kafka_protocol::messages::{
     SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use ringlog_schema::wire::{
-    BodyT, DescribeGroupsRequestT, FindCoordinatorRequestT, GroupProtocolT, HeartbeatRequestT,
-    JoinGroupRequestT, LeaveGroupRequestT, MemberAssignmentEntryT, OffsetCommitPartitionT,
-    OffsetCommitRequestT, OffsetFetchRequestT, SyncGroupRequestT, TopicAssignmentT,
-    TopicPartitionT,
-};
-
-use crate::broker::handlers::groups;
-use crate::broker::shard::Shard;
-use crate::kafka::api::{codes, kafka_code, TopicEntries};
+use ringlog_schema::wire::ErrorCode;
 
 fn s(x: impl Into<String>) -> StrBytes {
     StrBytes::from_string(x.into())
 }
 
-/// Routes a native group request and returns its answer.
-async fn call(shard: &Shard, body: BodyT) -> BodyT {
-    groups::handle(shard, body).await
+/// The Kafka error code of a result.
+fn code<T>(r: &Result<T, PartitionError>) -> i16 {
+    r.as_ref()
+        .map_or_else(|e| kafka_code(e.code), |_| codes::NONE)
 }
 
 /// Decodes a Kafka consumer-protocol message: `i16 version | body`.
@@ -76,26 +75,17 @@ pub async fn find_coordinator(
             c.node_id = BrokerId(-1);
             c.error_message = Some(s("transactions are not supported"));
         } else {
-            let body = call(
-                shard,
-                BodyT::FindCoordinatorRequest(Box::new(FindCoordinatorRequestT { group: key })),
-            )
-            .await;
-            match body {
-                BodyT::FindCoordinatorResponse(r) if r.error.0 == 0 => {
+            match groups::find_coordinator(shard, &key).await {
+                Ok(_) => {
                     let addr = shard.config.kafka_advertised();
-                    c.node_id = BrokerId(r.broker_id);
+                    c.node_id = BrokerId(shard.config.broker_id);
                     c.host = s(addr.map_or_else(String::new, |a| a.ip().to_string()));
                     c.port = addr.map_or(0, |a| i32::from(a.port()));
                 }
-                BodyT::FindCoordinatorResponse(r) => {
-                    c.error_code = kafka_code(r.error);
+                Err(e) => {
+                    c.error_code = kafka_code(e.code);
                     c.node_id = BrokerId(-1);
-                    c.error_message = r.message.map(s);
-                }
-                _ => {
-                    c.error_code = codes::COORDINATOR_NOT_AVAILABLE;
-                    c.node_id = BrokerId(-1);
+                    c.error_message = Some(s(e.message));
                 }
             }
         }
@@ -120,55 +110,57 @@ pub async fn join(shard: &Shard, req: JoinGroupRequest, version: i16) -> JoinGro
     let protocols = req
         .protocols
         .iter()
-        .map(|p| GroupProtocolT {
+        .map(|p| Protocol {
             name: p.name.to_string(),
-            topics: consumer_protocol::<ConsumerProtocolSubscription>(&p.metadata)
-                .map(|sub| sub.topics.iter().map(|t| t.to_string()).collect()),
-            metadata: Some(p.metadata.to_vec()),
+            metadata: p.metadata.clone(),
+            subscription: consumer_protocol::<ConsumerProtocolSubscription>(&p.metadata)
+                .map(|sub| sub.topics.iter().map(|t| t.to_string()).collect())
+                .unwrap_or_default(),
         })
         .collect();
-    let body = call(
-        shard,
-        BodyT::JoinGroupRequest(Box::new(JoinGroupRequestT {
-            group: req.group_id.to_string(),
-            member_id: Some(req.member_id.to_string()),
-            client_id: Some("kafka".into()),
-            session_timeout_ms: req.session_timeout_ms,
-            // v0 has no rebalance timeout: Kafka then uses the session timeout.
-            rebalance_timeout_ms: if version >= 1 {
-                req.rebalance_timeout_ms
-            } else {
-                req.session_timeout_ms
-            },
-            protocol_type: Some(req.protocol_type.to_string()),
-            protocols: Some(protocols),
-        })),
-    )
-    .await;
+    // v0 has no rebalance timeout: Kafka then uses the session timeout.
+    let rebalance_timeout_ms = if version >= 1 {
+        req.rebalance_timeout_ms
+    } else {
+        req.session_timeout_ms
+    };
+    let joined = match Join::new(
+        req.group_id.to_string(),
+        req.member_id.to_string(),
+        "kafka".into(),
+        (req.session_timeout_ms, rebalance_timeout_ms),
+        req.protocol_type.to_string(),
+        protocols,
+    ) {
+        Ok(join) => groups::join(shard, join).await,
+        Err(e) => Err(e),
+    };
     let mut resp = JoinGroupResponse::default();
-    match body {
-        BodyT::JoinGroupResponse(r) => {
-            resp.error_code = kafka_code(r.error);
-            resp.generation_id = r.generation;
-            if version >= 7 {
-                resp.protocol_type = Some(req.protocol_type.clone());
-            }
-            resp.protocol_name = r.protocol.map(s).or_else(|| (version < 7).then(|| s("")));
-            resp.leader = s(r.leader.unwrap_or_default());
-            resp.member_id = s(r.member_id.unwrap_or_default());
-            resp.members = r
+    resp.error_code = code(&joined);
+    if version >= 7 {
+        resp.protocol_type = Some(req.protocol_type.clone());
+    }
+    match joined {
+        Ok(j) => {
+            resp.generation_id = j.generation;
+            resp.protocol_name = Some(s(j.protocol));
+            resp.leader = s(j.leader);
+            resp.member_id = s(j.member_id);
+            resp.members = j
                 .members
-                .unwrap_or_default()
                 .into_iter()
-                .map(|m| {
+                .map(|(member_id, metadata)| {
                     let mut out = JoinGroupResponseMember::default();
-                    out.member_id = s(m.member_id);
-                    out.metadata = Bytes::from(m.metadata.unwrap_or_default());
+                    out.member_id = s(member_id);
+                    out.metadata = metadata;
                     out
                 })
                 .collect();
         }
-        _ => resp.error_code = codes::UNKNOWN_SERVER_ERROR,
+        Err(_) => {
+            resp.generation_id = -1;
+            resp.protocol_name = (version < 7).then(|| s(""));
+        }
     }
     resp
 }
@@ -177,60 +169,52 @@ pub async fn sync(shard: &Shard, req: SyncGroupRequest, version: i16) -> SyncGro
     let assignments = req
         .assignments
         .iter()
-        .map(|a| MemberAssignmentEntryT {
-            member_id: a.member_id.to_string(),
-            assignment: Some(a.assignment.to_vec()),
-            topics: consumer_protocol::<ConsumerProtocolAssignment>(&a.assignment).map(|ca| {
-                ca.assigned_partitions
-                    .iter()
-                    .map(|tp| TopicAssignmentT {
-                        topic: tp.topic.to_string(),
-                        partitions: Some(tp.partitions.clone()),
-                    })
-                    .collect()
-            }),
+        .map(|a| {
+            let partitions = consumer_protocol::<ConsumerProtocolAssignment>(&a.assignment)
+                .map(|ca| {
+                    ca.assigned_partitions
+                        .iter()
+                        .map(|tp| (tp.topic.to_string(), tp.partitions.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let assignment = MemberAssignment {
+                raw: a.assignment.clone(),
+                partitions,
+            };
+            (a.member_id.to_string(), assignment)
         })
         .collect();
-    let body = call(
+    let synced = groups::sync(
         shard,
-        BodyT::SyncGroupRequest(Box::new(SyncGroupRequestT {
+        Sync {
             group: req.group_id.to_string(),
             member_id: req.member_id.to_string(),
             generation: req.generation_id,
-            assignments: Some(assignments),
-        })),
+            assignments,
+        },
     )
     .await;
     let mut resp = SyncGroupResponse::default();
-    match body {
-        BodyT::SyncGroupResponse(r) => {
-            resp.error_code = kafka_code(r.error);
-            resp.assignment = Bytes::from(r.assignment.unwrap_or_default());
-            if version >= 5 {
-                resp.protocol_type = req.protocol_type.clone();
-                resp.protocol_name = req.protocol_name.clone();
-            }
-        }
-        _ => resp.error_code = codes::UNKNOWN_SERVER_ERROR,
+    resp.error_code = code(&synced);
+    if let Ok(a) = synced {
+        resp.assignment = a.raw;
+    }
+    if version >= 5 {
+        resp.protocol_type = req.protocol_type.clone();
+        resp.protocol_name = req.protocol_name.clone();
     }
     resp
 }
 
 pub async fn heartbeat(shard: &Shard, req: HeartbeatRequest) -> HeartbeatResponse {
-    let body = call(
-        shard,
-        BodyT::HeartbeatRequest(Box::new(HeartbeatRequestT {
-            group: req.group_id.to_string(),
-            member_id: req.member_id.to_string(),
-            generation: req.generation_id,
-        })),
-    )
-    .await;
-    let mut resp = HeartbeatResponse::default();
-    resp.error_code = match body {
-        BodyT::HeartbeatResponse(r) => kafka_code(r.error),
-        _ => codes::UNKNOWN_SERVER_ERROR,
+    let beat = Heartbeat {
+        group: req.group_id.to_string(),
+        member_id: req.member_id.to_string(),
+        generation: req.generation_id,
     };
+    let mut resp = HeartbeatResponse::default();
+    resp.error_code = code(&groups::heartbeat(shard, beat).await);
     resp
 }
 
@@ -245,18 +229,11 @@ pub async fn leave(shard: &Shard, req: LeaveGroupRequest, version: i16) -> Leave
     };
     let mut resp = LeaveGroupResponse::default();
     for member_id in members {
-        let body = call(
-            shard,
-            BodyT::LeaveGroupRequest(Box::new(LeaveGroupRequestT {
-                group: req.group_id.to_string(),
-                member_id: member_id.clone(),
-            })),
-        )
-        .await;
-        let code = match body {
-            BodyT::LeaveGroupResponse(r) => kafka_code(r.error),
-            _ => codes::UNKNOWN_SERVER_ERROR,
+        let leave = Leave {
+            group: req.group_id.to_string(),
+            member_id: member_id.clone(),
         };
+        let code = code(&groups::leave(shard, leave).await);
         if version >= 3 {
             let mut m = MemberResponse::default();
             m.member_id = s(member_id);
@@ -270,42 +247,47 @@ pub async fn leave(shard: &Shard, req: LeaveGroupRequest, version: i16) -> Leave
 }
 
 pub async fn commit(shard: &Shard, req: OffsetCommitRequest) -> OffsetCommitResponse {
-    let mut partitions = Vec::new();
+    let mut offsets = Vec::new();
     for t in &req.topics {
         for p in &t.partitions {
-            partitions.push(OffsetCommitPartitionT {
+            offsets.push(CommitOffset {
                 topic: t.name.to_string(),
                 partition: p.partition_index,
                 offset: p.committed_offset,
-                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                metadata: p
+                    .committed_metadata
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
             });
         }
     }
-    let body = call(
+    let asked: Vec<(String, i32)> = offsets
+        .iter()
+        .map(|o| (o.topic.clone(), o.partition))
+        .collect();
+    let committed = groups::commit(
         shard,
-        BodyT::OffsetCommitRequest(Box::new(OffsetCommitRequestT {
+        OffsetCommit {
             group: req.group_id.to_string(),
-            member_id: Some(req.member_id.to_string()),
+            member_id: req.member_id.to_string(),
             generation: req.generation_id_or_member_epoch,
-            partitions: Some(partitions.clone()),
-        })),
+            offsets,
+        },
     )
     .await;
     // Per partition: its own result, or the group-level refusal for all.
-    let results: Vec<(String, i32, i16)> = match body {
-        BodyT::OffsetCommitResponse(r) if r.error.0 == 0 => r
-            .partitions
-            .unwrap_or_default()
+    let results: Vec<(String, i32, i16)> = match committed {
+        Ok(outcomes) => outcomes
             .into_iter()
-            .map(|p| (p.topic, p.partition, kafka_code(p.error)))
+            .map(|o| {
+                let code = o.error.map_or(codes::NONE, |e| kafka_code(e.code));
+                (o.topic, o.partition, code)
+            })
             .collect(),
-        BodyT::OffsetCommitResponse(r) => partitions
-            .iter()
-            .map(|p| (p.topic.clone(), p.partition, kafka_code(r.error)))
-            .collect(),
-        _ => partitions
-            .iter()
-            .map(|p| (p.topic.clone(), p.partition, codes::UNKNOWN_SERVER_ERROR))
+        Err(e) => asked
+            .into_iter()
+            .map(|(topic, partition)| (topic, partition, kafka_code(e.code)))
             .collect(),
     };
     let mut resp = OffsetCommitResponse::default();
@@ -332,46 +314,30 @@ pub async fn commit(shard: &Shard, req: OffsetCommitRequest) -> OffsetCommitResp
 async fn committed(
     shard: &Shard,
     group: String,
-    asked: Option<Vec<TopicPartitionT>>,
+    partitions: Option<Vec<(String, i32)>>,
 ) -> (i16, Vec<(String, i32, i64, String)>) {
-    let body = call(
-        shard,
-        BodyT::OffsetFetchRequest(Box::new(OffsetFetchRequestT {
-            group,
-            partitions: asked,
-        })),
-    )
-    .await;
-    match body {
-        BodyT::OffsetFetchResponse(r) => (
-            kafka_code(r.error),
-            r.offsets
-                .unwrap_or_default()
+    match groups::fetch_offsets(shard, OffsetFetch { group, partitions }).await {
+        Ok(offsets) => (
+            codes::NONE,
+            offsets
                 .into_iter()
                 .map(|o| {
-                    (
-                        o.topic,
-                        o.partition,
-                        o.offset,
-                        o.metadata.unwrap_or_default(),
-                    )
+                    let (offset, metadata) = o
+                        .committed
+                        .map_or((-1, String::new()), |c| (c.offset, c.metadata));
+                    (o.topic, o.partition, offset, metadata)
                 })
                 .collect(),
         ),
-        _ => (codes::UNKNOWN_SERVER_ERROR, Vec::new()),
+        Err(e) => (kafka_code(e.code), Vec::new()),
     }
 }
 
 fn asked_partitions<'a>(
     topics: impl Iterator<Item = (&'a StrBytes, &'a Vec<i32>)>,
-) -> Vec<TopicPartitionT> {
+) -> Vec<(String, i32)> {
     topics
-        .flat_map(|(name, ps)| {
-            ps.iter().map(|p| TopicPartitionT {
-                topic: name.to_string(),
-                partition: *p,
-            })
-        })
+        .flat_map(|(name, ps)| ps.iter().map(|p| (name.to_string(), *p)))
         .collect()
 }
 
@@ -444,69 +410,58 @@ pub async fn fetch_offsets(
 }
 
 pub async fn list(shard: &Shard, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
-    let body = call(shard, BodyT::ListGroupsRequest(Box::default())).await;
+    let (listed, problem) = groups::list(shard).await;
     let mut resp = ListGroupsResponse::default();
-    match body {
-        BodyT::ListGroupsResponse(r) => {
-            resp.error_code = kafka_code(r.error);
-            for g in r.groups.unwrap_or_default() {
-                let state = g.state.unwrap_or_default();
-                if version >= 4
-                    && !req.states_filter.is_empty()
-                    && !req.states_filter.iter().any(|f| f.as_str() == state)
-                {
-                    continue;
-                }
-                let mut l = ListedGroup::default();
-                l.group_id = GroupId(s(g.group));
-                l.protocol_type = s(g.protocol_type.unwrap_or_else(|| "consumer".into()));
-                if version >= 4 {
-                    l.group_state = s(state);
-                }
-                resp.groups.push(l);
-            }
+    resp.error_code = problem.map_or(codes::NONE, |e| kafka_code(e.code));
+    for g in listed {
+        if version >= 4
+            && !req.states_filter.is_empty()
+            && !req.states_filter.iter().any(|f| f.as_str() == g.state)
+        {
+            continue;
         }
-        _ => resp.error_code = codes::UNKNOWN_SERVER_ERROR,
+        let mut l = ListedGroup::default();
+        l.group_id = GroupId(s(g.group));
+        l.protocol_type = s(g.protocol_type.unwrap_or_else(|| "consumer".into()));
+        if version >= 4 {
+            l.group_state = s(g.state);
+        }
+        resp.groups.push(l);
     }
     resp
 }
 
 pub async fn describe(shard: &Shard, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
-    let body = call(
-        shard,
-        BodyT::DescribeGroupsRequest(Box::new(DescribeGroupsRequestT {
-            groups: Some(req.groups.iter().map(|g| g.to_string()).collect()),
-        })),
-    )
-    .await;
+    let ids = req.groups.iter().map(|g| g.to_string()).collect();
     let mut resp = DescribeGroupsResponse::default();
-    if let BodyT::DescribeGroupsResponse(r) = body {
-        for d in r.groups.unwrap_or_default() {
-            let mut g = DescribedGroup::default();
-            g.group_id = GroupId(s(d.group));
+    for (id, described) in groups::describe(shard, ids).await {
+        let mut g = DescribedGroup::default();
+        g.group_id = GroupId(s(id));
+        match described {
+            Ok(d) => {
+                g.group_state = s(d.state);
+                g.protocol_type = s(d.protocol_type.unwrap_or_default());
+                g.protocol_data = s(d.protocol.unwrap_or_default());
+                g.members = d
+                    .members
+                    .into_iter()
+                    .map(|m| {
+                        let mut out = DescribedGroupMember::default();
+                        out.member_id = s(m.member_id);
+                        out.client_id = s(m.client_id);
+                        out.client_host = s(m.client_host);
+                        out
+                    })
+                    .collect();
+            }
             // Kafka describes an unknown group as Dead, without an error.
-            g.error_code = if d.error.0 == ringlog_schema::wire::ErrorCode::GROUP_ID_NOT_FOUND.0 {
-                codes::NONE
-            } else {
-                kafka_code(d.error)
-            };
-            g.group_state = s(d.state.unwrap_or_else(|| "Dead".into()));
-            g.protocol_type = s(d.protocol_type.unwrap_or_default());
-            g.protocol_data = s(d.protocol.unwrap_or_default());
-            g.members = d
-                .members
-                .unwrap_or_default()
-                .into_iter()
-                .map(|m| {
-                    let mut out = DescribedGroupMember::default();
-                    out.member_id = s(m.member_id);
-                    out.client_id = s(m.client_id.unwrap_or_default());
-                    out.client_host = s(m.client_host.unwrap_or_default());
-                    out
-                })
-                .collect();
-            resp.groups.push(g);
+            Err(e) if e.code == ErrorCode::GROUP_ID_NOT_FOUND => g.group_state = s("Dead"),
+            Err(e) => {
+                g.error_code = kafka_code(e.code);
+                g.group_state = s("Dead");
+            }
         }
+        resp.groups.push(g);
     }
     resp
 }

@@ -152,13 +152,7 @@ mod tests {
     use super::*;
     use futures_lite::FutureExt;
 
-    fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .spawn(f)
-            .expect("executor")
-            .join()
-            .expect("test");
-    }
+    use crate::sync::run_on_executor as run;
 
     #[test]
     fn a_wait_that_ends_otherwise_leaves_no_waiter_behind() {

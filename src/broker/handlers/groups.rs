@@ -1,134 +1,78 @@
-//! Group requests on the shard that received them: FindCoordinator is answered here;
-//! everything else goes to the group's coordinator, the owner shard of the group's
-//! `__consumer_offsets` partition (created with the first group request), and
-//! ListGroups asks every shard. A request for several groups is split per group.
+//! Group requests on the native protocol: each is turned into the core's request
+//! (`core::groups`, which routes it to the group's coordinator shard) and its
+//! answer into the native response.
 
+use bytes::Bytes;
 use ringlog_schema::wire::{
-    BodyT, DeleteGroupsRequestT, DeleteGroupsResponseT, DescribeGroupsRequestT,
-    DescribeGroupsResponseT, ErrorCode, FindCoordinatorResponseT, GroupDescriptionT, GroupResultT,
-    HeartbeatResponseT, JoinGroupResponseT, LeaveGroupResponseT, ListGroupsResponseT,
-    OffsetCommitResponseT, OffsetFetchResponseT, SyncGroupResponseT,
+    BodyT, CommittedOffsetT, DeleteGroupsResponseT, DescribeGroupsResponseT, ErrorCode,
+    FindCoordinatorResponseT, GroupDescriptionT, GroupListingT, GroupMemberDescriptionT,
+    GroupMemberMetadataT, GroupResultT, HeartbeatRequestT, HeartbeatResponseT, JoinGroupRequestT,
+    JoinGroupResponseT, LeaveGroupRequestT, LeaveGroupResponseT, ListGroupsResponseT,
+    OffsetCommitPartitionResultT, OffsetCommitRequestT, OffsetCommitResponseT, OffsetFetchRequestT,
+    OffsetFetchResponseT, SyncGroupRequestT, SyncGroupResponseT, TopicAssignmentT,
 };
-use ringlog_shards::ShardId;
 
-use crate::broker::group_coordinator::offsets_partition;
-use crate::broker::handlers::join_all;
-use crate::broker::messages::{NewTopic, PartitionError, ShardRequest};
+use crate::broker::handlers::error_body;
+use crate::broker::messages::PartitionError;
 use crate::broker::shard::Shard;
-use crate::core;
-use crate::groups::offsets::OFFSETS_TOPIC;
+use crate::core::groups::{
+    self, CommitOffset, Heartbeat, Join, Leave, OffsetCommit, OffsetFetch, Sync,
+};
+use crate::groups::assignor::TopicPartitions;
+use crate::groups::membership::{MemberAssignment, Protocol};
 
 /// Answers a group request.
 pub async fn handle(shard: &Shard, body: BodyT) -> BodyT {
     match body {
         BodyT::FindCoordinatorRequest(r) => find_coordinator(shard, &r.group).await,
+        BodyT::JoinGroupRequest(r) => join(shard, *r).await,
+        BodyT::SyncGroupRequest(r) => sync(shard, *r).await,
+        BodyT::HeartbeatRequest(r) => heartbeat(shard, *r).await,
+        BodyT::LeaveGroupRequest(r) => leave(shard, *r).await,
+        BodyT::OffsetCommitRequest(r) => commit(shard, *r).await,
+        BodyT::OffsetFetchRequest(r) => fetch_offsets(shard, *r).await,
         BodyT::ListGroupsRequest(_) => list(shard).await,
         BodyT::DescribeGroupsRequest(r) => describe(shard, r.groups.unwrap_or_default()).await,
         BodyT::DeleteGroupsRequest(r) => delete(shard, r.groups.unwrap_or_default()).await,
-        other => {
-            let group = match &other {
-                BodyT::JoinGroupRequest(r) => r.group.clone(),
-                BodyT::SyncGroupRequest(r) => r.group.clone(),
-                BodyT::HeartbeatRequest(r) => r.group.clone(),
-                BodyT::LeaveGroupRequest(r) => r.group.clone(),
-                BodyT::OffsetCommitRequest(r) => r.group.clone(),
-                BodyT::OffsetFetchRequest(r) => r.group.clone(),
-                _ => String::new(),
-            };
-            let kind = Kind::of(&other);
-            match route(shard, &group, other).await {
-                Ok(answer) => answer,
-                Err(e) => refusal(kind, e),
-            }
-        }
+        other => error_body(
+            ErrorCode::INVALID_REQUEST,
+            &format!("{:?} is not a group request", other.body_type()),
+        ),
     }
 }
 
-/// Sends `body` to the coordinator of `group` and returns its answer.
-async fn route(shard: &Shard, group: &str, body: BodyT) -> Result<BodyT, PartitionError> {
-    let owner = coordinator_of(shard, group).await?;
-    shard
-        .mesh()
-        .call_shard(owner, |answer| ShardRequest::Group {
-            request: Box::new(body),
-            answer,
+/// `(error, message)` of a result, as native responses carry them.
+fn status<T>(r: &Result<T, PartitionError>) -> (ErrorCode, Option<String>) {
+    match r {
+        Ok(_) => (ErrorCode::NONE, None),
+        Err(e) => (e.code, Some(e.message.clone())),
+    }
+}
+
+fn assignment_to_wire(tp: &TopicPartitions) -> Vec<TopicAssignmentT> {
+    tp.iter()
+        .map(|(t, ps)| TopicAssignmentT {
+            topic: t.clone(),
+            partitions: Some(ps.clone()),
         })
-        .await
-        .map(|answer| *answer)
-        .map_err(|e| PartitionError::new(ErrorCode::COORDINATOR_NOT_AVAILABLE, e.to_string()))
-}
-
-/// The shard coordinating `group`; creates `__consumer_offsets` if it is missing.
-async fn coordinator_of(shard: &Shard, group: &str) -> Result<ShardId, PartitionError> {
-    if group.is_empty() {
-        return Err(PartitionError::new(
-            ErrorCode::INVALID_GROUP_ID,
-            "the group id must not be empty",
-        ));
-    }
-    ensure_offsets_topic(shard).await?;
-    let p = offsets_partition(shard, group);
-    shard.owner_of(OFFSETS_TOPIC, p).map_err(|e| {
-        PartitionError::new(
-            ErrorCode::COORDINATOR_NOT_AVAILABLE,
-            format!(
-                "the coordinator of group {group:?} is not available: {}",
-                e.message
-            ),
-        )
-    })
-}
-
-/// Creates `__consumer_offsets` (`offsets.topic.num.partitions`) on first use, as
-/// Kafka does; the coordinator answers once every shard has opened its partitions.
-async fn ensure_offsets_topic(shard: &Shard) -> Result<(), PartitionError> {
-    if shard.metadata.borrow().topics.contains_key(OFFSETS_TOPIC) {
-        return Ok(());
-    }
-    let offsets_topic = NewTopic {
-        name: OFFSETS_TOPIC.to_string(),
-        partitions: Some(shard.config.offsets_topic_partitions),
-        replication_factor: Some(1),
-        configs: crate::groups::offsets::offsets_topic_configs(
-            shard.config.offsets_topic_segment_bytes,
-            shard.config.log.max_batch_bytes,
-        )
-        .into_iter()
-        .collect(),
-    };
-    let answer = core::topics::create(shard, vec![offsets_topic], false).await;
-    if shard.metadata.borrow().topics.contains_key(OFFSETS_TOPIC) {
-        return Ok(());
-    }
-    let why = match answer {
-        Ok(outcomes) => outcomes
-            .into_iter()
-            .filter_map(|t| t.error.map(|e| e.message))
-            .collect::<Vec<_>>()
-            .join("; "),
-        Err(e) => e.message,
-    };
-    Err(PartitionError::new(
-        ErrorCode::COORDINATOR_NOT_AVAILABLE,
-        format!("cannot create {OFFSETS_TOPIC}: {why}"),
-    ))
+        .collect()
 }
 
 async fn find_coordinator(shard: &Shard, group: &str) -> BodyT {
-    let found = coordinator_of(shard, group).await;
+    let found = groups::find_coordinator(shard, group).await;
     let addr = shard
         .config
         .advertised_native_addr
         .unwrap_or(shard.config.native_addr);
     let resp = match found {
-        Ok(owner) => FindCoordinatorResponseT {
+        Ok(place) => FindCoordinatorResponseT {
             error: ErrorCode::NONE,
             message: None,
             broker_id: shard.config.broker_id,
             host: Some(addr.ip().to_string()),
             port: i32::from(addr.port()),
-            partition: offsets_partition(shard, group),
-            shard: owner.0,
+            partition: place.partition,
+            shard: place.shard.0,
         },
         Err(e) => FindCoordinatorResponseT {
             error: e.code,
@@ -140,174 +84,282 @@ async fn find_coordinator(shard: &Shard, group: &str) -> BodyT {
     BodyT::FindCoordinatorResponse(Box::new(resp))
 }
 
-async fn list(shard: &Shard) -> BodyT {
-    let calls = (0..shard.shards).map(|i| async move {
-        shard
-            .mesh()
-            .call_shard(ShardId(i), |answer| ShardRequest::Group {
-                request: Box::new(BodyT::ListGroupsRequest(Box::default())),
-                answer,
-            })
-            .await
-    });
-    let mut groups = Vec::new();
-    let mut problems = Vec::new();
-    for answer in join_all(calls.collect()).await {
-        match answer {
-            Ok(b) => {
-                if let BodyT::ListGroupsResponse(r) = *b {
-                    groups.extend(r.groups.unwrap_or_default());
-                }
-            }
-            Err(e) => problems.push(e.to_string()),
-        }
-    }
-    groups.sort_by(|a, b| a.group.cmp(&b.group));
-    BodyT::ListGroupsResponse(Box::new(ListGroupsResponseT {
-        error: if problems.is_empty() {
-            ErrorCode::NONE
-        } else {
-            ErrorCode::COORDINATOR_NOT_AVAILABLE
+async fn join(shard: &Shard, req: JoinGroupRequestT) -> BodyT {
+    let protocols = req
+        .protocols
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| Protocol {
+            name: p.name,
+            metadata: Bytes::from(p.metadata.unwrap_or_default()),
+            subscription: p.topics.unwrap_or_default(),
+        })
+        .collect();
+    let joined = match Join::new(
+        req.group,
+        req.member_id.unwrap_or_default(),
+        req.client_id.unwrap_or_default(),
+        (req.session_timeout_ms, req.rebalance_timeout_ms),
+        req.protocol_type.unwrap_or_default(),
+        protocols,
+    ) {
+        Ok(join) => groups::join(shard, join).await,
+        Err(e) => Err(e),
+    };
+    let resp = match joined {
+        Ok(j) => JoinGroupResponseT {
+            error: ErrorCode::NONE,
+            message: None,
+            generation: j.generation,
+            protocol: Some(j.protocol),
+            leader: Some(j.leader),
+            member_id: Some(j.member_id),
+            assignment: Some(assignment_to_wire(
+                &j.assignment.map(|a| a.partitions).unwrap_or_default(),
+            )),
+            members: Some(
+                j.members
+                    .into_iter()
+                    .map(|(member_id, metadata)| GroupMemberMetadataT {
+                        member_id,
+                        metadata: Some(metadata.to_vec()),
+                    })
+                    .collect(),
+            ),
         },
-        message: (!problems.is_empty()).then(|| problems.join("; ")),
+        Err(e) => JoinGroupResponseT {
+            error: e.code,
+            message: Some(e.message),
+            generation: -1,
+            ..Default::default()
+        },
+    };
+    BodyT::JoinGroupResponse(Box::new(resp))
+}
+
+async fn sync(shard: &Shard, req: SyncGroupRequestT) -> BodyT {
+    let assignments = req
+        .assignments
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| {
+            let partitions = a
+                .topics
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| (t.topic, t.partitions.unwrap_or_default()))
+                .collect();
+            let assignment = MemberAssignment {
+                raw: Bytes::from(a.assignment.unwrap_or_default()),
+                partitions,
+            };
+            (a.member_id, assignment)
+        })
+        .collect();
+    let synced = groups::sync(
+        shard,
+        Sync {
+            group: req.group,
+            member_id: req.member_id,
+            generation: req.generation,
+            assignments,
+        },
+    )
+    .await;
+    let (error, message) = status(&synced);
+    let resp = match synced {
+        Ok(a) => SyncGroupResponseT {
+            error,
+            message,
+            assignment: Some(a.raw.to_vec()),
+            topics: Some(assignment_to_wire(&a.partitions)),
+        },
+        Err(_) => SyncGroupResponseT {
+            error,
+            message,
+            ..Default::default()
+        },
+    };
+    BodyT::SyncGroupResponse(Box::new(resp))
+}
+
+async fn heartbeat(shard: &Shard, req: HeartbeatRequestT) -> BodyT {
+    let beat = Heartbeat {
+        group: req.group,
+        member_id: req.member_id,
+        generation: req.generation,
+    };
+    let (error, message) = status(&groups::heartbeat(shard, beat).await);
+    BodyT::HeartbeatResponse(Box::new(HeartbeatResponseT { error, message }))
+}
+
+async fn leave(shard: &Shard, req: LeaveGroupRequestT) -> BodyT {
+    let leave = Leave {
+        group: req.group,
+        member_id: req.member_id,
+    };
+    let (error, message) = status(&groups::leave(shard, leave).await);
+    BodyT::LeaveGroupResponse(Box::new(LeaveGroupResponseT { error, message }))
+}
+
+async fn commit(shard: &Shard, req: OffsetCommitRequestT) -> BodyT {
+    let offsets = req
+        .partitions
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| CommitOffset {
+            topic: p.topic,
+            partition: p.partition,
+            offset: p.offset,
+            metadata: p.metadata.unwrap_or_default(),
+        })
+        .collect();
+    let committed = groups::commit(
+        shard,
+        OffsetCommit {
+            group: req.group,
+            member_id: req.member_id.unwrap_or_default(),
+            generation: req.generation,
+            offsets,
+        },
+    )
+    .await;
+    let (error, message) = status(&committed);
+    let partitions = committed.ok().map(|outcomes| {
+        outcomes
+            .into_iter()
+            .map(|o| {
+                let (error, message) = match o.error {
+                    None => (ErrorCode::NONE, None),
+                    Some(e) => (e.code, Some(e.message)),
+                };
+                OffsetCommitPartitionResultT {
+                    topic: o.topic,
+                    partition: o.partition,
+                    error,
+                    message,
+                }
+            })
+            .collect()
+    });
+    BodyT::OffsetCommitResponse(Box::new(OffsetCommitResponseT {
+        error,
+        message,
+        partitions,
+    }))
+}
+
+async fn fetch_offsets(shard: &Shard, req: OffsetFetchRequestT) -> BodyT {
+    let asked = OffsetFetch {
+        group: req.group,
+        partitions: req
+            .partitions
+            .map(|ps| ps.into_iter().map(|p| (p.topic, p.partition)).collect()),
+    };
+    let fetched = groups::fetch_offsets(shard, asked).await;
+    let (error, message) = status(&fetched);
+    let offsets = fetched.ok().map(|offsets| {
+        offsets
+            .into_iter()
+            .map(|o| CommittedOffsetT {
+                topic: o.topic,
+                partition: o.partition,
+                offset: o.committed.as_ref().map_or(-1, |c| c.offset),
+                metadata: o.committed.as_ref().map(|c| c.metadata.clone()),
+                commit_timestamp: o.committed.as_ref().map_or(-1, |c| c.commit_timestamp),
+            })
+            .collect()
+    });
+    BodyT::OffsetFetchResponse(Box::new(OffsetFetchResponseT {
+        error,
+        message,
+        offsets,
+    }))
+}
+
+async fn list(shard: &Shard) -> BodyT {
+    let (listed, problem) = groups::list(shard).await;
+    let (error, message) = match problem {
+        None => (ErrorCode::NONE, None),
+        Some(e) => (e.code, Some(e.message)),
+    };
+    let groups = listed
+        .into_iter()
+        .map(|g| GroupListingT {
+            group: g.group,
+            state: Some(g.state),
+            protocol_type: g.protocol_type,
+            members: i32::try_from(g.members).unwrap_or(i32::MAX),
+        })
+        .collect();
+    BodyT::ListGroupsResponse(Box::new(ListGroupsResponseT {
+        error,
+        message,
         groups: Some(groups),
     }))
 }
 
-/// Sends a one-group request per id to its coordinator; `pick` takes the group's
-/// entry out of the answer, `failed` builds one for a group that got none.
-async fn per_group<T>(
-    shard: &Shard,
-    ids: Vec<String>,
-    request: impl Fn(String) -> BodyT,
-    pick: impl Fn(BodyT) -> Option<T>,
-    failed: impl Fn(String, ErrorCode, String) -> T,
-) -> Vec<T> {
-    let mut out = Vec::new();
-    for id in ids {
-        let entry = match route(shard, &id, request(id.clone())).await {
-            Ok(answer) => pick(answer).unwrap_or_else(|| {
-                failed(
-                    id,
-                    ErrorCode::UNKNOWN_SERVER_ERROR,
-                    "the coordinator answered oddly".into(),
-                )
-            }),
-            Err(e) => failed(id, e.code, e.message),
-        };
-        out.push(entry);
-    }
-    out
-}
-
 async fn describe(shard: &Shard, ids: Vec<String>) -> BodyT {
-    let groups = per_group(
-        shard,
-        ids,
-        |id| {
-            BodyT::DescribeGroupsRequest(Box::new(DescribeGroupsRequestT {
-                groups: Some(vec![id]),
-            }))
-        },
-        |answer| match answer {
-            BodyT::DescribeGroupsResponse(r) => r.groups.unwrap_or_default().into_iter().next(),
-            _ => None,
-        },
-        |group, error, message| GroupDescriptionT {
-            group,
-            error,
-            message: Some(message),
-            ..Default::default()
-        },
-    )
-    .await;
+    let groups = groups::describe(shard, ids)
+        .await
+        .into_iter()
+        .map(|(group, described)| match described {
+            Ok(d) => GroupDescriptionT {
+                group,
+                error: ErrorCode::NONE,
+                message: None,
+                state: Some(d.state),
+                protocol_type: d.protocol_type,
+                protocol: d.protocol,
+                generation: d.generation,
+                leader: d.leader,
+                members: Some(
+                    d.members
+                        .into_iter()
+                        .map(|m| GroupMemberDescriptionT {
+                            member_id: m.member_id,
+                            client_id: Some(m.client_id),
+                            client_host: Some(m.client_host),
+                            assignment: Some(assignment_to_wire(&m.assignment)),
+                        })
+                        .collect(),
+                ),
+            },
+            // An unknown group is described as Dead, as Kafka does.
+            Err(e) if e.code == ErrorCode::GROUP_ID_NOT_FOUND => GroupDescriptionT {
+                group,
+                error: e.code,
+                message: Some(e.message),
+                state: Some("Dead".into()),
+                ..Default::default()
+            },
+            Err(e) => GroupDescriptionT {
+                group,
+                error: e.code,
+                message: Some(e.message),
+                ..Default::default()
+            },
+        })
+        .collect();
     BodyT::DescribeGroupsResponse(Box::new(DescribeGroupsResponseT {
         groups: Some(groups),
     }))
 }
 
 async fn delete(shard: &Shard, ids: Vec<String>) -> BodyT {
-    let results = per_group(
-        shard,
-        ids,
-        |id| {
-            BodyT::DeleteGroupsRequest(Box::new(DeleteGroupsRequestT {
-                groups: Some(vec![id]),
-            }))
-        },
-        |answer| match answer {
-            BodyT::DeleteGroupsResponse(r) => r.results.unwrap_or_default().into_iter().next(),
-            _ => None,
-        },
-        |group, error, message| GroupResultT {
-            group,
-            error,
-            message: Some(message),
-        },
-    )
-    .await;
+    let results = groups::delete(shard, ids)
+        .await
+        .into_iter()
+        .map(|(group, deleted)| {
+            let (error, message) = status(&deleted);
+            GroupResultT {
+                group,
+                error,
+                message,
+            }
+        })
+        .collect();
     BodyT::DeleteGroupsResponse(Box::new(DeleteGroupsResponseT {
         results: Some(results),
     }))
-}
-
-/// Which group request a refusal answers.
-#[derive(Clone, Copy)]
-enum Kind {
-    Join,
-    Sync,
-    Heartbeat,
-    Leave,
-    Commit,
-    Fetch,
-    Other,
-}
-
-impl Kind {
-    fn of(request: &BodyT) -> Self {
-        match request {
-            BodyT::JoinGroupRequest(_) => Kind::Join,
-            BodyT::SyncGroupRequest(_) => Kind::Sync,
-            BodyT::HeartbeatRequest(_) => Kind::Heartbeat,
-            BodyT::LeaveGroupRequest(_) => Kind::Leave,
-            BodyT::OffsetCommitRequest(_) => Kind::Commit,
-            BodyT::OffsetFetchRequest(_) => Kind::Fetch,
-            _ => Kind::Other,
-        }
-    }
-}
-
-/// The response of a `kind` request that failed with `e`.
-fn refusal(kind: Kind, e: PartitionError) -> BodyT {
-    let (error, message) = (e.code, Some(e.message));
-    match kind {
-        Kind::Join => BodyT::JoinGroupResponse(Box::new(JoinGroupResponseT {
-            error,
-            message,
-            generation: -1,
-            ..Default::default()
-        })),
-        Kind::Sync => BodyT::SyncGroupResponse(Box::new(SyncGroupResponseT {
-            error,
-            message,
-            ..Default::default()
-        })),
-        Kind::Heartbeat => {
-            BodyT::HeartbeatResponse(Box::new(HeartbeatResponseT { error, message }))
-        }
-        Kind::Leave => BodyT::LeaveGroupResponse(Box::new(LeaveGroupResponseT { error, message })),
-        Kind::Commit => BodyT::OffsetCommitResponse(Box::new(OffsetCommitResponseT {
-            error,
-            message,
-            partitions: None,
-        })),
-        Kind::Fetch => BodyT::OffsetFetchResponse(Box::new(OffsetFetchResponseT {
-            error,
-            message,
-            offsets: None,
-        })),
-        Kind::Other => {
-            crate::broker::handlers::error_body(error, message.as_deref().unwrap_or_default())
-        }
-    }
 }
