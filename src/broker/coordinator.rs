@@ -10,18 +10,18 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::core::error::ErrorKind;
 use glommio::sync::Semaphore;
-use ringlog_schema::wire::ErrorCode;
 use ringlog_shards::{Answered, Peer, ShardId};
 use tracing::{info, warn};
 
-use crate::broker::errors::metadata_error;
 use crate::broker::messages::{
     BrokerMesh, CoordinatorRequest, NewTopic, PartitionError, ShardRequest, TopicOutcome,
 };
 use crate::broker::partition::Partition;
 use crate::broker::partition_dir;
 use crate::config::{topic_log_config, BrokerConfig};
+use crate::core::error::metadata_error;
 use crate::metadata::model::MetadataError;
 use crate::metadata::{store, ClusterMetadata};
 use crate::sync::join::join_all;
@@ -281,7 +281,7 @@ impl Coordinator {
         }
         for r in results.iter_mut().filter(|r| r.error.is_none()) {
             r.error = Some(PartitionError::new(
-                ErrorCode::KAFKA_STORAGE_ERROR,
+                ErrorKind::KafkaStorageError,
                 format!("cannot persist metadata: {e}"),
             ));
         }

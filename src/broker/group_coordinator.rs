@@ -13,9 +13,9 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::core::error::ErrorKind;
 use bytes::Bytes;
 use glommio::sync::Semaphore;
-use ringlog_schema::wire::ErrorCode;
 use ringlog_schema::{BatchBuilder, RecordBatch};
 use ringlog_shards::Answered;
 use tracing::{debug, info, warn};
@@ -296,7 +296,7 @@ impl GroupCoordinator {
         for c in req.offsets {
             let problem = if c.metadata.len() > OFFSET_METADATA_MAX_BYTES {
                 Some(PartitionError::new(
-                    ErrorCode::OFFSET_METADATA_TOO_LARGE,
+                    ErrorKind::OffsetMetadataTooLarge,
                     format!("metadata longer than {OFFSET_METADATA_MAX_BYTES} bytes"),
                 ))
             } else if host
@@ -304,7 +304,7 @@ impl GroupCoordinator {
                 .is_none_or(|n| c.partition < 0 || c.partition >= n)
             {
                 Some(PartitionError::new(
-                    ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+                    ErrorKind::UnknownTopicOrPartition,
                     format!("{}-{} does not exist", c.topic, c.partition),
                 ))
             } else {
@@ -338,7 +338,7 @@ impl GroupCoordinator {
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(PartitionError::new(
-                    ErrorCode::UNKNOWN_SERVER_ERROR,
+                    ErrorKind::UnknownServerError,
                     e.to_string(),
                 )),
             };
@@ -455,7 +455,7 @@ impl GroupCoordinator {
                 ..GroupDescription::default()
             }),
             _ => Err(PartitionError::new(
-                ErrorCode::GROUP_ID_NOT_FOUND,
+                ErrorKind::GroupIdNotFound,
                 format!("group {id:?} does not exist"),
             )),
         }
@@ -464,7 +464,7 @@ impl GroupCoordinator {
     async fn delete_one(&self, host: &impl GroupHost, id: &str) -> Result<(), PartitionError> {
         if self.groups.borrow().get(id).is_some_and(|g| !g.is_empty()) {
             return Err(PartitionError::new(
-                ErrorCode::NON_EMPTY_GROUP,
+                ErrorKind::NonEmptyGroup,
                 format!("group {id:?} has active members; stop them first"),
             ));
         }
@@ -479,7 +479,7 @@ impl GroupCoordinator {
         let known = self.groups.borrow().contains_key(id);
         if keys.is_empty() && !known {
             return Err(PartitionError::new(
-                ErrorCode::GROUP_ID_NOT_FOUND,
+                ErrorKind::GroupIdNotFound,
                 format!("group {id:?} does not exist"),
             ));
         }
@@ -491,7 +491,7 @@ impl GroupCoordinator {
             }
             let bytes = batch
                 .build()
-                .map_err(|e| PartitionError::new(ErrorCode::UNKNOWN_SERVER_ERROR, e.to_string()))?;
+                .map_err(|e| PartitionError::new(ErrorKind::UnknownServerError, e.to_string()))?;
             host.offsets_log(p)?.append(bytes).await?;
             let mut store = store.borrow_mut();
             for (t, part) in keys {
@@ -566,7 +566,7 @@ impl GroupCoordinator {
 /// A held request the broker stopped before answering.
 fn shutting_down() -> PartitionError {
     PartitionError::new(
-        ErrorCode::COORDINATOR_NOT_AVAILABLE,
+        ErrorKind::CoordinatorNotAvailable,
         "the broker is shutting down",
     )
 }
@@ -593,7 +593,7 @@ mod tests {
             let batches = self.batches.borrow().clone();
             for b in &batches {
                 let batch = RecordBatch::parse(b.clone())
-                    .map_err(|e| PartitionError::new(ErrorCode::CORRUPT_MESSAGE, e.to_string()))?;
+                    .map_err(|e| PartitionError::new(ErrorKind::CorruptMessage, e.to_string()))?;
                 visit(batch);
             }
             Ok(batches.len() as u64)
@@ -619,7 +619,7 @@ mod tests {
         fn offsets_log(&self, p: i32) -> Result<Rc<MemoryLog>, PartitionError> {
             match p {
                 0 => Ok(self.log.clone()),
-                _ => Err(PartitionError::new(ErrorCode::NOT_COORDINATOR, "not here")),
+                _ => Err(PartitionError::new(ErrorKind::NotCoordinator, "not here")),
             }
         }
     }
@@ -659,14 +659,14 @@ mod tests {
                 offsets: vec![offset(0, 42), offset(1, 7), offset(5, 1)],
             };
             let outcomes = first.commit(&host, commit).await.expect("accepted");
-            let errors: Vec<Option<ErrorCode>> = outcomes
+            let errors: Vec<Option<ErrorKind>> = outcomes
                 .iter()
                 .map(|o| o.error.as_ref().map(|e| e.code))
                 .collect();
             // Partition 5 does not exist; the others are written.
             assert_eq!(
                 errors,
-                [Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION), None, None]
+                [Some(ErrorKind::UnknownTopicOrPartition), None, None]
             );
             assert_eq!(host.log.batches.borrow().len(), 1);
 
@@ -680,7 +680,7 @@ mod tests {
             let third = GroupCoordinator::new(GroupLimits::default());
             assert!(committed(&third, &host).await.is_empty());
             let gone = third.describe(&host, "g").await.map(|_| ());
-            assert_eq!(gone.map_err(|e| e.code), Err(ErrorCode::GROUP_ID_NOT_FOUND));
+            assert_eq!(gone.map_err(|e| e.code), Err(ErrorKind::GroupIdNotFound));
         });
     }
 }

@@ -6,29 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use crate::core::error::{ErrorKind, PartitionError};
 use bytes::Bytes;
-use ringlog_schema::wire::ErrorCode;
 pub use ringlog_shards::Answer;
 use ringlog_shards::{Answered, Mesh};
 
 use crate::core::groups::GroupCall;
 use crate::metadata::ClusterMetadata;
-
-/// A partition-level failure: a wire error code and a message for humans.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PartitionError {
-    pub code: ErrorCode,
-    pub message: String,
-}
-
-impl PartitionError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
-    }
-}
 
 /// Offsets of a partition as its owner sees them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

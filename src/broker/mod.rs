@@ -10,7 +10,6 @@ pub mod admin;
 pub mod connection;
 pub mod connection_limits;
 pub mod coordinator;
-pub mod errors;
 pub mod group_coordinator;
 pub mod handlers;
 pub mod memory;

@@ -16,13 +16,13 @@ use ringlog_schema::validate::{
 use ringlog_schema::{last_offset_in, split_batches, BatchHeader, RecordBatch};
 use ringlog_storage::{FlushPolicy, Offset, PartitionLog};
 
-use ringlog_schema::wire::ErrorCode;
+use crate::core::error::ErrorKind;
 
-use crate::broker::errors::{batch_error, storage_error};
 use crate::broker::group_coordinator::OffsetsLog;
 use crate::broker::messages::{FetchData, PartitionError, PartitionOffsets};
 use crate::broker::producer_snapshot;
 use crate::broker::producer_state::{last_sequence, LoggedBatch, ProducerState, Verdict};
+use crate::core::error::{batch_error, storage_error};
 use crate::metrics::PartitionStats;
 use crate::sync::signal::{Latch, Signal};
 use crate::time::now_ms;
@@ -124,7 +124,7 @@ impl Partition {
                 // Kafka clients send one batch per partition per request; several
                 // would need all-or-nothing sequence checks.
                 return Err(PartitionError::new(
-                    ErrorCode::INVALID_REQUEST,
+                    ErrorKind::InvalidRequest,
                     "one batch per partition per request for idempotent producers",
                 ));
             }
@@ -538,12 +538,12 @@ mod tests {
                 .produce(second.clone())
                 .await
                 .expect_err("the disk is full");
-            assert_eq!(e.code, ErrorCode::KAFKA_STORAGE_ERROR, "{e:?}");
+            assert_eq!(e.code, ErrorKind::KafkaStorageError, "{e:?}");
             let e = p
                 .produce(second.clone())
                 .await
                 .expect_err("retry, still failing");
-            assert_eq!(e.code, ErrorCode::KAFKA_STORAGE_ERROR, "retry: {e:?}");
+            assert_eq!(e.code, ErrorKind::KafkaStorageError, "retry: {e:?}");
             fault::clear(&dir);
             drop(p);
 
@@ -564,9 +564,9 @@ mod tests {
             fault::inject(&dir, FaultOp::Sync, libc::EIO);
             let batch = idempotent_batch(7, 0, 0, 1);
             let e = p.produce(batch.clone()).await.expect_err("sync fails");
-            assert_eq!(e.code, ErrorCode::KAFKA_STORAGE_ERROR, "{e:?}");
+            assert_eq!(e.code, ErrorKind::KafkaStorageError, "{e:?}");
             let e = p.produce(batch).await.expect_err("the log refuses writes");
-            assert_eq!(e.code, ErrorCode::KAFKA_STORAGE_ERROR, "retry: {e:?}");
+            assert_eq!(e.code, ErrorKind::KafkaStorageError, "retry: {e:?}");
             fault::clear(&dir);
         });
     }

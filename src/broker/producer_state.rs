@@ -22,7 +22,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use ringlog_schema::wire::ErrorCode;
+use crate::core::error::ErrorKind;
 
 /// Batches remembered per producer (Kafka's in-flight limit for idempotence).
 pub const BATCHES_REMEMBERED: usize = 5;
@@ -128,7 +128,7 @@ pub enum Verdict {
     /// check again (answering now could acknowledge a batch whose append fails).
     InFlight,
     /// Refuse it with this code.
-    Reject(ErrorCode, String),
+    Reject(ErrorKind, String),
 }
 
 /// The last sequence of a batch starting at `first` with `count` records.
@@ -165,7 +165,7 @@ impl ProducerState {
         }
         let out_of_order = |expected: i32| {
             Verdict::Reject(
-                ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER,
+                ErrorKind::OutOfOrderSequenceNumber,
                 format!(
                     "producer {pid} epoch {epoch}: sequence {first_seq} where {expected} was expected"
                 ),
@@ -176,7 +176,7 @@ impl ProducerState {
             None if first_seq != 0 => out_of_order(0),
             None => Verdict::Append,
             Some(current) if epoch < current => Verdict::Reject(
-                ErrorCode::INVALID_PRODUCER_EPOCH,
+                ErrorKind::InvalidProducerEpoch,
                 format!("producer {pid}: epoch {epoch} is older than {current}"),
             ),
             Some(current) if epoch > current && first_seq != 0 => out_of_order(0),
@@ -432,7 +432,7 @@ mod tests {
         // An expired producer is unknown: its next batch must start at 0.
         assert_eq!(
             code(s.check(1, 0, 1, 1)),
-            Some(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
+            Some(ErrorKind::OutOfOrderSequenceNumber)
         );
     }
 
@@ -461,12 +461,12 @@ mod tests {
         assert_eq!(back.check(3, 2, 60, 69), Verdict::Duplicate(306));
         assert_eq!(
             code(back.check(3, 2, 10, 19)),
-            Some(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
+            Some(ErrorKind::OutOfOrderSequenceNumber)
         );
         assert_eq!(back.check(3, 2, 70, 79), Verdict::Append);
         assert_eq!(
             code(back.check(4, 1, 70, 79)),
-            Some(ErrorCode::INVALID_PRODUCER_EPOCH)
+            Some(ErrorKind::InvalidProducerEpoch)
         );
         // Last-seen times were kept: producers 0..=5 are due, 3 has a batch pending.
         assert_eq!(back.expire(7_000 + 5 + 1_000, 1_000), 5);
@@ -478,7 +478,7 @@ mod tests {
         assert!(ProducerState::decode(&flipped).is_err());
     }
 
-    fn code(v: Verdict) -> Option<ErrorCode> {
+    fn code(v: Verdict) -> Option<ErrorKind> {
         match v {
             Verdict::Reject(c, _) => Some(c),
             _ => None,
@@ -516,7 +516,7 @@ mod tests {
         s.failed(7, 0, 20, 29);
         assert_eq!(
             code(s.check(7, 0, 20, 29)),
-            Some(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
+            Some(ErrorKind::OutOfOrderSequenceNumber)
         );
         assert_eq!(s.check(7, 0, 10, 19), Verdict::Append);
         s.appended(7, 0, 10, 19, 10, 0);
@@ -537,7 +537,7 @@ mod tests {
         assert_eq!(s.check(3, 1, 0, 0), Verdict::Append);
         assert_eq!(
             code(s.check(3, 0, 1, 1)),
-            Some(ErrorCode::INVALID_PRODUCER_EPOCH)
+            Some(ErrorKind::InvalidProducerEpoch)
         );
         assert_eq!(
             s.check(3, 1, 1, 1),
@@ -554,16 +554,16 @@ mod tests {
         let mut s = ProducerState::default();
         assert_eq!(
             code(s.check(1, 0, 5, 9)),
-            Some(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
+            Some(ErrorKind::OutOfOrderSequenceNumber)
         );
         assert_eq!(s.check(1, 0, 0, 4), Verdict::Append);
         assert_eq!(
             code(s.check(1, 0, 6, 9)),
-            Some(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
+            Some(ErrorKind::OutOfOrderSequenceNumber)
         );
         assert_eq!(
             code(s.check(1, 0, 4, 9)),
-            Some(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
+            Some(ErrorKind::OutOfOrderSequenceNumber)
         );
         assert_eq!(s.check(1, 0, 5, 9), Verdict::Append);
     }
@@ -574,11 +574,11 @@ mod tests {
         assert_eq!(s.check(1, 3, 0, 0), Verdict::Append);
         assert_eq!(
             code(s.check(1, 2, 1, 1)),
-            Some(ErrorCode::INVALID_PRODUCER_EPOCH)
+            Some(ErrorKind::InvalidProducerEpoch)
         );
         assert_eq!(
             code(s.check(1, 4, 1, 1)),
-            Some(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
+            Some(ErrorKind::OutOfOrderSequenceNumber)
         );
         assert_eq!(s.check(1, 4, 0, 0), Verdict::Append);
         assert_eq!(s.check(1, 4, 1, 1), Verdict::Append);
@@ -594,7 +594,7 @@ mod tests {
         assert_eq!(s.check(2, 0, 3, 3), Verdict::Duplicate(3));
         assert_eq!(
             code(s.check(2, 0, 2, 2)),
-            Some(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER)
+            Some(ErrorKind::OutOfOrderSequenceNumber)
         );
         assert_eq!(last_sequence(i32::MAX - 1, 3), 1);
         let mut s = ProducerState::default();
@@ -612,7 +612,7 @@ mod tests {
         assert_eq!(s.check(9, 1, 10, 10), Verdict::Append);
         assert_eq!(
             code(s.check(9, 0, 11, 11)),
-            Some(ErrorCode::INVALID_PRODUCER_EPOCH)
+            Some(ErrorKind::InvalidProducerEpoch)
         );
     }
 }

@@ -8,14 +8,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::core::error::ErrorKind;
 use glommio::TaskQueueHandle;
-use ringlog_schema::wire::ErrorCode;
 use ringlog_shards::{Answered, Peer, Pending, ShardId};
 use ringlog_storage::{FlushPolicy, LogConfig, LogShared, PartitionLog, StorageError};
 use tracing::{info, warn};
 
 use crate::broker::connection_limits::ConnectionLimits;
-use crate::broker::errors::{storage_error, unknown_partition, unreachable_owner};
 use crate::broker::group_coordinator::{GroupCoordinator, GroupHost};
 use crate::broker::memory::MemoryBudget;
 use crate::broker::messages::{
@@ -24,6 +23,7 @@ use crate::broker::messages::{
 use crate::broker::partition::{FirstBatch, Partition};
 use crate::broker::partition_dir;
 use crate::config::{topic_log_config, BrokerConfig};
+use crate::core::error::{storage_error, unknown_partition, unreachable_owner};
 use crate::groups::offsets::OFFSETS_TOPIC;
 use crate::metadata::{BrokerId, ClusterMetadata, TopicMeta};
 use crate::metrics::{PartitionSnapshot, ShardSnapshot, ShardStats};
@@ -143,7 +143,7 @@ impl Shard {
             .ok_or_else(|| unknown_partition(topic, partition))?;
         if p.leader != Some(self.broker_id()) {
             return Err(PartitionError::new(
-                ErrorCode::NOT_LEADER_OR_FOLLOWER,
+                ErrorKind::NotLeaderOrFollower,
                 format!(
                     "broker {} does not lead {topic}-{partition}",
                     self.config.broker_id
@@ -246,7 +246,7 @@ impl Shard {
     fn local(&self, key: &PartitionKey) -> Result<Rc<Partition>, PartitionError> {
         if self.closed.is_set() {
             return Err(PartitionError::new(
-                ErrorCode::SHUTTING_DOWN,
+                ErrorKind::ShuttingDown,
                 "the broker is shutting down",
             ));
         }
@@ -753,7 +753,7 @@ async fn list_offset(p: &Partition, timestamp: i64) -> Result<(i64, i64), Partit
         },
         ts if ts >= 0 => by_time(ts).await,
         other => Err(PartitionError::new(
-            ErrorCode::INVALID_REQUEST,
+            ErrorKind::InvalidRequest,
             format!(
                 "timestamp {other}: use -2 (earliest), -1 (latest), -3 (max timestamp) or a time in ms"
             ),

@@ -6,12 +6,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::core::error::ErrorKind;
 use bytes::Bytes;
 use ringlog_schema::last_offset_in;
-use ringlog_schema::wire::ErrorCode;
 use ringlog_shards::ShardId;
 
-use crate::broker::errors::unreachable_owner;
 use crate::broker::handlers::refused_partitions;
 use crate::broker::memory::Grant;
 use crate::broker::messages::{
@@ -19,6 +18,7 @@ use crate::broker::messages::{
 };
 use crate::broker::shard::Shard;
 use crate::config::FETCH_MAX_WAIT_MS_MAX;
+use crate::core::error::unreachable_owner;
 use crate::sync::join::join_all;
 
 /// Reads every partition from its owner (one message per owner shard) within the
@@ -160,7 +160,7 @@ async fn read_all(
         .map(|r| {
             r.unwrap_or_else(|| {
                 Err(PartitionError::new(
-                    ErrorCode::UNKNOWN_SERVER_ERROR,
+                    ErrorKind::UnknownServerError,
                     "partition not read",
                 ))
             })

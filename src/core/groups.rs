@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use ringlog_schema::wire::ErrorCode;
+use crate::core::error::ErrorKind;
 use ringlog_shards::ShardId;
 
 use crate::broker::messages::{Answer, NewTopic, PartitionError, ShardRequest};
@@ -41,7 +41,7 @@ impl Join {
             (u64::try_from(session), u64::try_from(rebalance))
         else {
             return Err(PartitionError::new(
-                ErrorCode::INVALID_SESSION_TIMEOUT,
+                ErrorKind::InvalidSessionTimeout,
                 "negative timeout",
             ));
         };
@@ -172,12 +172,12 @@ pub enum GroupCall {
 /// The wire meaning of a membership error.
 pub fn group_error(e: GroupError) -> PartitionError {
     let code = match e {
-        GroupError::UnknownMemberId => ErrorCode::UNKNOWN_MEMBER_ID,
-        GroupError::IllegalGeneration => ErrorCode::ILLEGAL_GENERATION,
-        GroupError::RebalanceInProgress => ErrorCode::REBALANCE_IN_PROGRESS,
-        GroupError::InconsistentGroupProtocol => ErrorCode::INCONSISTENT_GROUP_PROTOCOL,
-        GroupError::InvalidSessionTimeout => ErrorCode::INVALID_SESSION_TIMEOUT,
-        GroupError::GroupMaxSizeReached => ErrorCode::GROUP_MAX_SIZE_REACHED,
+        GroupError::UnknownMemberId => ErrorKind::UnknownMemberId,
+        GroupError::IllegalGeneration => ErrorKind::IllegalGeneration,
+        GroupError::RebalanceInProgress => ErrorKind::RebalanceInProgress,
+        GroupError::InconsistentGroupProtocol => ErrorKind::InconsistentGroupProtocol,
+        GroupError::InvalidSessionTimeout => ErrorKind::InvalidSessionTimeout,
+        GroupError::GroupMaxSizeReached => ErrorKind::GroupMaxSizeReached,
     };
     PartitionError::new(code, e.to_string())
 }
@@ -195,7 +195,7 @@ pub async fn find_coordinator(
 ) -> Result<CoordinatorPlace, PartitionError> {
     if group.is_empty() {
         return Err(PartitionError::new(
-            ErrorCode::INVALID_GROUP_ID,
+            ErrorKind::InvalidGroupId,
             "the group id must not be empty",
         ));
     }
@@ -203,7 +203,7 @@ pub async fn find_coordinator(
     let partition = offsets_partition(shard, group);
     let owner = shard.owner_of(OFFSETS_TOPIC, partition).map_err(|e| {
         PartitionError::new(
-            ErrorCode::COORDINATOR_NOT_AVAILABLE,
+            ErrorKind::CoordinatorNotAvailable,
             format!(
                 "the coordinator of group {group:?} is not available: {}",
                 e.message
@@ -253,7 +253,7 @@ async fn ensure_offsets_topic(shard: &Shard) -> Result<(), PartitionError> {
         Err(e) => e.message,
     };
     Err(PartitionError::new(
-        ErrorCode::COORDINATOR_NOT_AVAILABLE,
+        ErrorKind::CoordinatorNotAvailable,
         format!("cannot create {OFFSETS_TOPIC}: {why}"),
     ))
 }
@@ -269,7 +269,7 @@ async fn route<T: Send + 'static>(
         .mesh()
         .call_shard(owner, |answer| ShardRequest::Group(call(answer)))
         .await
-        .map_err(|e| PartitionError::new(ErrorCode::COORDINATOR_NOT_AVAILABLE, e.to_string()))
+        .map_err(|e| PartitionError::new(ErrorKind::CoordinatorNotAvailable, e.to_string()))
         .and_then(|answer| answer)
 }
 
@@ -336,7 +336,7 @@ pub async fn list(shard: &Shard) -> (Vec<GroupListing>, Option<PartitionError>) 
     }
     groups.sort_by(|a, b| a.group.cmp(&b.group));
     let error = (!problems.is_empty())
-        .then(|| PartitionError::new(ErrorCode::COORDINATOR_NOT_AVAILABLE, problems.join("; ")));
+        .then(|| PartitionError::new(ErrorKind::CoordinatorNotAvailable, problems.join("; ")));
     (groups, error)
 }
 

@@ -1,14 +1,14 @@
 //! Topic administration: creation, deletion and growth go to the coordinator, which
 //! alone changes metadata and answers once every data shard has adopted the change.
 
-use ringlog_schema::wire::ErrorCode;
+use crate::core::error::ErrorKind;
 
 use crate::broker::messages::{CoordinatorRequest, NewTopic, PartitionError, TopicOutcome};
 use crate::broker::shard::Shard;
 
 /// The coordinator did not answer (the broker is stopping).
 fn coordinator_unavailable(e: &ringlog_shards::ShardError) -> PartitionError {
-    PartitionError::new(ErrorCode::SHUTTING_DOWN, e.to_string())
+    PartitionError::new(ErrorKind::ShuttingDown, e.to_string())
 }
 
 /// Creates `topics` (or only checks them, when `validate_only`); one outcome per

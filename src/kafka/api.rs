@@ -11,11 +11,11 @@ use kafka_protocol::messages::{
     ResponseHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
-use ringlog_schema::wire::ErrorCode;
 
 use crate::broker::memory::Grant;
 use crate::broker::request_order::Effect;
 use crate::broker::shard::Shard;
+use crate::core::error::ErrorKind;
 use crate::kafka::{admin, fetch, groups, list_offsets, metadata, produce};
 use tracing::debug;
 
@@ -101,15 +101,51 @@ pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
         .map(|(_, lo, hi)| (*lo, *hi))
 }
 
-/// The Kafka code of a broker error. ringlog's codes are Kafka's where Kafka has
-/// one; its own (1000 and up) map to the nearest Kafka meaning.
-pub fn kafka_code(code: ErrorCode) -> i16 {
-    match code {
-        ErrorCode::MALFORMED_FRAME => codes::CORRUPT_MESSAGE,
-        ErrorCode::SHUTTING_DOWN => codes::NOT_LEADER_OR_FOLLOWER,
-        ErrorCode::UNSUPPORTED_API => codes::UNSUPPORTED_VERSION,
-        c if c.0 >= 1000 => codes::UNKNOWN_SERVER_ERROR,
-        c => c.0,
+/// The Kafka code of a broker error: Kafka's own where it has one; ringlog's own
+/// kinds map to the nearest Kafka meaning.
+pub fn kafka_code(kind: ErrorKind) -> i16 {
+    match kind {
+        ErrorKind::UnknownServerError => -1,
+        ErrorKind::OffsetOutOfRange => 1,
+        ErrorKind::CorruptMessage => 2,
+        ErrorKind::UnknownTopicOrPartition => 3,
+        ErrorKind::LeaderNotAvailable => 5,
+        ErrorKind::NotLeaderOrFollower => 6,
+        ErrorKind::RequestTimedOut => 7,
+        ErrorKind::MessageTooLarge => 10,
+        ErrorKind::OffsetMetadataTooLarge => 12,
+        ErrorKind::CoordinatorLoadInProgress => 14,
+        ErrorKind::CoordinatorNotAvailable => 15,
+        ErrorKind::NotCoordinator => 16,
+        ErrorKind::InvalidTopic => 17,
+        ErrorKind::RecordListTooLarge => 18,
+        ErrorKind::NotEnoughReplicas => 19,
+        ErrorKind::InvalidRequiredAcks => 21,
+        ErrorKind::IllegalGeneration => 22,
+        ErrorKind::InconsistentGroupProtocol => 23,
+        ErrorKind::InvalidGroupId => 24,
+        ErrorKind::UnknownMemberId => 25,
+        ErrorKind::InvalidSessionTimeout => 26,
+        ErrorKind::RebalanceInProgress => 27,
+        ErrorKind::InvalidTimestamp => 32,
+        ErrorKind::UnsupportedVersion => 35,
+        ErrorKind::TopicAlreadyExists => 36,
+        ErrorKind::InvalidPartitions => 37,
+        ErrorKind::InvalidReplicationFactor => 38,
+        ErrorKind::InvalidConfig => 40,
+        ErrorKind::InvalidRequest => 42,
+        ErrorKind::PolicyViolation => 44,
+        ErrorKind::OutOfOrderSequenceNumber => 45,
+        ErrorKind::DuplicateSequenceNumber => 46,
+        ErrorKind::InvalidProducerEpoch => 47,
+        ErrorKind::KafkaStorageError => 56,
+        ErrorKind::NonEmptyGroup => 68,
+        ErrorKind::GroupIdNotFound => 69,
+        ErrorKind::UnsupportedCompressionType => 76,
+        ErrorKind::GroupMaxSizeReached => 81,
+        ErrorKind::InvalidRecord => 87,
+        ErrorKind::UnknownTopicId => 100,
+        ErrorKind::ShuttingDown => codes::NOT_LEADER_OR_FOLLOWER,
     }
 }
 

@@ -6,6 +6,7 @@
 
 use crate::broker::messages::PartitionError;
 use crate::broker::shard::Shard;
+use crate::core::error::ErrorKind;
 use crate::core::groups::{
     self, CommitOffset, Heartbeat, Join, Leave, OffsetCommit, OffsetFetch, Sync,
 };
@@ -33,7 +34,6 @@ use kafka_protocol::messages::{
     SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use ringlog_schema::wire::ErrorCode;
 
 fn s(x: impl Into<String>) -> StrBytes {
     StrBytes::from_string(x.into())
@@ -455,7 +455,7 @@ pub async fn describe(shard: &Shard, req: DescribeGroupsRequest) -> DescribeGrou
                     .collect();
             }
             // Kafka describes an unknown group as Dead, without an error.
-            Err(e) if e.code == ErrorCode::GROUP_ID_NOT_FOUND => g.group_state = s("Dead"),
+            Err(e) if e.code == ErrorKind::GroupIdNotFound => g.group_state = s("Dead"),
             Err(e) => {
                 g.error_code = kafka_code(e.code);
                 g.group_state = s("Dead");

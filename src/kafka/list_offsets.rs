@@ -10,8 +10,8 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use crate::broker::handlers::{call_owners, refused_partitions};
 use crate::broker::messages::{PartitionError, PartitionKey, ShardRequest};
 use crate::broker::shard::Shard;
+use crate::core::error::ErrorKind;
 use crate::kafka::api::{kafka_code, TopicEntries};
-use ringlog_schema::wire::ErrorCode;
 
 pub async fn handle(shard: &Shard, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let named: Vec<(&str, i32)> = req
@@ -50,7 +50,7 @@ pub async fn handle(shard: &Shard, req: ListOffsetsRequest) -> ListOffsetsRespon
             Some(e) => Err(e),
             None => answers.next().unwrap_or_else(|| {
                 Err(PartitionError::new(
-                    ErrorCode::UNKNOWN_SERVER_ERROR,
+                    ErrorKind::UnknownServerError,
                     "not answered",
                 ))
             }),

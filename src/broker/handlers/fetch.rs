@@ -7,7 +7,7 @@ use ringlog_schema::wire::{
     BodyT, FetchPartitionResultT, FetchPartitionT, FetchRequestT, FetchResponseT,
 };
 
-use crate::broker::handlers::Response;
+use crate::broker::handlers::{wire_code, Response};
 use crate::broker::messages::{FetchData, PartitionError, PartitionKey, PartitionRead};
 use crate::broker::shard::Shard;
 use crate::core::fetch::long_poll;
@@ -68,7 +68,7 @@ fn respond(
                 });
             }
             Err(e) => {
-                result.error = e.code;
+                result.error = wire_code(e.code);
                 result.message = Some(e.message);
             }
         }

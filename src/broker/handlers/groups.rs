@@ -13,8 +13,10 @@ use ringlog_schema::wire::{
 };
 
 use crate::broker::handlers::error_body;
+use crate::broker::handlers::wire_code;
 use crate::broker::messages::PartitionError;
 use crate::broker::shard::Shard;
+use crate::core::error::ErrorKind;
 use crate::core::groups::{
     self, CommitOffset, Heartbeat, Join, Leave, OffsetCommit, OffsetFetch, Sync,
 };
@@ -45,7 +47,7 @@ pub async fn handle(shard: &Shard, body: BodyT) -> BodyT {
 fn status<T>(r: &Result<T, PartitionError>) -> (ErrorCode, Option<String>) {
     match r {
         Ok(_) => (ErrorCode::NONE, None),
-        Err(e) => (e.code, Some(e.message.clone())),
+        Err(e) => (wire_code(e.code), Some(e.message.clone())),
     }
 }
 
@@ -75,7 +77,7 @@ async fn find_coordinator(shard: &Shard, group: &str) -> BodyT {
             shard: place.shard.0,
         },
         Err(e) => FindCoordinatorResponseT {
-            error: e.code,
+            error: wire_code(e.code),
             message: Some(e.message),
             broker_id: -1,
             ..Default::default()
@@ -128,7 +130,7 @@ async fn join(shard: &Shard, req: JoinGroupRequestT) -> BodyT {
             ),
         },
         Err(e) => JoinGroupResponseT {
-            error: e.code,
+            error: wire_code(e.code),
             message: Some(e.message),
             generation: -1,
             ..Default::default()
@@ -231,7 +233,7 @@ async fn commit(shard: &Shard, req: OffsetCommitRequestT) -> BodyT {
             .map(|o| {
                 let (error, message) = match o.error {
                     None => (ErrorCode::NONE, None),
-                    Some(e) => (e.code, Some(e.message)),
+                    Some(e) => (wire_code(e.code), Some(e.message)),
                 };
                 OffsetCommitPartitionResultT {
                     topic: o.topic,
@@ -281,7 +283,7 @@ async fn list(shard: &Shard) -> BodyT {
     let (listed, problem) = groups::list(shard).await;
     let (error, message) = match problem {
         None => (ErrorCode::NONE, None),
-        Some(e) => (e.code, Some(e.message)),
+        Some(e) => (wire_code(e.code), Some(e.message)),
     };
     let groups = listed
         .into_iter()
@@ -326,16 +328,16 @@ async fn describe(shard: &Shard, ids: Vec<String>) -> BodyT {
                 ),
             },
             // An unknown group is described as Dead, as Kafka does.
-            Err(e) if e.code == ErrorCode::GROUP_ID_NOT_FOUND => GroupDescriptionT {
+            Err(e) if e.code == ErrorKind::GroupIdNotFound => GroupDescriptionT {
                 group,
-                error: e.code,
+                error: wire_code(e.code),
                 message: Some(e.message),
                 state: Some("Dead".into()),
                 ..Default::default()
             },
             Err(e) => GroupDescriptionT {
                 group,
-                error: e.code,
+                error: wire_code(e.code),
                 message: Some(e.message),
                 ..Default::default()
             },

@@ -6,9 +6,11 @@ use ringlog_schema::wire::{
     BodyT, ErrorCode, ListOffsetsPartitionResultT, ListOffsetsRequestT, ListOffsetsResponseT,
 };
 
+use crate::broker::handlers::wire_code;
 use crate::broker::handlers::{call_owners, refused_partitions};
 use crate::broker::messages::{PartitionError, PartitionKey, ShardRequest};
 use crate::broker::shard::Shard;
+use crate::core::error::ErrorKind;
 
 pub async fn handle(shard: &Shard, req: ListOffsetsRequestT) -> BodyT {
     let parts = req.partitions.unwrap_or_default();
@@ -39,7 +41,7 @@ pub async fn handle(shard: &Shard, req: ListOffsetsRequestT) -> BodyT {
                 Some(e) => Err(e),
                 None => answers.next().unwrap_or_else(|| {
                     Err(PartitionError::new(
-                        ErrorCode::UNKNOWN_SERVER_ERROR,
+                        ErrorKind::UnknownServerError,
                         "not answered",
                     ))
                 }),
@@ -56,7 +58,7 @@ pub async fn handle(shard: &Shard, req: ListOffsetsRequestT) -> BodyT {
                 Err(e) => ListOffsetsPartitionResultT {
                     topic: p.topic,
                     partition: p.partition,
-                    error: e.code,
+                    error: wire_code(e.code),
                     message: Some(e.message),
                     offset: -1,
                     timestamp: -1,

@@ -13,11 +13,12 @@ use bytes::Bytes;
 use ringlog_schema::frame;
 use ringlog_schema::wire::{BodyT, EnvelopeT, ErrorCode, ErrorResponseT, HelloResponseT};
 
-use crate::broker::errors::unreachable_owner;
 use crate::broker::memory::Grant;
 use crate::broker::messages::{Answer, PartitionError, PartitionKey, ShardRequest};
 use crate::broker::shard::Shard;
 use crate::config::REQUEST_PARTITIONS_MAX;
+use crate::core::error::unreachable_owner;
+use crate::core::error::ErrorKind;
 pub use crate::sync::join::join_all;
 
 /// Native protocol version this broker speaks.
@@ -115,6 +116,53 @@ pub async fn dispatch(shard: &Shard, body: BodyT, payload: Bytes) -> Option<Resp
     Some(Response::new(body))
 }
 
+/// The native protocol's code for a core error kind.
+pub fn wire_code(kind: ErrorKind) -> ErrorCode {
+    match kind {
+        ErrorKind::UnknownServerError => ErrorCode::UNKNOWN_SERVER_ERROR,
+        ErrorKind::OffsetOutOfRange => ErrorCode::OFFSET_OUT_OF_RANGE,
+        ErrorKind::CorruptMessage => ErrorCode::CORRUPT_MESSAGE,
+        ErrorKind::UnknownTopicOrPartition => ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+        ErrorKind::LeaderNotAvailable => ErrorCode::LEADER_NOT_AVAILABLE,
+        ErrorKind::NotLeaderOrFollower => ErrorCode::NOT_LEADER_OR_FOLLOWER,
+        ErrorKind::RequestTimedOut => ErrorCode::REQUEST_TIMED_OUT,
+        ErrorKind::MessageTooLarge => ErrorCode::MESSAGE_TOO_LARGE,
+        ErrorKind::OffsetMetadataTooLarge => ErrorCode::OFFSET_METADATA_TOO_LARGE,
+        ErrorKind::CoordinatorLoadInProgress => ErrorCode::COORDINATOR_LOAD_IN_PROGRESS,
+        ErrorKind::CoordinatorNotAvailable => ErrorCode::COORDINATOR_NOT_AVAILABLE,
+        ErrorKind::NotCoordinator => ErrorCode::NOT_COORDINATOR,
+        ErrorKind::InvalidTopic => ErrorCode::INVALID_TOPIC,
+        ErrorKind::RecordListTooLarge => ErrorCode::RECORD_LIST_TOO_LARGE,
+        ErrorKind::NotEnoughReplicas => ErrorCode::NOT_ENOUGH_REPLICAS,
+        ErrorKind::InvalidRequiredAcks => ErrorCode::INVALID_REQUIRED_ACKS,
+        ErrorKind::IllegalGeneration => ErrorCode::ILLEGAL_GENERATION,
+        ErrorKind::InconsistentGroupProtocol => ErrorCode::INCONSISTENT_GROUP_PROTOCOL,
+        ErrorKind::InvalidGroupId => ErrorCode::INVALID_GROUP_ID,
+        ErrorKind::UnknownMemberId => ErrorCode::UNKNOWN_MEMBER_ID,
+        ErrorKind::InvalidSessionTimeout => ErrorCode::INVALID_SESSION_TIMEOUT,
+        ErrorKind::RebalanceInProgress => ErrorCode::REBALANCE_IN_PROGRESS,
+        ErrorKind::InvalidTimestamp => ErrorCode::INVALID_TIMESTAMP,
+        ErrorKind::UnsupportedVersion => ErrorCode::UNSUPPORTED_VERSION,
+        ErrorKind::TopicAlreadyExists => ErrorCode::TOPIC_ALREADY_EXISTS,
+        ErrorKind::InvalidPartitions => ErrorCode::INVALID_PARTITIONS,
+        ErrorKind::InvalidReplicationFactor => ErrorCode::INVALID_REPLICATION_FACTOR,
+        ErrorKind::InvalidConfig => ErrorCode::INVALID_CONFIG,
+        ErrorKind::InvalidRequest => ErrorCode::INVALID_REQUEST,
+        ErrorKind::PolicyViolation => ErrorCode::POLICY_VIOLATION,
+        ErrorKind::OutOfOrderSequenceNumber => ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER,
+        ErrorKind::DuplicateSequenceNumber => ErrorCode::DUPLICATE_SEQUENCE_NUMBER,
+        ErrorKind::InvalidProducerEpoch => ErrorCode::INVALID_PRODUCER_EPOCH,
+        ErrorKind::KafkaStorageError => ErrorCode::KAFKA_STORAGE_ERROR,
+        ErrorKind::NonEmptyGroup => ErrorCode::NON_EMPTY_GROUP,
+        ErrorKind::GroupIdNotFound => ErrorCode::GROUP_ID_NOT_FOUND,
+        ErrorKind::UnsupportedCompressionType => ErrorCode::UNSUPPORTED_COMPRESSION_TYPE,
+        ErrorKind::GroupMaxSizeReached => ErrorCode::GROUP_MAX_SIZE_REACHED,
+        ErrorKind::InvalidRecord => ErrorCode::INVALID_RECORD,
+        ErrorKind::UnknownTopicId => ErrorCode::UNKNOWN_TOPIC_ID,
+        ErrorKind::ShuttingDown => ErrorCode::SHUTTING_DOWN,
+    }
+}
+
 /// An `ErrorResponse` body.
 pub fn error_body(code: ErrorCode, message: &str) -> BodyT {
     BodyT::ErrorResponse(Box::new(ErrorResponseT {
@@ -159,7 +207,7 @@ pub fn refused_partitions<'a>(
     let n = named.len();
     if n > REQUEST_PARTITIONS_MAX {
         let e = PartitionError::new(
-            ErrorCode::INVALID_REQUEST,
+            ErrorKind::InvalidRequest,
             format!("{n} partitions in one {api} request; at most {REQUEST_PARTITIONS_MAX}"),
         );
         return vec![Some(e); n];
@@ -169,7 +217,7 @@ pub fn refused_partitions<'a>(
         .map(|(topic, partition)| {
             (!seen.insert((topic, partition))).then(|| {
                 PartitionError::new(
-                    ErrorCode::INVALID_REQUEST,
+                    ErrorKind::InvalidRequest,
                     format!("{topic}-{partition} is named twice in one {api} request"),
                 )
             })

@@ -8,9 +8,11 @@ use ringlog_schema::wire::{
     BodyT, ErrorCode, ProducePartitionResultT, ProduceRequestT, ProduceResponseT,
 };
 
+use crate::broker::handlers::wire_code;
 use crate::broker::handlers::{error_body, join_all, refused_partitions, Response};
 use crate::broker::messages::{PartitionError, PartitionKey};
 use crate::broker::shard::Shard;
+use crate::core::error::ErrorKind;
 use crate::core::produce::{outcome, queue, Queued};
 
 /// A produce whose batches are queued on their owners.
@@ -47,7 +49,7 @@ pub fn route(req: ProduceRequestT, payload: &Bytes) -> Result<(i8, Routed), Body
             let records = match refused {
                 Some(e) => Err(e),
                 None => frame::payload_slice(payload, p.records.as_ref(), "records")
-                    .map_err(|e| PartitionError::new(ErrorCode::CORRUPT_MESSAGE, e.to_string())),
+                    .map_err(|e| PartitionError::new(ErrorKind::CorruptMessage, e.to_string())),
             };
             let key = PartitionKey {
                 topic: p.topic,
@@ -116,7 +118,7 @@ impl PendingProduce {
                 Err(e) => ProducePartitionResultT {
                     topic: key.topic,
                     partition: key.partition,
-                    error: e.code,
+                    error: wire_code(e.code),
                     message: Some(e.message),
                     base_offset: -1,
                     log_start: -1,

@@ -8,6 +8,7 @@ use ringlog_schema::wire::{
     PartitionDescriptionT, TopicDescriptionT, TopicResultT,
 };
 
+use crate::broker::handlers::wire_code;
 use crate::broker::handlers::{call_owners, error_body};
 use crate::broker::messages::{NewTopic, PartitionKey, ShardRequest, TopicOutcome};
 use crate::broker::shard::Shard;
@@ -35,7 +36,7 @@ pub async fn create(shard: &Shard, req: CreateTopicsRequestT) -> BodyT {
         Ok(outcomes) => BodyT::CreateTopicsResponse(Box::new(CreateTopicsResponseT {
             results: Some(topic_results(outcomes)),
         })),
-        Err(e) => error_body(e.code, &e.message),
+        Err(e) => error_body(wire_code(e.code), &e.message),
     }
 }
 
@@ -44,7 +45,7 @@ pub async fn delete(shard: &Shard, req: DeleteTopicsRequestT) -> BodyT {
         Ok(outcomes) => BodyT::DeleteTopicsResponse(Box::new(DeleteTopicsResponseT {
             results: Some(topic_results(outcomes)),
         })),
-        Err(e) => error_body(e.code, &e.message),
+        Err(e) => error_body(wire_code(e.code), &e.message),
     }
 }
 
@@ -59,7 +60,7 @@ fn topic_results(outcomes: Vec<TopicOutcome>) -> Vec<TopicResultT> {
             },
             Some(e) => TopicResultT {
                 name: o.name,
-                error: e.code,
+                error: wire_code(e.code),
                 message: Some(e.message),
             },
         })
@@ -115,7 +116,7 @@ pub async fn describe(shard: &Shard, req: DescribeTopicsRequestT) -> BodyT {
                         d.log_end = o.log_end;
                         d.high_watermark = o.high_watermark;
                     }
-                    Err(e) => d.error = e.code,
+                    Err(e) => d.error = wire_code(e.code),
                 }
                 d
             })
