@@ -248,7 +248,7 @@ impl Default for BrokerConfig {
             max_connections_per_ip: MAX_CONNECTIONS_DEFAULT,
             retention_check_interval: Duration::from_millis(300_000),
             producer_id_expiration_ms:
-                crate::broker::producer_state::PRODUCER_ID_EXPIRATION_MS_DEFAULT,
+                crate::core::producer_state::PRODUCER_ID_EXPIRATION_MS_DEFAULT,
             producer_id_expiration_check_interval: Duration::from_millis(600_000),
             io_memory_bytes: 10 << 20,
             shard_open_files_max: ringlog_storage::shared::OPEN_FILES_MAX_DEFAULT,

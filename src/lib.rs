@@ -1,11 +1,13 @@
 //! ringlog: the broker, its native client library and the `ringlog` command line.
 //!
-//! - [`broker`]: the daemon (`ringlog serve`): data shards serving the native
-//!   protocol, the coordination executor owning cluster metadata.
+//! - [`broker`]: the daemon (`ringlog serve`): start-up, executors, accept loops,
+//!   signals, the admin HTTP listener.
+//! - [`native`] and [`kafka`]: the two protocol adapters, siblings over the core.
+//! - [`core`]: the protocol-neutral broker core: services, typed mesh messages,
+//!   shards, partitions, the metadata and group coordinators.
 //! - [`client`]: the async native client (on glommio): metadata cache, batching
 //!   producer, fetch-ahead consumer.
 //! - [`groups`]: consumer-group membership and assignment (pure state machines).
-//! - [`kafka`]: the Apache Kafka wire-protocol listener.
 //! - [`tune`]: host checks for `ringlog tune --check`.
 //! - [`iotune`]: device measurements (`ringlog iotune`) and `io-properties.toml`.
 //! - [`metrics`]: shard-local counters, their snapshots and the Prometheus text.
@@ -24,6 +26,7 @@ pub mod iotune;
 pub mod kafka;
 pub mod metadata;
 pub mod metrics;
+pub mod native;
 pub mod sync;
 pub mod time;
 pub mod tune;

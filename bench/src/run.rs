@@ -129,7 +129,6 @@ pub fn run(config: &RunConfig, show_progress: bool) -> anyhow::Result<Outcome> {
         Protocol::Native => prepare_topic(config)?,
         Protocol::Kafka => kafka::prepare_topic(config)?,
     };
-    let epoch = Instant::now();
     let started_unix_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -143,38 +142,109 @@ pub fn run(config: &RunConfig, show_progress: bool) -> anyhow::Result<Outcome> {
     } else {
         config.consumers * config.consumer_groups
     };
-    let shared = Arc::new(Shared {
-        config: config.clone(),
-        partitions,
-        run_tag: (started_unix_s as u32 ^ std::process::id()) & 0xffff,
-        epoch,
-        start: OnceLock::new(),
-        sent: AtomicU64::new(0),
-        acked: AtomicU64::new(0),
-        measured: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
-        first_error: OnceLock::new(),
-        consumed: (0..config.consumer_groups)
-            .map(|_| AtomicU64::new(0))
-            .collect(),
-        consumed_measured: AtomicU64::new(0),
-        last_consumed_us: AtomicU64::new(0),
-        expected: AtomicU64::new(match config.mode {
-            Mode::Consume => config.messages.unwrap_or(u64::MAX),
-            _ => u64::MAX,
-        }),
-        producers_done: AtomicUsize::new(0),
-        producers_end_us: AtomicU64::new(0),
-        consumers_done: AtomicUsize::new(0),
-        p99_so_far_us: AtomicU64::new(0),
-        abort: AtomicBool::new(false),
-    });
+    let shared = Arc::new(Shared::new(config, partitions, started_unix_s));
     let barrier = Arc::new(Barrier::new(producers + consumers + 1));
+    let (producer_handles, consumer_handles) =
+        spawn_workers(config, &shared, &barrier, producers, consumers)?;
+    barrier.wait();
+    let timeline = watch(config, &shared, producers, consumers, show_progress);
+
+    let mut produce_hist = new_histogram();
+    for h in producer_handles {
+        let r = h.join("producer")?;
+        produce_hist.add(&r.hist).context("merge histograms")?;
+    }
+    let mut e2e_hist = new_histogram();
+    let mut groups: Vec<Vec<Verifier>> = (0..config.consumer_groups).map(|_| Vec::new()).collect();
+    for h in consumer_handles {
+        let r = h.join("consumer")?;
+        e2e_hist.add(&r.hist).context("merge histograms")?;
+        groups[r.group].push(r.verifier);
+    }
+    let verification = verify(config, &shared, &groups);
+    let (records, window) = measured(config, &shared);
+    let elapsed_s = window.as_secs_f64().max(1e-9);
+    let records_per_s = records as f64 / elapsed_s;
+    let summary = Summary {
+        config: RunConfig {
+            partitions,
+            ..config.clone()
+        },
+        host: Host::this(),
+        started_unix_s,
+        elapsed_s,
+        throughput: Throughput {
+            records_per_s,
+            mb_per_s: records_per_s * config.message_size as f64 / 1e6,
+        },
+        latency_us: Latency {
+            produce: Percentiles::of(&produce_hist),
+            e2e: Percentiles::of(&e2e_hist),
+        },
+        records: Records {
+            sent: shared.sent.load(Relaxed),
+            acked: shared.acked.load(Relaxed),
+            consumed: groups.iter().flatten().map(Verifier::consumed).sum(),
+            errors: shared.errors.load(Relaxed),
+        },
+        timeline,
+        verification,
+    };
+    Ok(Outcome {
+        produce: (!produce_hist.is_empty()).then_some(produce_hist),
+        e2e: (!e2e_hist.is_empty()).then_some(e2e_hist),
+        summary,
+    })
+}
+
+impl Shared {
+    /// The counters of a run that starts now.
+    fn new(config: &RunConfig, partitions: i32, started_unix_s: u64) -> Self {
+        Self {
+            config: config.clone(),
+            partitions,
+            run_tag: (started_unix_s as u32 ^ std::process::id()) & 0xffff,
+            epoch: Instant::now(),
+            start: OnceLock::new(),
+            sent: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            measured: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            first_error: OnceLock::new(),
+            consumed: (0..config.consumer_groups)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            consumed_measured: AtomicU64::new(0),
+            last_consumed_us: AtomicU64::new(0),
+            expected: AtomicU64::new(match config.mode {
+                Mode::Consume => config.messages.unwrap_or(u64::MAX),
+                _ => u64::MAX,
+            }),
+            producers_done: AtomicUsize::new(0),
+            producers_end_us: AtomicU64::new(0),
+            consumers_done: AtomicUsize::new(0),
+            p99_so_far_us: AtomicU64::new(0),
+            abort: AtomicBool::new(false),
+        }
+    }
+}
+
+/// A run's producers and consumers, started.
+type Workers = (Vec<Worker<ProducerResult>>, Vec<Worker<ConsumerResult>>);
+
+/// Starts every consumer, then every producer, each on its own executor (native)
+/// or thread (Kafka), pinned as the config says; each waits at `barrier`.
+fn spawn_workers(
+    config: &RunConfig,
+    shared: &Arc<Shared>,
+    barrier: &Arc<Barrier>,
+    producers: usize,
+    consumers: usize,
+) -> anyhow::Result<Workers> {
     let placement = |i: usize| match &config.cores {
         Some(cores) => Placement::Fixed(cores[i % cores.len()]),
         None => Placement::Unbound,
     };
-
     let core = |i: usize| config.cores.as_ref().map(|c| c[i % c.len()]);
     let mut consumer_handles = Vec::new();
     for i in 0..consumers {
@@ -215,8 +285,18 @@ pub fn run(config: &RunConfig, show_progress: bool) -> anyhow::Result<Outcome> {
         };
         producer_handles.push(handle);
     }
+    Ok((producer_handles, consumer_handles))
+}
 
-    barrier.wait();
+/// Samples the rate once a second and shows progress until every consumer is
+/// done; once the producers are, tells the consumers how many records to expect.
+fn watch(
+    config: &RunConfig,
+    shared: &Shared,
+    producers: usize,
+    consumers: usize,
+    show_progress: bool,
+) -> Vec<Sample> {
     let start = shared.start();
     let mut progress = Progress::new(show_progress, config);
     let mut timeline = Vec::new();
@@ -254,19 +334,11 @@ pub fn run(config: &RunConfig, show_progress: bool) -> anyhow::Result<Outcome> {
         }
     }
     progress.finish();
+    timeline
+}
 
-    let mut produce_hist = new_histogram();
-    for h in producer_handles {
-        let r = h.join("producer")?;
-        produce_hist.add(&r.hist).context("merge histograms")?;
-    }
-    let mut e2e_hist = new_histogram();
-    let mut groups: Vec<Vec<Verifier>> = (0..config.consumer_groups).map(|_| Vec::new()).collect();
-    for h in consumer_handles {
-        let r = h.join("consumer")?;
-        e2e_hist.add(&r.hist).context("merge histograms")?;
-        groups[r.group].push(r.verifier);
-    }
+/// What the consumers' verifiers found, group by group, and the client errors.
+fn verify(config: &RunConfig, shared: &Shared, groups: &[Vec<Verifier>]) -> Vec<String> {
     let mut verification = Vec::new();
     if config.mode != Mode::Produce {
         let expected = shared.expected.load(Relaxed);
@@ -286,56 +358,24 @@ pub fn run(config: &RunConfig, show_progress: bool) -> anyhow::Result<Outcome> {
             shared.errors.load(Relaxed)
         ));
     }
+    verification
+}
 
+/// The records counted after the warm-up and the window they took.
+fn measured(config: &RunConfig, shared: &Shared) -> (u64, Duration) {
     let measure_from = shared.measure_from();
-    let (records, window) = match config.mode {
-        Mode::Consume => {
-            let end = shared.epoch + Duration::from_micros(shared.last_consumed_us.load(Relaxed));
-            (
-                shared.consumed_measured.load(Relaxed),
-                end.saturating_duration_since(measure_from),
-            )
-        }
-        _ => {
-            let end = shared.epoch + Duration::from_micros(shared.producers_end_us.load(Relaxed));
-            (
-                shared.measured.load(Relaxed),
-                end.saturating_duration_since(measure_from),
-            )
-        }
+    let (records, end_us) = match config.mode {
+        Mode::Consume => (
+            shared.consumed_measured.load(Relaxed),
+            shared.last_consumed_us.load(Relaxed),
+        ),
+        _ => (
+            shared.measured.load(Relaxed),
+            shared.producers_end_us.load(Relaxed),
+        ),
     };
-    let elapsed_s = window.as_secs_f64().max(1e-9);
-    let records_per_s = records as f64 / elapsed_s;
-    let summary = Summary {
-        config: RunConfig {
-            partitions,
-            ..config.clone()
-        },
-        host: Host::this(),
-        started_unix_s,
-        elapsed_s,
-        throughput: Throughput {
-            records_per_s,
-            mb_per_s: records_per_s * config.message_size as f64 / 1e6,
-        },
-        latency_us: Latency {
-            produce: Percentiles::of(&produce_hist),
-            e2e: Percentiles::of(&e2e_hist),
-        },
-        records: Records {
-            sent: shared.sent.load(Relaxed),
-            acked: shared.acked.load(Relaxed),
-            consumed: groups.iter().flatten().map(Verifier::consumed).sum(),
-            errors: shared.errors.load(Relaxed),
-        },
-        timeline,
-        verification,
-    };
-    Ok(Outcome {
-        produce: (!produce_hist.is_empty()).then_some(produce_hist),
-        e2e: (!e2e_hist.is_empty()).then_some(e2e_hist),
-        summary,
-    })
+    let end = shared.epoch + Duration::from_micros(end_us);
+    (records, end.saturating_duration_since(measure_from))
 }
 
 /// A producer or consumer: a glommio executor (native) or a thread with a tokio

@@ -7,21 +7,8 @@
 //! a bound, close every log with its clean-shutdown marker, exit 0).
 
 pub mod admin;
-pub mod connection;
-pub mod connection_limits;
-pub mod coordinator;
-pub mod group_coordinator;
-pub mod handlers;
-pub mod memory;
-pub mod messages;
-pub mod partition;
-pub mod partition_dir;
-pub mod producer_snapshot;
-pub mod producer_state;
-pub mod request_order;
-pub mod shard;
 
-use crate::broker::connection_limits::{Admission, ConnectionLimits};
+use crate::core::connection_limits::{Admission, ConnectionLimits};
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -40,10 +27,10 @@ use ringlog_shards::{
 };
 use tracing::{debug, error, info, warn};
 
-use crate::broker::coordinator::Coordinator;
-use crate::broker::messages::{CoordinatorRequest, ShardRequest};
-use crate::broker::shard::Shard;
 use crate::config::{BrokerConfig, ConfigError, ReloadPlan, SHUTDOWN_DRAIN_MS_MAX};
+use crate::core::coordinator::Coordinator;
+use crate::core::messages::{CoordinatorRequest, ShardRequest};
+use crate::core::shard::Shard;
 
 /// File in the data directory where the bound listener addresses are written.
 pub const LISTENERS_FILE: &str = "listeners.json";
@@ -104,53 +91,14 @@ pub fn serve(config: BrokerConfig) -> Result<(), BrokerError> {
 /// the reloadable part of the configuration `reloader` reads. Returns an error if
 /// the broker could not start or a shard failed.
 pub fn serve_with(config: BrokerConfig, reloader: Option<Reloader>) -> Result<(), BrokerError> {
-    config.validate()?;
+    let (config, _lock) = open_data_dir(config)?;
     let data_dir = config.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).map_err(|source| BrokerError::Io {
-        op: "create data directory",
-        path: data_dir.clone(),
-        source,
-    })?;
-    // Absolute, so every path derived from it is independent of the working
-    // directory (glommio's directory opens need it too).
-    let data_dir = std::fs::canonicalize(&data_dir).map_err(|source| BrokerError::Io {
-        op: "resolve data directory",
-        path: data_dir.clone(),
-        source,
-    })?;
-    let mut config = BrokerConfig {
-        data_dir: data_dir.clone(),
-        ..config
-    };
-    let _lock = lock_data_dir(&data_dir)?;
-    crate::iotune::apply(&mut config)?;
-    config.validate()?;
     let listeners_path = data_dir.join(LISTENERS_FILE);
     let _ = std::fs::remove_file(&listeners_path);
-
-    // Reserve the port (an ephemeral one if asked) with a bound, non-listening
-    // SO_REUSEPORT socket so every shard can bind the same port.
-    let reservation = reserve_port(config.native_addr)?;
-    let native_addr = reservation
-        .local_addr()
-        .map_err(|source| BrokerError::Bind {
-            addr: config.native_addr,
-            source,
-        })?;
-    let native_addr = native_addr
-        .as_socket()
-        .ok_or(BrokerError::Failed("listener address is not IP".into()))?;
+    let reserved = Reserved::bind(&config)?;
+    let (native_addr, kafka_addr) = (reserved.native_addr, reserved.kafka_addr);
     let advertised = config.advertised_native_addr.unwrap_or(native_addr);
-    // The Kafka listener's port, reserved the same way.
-    let kafka_reservation = config.kafka_addr.map(reserve_port).transpose()?;
-    let kafka_addr = match &kafka_reservation {
-        Some(r) => Some(r.local_addr().ok().and_then(|a| a.as_socket()).ok_or(
-            BrokerError::Failed("kafka listener address is not IP".into()),
-        )?),
-        None => None,
-    };
-    let admin_listener = config.admin_addr.map(admin::bind).transpose()?;
-    let admin_addr = admin_listener.as_ref().map(|(_, addr)| *addr);
+    let admin_addr = reserved.admin.as_ref().map(|(_, addr)| *addr);
     let shards = config.shard_count();
     let config = Arc::new(BrokerConfig {
         shards,
@@ -161,25 +109,101 @@ pub fn serve_with(config: BrokerConfig, reloader: Option<Reloader>) -> Result<()
 
     let (events_tx, events_rx) = flume::unbounded::<Event>();
     let (stop_tx, stop_rx) = flume::bounded::<()>(1);
-    let pool_config = PoolConfig {
-        shards,
-        cores: config.cores.clone(),
-        io_memory_bytes: config.io_memory_bytes,
-        name: "ringlog".into(),
-        ..PoolConfig::default()
-    };
     let listeners = admin::Listeners {
         native: native_addr,
         kafka: kafka_addr,
         admin: admin_addr,
     };
+    let (pool, admin_state) = start_pool(&config, listeners, advertised, events_tx, stop_rx)?;
+    install_signal_handlers(
+        stop_tx.clone(),
+        admin_state.clone(),
+        reloader,
+        (*config).clone(),
+    );
+    let admin = match reserved.admin {
+        Some((l, _)) => match admin::AdminServer::start(l, admin_state.clone()) {
+            Ok(server) => Some(server),
+            Err(e) => {
+                let _ = stop_tx.try_send(());
+                let _ = pool.join();
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    info!(native = %native_addr, kafka = ?kafka_addr, admin = ?admin_addr, shards, data_dir = %data_dir.display(), broker_id = config.broker_id, "broker starting");
+
+    let failure = match events_rx.recv() {
+        Ok(Event::Ready) => {
+            let listeners = listeners_json(&config, native_addr, admin_addr);
+            match crate::metadata::store::write_atomically(&listeners_path, listeners.as_bytes()) {
+                Ok(()) => {
+                    admin_state.ready.store(true, Ordering::Release);
+                    info!(native = %native_addr, listeners = %listeners_path.display(), "broker ready");
+                    None
+                }
+                Err(e) => Some(e.to_string()),
+            }
+        }
+        Ok(Event::Failed(reason)) => Some(reason),
+        Err(_) => Some("executors stopped before the broker was ready".into()),
+    };
+    if failure.is_some() {
+        let _ = stop_tx.try_send(());
+    }
+    // Later failures (a shard that could not bind) also stop the broker.
+    let watcher_stop = stop_tx.clone();
+    let watcher = std::thread::spawn(move || {
+        let mut later = None;
+        while let Ok(ev) = events_rx.recv() {
+            if let Event::Failed(reason) = ev {
+                later.get_or_insert(reason);
+                let _ = watcher_stop.try_send(());
+            }
+        }
+        later
+    });
+    let joined = pool.join();
+    admin_state.stopping.store(true, Ordering::Release);
+    if let Some(admin) = admin {
+        admin.stop();
+    }
+    drop(stop_tx);
+    let later = watcher.join().ok().flatten();
+    let _ = std::fs::remove_file(&listeners_path);
+    drop(reserved.ports);
+    joined?;
+    if let Some(reason) = failure.or(later) {
+        return Err(BrokerError::Failed(reason));
+    }
+    info!("broker stopped cleanly");
+    Ok(())
+}
+
+/// Starts the executors: one data shard per core serving both listeners, and the
+/// coordinator; returns them with the admin listener's view of them.
+fn start_pool(
+    config: &Arc<BrokerConfig>,
+    listeners: admin::Listeners,
+    advertised: SocketAddr,
+    events_tx: flume::Sender<Event>,
+    stop_rx: flume::Receiver<()>,
+) -> Result<(ShardPool<()>, Arc<admin::AdminState>), BrokerError> {
+    let (native_addr, kafka_addr) = (listeners.native, listeners.kafka);
+    let pool_config = PoolConfig {
+        shards: config.shards,
+        cores: config.cores.clone(),
+        io_memory_bytes: config.io_memory_bytes,
+        name: "ringlog".into(),
+        ..PoolConfig::default()
+    };
     let (admin_state, queries) = admin::AdminState::new(
         config.broker_id,
-        data_dir.clone(),
+        config.data_dir.clone(),
         pool_config.shard_cores()?,
         listeners,
     );
-    let admin_state = Arc::new(admin_state);
     let queries = Arc::new(queries);
     let data_config = config.clone();
     let data_events = events_tx.clone();
@@ -202,83 +226,102 @@ pub fn serve_with(config: BrokerConfig, reloader: Option<Reloader>) -> Result<()
             run_coordinator(ctx, coord_config, advertised, events_tx, stop_rx)
         },
     )?;
-    install_signal_handlers(
-        stop_tx.clone(),
-        admin_state.clone(),
-        reloader,
-        (*config).clone(),
-    );
-    let admin = match admin_listener {
-        Some((l, _)) => match admin::AdminServer::start(l, admin_state.clone()) {
-            Ok(server) => Some(server),
-            Err(e) => {
-                let _ = stop_tx.try_send(());
-                let _ = pool.join();
-                return Err(e);
-            }
-        },
-        None => None,
-    };
-    info!(native = %native_addr, kafka = ?kafka_addr, admin = ?admin_addr, shards, data_dir = %data_dir.display(), broker_id = config.broker_id, "broker starting");
+    Ok((pool, Arc::new(admin_state)))
+}
 
-    let mut failure = None;
-    match events_rx.recv() {
-        Ok(Event::Ready) => {
-            let json = format!(
-                "{}\n",
-                serde_json::json!({
-                    "native": native_addr.to_string(),
-                    "kafka": kafka_addr.map(|a| a.to_string()),
-                    "admin": admin_addr.map(|a| a.to_string()),
-                    "broker_id": config.broker_id,
-                    "shards": shards,
-                    "pid": std::process::id(),
-                })
-            );
-            if let Err(e) =
-                crate::metadata::store::write_atomically(&listeners_path, json.as_bytes())
-            {
-                failure = Some(e.to_string());
-                let _ = stop_tx.try_send(());
-            } else {
-                admin_state.ready.store(true, Ordering::Release);
-                info!(native = %native_addr, listeners = %listeners_path.display(), "broker ready");
+/// Creates, resolves and locks the data directory, and applies its
+/// `io-properties.toml`; the lock holds while the returned file lives.
+fn open_data_dir(config: BrokerConfig) -> Result<(BrokerConfig, File), BrokerError> {
+    config.validate()?;
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| BrokerError::Io {
+        op: "create data directory",
+        path: data_dir.clone(),
+        source,
+    })?;
+    // Absolute, so every path derived from it is independent of the working
+    // directory (glommio's directory opens need it too).
+    let data_dir = std::fs::canonicalize(&data_dir).map_err(|source| BrokerError::Io {
+        op: "resolve data directory",
+        path: data_dir.clone(),
+        source,
+    })?;
+    let mut config = BrokerConfig {
+        data_dir: data_dir.clone(),
+        ..config
+    };
+    let lock = lock_data_dir(&data_dir)?;
+    crate::iotune::apply(&mut config)?;
+    config.validate()?;
+    Ok((config, lock))
+}
+
+/// The listeners' addresses, held before any shard binds them.
+struct Reserved {
+    /// Bound, non-listening SO_REUSEPORT sockets (native, then Kafka if any): every
+    /// shard binds the same, possibly ephemeral, port while they are held.
+    ports: Vec<socket2::Socket>,
+    native_addr: SocketAddr,
+    kafka_addr: Option<SocketAddr>,
+    /// The admin HTTP listener, bound.
+    admin: Option<(std::net::TcpListener, SocketAddr)>,
+}
+
+impl Reserved {
+    fn bind(config: &BrokerConfig) -> Result<Self, BrokerError> {
+        let native = reserve_port(config.native_addr)?;
+        let native_addr = bound_addr(&native, config.native_addr)?;
+        let mut ports = vec![native];
+        let kafka_addr = match config.kafka_addr {
+            Some(addr) => {
+                let kafka = reserve_port(addr)?;
+                let bound = bound_addr(&kafka, addr)?;
+                ports.push(kafka);
+                Some(bound)
             }
-        }
-        Ok(Event::Failed(reason)) => {
-            failure = Some(reason);
-            let _ = stop_tx.try_send(());
-        }
-        Err(_) => failure = Some("executors stopped before the broker was ready".into()),
+            None => None,
+        };
+        let admin = config.admin_addr.map(admin::bind).transpose()?;
+        Ok(Self {
+            ports,
+            native_addr,
+            kafka_addr,
+            admin,
+        })
     }
-    // Later failures (a shard that could not bind) also stop the broker.
-    let watcher_stop = stop_tx.clone();
-    let watcher = std::thread::spawn(move || {
-        let mut later = None;
-        while let Ok(ev) = events_rx.recv() {
-            if let Event::Failed(reason) = ev {
-                later.get_or_insert(reason);
-                let _ = watcher_stop.try_send(());
-            }
-        }
-        later
-    });
-    let joined = pool.join();
-    admin_state.stopping.store(true, Ordering::Release);
-    if let Some(admin) = admin {
-        admin.stop();
-    }
-    drop(stop_tx);
-    let later = watcher.join().ok().flatten();
-    let _ = std::fs::remove_file(&listeners_path);
-    drop(reservation);
-    drop(kafka_reservation);
-    joined?;
-    if let Some(reason) = failure.or(later) {
-        return Err(BrokerError::Failed(reason));
-    }
-    info!("broker stopped cleanly");
-    Ok(())
+}
+
+/// The address a reserved socket was bound to (its port, when 0 was asked).
+fn bound_addr(socket: &socket2::Socket, asked: SocketAddr) -> Result<SocketAddr, BrokerError> {
+    socket
+        .local_addr()
+        .map_err(|source| BrokerError::Bind {
+            addr: asked,
+            source,
+        })?
+        .as_socket()
+        .ok_or(BrokerError::Failed(format!(
+            "the listener address for {asked} is not IP"
+        )))
+}
+
+/// `listeners.json`: where a ready broker listens, for tools and tests.
+fn listeners_json(
+    config: &BrokerConfig,
+    native_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+) -> String {
+    format!(
+        "{}\n",
+        serde_json::json!({
+            "native": native_addr.to_string(),
+            "kafka": config.kafka_addr.map(|a| a.to_string()),
+            "admin": admin_addr.map(|a| a.to_string()),
+            "broker_id": config.broker_id,
+            "shards": config.shards,
+            "pid": std::process::id(),
+        })
+    )
 }
 
 fn reserve_port(addr: SocketAddr) -> Result<socket2::Socket, BrokerError> {
@@ -461,7 +504,7 @@ async fn run_shard(
         glommio::spawn_local(shard.clone().group_timers()).detach();
         let serve = |shard, stream, admission: Admission| {
             glommio::spawn_local(async move {
-                connection::serve(shard, stream).await;
+                crate::native::connection::serve(shard, stream).await;
                 drop(admission);
             })
             .detach();

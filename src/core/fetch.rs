@@ -11,14 +11,12 @@ use bytes::Bytes;
 use ringlog_schema::last_offset_in;
 use ringlog_shards::ShardId;
 
-use crate::broker::handlers::refused_partitions;
-use crate::broker::memory::Grant;
-use crate::broker::messages::{
-    FetchData, PartitionError, PartitionKey, PartitionRead, ShardRequest,
-};
-use crate::broker::shard::Shard;
 use crate::config::FETCH_MAX_WAIT_MS_MAX;
 use crate::core::error::unreachable_owner;
+use crate::core::memory::Grant;
+use crate::core::messages::{FetchData, PartitionError, PartitionKey, PartitionRead, ShardRequest};
+use crate::core::routing::refused_partitions;
+use crate::core::shard::Shard;
 use crate::sync::join::join_all;
 
 /// Reads every partition from its owner (one message per owner shard) within the

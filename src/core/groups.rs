@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use crate::core::error::ErrorKind;
 use ringlog_shards::ShardId;
 
-use crate::broker::messages::{Answer, NewTopic, PartitionError, ShardRequest};
-use crate::broker::shard::Shard;
 use crate::core;
+use crate::core::messages::{Answer, NewTopic, PartitionError, ShardRequest};
+use crate::core::shard::Shard;
 use crate::groups::membership::{
     GroupError, JoinRequest, JoinResult, MemberAssignment, MemberView, Protocol,
 };

@@ -5,9 +5,9 @@
 use bytes::Bytes;
 use ringlog_shards::Pending;
 
-use crate::broker::messages::{PartitionError, PartitionKey, ShardRequest};
-use crate::broker::shard::Shard;
 use crate::core::error::{metadata_error, unreachable_owner};
+use crate::core::messages::{PartitionError, PartitionKey, ShardRequest};
+use crate::core::shard::Shard;
 use crate::metadata::model::{is_internal_topic, MetadataError};
 
 /// What an owner answers a produce: (base offset, log start offset).

@@ -1,10 +1,14 @@
 //! Topic administration: creation, deletion and growth go to the coordinator, which
-//! alone changes metadata and answers once every data shard has adopted the change.
+//! alone changes metadata and answers once every data shard has adopted the change;
+//! a partition's offsets come from its owner.
 
 use crate::core::error::ErrorKind;
-
-use crate::broker::messages::{CoordinatorRequest, NewTopic, PartitionError, TopicOutcome};
-use crate::broker::shard::Shard;
+use crate::core::messages::{
+    CoordinatorRequest, NewTopic, PartitionError, PartitionKey, PartitionOffsets, ShardRequest,
+    TopicOutcome,
+};
+use crate::core::routing::call_owners;
+use crate::core::shard::Shard;
 
 /// The coordinator did not answer (the broker is stopping).
 fn coordinator_unavailable(e: &ringlog_shards::ShardError) -> PartitionError {
@@ -56,4 +60,16 @@ pub async fn create_partitions(
         })
         .await
         .map_err(|e| coordinator_unavailable(&e))
+}
+
+/// Each partition's offsets, asked of its owner, in order.
+pub async fn offsets(
+    shard: &Shard,
+    keys: Vec<PartitionKey>,
+) -> Vec<Result<PartitionOffsets, PartitionError>> {
+    let requests = keys
+        .into_iter()
+        .map(|key| (key.clone(), |answer| ShardRequest::Offsets { key, answer }))
+        .collect();
+    call_owners(shard, requests).await
 }

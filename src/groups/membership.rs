@@ -563,14 +563,7 @@ impl Group {
         now_ms: i64,
         partitions: &dyn Fn(&str) -> Option<i32>,
     ) -> Vec<Reply> {
-        if self.state != GroupState::PreparingRebalance {
-            return Vec::new();
-        }
-        let all_joined = self.members.values().all(|m| m.join.is_some());
-        let delay_over = self.initial_delay_until_ms.is_none_or(|t| now_ms >= t);
-        let deadline_over = self.rebalance_deadline_ms.is_some_and(|t| now_ms >= t);
-        let ready = (all_joined && delay_over) || deadline_over;
-        if !ready {
+        if !self.join_complete(now_ms) {
             return Vec::new();
         }
         // Members that did not rejoin in time are out.
@@ -588,6 +581,36 @@ impl Group {
         self.generation += 1;
         self.rebalance_deadline_ms = None;
         self.initial_delay_until_ms = None;
+        let leader = self.choose_leader();
+        let protocol = self.choose_protocol(&leader);
+        let server = self.protocol_type.as_deref() == Some(SERVER_ASSIGNED_PROTOCOL_TYPE);
+        if server {
+            self.assign_on_server(&protocol, partitions);
+            self.state = GroupState::Stable;
+        } else {
+            for m in self.members.values_mut() {
+                m.assignment = MemberAssignment::default();
+            }
+            self.state = GroupState::CompletingRebalance;
+        }
+        replies.extend(self.answer_joins(now_ms, &leader, &protocol, server));
+        replies
+    }
+
+    /// Whether the rebalance in preparation can end: every member rejoined (and an
+    /// empty group's first delay is over), or the rebalance timeout passed.
+    fn join_complete(&self, now_ms: i64) -> bool {
+        if self.state != GroupState::PreparingRebalance {
+            return false;
+        }
+        let all_joined = self.members.values().all(|m| m.join.is_some());
+        let delay_over = self.initial_delay_until_ms.is_none_or(|t| now_ms >= t);
+        let deadline_over = self.rebalance_deadline_ms.is_some_and(|t| now_ms >= t);
+        (all_joined && delay_over) || deadline_over
+    }
+
+    /// The leader stays while it is a member; otherwise the longest-standing member.
+    fn choose_leader(&mut self) -> String {
         let leader = match self.leader.clone().filter(|l| self.members.contains_key(l)) {
             Some(l) => l,
             None => self
@@ -598,9 +621,13 @@ impl Group {
                 .unwrap_or_default(),
         };
         self.leader = Some(leader.clone());
-        // The leader's most preferred strategy that every member offers (checked at
-        // join, so one exists).
-        let protocol = self.members[&leader]
+        leader
+    }
+
+    /// The leader's most preferred strategy that every member offers (checked at
+    /// join, so one exists).
+    fn choose_protocol(&mut self, leader: &str) -> String {
+        let protocol = self.members[leader]
             .protocols
             .iter()
             .map(|p| p.name.clone())
@@ -611,60 +638,68 @@ impl Group {
             })
             .unwrap_or_default();
         self.protocol = Some(protocol.clone());
-        let chosen = |m: &Member| -> Option<Protocol> {
-            m.protocols.iter().find(|p| p.name == protocol).cloned()
-        };
-        let server = self.protocol_type.as_deref() == Some(SERVER_ASSIGNED_PROTOCOL_TYPE);
-        if server {
-            let strategy =
-                AssignmentStrategy::from_name(&protocol).unwrap_or(AssignmentStrategy::Range);
-            let subscriptions: BTreeMap<String, Vec<String>> = self
-                .members
-                .iter()
-                .map(|(id, m)| {
-                    (
-                        id.clone(),
-                        chosen(m).map(|p| p.subscription).unwrap_or_default(),
-                    )
-                })
-                .collect();
-            let mut assigned = assignor::assign(strategy, &subscriptions, partitions);
-            for (id, m) in self.members.iter_mut() {
-                m.assignment = MemberAssignment {
-                    raw: Bytes::new(),
-                    partitions: assigned.remove(id).unwrap_or_default(),
-                };
-            }
-            self.state = GroupState::Stable;
-        } else {
-            for m in self.members.values_mut() {
-                m.assignment = MemberAssignment::default();
-            }
-            self.state = GroupState::CompletingRebalance;
+        protocol
+    }
+
+    /// Server-side groups: the broker assigns partitions to the members'
+    /// subscriptions with the chosen strategy.
+    fn assign_on_server(&mut self, protocol: &str, partitions: &dyn Fn(&str) -> Option<i32>) {
+        let strategy = AssignmentStrategy::from_name(protocol).unwrap_or(AssignmentStrategy::Range);
+        let subscriptions: BTreeMap<String, Vec<String>> = self
+            .members
+            .iter()
+            .map(|(id, m)| {
+                (
+                    id.clone(),
+                    chosen(m, protocol)
+                        .map(|p| p.subscription)
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        let mut assigned = assignor::assign(strategy, &subscriptions, partitions);
+        for (id, m) in self.members.iter_mut() {
+            m.assignment = MemberAssignment {
+                raw: Bytes::new(),
+                partitions: assigned.remove(id).unwrap_or_default(),
+            };
         }
+    }
+
+    /// Answers every held join of the new generation: the leader of a client-side
+    /// group gets every member's metadata to assign from; a server-side group's
+    /// members get their assignment.
+    fn answer_joins(
+        &mut self,
+        now_ms: i64,
+        leader: &str,
+        protocol: &str,
+        server: bool,
+    ) -> Vec<Reply> {
         let metadata: Vec<(String, Bytes)> = self
             .members
             .iter()
             .map(|(id, m)| {
                 (
                     id.clone(),
-                    chosen(m).map(|p| p.metadata).unwrap_or_default(),
+                    chosen(m, protocol).map(|p| p.metadata).unwrap_or_default(),
                 )
             })
             .collect();
         let generation = self.generation;
+        let mut replies = Vec::new();
         for (id, m) in self.members.iter_mut() {
             m.last_heartbeat_ms = now_ms;
             let Some(token) = m.join.take() else {
                 continue;
             };
-            let is_leader = *id == leader;
+            let is_leader = id == leader;
             replies.push(Reply::Join(
                 token,
                 Ok(JoinResult {
                     generation,
-                    protocol: protocol.clone(),
-                    leader: leader.clone(),
+                    protocol: protocol.to_string(),
+                    leader: leader.to_string(),
                     member_id: id.clone(),
                     members: if is_leader && !server {
                         metadata.clone()
@@ -691,4 +726,9 @@ impl Group {
         }
         out
     }
+}
+
+/// The member's offer of the group's chosen strategy.
+fn chosen(m: &Member, protocol: &str) -> Option<Protocol> {
+    m.protocols.iter().find(|p| p.name == protocol).cloned()
 }

@@ -3,10 +3,10 @@
 //! topic's effective configs (its own over the broker's) and a few broker ones;
 //! CreatePartitions grows topics, also through the coordination executor.
 
-use crate::broker::messages::{NewTopic, PartitionError, TopicOutcome};
-use crate::broker::shard::Shard;
 use crate::config::{topic_config_value, topic_log_config, TOPIC_KEYS};
 use crate::core;
+use crate::core::messages::{NewTopic, PartitionError, TopicOutcome};
+use crate::core::shard::Shard;
 use crate::kafka::api::{codes, kafka_code};
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;

@@ -12,10 +12,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
-use crate::broker::memory::Grant;
-use crate::broker::request_order::Effect;
-use crate::broker::shard::Shard;
 use crate::core::error::ErrorKind;
+use crate::core::memory::Grant;
+use crate::core::request_order::Effect;
+use crate::core::shard::Shard;
 use crate::kafka::{admin, fetch, groups, list_offsets, metadata, produce};
 use tracing::debug;
 

@@ -17,10 +17,10 @@ use std::rc::Rc;
 use std::time::Instant;
 use tracing::debug;
 
-use crate::broker::connection::{read_body, shutdown_both};
-use crate::broker::memory::{Grant, MemoryBudget};
-use crate::broker::request_order::RequestOrder;
-use crate::broker::shard::Shard;
+use crate::core::memory::{Grant, MemoryBudget};
+use crate::core::request_order::RequestOrder;
+use crate::core::shard::Shard;
+use crate::core::socket::{read_body, shutdown_both};
 use crate::kafka::api::{self, codes, Answer};
 use crate::metrics::{Protocol, RequestKind};
 

@@ -7,10 +7,10 @@
 //! batches are joined into one buffer here: one copy on this path that the native
 //! protocol does not make (its response writes the stored buffers themselves).
 
-use crate::broker::memory::Grant;
-use crate::broker::messages::{PartitionKey, PartitionRead};
-use crate::broker::shard::Shard;
 use crate::core::fetch::long_poll;
+use crate::core::memory::Grant;
+use crate::core::messages::{PartitionKey, PartitionRead};
+use crate::core::shard::Shard;
 use crate::kafka::api::{kafka_code, TopicEntries};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};

@@ -4,12 +4,12 @@
 //! assign on the client (protocol type "consumer"): the leader's SyncGroup carries
 //! the assignment, whose partitions are decoded here for `describe`.
 
-use crate::broker::messages::PartitionError;
-use crate::broker::shard::Shard;
 use crate::core::error::ErrorKind;
 use crate::core::groups::{
     self, CommitOffset, Heartbeat, Join, Leave, OffsetCommit, OffsetFetch, Sync,
 };
+use crate::core::messages::PartitionError;
+use crate::core::shard::Shard;
 use crate::groups::membership::{MemberAssignment, Protocol};
 use crate::kafka::api::{codes, kafka_code, TopicEntries};
 use bytes::{Buf, Bytes};

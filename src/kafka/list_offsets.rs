@@ -7,54 +7,29 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use crate::broker::handlers::{call_owners, refused_partitions};
-use crate::broker::messages::{PartitionError, PartitionKey, ShardRequest};
-use crate::broker::shard::Shard;
-use crate::core::error::ErrorKind;
+use crate::core::list_offsets::list_offsets;
+use crate::core::messages::PartitionKey;
+use crate::core::shard::Shard;
 use crate::kafka::api::{kafka_code, TopicEntries};
 
 pub async fn handle(shard: &Shard, req: ListOffsetsRequest) -> ListOffsetsResponse {
-    let named: Vec<(&str, i32)> = req
+    let asked: Vec<(PartitionKey, i64)> = req
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| (t.name.0.as_str(), p.partition_index))
+            t.partitions.iter().map(move |p| {
+                (
+                    PartitionKey::new(t.name.0.as_str(), p.partition_index),
+                    p.timestamp,
+                )
+            })
         })
         .collect();
-    let refused = refused_partitions("list offsets", named.into_iter());
-    let mut keys = Vec::new();
-    let mut asked = Vec::new();
-    for (t, p) in req
-        .topics
-        .iter()
-        .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
-    {
-        let key = PartitionKey::new(t.name.0.as_str(), p.partition_index);
-        if refused[keys.len()].is_none() {
-            let (asked_key, timestamp) = (key.clone(), p.timestamp);
-            asked.push((key.clone(), move |answer| ShardRequest::ListOffset {
-                key: asked_key,
-                timestamp,
-                answer,
-            }));
-        }
-        keys.push(key);
-    }
-    let mut answers = call_owners(shard, asked).await.into_iter();
+    let keys: Vec<PartitionKey> = asked.iter().map(|(k, _)| k.clone()).collect();
+    let answers = list_offsets(shard, asked).await;
     let mut resp = ListOffsetsResponse::default();
     let mut topics = TopicEntries::default();
-    for (key, refused) in keys.into_iter().zip(refused) {
-        let answer = match refused {
-            Some(e) => Err(e),
-            None => answers.next().unwrap_or_else(|| {
-                Err(PartitionError::new(
-                    ErrorKind::UnknownServerError,
-                    "not answered",
-                ))
-            }),
-        };
+    for (key, answer) in keys.into_iter().zip(answers) {
         let mut p = ListOffsetsPartitionResponse::default();
         p.partition_index = key.partition;
         // Fields beyond the asked version must keep their defaults (the codec

@@ -2,8 +2,8 @@
 //! leaders, replicas and ISR. Missing topics asked for by name are created when
 //! `auto.create.topics.enable` and the request allow it.
 
-use crate::broker::handlers::metadata::auto_create_missing;
-use crate::broker::shard::Shard;
+use crate::core::metadata::auto_create_missing;
+use crate::core::shard::Shard;
 use crate::kafka::api::codes;
 use crate::metadata::TopicMeta;
 use kafka_protocol::messages::metadata_response::{

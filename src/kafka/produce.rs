@@ -7,11 +7,12 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::handlers::{join_all, refused_partitions};
-use crate::broker::messages::{PartitionError, PartitionKey};
-use crate::broker::shard::Shard;
+use crate::core::messages::{PartitionError, PartitionKey};
 use crate::core::produce::{outcome, queue, Queued};
+use crate::core::routing::refused_partitions;
+use crate::core::shard::Shard;
 use crate::kafka::api::{codes, kafka_code, TopicEntries};
+use crate::sync::join::join_all;
 
 /// A produce whose partitions are queued on their owners (or refused).
 pub struct PendingProduce {

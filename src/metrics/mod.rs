@@ -115,8 +115,8 @@ impl ShardStats {
     }
 
     /// Counts a connection closed at accept for being over a limit.
-    pub fn connection_refused(&self, why: crate::broker::connection_limits::Refusal) {
-        use crate::broker::connection_limits::Refusal;
+    pub fn connection_refused(&self, why: crate::core::connection_limits::Refusal) {
+        use crate::core::connection_limits::Refusal;
         let i = match why {
             Refusal::Broker => 0,
             Refusal::PerAddress => 1,

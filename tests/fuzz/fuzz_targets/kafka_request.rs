@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use ringlog::broker::partition::check_batches;
+use ringlog::core::partition::check_batches;
 use ringlog::kafka::api::{self, KafkaRequest};
 use ringlog::kafka::produce;
 use ringlog_schema::validate::ProducePolicy;

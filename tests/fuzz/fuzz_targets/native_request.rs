@@ -9,9 +9,10 @@ mod seal;
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use ringlog::broker::connection::effect;
-use ringlog::broker::handlers::{produce, refused_partitions};
-use ringlog::broker::partition::check_batches;
+use ringlog::native::connection::effect;
+use ringlog::core::routing::refused_partitions;
+use ringlog::native::produce;
+use ringlog::core::partition::check_batches;
 use ringlog_schema::frame;
 use ringlog_schema::validate::ProducePolicy;
 use ringlog_schema::wire::BodyT;

@@ -8,12 +8,14 @@ use ringlog_schema::wire::{
     BodyT, ErrorCode, ProducePartitionResultT, ProduceRequestT, ProduceResponseT,
 };
 
-use crate::broker::handlers::wire_code;
-use crate::broker::handlers::{error_body, join_all, refused_partitions, Response};
-use crate::broker::messages::{PartitionError, PartitionKey};
-use crate::broker::shard::Shard;
 use crate::core::error::ErrorKind;
+use crate::core::messages::{PartitionError, PartitionKey};
 use crate::core::produce::{outcome, queue, Queued};
+use crate::core::routing::refused_partitions;
+use crate::core::shard::Shard;
+use crate::native::wire_code;
+use crate::native::{error_body, Response};
+use crate::sync::join::join_all;
 
 /// A produce whose batches are queued on their owners.
 pub struct PendingProduce {

@@ -7,14 +7,13 @@ use ringlog_schema::wire::{
     TopicMetadataT,
 };
 
-use crate::broker::messages::CoordinatorRequest;
-use crate::broker::shard::Shard;
+use crate::core::shard::Shard;
 use crate::metadata::{ClusterMetadata, TopicMeta};
 
 pub async fn handle(shard: &Shard, req: MetadataRequestT) -> BodyT {
     if let Some(names) = &req.topics {
         if req.allow_auto_topic_creation {
-            auto_create_missing(shard, names).await;
+            crate::core::metadata::auto_create_missing(shard, names).await;
         }
     }
     let md = shard.metadata.borrow().clone();
@@ -54,32 +53,6 @@ pub async fn handle(shard: &Shard, req: MetadataRequestT) -> BodyT {
         ),
         topics: Some(topics),
     }))
-}
-
-/// Creates those of `names` that do not exist, when `auto.create.topics.enable`;
-/// returns once every shard has adopted them. Both protocols' Metadata use it.
-pub async fn auto_create_missing(shard: &Shard, names: &[String]) {
-    if !shard.config.auto_create_topics {
-        return;
-    }
-    let missing: Vec<String> = {
-        let md = shard.metadata.borrow();
-        names
-            .iter()
-            .filter(|n| !md.topics.contains_key(*n))
-            .cloned()
-            .collect()
-    };
-    if !missing.is_empty() {
-        // The coordinator answers after every shard adopted the new metadata.
-        let _ = shard
-            .mesh()
-            .call_coordinator(|answer| CoordinatorRequest::AutoCreate {
-                names: missing,
-                answer,
-            })
-            .await;
-    }
 }
 
 fn topic_metadata(t: &TopicMeta, shards: u16) -> TopicMetadataT {

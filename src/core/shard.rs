@@ -14,16 +14,16 @@ use ringlog_shards::{Answered, Peer, Pending, ShardId};
 use ringlog_storage::{FlushPolicy, LogConfig, LogShared, PartitionLog, StorageError};
 use tracing::{info, warn};
 
-use crate::broker::connection_limits::ConnectionLimits;
-use crate::broker::group_coordinator::{GroupCoordinator, GroupHost};
-use crate::broker::memory::MemoryBudget;
-use crate::broker::messages::{
+use crate::config::{topic_log_config, BrokerConfig};
+use crate::core::connection_limits::ConnectionLimits;
+use crate::core::error::{storage_error, unknown_partition, unreachable_owner};
+use crate::core::group_coordinator::{GroupCoordinator, GroupHost};
+use crate::core::memory::MemoryBudget;
+use crate::core::messages::{
     Answer, BrokerMesh, FetchData, PartitionError, PartitionKey, PartitionRead, ShardRequest,
 };
-use crate::broker::partition::{FirstBatch, Partition};
-use crate::broker::partition_dir;
-use crate::config::{topic_log_config, BrokerConfig};
-use crate::core::error::{storage_error, unknown_partition, unreachable_owner};
+use crate::core::partition::{FirstBatch, Partition};
+use crate::core::partition_dir;
 use crate::groups::offsets::OFFSETS_TOPIC;
 use crate::metadata::{BrokerId, ClusterMetadata, TopicMeta};
 use crate::metrics::{PartitionSnapshot, ShardSnapshot, ShardStats};

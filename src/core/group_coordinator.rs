@@ -3,7 +3,7 @@
 //! shard owns, and keeps their committed offsets (`groups::offsets`), written to that
 //! partition before they are acknowledged and rebuilt from it on first use.
 //!
-//! Requests reach it already routed (`handlers::groups`). Join requests are held
+//! Requests reach it already routed (`core::groups`). Join requests are held
 //! until the rebalance lets them be answered; a timer task (`tick_loop`) expires
 //! sessions and ends rebalances on time.
 
@@ -20,11 +20,11 @@ use ringlog_schema::{BatchBuilder, RecordBatch};
 use ringlog_shards::Answered;
 use tracing::{debug, info, warn};
 
-use crate::broker::messages::PartitionError;
 use crate::core::groups::{
     group_error, CommitOutcome, CommittedOffset, GroupCall, GroupDescription, GroupListing,
     Heartbeat, Join, Leave, OffsetCommit, OffsetFetch, Sync,
 };
+use crate::core::messages::PartitionError;
 use crate::groups::membership::{
     Group, GroupError, GroupLimits, GroupState, JoinResult, MemberAssignment, Reply, Token,
 };

@@ -22,7 +22,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt, BufReader, WriteHalf};
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
@@ -30,18 +30,16 @@ use ringlog_schema::frame::{self, FrameError, FRAME_LEN_BYTES};
 use ringlog_schema::wire::{BodyT, EnvelopeT, ErrorCode, ErrorResponseT};
 use tracing::debug;
 
-use crate::broker::handlers::{self, Outgoing, Response};
-use crate::broker::memory::{Grant, MemoryBudget};
-use crate::broker::request_order::{Effect, RequestOrder};
-use crate::broker::shard::Shard;
 use crate::config::CONNECTION_INFLIGHT_MAX;
+use crate::core::memory::{Grant, MemoryBudget};
+use crate::core::request_order::{Effect, RequestOrder};
+use crate::core::shard::Shard;
+use crate::core::socket::{read_body, shutdown_both};
 use crate::metrics::{Protocol, RequestKind};
+use crate::native::{self, Outgoing, Response};
 
 /// Read buffer of a connection.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
-/// A frame body grows by at most this much per read, so a peer that announces a
-/// large frame and sends little holds little memory.
-const FRAME_GROWTH_BYTES: usize = 1 << 20;
 /// Most buffers in one writev (Linux IOV_MAX is 1024).
 const IOVECS_MAX: usize = 1024;
 
@@ -126,12 +124,12 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         };
         if let BodyT::ProduceRequest(req) = frame.envelope.body {
             // Queue the batches on their owners now, in arrival order; answer later.
-            let pending = handlers::produce::enqueue(&shard, *req, frame.payload).await;
+            let pending = native::produce::enqueue(&shard, *req, frame.payload).await;
             glommio::spawn_local(async move { respond(pending.finish().await).await }).detach();
         } else {
             let shard = shard.clone();
             glommio::spawn_local(async move {
-                let resp = handlers::dispatch(&shard, frame.envelope.body, frame.payload).await;
+                let resp = native::dispatch(&shard, frame.envelope.body, frame.payload).await;
                 respond(resp).await;
             })
             .detach();
@@ -183,23 +181,6 @@ async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
     Ok(Some((body, grant)))
 }
 
-/// Reads a frame body of `len` bytes (already checked against the limit), growing
-/// the buffer as bytes arrive: a peer that announces a large frame and sends little
-/// holds little memory. Shared with the Kafka listener.
-pub(crate) async fn read_body<R: futures_lite::AsyncRead + Unpin>(
-    reader: &mut R,
-    len: usize,
-) -> io::Result<Bytes> {
-    let mut body = BytesMut::new();
-    while body.len() < len {
-        let start = body.len();
-        let step = (len - start).min(FRAME_GROWTH_BYTES);
-        body.resize(start + step, 0);
-        reader.read_exact(&mut body[start..]).await?;
-    }
-    Ok(body.freeze())
-}
-
 fn error_frame(correlation_id: u64, code: ErrorCode, e: &dyn std::fmt::Display) -> Outgoing {
     let env = EnvelopeT {
         correlation_id,
@@ -224,15 +205,6 @@ async fn write_loop(fd: RawFd, mut writer: WriteHalf<TcpStream>, rx: flume::Rece
         drop(out.memory);
     }
     let _ = writer.close().await;
-}
-
-/// Shuts a socket down in both directions; the descriptor stays open until its
-/// owner drops it, so no other file can take its number meanwhile.
-pub(crate) fn shutdown_both(fd: RawFd) {
-    // SAFETY: `fd` is a socket its caller still owns; shutdown does not close it.
-    unsafe {
-        libc::shutdown(fd, libc::SHUT_RDWR);
-    }
 }
 
 /// Writes every buffer with as few `sendmsg` calls as the socket allows; when the

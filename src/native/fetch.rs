@@ -7,10 +7,10 @@ use ringlog_schema::wire::{
     BodyT, FetchPartitionResultT, FetchPartitionT, FetchRequestT, FetchResponseT,
 };
 
-use crate::broker::handlers::{wire_code, Response};
-use crate::broker::messages::{FetchData, PartitionError, PartitionKey, PartitionRead};
-use crate::broker::shard::Shard;
 use crate::core::fetch::long_poll;
+use crate::core::messages::{FetchData, PartitionError, PartitionKey, PartitionRead};
+use crate::core::shard::Shard;
+use crate::native::{wire_code, Response};
 
 pub async fn handle(shard: &Shard, req: FetchRequestT) -> Response {
     let parts = req.partitions.unwrap_or_default();

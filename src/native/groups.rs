@@ -12,16 +12,16 @@ use ringlog_schema::wire::{
     OffsetFetchResponseT, SyncGroupRequestT, SyncGroupResponseT, TopicAssignmentT,
 };
 
-use crate::broker::handlers::error_body;
-use crate::broker::handlers::wire_code;
-use crate::broker::messages::PartitionError;
-use crate::broker::shard::Shard;
 use crate::core::error::ErrorKind;
 use crate::core::groups::{
     self, CommitOffset, Heartbeat, Join, Leave, OffsetCommit, OffsetFetch, Sync,
 };
+use crate::core::messages::PartitionError;
+use crate::core::shard::Shard;
 use crate::groups::assignor::TopicPartitions;
 use crate::groups::membership::{MemberAssignment, Protocol};
+use crate::native::error_body;
+use crate::native::wire_code;
 
 /// Answers a group request.
 pub async fn handle(shard: &Shard, body: BodyT) -> BodyT {

@@ -8,12 +8,12 @@ use ringlog_schema::wire::{
     PartitionDescriptionT, TopicDescriptionT, TopicResultT,
 };
 
-use crate::broker::handlers::wire_code;
-use crate::broker::handlers::{call_owners, error_body};
-use crate::broker::messages::{NewTopic, PartitionKey, ShardRequest, TopicOutcome};
-use crate::broker::shard::Shard;
 use crate::core;
+use crate::core::messages::{NewTopic, PartitionKey, TopicOutcome};
+use crate::core::shard::Shard;
 use crate::metadata::ClusterMetadata;
+use crate::native::error_body;
+use crate::native::wire_code;
 
 pub async fn create(shard: &Shard, req: CreateTopicsRequestT) -> BodyT {
     let topics = req
@@ -84,15 +84,12 @@ pub async fn describe(shard: &Shard, req: DescribeTopicsRequestT) -> BodyT {
             });
             continue;
         };
-        let requests = t
+        let keys = t
             .partitions
             .iter()
-            .map(|p| {
-                let key = PartitionKey::new(&t.name, p.partition);
-                (key.clone(), |answer| ShardRequest::Offsets { key, answer })
-            })
+            .map(|p| PartitionKey::new(&t.name, p.partition))
             .collect();
-        let offsets = call_owners(shard, requests).await;
+        let offsets = core::topics::offsets(shard, keys).await;
         let partitions = t
             .partitions
             .iter()

@@ -18,11 +18,11 @@ use ringlog_storage::{FlushPolicy, Offset, PartitionLog};
 
 use crate::core::error::ErrorKind;
 
-use crate::broker::group_coordinator::OffsetsLog;
-use crate::broker::messages::{FetchData, PartitionError, PartitionOffsets};
-use crate::broker::producer_snapshot;
-use crate::broker::producer_state::{last_sequence, LoggedBatch, ProducerState, Verdict};
 use crate::core::error::{batch_error, storage_error};
+use crate::core::group_coordinator::OffsetsLog;
+use crate::core::messages::{FetchData, PartitionError, PartitionOffsets};
+use crate::core::producer_snapshot;
+use crate::core::producer_state::{last_sequence, LoggedBatch, ProducerState, Verdict};
 use crate::metrics::PartitionStats;
 use crate::sync::signal::{Latch, Signal};
 use crate::time::now_ms;

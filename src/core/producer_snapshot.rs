@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use glommio::io::BufferedFile;
 use tracing::{debug, warn};
 
-use crate::broker::producer_state::ProducerState;
+use crate::core::producer_state::ProducerState;
 
 const SUFFIX: &str = ".snapshot";
 /// Snapshots kept per partition.

@@ -15,13 +15,13 @@ use glommio::sync::Semaphore;
 use ringlog_shards::{Answered, Peer, ShardId};
 use tracing::{info, warn};
 
-use crate::broker::messages::{
-    BrokerMesh, CoordinatorRequest, NewTopic, PartitionError, ShardRequest, TopicOutcome,
-};
-use crate::broker::partition::Partition;
-use crate::broker::partition_dir;
 use crate::config::{topic_log_config, BrokerConfig};
 use crate::core::error::metadata_error;
+use crate::core::messages::{
+    BrokerMesh, CoordinatorRequest, NewTopic, PartitionError, ShardRequest, TopicOutcome,
+};
+use crate::core::partition::Partition;
+use crate::core::partition_dir;
 use crate::metadata::model::MetadataError;
 use crate::metadata::{store, ClusterMetadata};
 use crate::sync::join::join_all;

@@ -1,0 +1,31 @@
+//! Metadata as both listeners answer it comes from the shard's copy of the cluster
+//! metadata; what is shared is creating the topics a client asks for.
+
+use crate::core::messages::CoordinatorRequest;
+use crate::core::shard::Shard;
+
+/// Creates those of `names` that do not exist, when `auto.create.topics.enable`;
+/// returns once every shard has adopted them. Both protocols' Metadata use it.
+pub async fn auto_create_missing(shard: &Shard, names: &[String]) {
+    if !shard.config.auto_create_topics {
+        return;
+    }
+    let missing: Vec<String> = {
+        let md = shard.metadata.borrow();
+        names
+            .iter()
+            .filter(|n| !md.topics.contains_key(*n))
+            .cloned()
+            .collect()
+    };
+    if !missing.is_empty() {
+        // The coordinator answers after every shard adopted the new metadata.
+        let _ = shard
+            .mesh()
+            .call_coordinator(|answer| CoordinatorRequest::AutoCreate {
+                names: missing,
+                answer,
+            })
+            .await;
+    }
+}
