@@ -34,6 +34,8 @@ pub const FETCH_MAX_WAIT_MS_MAX: u32 = 60_000;
 pub const SHUTDOWN_DRAIN_MS_MAX: u64 = 10_000;
 /// Kafka's `connections.max.idle.ms` default (10 minutes).
 pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
+/// Kafka's `producer.id.expiration.ms` default: a day.
+pub const PRODUCER_ID_EXPIRATION_MS_DEFAULT: i64 = 86_400_000;
 /// `queued.max.request.bytes` default: request bytes being read or handled, per
 /// broker (split evenly across shards). Kafka's default is unbounded.
 pub const QUEUED_MAX_REQUEST_BYTES_DEFAULT: usize = 128 << 20;
@@ -247,8 +249,7 @@ impl Default for BrokerConfig {
             max_connections: MAX_CONNECTIONS_DEFAULT,
             max_connections_per_ip: MAX_CONNECTIONS_DEFAULT,
             retention_check_interval: Duration::from_millis(300_000),
-            producer_id_expiration_ms:
-                crate::core::producer_state::PRODUCER_ID_EXPIRATION_MS_DEFAULT,
+            producer_id_expiration_ms: PRODUCER_ID_EXPIRATION_MS_DEFAULT,
             producer_id_expiration_check_interval: Duration::from_millis(600_000),
             io_memory_bytes: 10 << 20,
             shard_open_files_max: ringlog_storage::shared::OPEN_FILES_MAX_DEFAULT,

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 /// Every `.rs` file under `dir`, recursively.
 fn sources(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
+    if dir.is_file() {
+        return vec![dir.to_path_buf()];
+    }
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).expect("source directory readable") {
@@ -76,7 +79,7 @@ fn kafka_protocol_types_are_named_only_by_the_kafka_adapter() {
     );
 }
 
-/// Files under `src/<dir>` that contain any of `needles`.
+/// Files under `src/<dir>` (or the file `src/<dir>`) that contain any of `needles`.
 fn files_using(dir: &str, needles: &[&str]) -> Vec<String> {
     sources(&src().join(dir))
         .into_iter()
@@ -120,6 +123,36 @@ fn the_core_depends_on_no_adapter_and_the_adapters_not_on_each_other() {
         kafka_to_native.is_empty(),
         "the Kafka adapter reaches sideways or up:\n{}",
         kafka_to_native.join("\n")
+    );
+}
+
+#[test]
+fn the_layers_below_the_core_reach_nothing_above_them() {
+    // Partition-level state (groups, metadata), metrics, config, the async
+    // primitives and the clock are used by the core; they must not use it back.
+    let above = [
+        "crate::core",
+        "crate::native",
+        "crate::kafka",
+        "crate::broker",
+        "crate::client",
+        "crate::cli",
+    ];
+    let mut offenders = Vec::new();
+    for below in [
+        "groups",
+        "metadata",
+        "metrics",
+        "sync",
+        "config.rs",
+        "time.rs",
+    ] {
+        offenders.extend(files_using(below, &above));
+    }
+    assert!(
+        offenders.is_empty(),
+        "a layer below the core reaches up:\n{}",
+        offenders.join("\n")
     );
 }
 

@@ -16,23 +16,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Why a connection was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// `max.connections` are open.
-    Broker,
-    /// `max.connections.per.ip` are open from this address.
-    PerAddress,
-}
-
-impl Refusal {
-    pub fn key(self) -> &'static str {
-        match self {
-            Refusal::Broker => "max.connections",
-            Refusal::PerAddress => "max.connections.per.ip",
-        }
-    }
-}
+/// Why a connection was refused (a metrics label, so it lives with the metrics).
+pub use crate::metrics::ConnectionRefusal as Refusal;
 
 /// Pure: whether one more connection may open, given what is open.
 pub fn admit(

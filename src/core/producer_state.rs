@@ -26,8 +26,6 @@ use crate::core::error::ErrorKind;
 
 /// Batches remembered per producer (Kafka's in-flight limit for idempotence).
 pub const BATCHES_REMEMBERED: usize = 5;
-/// Kafka's `producer.id.expiration.ms` default: a day.
-pub const PRODUCER_ID_EXPIRATION_MS_DEFAULT: i64 = 86_400_000;
 
 const SNAPSHOT_MAGIC: &[u8; 4] = b"RLPS";
 const SNAPSHOT_VERSION: u16 = 1;

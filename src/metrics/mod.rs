@@ -18,6 +18,25 @@ use std::time::Instant;
 
 use ringlog_storage::stats::{bump, Histogram, HistogramSnapshot, IoStats, LATENCY_BOUNDS_US};
 
+/// Why a connection was closed at accept: which limit it was over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionRefusal {
+    /// `max.connections` are open.
+    Broker = 0,
+    /// `max.connections.per.ip` are open from this address.
+    PerAddress = 1,
+}
+
+impl ConnectionRefusal {
+    /// The config key of the limit, the metric's label.
+    pub fn key(self) -> &'static str {
+        match self {
+            ConnectionRefusal::Broker => "max.connections",
+            ConnectionRefusal::PerAddress => "max.connections.per.ip",
+        }
+    }
+}
+
 /// The wire protocol a connection speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
@@ -115,13 +134,8 @@ impl ShardStats {
     }
 
     /// Counts a connection closed at accept for being over a limit.
-    pub fn connection_refused(&self, why: crate::core::connection_limits::Refusal) {
-        use crate::core::connection_limits::Refusal;
-        let i = match why {
-            Refusal::Broker => 0,
-            Refusal::PerAddress => 1,
-        };
-        bump(&self.connections_refused[i]);
+    pub fn connection_refused(&self, why: ConnectionRefusal) {
+        bump(&self.connections_refused[why as usize]);
     }
 
     /// The shard-wide part of a snapshot (partitions and groups are added by the shard).

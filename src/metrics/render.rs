@@ -10,7 +10,7 @@ use std::fmt::Write;
 
 use ringlog_storage::stats::HistogramSnapshot;
 
-use super::ShardSnapshot;
+use super::{ConnectionRefusal, ShardSnapshot};
 
 /// Broker-wide facts for the exposition.
 pub struct BrokerFacts<'a> {
@@ -233,8 +233,14 @@ pub fn render(facts: &BrokerFacts<'_>, shards: &[(u16, Option<ShardSnapshot>)]) 
             );
         }
         for (limit, n) in [
-            ("max.connections", snap.connections_refused[0]),
-            ("max.connections.per.ip", snap.connections_refused[1]),
+            (
+                ConnectionRefusal::Broker.key(),
+                snap.connections_refused[ConnectionRefusal::Broker as usize],
+            ),
+            (
+                ConnectionRefusal::PerAddress.key(),
+                snap.connections_refused[ConnectionRefusal::PerAddress as usize],
+            ),
         ] {
             e.counter(
                 "ringlog_connections_refused_total",
