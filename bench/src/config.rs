@@ -61,6 +61,10 @@ pub struct RunConfig {
     /// Producer `batch.size` in bytes.
     pub batch_size: usize,
     pub linger_ms: u64,
+    /// Producer `max.in.flight.requests` per connection. Absent in older reports:
+    /// the native producer's default then.
+    #[serde(default = "max_in_flight_default")]
+    pub max_in_flight: usize,
     /// 0, 1 or -1 (all).
     pub acks: i8,
     /// Records per second over all producers; `None` is as fast as the broker takes.
@@ -76,6 +80,14 @@ pub struct RunConfig {
     /// CPUs the bench's threads are pinned to, in turn.
     pub cores: Option<Vec<usize>>,
     pub seed: u64,
+    /// The broker's process, for its CPU use; `None` finds it by the listening
+    /// port of `bootstrap_server` when the broker runs on this host.
+    #[serde(default)]
+    pub broker_pid: Option<u32>,
+}
+
+fn max_in_flight_default() -> usize {
+    ringlog::client::ProducerConfig::default().max_in_flight
 }
 
 impl RunConfig {
@@ -120,6 +132,9 @@ impl RunConfig {
                 "--warmup {} s leaves nothing to measure in --duration {} s",
                 self.warmup_s, self.duration_s
             ));
+        }
+        if self.max_in_flight == 0 {
+            return Err("--max-in-flight must be at least 1".into());
         }
         if self.keys == Some(0) {
             return Err("--keys must be positive (omit it for no keys)".into());

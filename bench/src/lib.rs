@@ -8,6 +8,7 @@
 
 pub mod compare;
 pub mod config;
+pub mod cpu;
 pub mod hgrm;
 pub mod plot;
 pub mod progress;

@@ -97,6 +97,9 @@ struct RunArgs {
     batch_size: usize,
     #[arg(long, default_value_t = 1)]
     linger_ms: u64,
+    /// Produce requests in flight per producer connection (native protocol).
+    #[arg(long, default_value_t = 64)]
+    max_in_flight: usize,
     /// 0, 1 or all.
     #[arg(long, default_value = "all", value_parser = parse_acks)]
     acks: i8,
@@ -121,6 +124,10 @@ struct RunArgs {
     cores: Option<CpuList>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The broker's process id, for its CPU use in the report (default: the local
+    /// process listening on the -b port, if any).
+    #[arg(long)]
+    broker_pid: Option<u32>,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -162,6 +169,10 @@ struct WorkloadArgs {
     warmup: Option<f64>,
     #[arg(long, value_parser = parse_cores)]
     cores: Option<CpuList>,
+    /// The broker's process id, for its CPU use in the report (default: the local
+    /// process listening on the -b port, if any).
+    #[arg(long)]
+    broker_pid: Option<u32>,
     /// No live progress line.
     #[arg(long)]
     quiet: bool,
@@ -232,6 +243,7 @@ impl RunArgs {
             },
             batch_size: self.batch_size,
             linger_ms: self.linger_ms,
+            max_in_flight: self.max_in_flight,
             acks: self.acks,
             rate: self.rate,
             messages: self.messages,
@@ -240,6 +252,7 @@ impl RunArgs {
             keys: self.keys,
             cores: self.cores.clone().map(|c| c.0),
             seed: self.seed,
+            broker_pid: self.broker_pid,
         })
     }
 }
@@ -270,6 +283,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 config.warmup_s = d;
             }
             config.cores = w.cores.clone().map(|c| c.0);
+            config.broker_pid = w.broker_pid;
             config.protocol = w.protocol.into();
             std::fs::create_dir_all(&w.out)
                 .with_context(|| format!("create {}", w.out.display()))?;

@@ -19,6 +19,7 @@ use ringlog::client::{
 };
 
 use crate::config::{Mode, Protocol, RunConfig};
+use crate::cpu::{CpuMeter, CpuUse};
 use crate::progress::Progress;
 use crate::record::{Header, RecordMaker};
 use crate::summary::{Host, Latency, Percentiles, Records, Sample, Summary, Throughput};
@@ -147,7 +148,7 @@ pub fn run(config: &RunConfig, show_progress: bool) -> anyhow::Result<Outcome> {
     let (producer_handles, consumer_handles) =
         spawn_workers(config, &shared, &barrier, producers, consumers)?;
     barrier.wait();
-    let timeline = watch(config, &shared, producers, consumers, show_progress);
+    let (timeline, cpu) = watch(config, &shared, producers, consumers, show_progress);
 
     let mut produce_hist = new_histogram();
     for h in producer_handles {
@@ -187,6 +188,7 @@ pub fn run(config: &RunConfig, show_progress: bool) -> anyhow::Result<Outcome> {
             consumed: groups.iter().flatten().map(Verifier::consumed).sum(),
             errors: shared.errors.load(Relaxed),
         },
+        cpu,
         timeline,
         verification,
     };
@@ -290,13 +292,18 @@ fn spawn_workers(
 
 /// Samples the rate once a second and shows progress until every consumer is
 /// done; once the producers are, tells the consumers how many records to expect.
+/// Also reads both sides' CPU use from the end of the warm-up to the end of the
+/// producers (of the consumers, in consume mode).
 fn watch(
     config: &RunConfig,
     shared: &Shared,
     producers: usize,
     consumers: usize,
     show_progress: bool,
-) -> Vec<Sample> {
+) -> (Vec<Sample>, Option<CpuUse>) {
+    let meter = CpuMeter::new(&config.bootstrap_server, config.broker_pid);
+    let mut cpu_from = None;
+    let mut cpu = None;
     let start = shared.start();
     let mut progress = Progress::new(show_progress, config);
     let mut timeline = Vec::new();
@@ -309,6 +316,9 @@ fn watch(
             _ => shared.acked.load(Relaxed),
         };
         let now = Instant::now();
+        if cpu_from.is_none() && now >= shared.measure_from() {
+            cpu_from = Some(meter.sample());
+        }
         if now - last_sample.0 >= Duration::from_secs(1) {
             let secs = (now - last_sample.0).as_secs_f64();
             timeline.push(Sample {
@@ -328,13 +338,19 @@ fn watch(
             };
             shared.expected.store(expected, Relaxed);
             expected_set = true;
+            if let Some(from) = &cpu_from {
+                cpu = Some(meter.between(from, &meter.sample()));
+            }
         }
         if expected_set && shared.consumers_done.load(Relaxed) == consumers {
             break;
         }
     }
+    if config.mode == Mode::Consume {
+        cpu = cpu_from.map(|from| meter.between(&from, &meter.sample()));
+    }
     progress.finish();
-    timeline
+    (timeline, cpu)
 }
 
 /// What the consumers' verifiers found, group by group, and the client errors.
@@ -434,6 +450,7 @@ async fn produce(
                 acks: c.acks,
                 batch_bytes: c.batch_size,
                 linger: Duration::from_millis(c.linger_ms),
+                max_in_flight: c.max_in_flight,
                 auto_create_topics: false,
                 ..ProducerConfig::default()
             },

@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Mode, RunConfig};
+use crate::cpu::CpuUse;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -22,6 +23,10 @@ pub struct Summary {
     pub throughput: Throughput,
     pub latency_us: Latency,
     pub records: Records,
+    /// CPU use of the bench and the broker over the measured window; absent in
+    /// reports written before it was measured, or when the window was never reached.
+    #[serde(default)]
+    pub cpu: Option<CpuUse>,
     /// Records per second in each second of the run (warm-up included).
     pub timeline: Vec<Sample>,
     /// What verification found wrong; empty when everything consumed checked out.
@@ -160,9 +165,9 @@ impl Summary {
         let _ = writeln!(
             s,
             "  config   producers {}, consumers {} x {} group(s), partitions {}, rf {}, message {} B ({:?}), \
-             batch {} B, linger {} ms, acks {acks}, rate {rate}, {amount}, warm-up {} s, keys {keys}",
+             batch {} B, linger {} ms, in flight {}, acks {acks}, rate {rate}, {amount}, warm-up {} s, keys {keys}",
             c.producers, c.consumers, c.consumer_groups, c.partitions, c.replication_factor,
-            c.message_size, c.payload, c.batch_size, c.linger_ms, c.warmup_s
+            c.message_size, c.payload, c.batch_size, c.linger_ms, c.max_in_flight, c.warmup_s
         );
         let _ = writeln!(
             s,
@@ -177,6 +182,17 @@ impl Summary {
             self.throughput.mb_per_s * 1e6 / (1 << 20) as f64,
             self.elapsed_s
         );
+        if let Some(cpu) = &self.cpu {
+            let broker = match (cpu.broker_cores, cpu.broker_pid) {
+                (Some(b), Some(pid)) => format!("{b:.2} cores (pid {pid})"),
+                _ => "unknown (not on this host: --broker-pid)".to_string(),
+            };
+            let _ = writeln!(
+                s,
+                "  cpu      bench {:.2} cores, broker {broker}",
+                cpu.bench_cores
+            );
+        }
         let r = &self.records;
         let _ = writeln!(
             s,
@@ -251,6 +267,11 @@ pub(crate) fn sample_summary() -> Summary {
             consumed: 0,
             errors: 0,
         },
+        cpu: Some(CpuUse {
+            bench_cores: 0.95,
+            broker_cores: Some(0.4),
+            broker_pid: Some(42),
+        }),
         timeline: vec![
             Sample {
                 t_s: 1.0,
@@ -286,6 +307,21 @@ mod tests {
         assert_eq!(v["host"]["cores"], 2);
         assert_eq!(v["config"]["acks"], -1);
         assert_eq!(Summary::from_json(&text).unwrap(), s);
+        assert_eq!(v["cpu"]["bench_cores"], 0.95);
+    }
+
+    #[test]
+    fn reports_from_before_cpu_and_in_flight_were_recorded_still_load() {
+        let mut v: serde_json::Value = serde_json::from_str(&sample_summary().to_json()).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("cpu");
+        let c = o["config"].as_object_mut().unwrap();
+        c.remove("max_in_flight");
+        c.remove("broker_pid");
+        let old = Summary::from_json(&v.to_string()).unwrap();
+        assert_eq!(old.cpu, None);
+        assert_eq!(old.config.max_in_flight, 64);
+        assert_eq!(old.config.broker_pid, None);
     }
 
     #[test]
@@ -311,6 +347,10 @@ mod tests {
         assert!(t.contains("1000 records/s"), "{t}");
         assert!(t.contains("produce"), "{t}");
         assert!(t.contains("50.0"), "{t}");
+        assert!(
+            t.contains("cpu      bench 0.95 cores, broker 0.40 cores (pid 42)"),
+            "{t}"
+        );
         s.config.mode = Mode::E2e;
         s.verification = vec!["group 0: consumed 1 records, expected 2 (records missing)".into()];
         assert!(s.to_text().contains("VERIFICATION FAILED"));

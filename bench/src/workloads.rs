@@ -32,6 +32,7 @@ pub fn preset(name: &str, bootstrap: &str) -> Option<RunConfig> {
         payload: PayloadKind::Random,
         batch_size: 256 * 1024,
         linger_ms: 1,
+        max_in_flight: 64,
         acks: -1,
         rate: None,
         messages: None,
@@ -40,6 +41,7 @@ pub fn preset(name: &str, bootstrap: &str) -> Option<RunConfig> {
         keys: None,
         cores: None,
         seed: 1,
+        broker_pid: None,
     };
     Some(match name {
         "max-rate-1-topic-1-partition-1kb" => base,
