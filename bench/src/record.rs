@@ -68,10 +68,17 @@ impl RecordMaker {
 
     /// The value of record `h`.
     pub fn make(&self, h: Header) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.size);
+        self.make_into(h, &mut v);
+        v
+    }
+
+    /// `make` into `v` (cleared first), so a sender can reuse one buffer.
+    pub fn make_into(&self, h: Header, v: &mut Vec<u8>) {
         let body_len = self.size - HEADER_LEN;
         let start = (h.seq.wrapping_mul(61) % (self.pool.len() / 2) as u64) as usize;
         let body = &self.pool[start..start + body_len];
-        let mut v = Vec::with_capacity(self.size);
+        v.clear();
         v.extend_from_slice(&MAGIC.to_le_bytes());
         v.extend_from_slice(&h.producer.to_le_bytes());
         v.extend_from_slice(&h.partition.to_le_bytes());
@@ -79,7 +86,6 @@ impl RecordMaker {
         v.extend_from_slice(&h.seq.to_le_bytes());
         v.extend_from_slice(&h.sent_ns.to_le_bytes());
         v.extend_from_slice(body);
-        v
     }
 }
 

@@ -15,7 +15,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
 use ringlog::client::partitioner::partition_for_key;
 use ringlog::client::{
-    Client, ClientError, Consumer, ConsumerConfig, Producer, ProducerConfig, StartOffset,
+    Client, ClientError, Consumer, ConsumerConfig, Delivery, Producer, ProducerConfig, StartOffset,
 };
 
 use crate::config::{Mode, Protocol, RunConfig};
@@ -496,6 +496,13 @@ struct Outgoing {
     intended: Instant,
 }
 
+/// Where a record goes and when it was due; its value is written apart.
+struct Addressed {
+    key: Option<Bytes>,
+    partition: i32,
+    intended: Instant,
+}
+
 impl Schedule {
     fn new(shared: &Shared, id: usize) -> Self {
         let c = &shared.config;
@@ -537,6 +544,18 @@ impl Schedule {
 
     /// Record `seq`, stamped with when it was due.
     fn record(&mut self, seq: u64) -> Outgoing {
+        let mut value = Vec::new();
+        let a = self.record_into(seq, &mut value);
+        Outgoing {
+            key: a.key,
+            partition: a.partition,
+            value,
+            intended: a.intended,
+        }
+    }
+
+    /// Record `seq` with its value written into `value` (reused by the caller).
+    fn record_into(&mut self, seq: u64, value: &mut Vec<u8>) -> Addressed {
         let intended = match self.rate {
             Some(r) => self.start + Duration::from_secs_f64(seq as f64 / r),
             None => Instant::now(),
@@ -552,16 +571,18 @@ impl Schedule {
             }
             None => (None, ((seq + self.id) % self.partitions) as i32),
         };
-        let value = self.maker.make(Header {
-            producer: self.producer_tag,
-            partition: partition as u32,
-            seq,
-            sent_ns: (intended - self.epoch).as_nanos() as u64,
-        });
-        Outgoing {
+        self.maker.make_into(
+            Header {
+                producer: self.producer_tag,
+                partition: partition as u32,
+                seq,
+                sent_ns: (intended - self.epoch).as_nanos() as u64,
+            },
+            value,
+        );
+        Addressed {
             key,
             partition,
-            value,
             intended,
         }
     }
@@ -575,11 +596,27 @@ impl Schedule {
 
 /// Counts an acknowledged record and, past the warm-up, its latency.
 fn on_ack(shared: &Shared, hist: &mut Histogram<u64>, intended: Instant) {
-    shared.acked.fetch_add(1, Relaxed);
-    if intended >= shared.measure_from() {
-        shared.measured.fetch_add(1, Relaxed);
-        if shared.config.measures_acks() {
-            let us = (intended.elapsed().as_micros() as u64).max(1);
+    on_batch_ack(shared, hist, &[intended], Instant::now());
+}
+
+/// Counts the records of one acknowledged batch (due at `intended`, acked at
+/// `acked_at`) and, past the warm-up, their latencies.
+fn on_batch_ack(
+    shared: &Shared,
+    hist: &mut Histogram<u64>,
+    intended: &[Instant],
+    acked_at: Instant,
+) {
+    shared.acked.fetch_add(intended.len() as u64, Relaxed);
+    let measure_from = shared.measure_from();
+    let measured = intended.iter().filter(|i| **i >= measure_from).count() as u64;
+    if measured == 0 {
+        return;
+    }
+    shared.measured.fetch_add(measured, Relaxed);
+    if shared.config.measures_acks() {
+        for i in intended.iter().filter(|i| **i >= measure_from) {
+            let us = (acked_at.saturating_duration_since(*i).as_micros() as u64).max(1);
             let _ = hist.record(us);
         }
     }
@@ -603,7 +640,8 @@ async fn send_all(
     let topic = shared.config.topic.clone();
     let mut schedule = Schedule::new(shared, id);
     let hist = Rc::new(RefCell::new(new_histogram()));
-    let pending = Rc::new(std::cell::Cell::new(0u64));
+    let mut acks = BatchAcks::new(shared.clone(), hist.clone());
+    let mut value = Vec::new();
     let mut last_publish = shared.start();
     let mut seq = 0u64;
     'run: loop {
@@ -615,30 +653,20 @@ async fn send_all(
             break;
         }
         for s in due {
-            let r = schedule.record(s);
+            let r = schedule.record_into(s, &mut value);
             match producer
-                .send(
+                .send_slices(
                     &topic,
                     Some(r.partition),
-                    r.key,
-                    Some(Bytes::from(r.value)),
+                    r.key.as_deref(),
+                    Some(&value),
                     &[],
                 )
                 .await
             {
                 Ok(delivery) => {
                     shared.sent.fetch_add(1, Relaxed);
-                    pending.set(pending.get() + 1);
-                    let (shared, hist, pending) = (shared.clone(), hist.clone(), pending.clone());
-                    let intended = r.intended;
-                    glommio::spawn_local(async move {
-                        match delivery.wait().await {
-                            Ok(_) => on_ack(&shared, &mut hist.borrow_mut(), intended),
-                            Err(e) => shared.error(e),
-                        }
-                        pending.set(pending.get() - 1);
-                    })
-                    .detach();
+                    acks.add(delivery, r.intended);
                 }
                 Err(e) => {
                     // The connection is gone or the topic refused: stop rather than
@@ -649,6 +677,9 @@ async fn send_all(
             }
             seq = s + 1;
         }
+        // The open batch's waiter starts now, not when the next record comes:
+        // its latencies are taken when it is acknowledged.
+        acks.flush();
         if now - last_publish >= Duration::from_millis(500) {
             publish_p99(shared, &hist.borrow());
             last_publish = now;
@@ -666,15 +697,70 @@ async fn send_all(
             glommio::yield_if_needed().await;
         }
     }
+    acks.flush();
     if let Err(e) = producer.flush().await {
         shared.error(e);
     }
-    // Let the delivery tasks woken by the last acks record their latencies.
-    while pending.get() > 0 {
+    // Let the waiters woken by the last acks record their latencies.
+    while acks.pending.get() > 0 {
         glommio::timer::sleep(Duration::from_millis(1)).await;
     }
     let h = hist.borrow().clone();
     Ok(h)
+}
+
+/// Waits for acknowledgements a batch at a time: records sent in a row into the
+/// same batch share one waiter task, which stamps them all when the batch is
+/// acknowledged (a task per record cost the bench more than the broker spent).
+struct BatchAcks {
+    shared: Arc<Shared>,
+    hist: Rc<RefCell<Histogram<u64>>>,
+    /// The last record's delivery and when each record of its run was due.
+    open: Option<(Delivery, Vec<Instant>)>,
+    /// Waiters not yet finished.
+    pending: Rc<std::cell::Cell<u64>>,
+}
+
+impl BatchAcks {
+    fn new(shared: Arc<Shared>, hist: Rc<RefCell<Histogram<u64>>>) -> Self {
+        Self {
+            shared,
+            hist,
+            open: None,
+            pending: Rc::new(std::cell::Cell::new(0)),
+        }
+    }
+
+    fn add(&mut self, delivery: Delivery, intended: Instant) {
+        match &mut self.open {
+            Some((last, due)) if last.same_batch(&delivery) => {
+                *last = delivery;
+                due.push(intended);
+            }
+            _ => {
+                self.flush();
+                self.open = Some((delivery, vec![intended]));
+            }
+        }
+    }
+
+    /// Starts the waiter of the records gathered so far.
+    fn flush(&mut self) {
+        let Some((delivery, due)) = self.open.take() else {
+            return;
+        };
+        let (shared, hist, pending) =
+            (self.shared.clone(), self.hist.clone(), self.pending.clone());
+        pending.set(pending.get() + 1);
+        glommio::spawn_local(async move {
+            match delivery.wait().await {
+                Ok(_) => on_batch_ack(&shared, &mut hist.borrow_mut(), &due, Instant::now()),
+                Err(e) => shared.error(e),
+            }
+            pending.set(pending.get() - 1);
+        })
+        .detach();
+    }
 }
 
 /// One consumer: member `member` of group `group` reads partitions `p` with

@@ -1,6 +1,6 @@
 //! [`Client`]: the broker connection plus a metadata cache and the admin calls.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
@@ -35,6 +35,9 @@ pub struct TopicInfo {
 pub struct Client {
     conn: Connection,
     topics: Rc<RefCell<HashMap<String, Rc<TopicInfo>>>>,
+    /// Bumped whenever the topic cache changes, so callers that keep what they
+    /// derived from it (the producer's partition counts) know when to look again.
+    topics_generation: Rc<Cell<u64>>,
 }
 
 /// Resolves `host:port` to the first address.
@@ -58,6 +61,7 @@ impl Client {
         let client = Self {
             conn,
             topics: Rc::new(RefCell::new(HashMap::new())),
+            topics_generation: Rc::new(Cell::new(0)),
         };
         client.hello().await?;
         Ok(client)
@@ -65,6 +69,15 @@ impl Client {
 
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// Changes whenever the cached topic metadata changes.
+    pub fn topics_generation(&self) -> u64 {
+        self.topics_generation.get()
+    }
+
+    fn topics_changed(&self) {
+        self.topics_generation.set(self.topics_generation.get() + 1);
     }
 
     /// Says hello: the broker's id, shard count and the shard serving this connection.
@@ -95,6 +108,7 @@ impl Client {
             BodyT::MetadataResponse(r) => *r,
             other => return Err(unexpected(other)),
         };
+        self.topics_changed();
         let mut cache = self.topics.borrow_mut();
         for t in resp.topics.iter().flatten() {
             if t.error != ErrorCode::NONE {
@@ -179,6 +193,7 @@ impl Client {
     /// Deletes a topic and its data.
     pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
         self.topics.borrow_mut().remove(name);
+        self.topics_changed();
         let body = BodyT::DeleteTopicsRequest(Box::new(DeleteTopicsRequestT {
             names: Some(vec![name.to_string()]),
             timeout_ms: 30_000,

@@ -74,6 +74,12 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// Whether `other` is a record of the same batch: both resolve at once, so a
+    /// caller can wait for a batch instead of for each of its records.
+    pub fn same_batch(&self, other: &Delivery) -> bool {
+        Rc::ptr_eq(&self.outcome, &other.outcome)
+    }
+
     pub async fn wait(self) -> Result<(i32, i64), ClientError> {
         self.outcome.done.wait().await;
         match &*self.outcome.result.borrow() {
@@ -95,15 +101,26 @@ struct Accumulator {
 
 /// A batch closed and waiting for the sender task.
 struct ClosedBatch {
-    slot: (String, i32),
+    topic: Rc<str>,
+    partition: i32,
     batch: Bytes,
     outcome: Rc<BatchOutcome>,
+}
+
+/// A topic's open batches and what the producer knows of it.
+struct TopicBatches {
+    name: Rc<str>,
+    /// The client's `topics_generation` when `partition_count` was read.
+    generation: u64,
+    partition_count: usize,
+    partitions: HashMap<i32, Accumulator>,
 }
 
 struct Inner {
     client: Client,
     config: ProducerConfig,
-    batches: RefCell<HashMap<(String, i32), Accumulator>>,
+    /// By topic name; looked up by `&str`, so a record costs no allocation.
+    topics: RefCell<HashMap<Rc<str>, TopicBatches>>,
     round_robin: Cell<usize>,
     /// Closed batches in closing order; bounded, so `send` waits when the sender
     /// falls behind.
@@ -111,6 +128,52 @@ struct Inner {
     outstanding: Cell<usize>,
     idle: Signal,
     first_error: RefCell<Option<ClientError>>,
+}
+
+impl Inner {
+    /// Runs `f` on the partition's accumulator, made empty if there is none. The
+    /// topic is known: `partition_count` put it in `topics` before any record.
+    fn with_accumulator<R>(
+        &self,
+        topic: &str,
+        partition: i32,
+        f: impl FnOnce(&mut Accumulator) -> R,
+    ) -> R {
+        let mut topics = self.topics.borrow_mut();
+        let t = match topics.get_mut(topic) {
+            Some(t) => t,
+            None => topics
+                .entry(Rc::from(topic))
+                .or_insert_with(|| TopicBatches {
+                    name: Rc::from(topic),
+                    generation: u64::MAX,
+                    partition_count: 0,
+                    partitions: HashMap::new(),
+                }),
+        };
+        let acc = t
+            .partitions
+            .entry(partition)
+            .or_insert_with(|| Accumulator {
+                builder: {
+                    let mut b = BatchBuilder::new();
+                    b.compression(self.config.compression);
+                    b
+                },
+                outcome: Rc::new(BatchOutcome::default()),
+                generation: 0,
+                linger_armed: false,
+            });
+        f(acc)
+    }
+
+    /// The topic's shared name (no allocation once the topic is known).
+    fn topic_name(&self, topic: &str) -> Rc<str> {
+        match self.topics.borrow().get(topic) {
+            Some(t) => t.name.clone(),
+            None => Rc::from(topic),
+        }
+    }
 }
 
 /// A batching, pipelining producer. Cheap to clone.
@@ -127,7 +190,7 @@ impl Producer {
         let inner = Rc::new(Inner {
             client,
             config,
-            batches: RefCell::new(HashMap::new()),
+            topics: RefCell::new(HashMap::new()),
             round_robin: Cell::new(0),
             closed,
             outstanding: Cell::new(0),
@@ -149,13 +212,23 @@ impl Producer {
         value: Option<Bytes>,
         headers: &[RecordHeader],
     ) -> Result<Delivery, ClientError> {
+        self.send_slices(topic, partition, key.as_deref(), value.as_deref(), headers)
+            .await
+    }
+
+    /// [`Producer::send`] from borrowed bytes: the key and value are copied into the
+    /// batch, so a caller can reuse its buffers.
+    pub async fn send_slices(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[RecordHeader],
+    ) -> Result<Delivery, ClientError> {
         let inner = &self.inner;
         inner.client.connection().check()?;
-        let info = inner
-            .client
-            .topic(topic, inner.config.auto_create_topics)
-            .await?;
-        let count = info.partitions.len();
+        let count = self.partition_count(topic).await?;
         let partition = match partition {
             Some(p) if p >= 0 && (p as usize) < count => p,
             Some(p) => {
@@ -165,7 +238,7 @@ impl Producer {
                     count,
                 })
             }
-            None => match &key {
+            None => match key {
                 Some(k) => partition_for_key(k, count) as i32,
                 None => {
                     let n = inner.round_robin.get();
@@ -174,33 +247,25 @@ impl Producer {
                 }
             },
         };
-        let size = BatchBuilder::record_size_estimate(key.as_ref(), value.as_ref(), headers);
+        let size = BatchBuilder::record_size_estimate_of(
+            key.map(<[u8]>::len),
+            value.map(<[u8]>::len),
+            headers,
+        );
         if size > inner.config.max_record_bytes {
             return Err(ClientError::RecordTooLarge {
                 size,
                 max: inner.config.max_record_bytes,
             });
         }
-        let slot = (topic.to_string(), partition);
-        let full_before = inner.batches.borrow().get(&slot).is_some_and(|a| {
+        let full_before = inner.with_accumulator(topic, partition, |a| {
             !a.builder.is_empty() && a.builder.estimated_size() + size > inner.config.batch_bytes
         });
         if full_before {
-            self.send_batch(&slot).await;
+            self.send_batch(topic, partition).await;
         }
-        let (delivery, full, arm) = {
-            let mut batches = inner.batches.borrow_mut();
-            let acc = batches.entry(slot.clone()).or_insert_with(|| Accumulator {
-                builder: {
-                    let mut b = BatchBuilder::new();
-                    b.compression(inner.config.compression);
-                    b
-                },
-                outcome: Rc::new(BatchOutcome::default()),
-                generation: 0,
-                linger_armed: false,
-            });
-            acc.builder.push(key, value, headers, now_ms());
+        let (delivery, full, arm) = inner.with_accumulator(topic, partition, |acc| {
+            acc.builder.push_slices(key, value, headers, now_ms());
             let delivery = Delivery {
                 outcome: acc.outcome.clone(),
                 index: acc.builder.len() as i64 - 1,
@@ -212,12 +277,13 @@ impl Producer {
                 acc.linger_armed = true;
             }
             (delivery, full, arm.then_some(acc.generation))
-        };
+        });
         if full {
-            self.send_batch(&slot).await;
+            self.send_batch(topic, partition).await;
         } else if let Some(generation) = arm {
             let me = self.clone();
             let linger = inner.config.linger;
+            let topic: Rc<str> = inner.topic_name(topic);
             glommio::spawn_local(async move {
                 // glommio polls a spawned task at once: a zero sleep would send the
                 // batch right here with one record. Yielding instead lets the caller
@@ -228,14 +294,11 @@ impl Producer {
                 } else {
                     glommio::timer::sleep(linger).await;
                 }
-                let due = me
-                    .inner
-                    .batches
-                    .borrow()
-                    .get(&slot)
-                    .is_some_and(|a| a.generation == generation && !a.builder.is_empty());
+                let due = me.inner.with_accumulator(&topic, partition, |a| {
+                    a.generation == generation && !a.builder.is_empty()
+                });
                 if due {
-                    me.send_batch(&slot).await;
+                    me.send_batch(&topic, partition).await;
                 }
             })
             .detach();
@@ -243,23 +306,58 @@ impl Producer {
         Ok(delivery)
     }
 
-    /// Closes the partition's batch and queues it for the sender task.
-    async fn send_batch(&self, slot: &(String, i32)) {
+    /// The topic's partition count: from this producer's copy while the client's
+    /// metadata has not changed (one hash lookup per record), else from the client.
+    async fn partition_count(&self, topic: &str) -> Result<usize, ClientError> {
         let inner = &self.inner;
-        let taken = {
-            let mut batches = inner.batches.borrow_mut();
-            let Some(acc) = batches.get_mut(slot) else {
-                return;
-            };
+        let generation = inner.client.topics_generation();
+        if let Some(t) = inner.topics.borrow().get(topic) {
+            if t.generation == generation {
+                return Ok(t.partition_count);
+            }
+        }
+        let info = inner
+            .client
+            .topic(topic, inner.config.auto_create_topics)
+            .await?;
+        let count = info.partitions.len();
+        let generation = inner.client.topics_generation();
+        let mut topics = inner.topics.borrow_mut();
+        match topics.get_mut(topic) {
+            Some(t) => {
+                t.generation = generation;
+                t.partition_count = count;
+            }
+            None => {
+                topics.insert(
+                    Rc::from(topic),
+                    TopicBatches {
+                        name: Rc::from(topic),
+                        generation,
+                        partition_count: count,
+                        partitions: HashMap::new(),
+                    },
+                );
+            }
+        }
+        Ok(count)
+    }
+
+    /// Closes the partition's batch and queues it for the sender task.
+    async fn send_batch(&self, topic: &str, partition: i32) {
+        let inner = &self.inner;
+        let taken = inner.with_accumulator(topic, partition, |acc| {
             if acc.builder.is_empty() {
-                return;
+                return None;
             }
             acc.generation += 1;
             acc.linger_armed = false;
             let outcome = std::mem::take(&mut acc.outcome);
-            (acc.builder.build(), outcome)
+            Some((acc.builder.build(), outcome))
+        });
+        let Some((built, outcome)) = taken else {
+            return;
         };
-        let (built, outcome) = taken;
         inner.outstanding.set(inner.outstanding.get() + 1);
         let batch = match built {
             Ok(b) => b,
@@ -269,7 +367,8 @@ impl Producer {
             }
         };
         let closed = ClosedBatch {
-            slot: slot.clone(),
+            topic: inner.topic_name(topic),
+            partition,
             batch,
             outcome,
         };
@@ -286,9 +385,20 @@ impl Producer {
     /// Sends every open batch now, without waiting for the answers (as if every
     /// linger had expired).
     pub async fn send_open_batches(&self) {
-        let slots: Vec<(String, i32)> = self.inner.batches.borrow().keys().cloned().collect();
-        for slot in slots {
-            self.send_batch(&slot).await;
+        let open: Vec<(Rc<str>, i32)> = self
+            .inner
+            .topics
+            .borrow()
+            .values()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .filter(|(_, a)| !a.builder.is_empty())
+                    .map(|(p, _)| (t.name.clone(), *p))
+            })
+            .collect();
+        for (topic, partition) in open {
+            self.send_batch(&topic, partition).await;
         }
     }
 
@@ -322,7 +432,8 @@ async fn sender_loop(
             return;
         };
         let ClosedBatch {
-            slot,
+            topic,
+            partition,
             batch,
             outcome,
         } = closed;
@@ -331,8 +442,8 @@ async fn sender_loop(
             acks: inner.config.acks,
             timeout_ms: 30_000,
             partitions: Some(vec![ProducePartitionT {
-                topic: slot.0,
-                partition: slot.1,
+                topic: topic.to_string(),
+                partition,
                 records: Some(PayloadRangeT {
                     offset: 0,
                     length: len,
