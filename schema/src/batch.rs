@@ -211,6 +211,7 @@ impl RecordBatch {
             });
         }
         let stored = be_i32(buf, CRC_AT) as u32;
+        CRC_CHECKS.with(|n| n.set(n.get() + 1));
         let computed = crc32c::crc32c(&buf[CRC_COVERAGE_START..]);
         if stored != computed {
             return Err(BatchError::CrcMismatch { stored, computed });
@@ -406,6 +407,54 @@ impl RecordBatch {
         let crc = crc32c::crc32c(&b[CRC_COVERAGE_START..]);
         b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
         RecordBatch { bytes: b.freeze() }
+    }
+}
+
+thread_local! {
+    static CRC_CHECKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Batch CRCs checked on this thread so far. Each shard is one thread, so a test
+/// can tell how many times a path checks a batch (the produce path: once).
+pub fn crc_checks_on_this_thread() -> u64 {
+    CRC_CHECKS.with(|n| n.get())
+}
+
+/// A batch whose framing and CRC were checked ([`RecordBatch::checked`], or the
+/// produce validation that includes it). Only this crate makes one, by checking,
+/// so a layer handed one (storage's append) need not check it again: a produced
+/// batch's CRC is computed once on the broker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedBatch(RecordBatch);
+
+impl RecordBatch {
+    /// Checks framing, CRC and record count ([`RecordBatch::validate`]).
+    pub fn checked(self, max_bytes: usize) -> Result<CheckedBatch, BatchError> {
+        self.validate(max_bytes)?;
+        Ok(CheckedBatch(self))
+    }
+}
+
+impl CheckedBatch {
+    /// For the produce validation, which has just checked it.
+    pub(crate) fn already_checked(batch: RecordBatch) -> Self {
+        Self(batch)
+    }
+
+    pub fn into_bytes(self) -> Bytes {
+        self.0.into_bytes()
+    }
+
+    /// [`RecordBatch::with_log_append_time`]: the CRC is recomputed, so it stays checked.
+    pub fn with_log_append_time(&self, now_ms: i64) -> CheckedBatch {
+        CheckedBatch(self.0.with_log_append_time(now_ms))
+    }
+}
+
+impl std::ops::Deref for CheckedBatch {
+    type Target = RecordBatch;
+    fn deref(&self) -> &RecordBatch {
+        &self.0
     }
 }
 

@@ -34,8 +34,9 @@ pub use generated::ringlog::wire;
 mod proptests;
 
 pub use batch::{
-    last_offset_in, split_batches, BatchHeader, DecodedRecord, RecordBatch, BASE_OFFSET_LEN,
-    BATCH_HEADER_LEN, CRC_COVERAGE_START, LOG_OVERHEAD, MAGIC_V2, MIN_RECORD_LEN,
+    crc_checks_on_this_thread, last_offset_in, split_batches, BatchHeader, CheckedBatch,
+    DecodedRecord, RecordBatch, BASE_OFFSET_LEN, BATCH_HEADER_LEN, CRC_COVERAGE_START,
+    LOG_OVERHEAD, MAGIC_V2, MIN_RECORD_LEN,
 };
 pub use builder::{BatchBuilder, RecordHeader};
 pub use error::BatchError;

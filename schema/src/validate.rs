@@ -20,7 +20,7 @@ use std::io::Read;
 
 use crate::compression::{self, Codec};
 use crate::records::{self, parse_record};
-use crate::{BatchError, RecordBatch};
+use crate::{BatchError, CheckedBatch, RecordBatch};
 
 /// A batch's timestamps: the producer's (CreateTime) or the broker's append time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -102,6 +102,16 @@ pub struct BatchSummary {
 
 fn invalid(what: String) -> BatchError {
     BatchError::InvalidRecord(what)
+}
+
+/// [`validate_produced`], keeping the batch as checked for the append.
+pub fn check_produced(
+    batch: RecordBatch,
+    policy: &ProducePolicy,
+    now_ms: i64,
+) -> Result<CheckedBatch, BatchError> {
+    validate_produced(&batch, policy, now_ms)?;
+    Ok(CheckedBatch::already_checked(batch))
 }
 
 /// Validates a batch a client produced (see the module doc), at `now_ms`.

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use ringlog_schema::validate::{
-    validate_produced, ProducePolicy, TimestampType, DECOMPRESSED_BATCH_BYTES_MAX_DEFAULT,
+    check_produced, ProducePolicy, TimestampType, DECOMPRESSED_BATCH_BYTES_MAX_DEFAULT,
 };
-use ringlog_schema::{last_offset_in, split_batches, BatchHeader, RecordBatch};
+use ringlog_schema::{last_offset_in, split_batches, BatchHeader, CheckedBatch, RecordBatch};
 use ringlog_storage::{FlushPolicy, Offset, PartitionLog};
 
 use crate::core::error::ErrorKind;
@@ -169,14 +169,14 @@ impl Partition {
 
     /// Appends validated batches together, committed under the flush policy, and
     /// counts them; returns the first one's base offset.
-    async fn append(&self, batches: Vec<RecordBatch>) -> Result<i64, PartitionError> {
+    async fn append(&self, batches: Vec<CheckedBatch>) -> Result<i64, PartitionError> {
         let (bytes, records) = batches.iter().fold((0, 0), |(bytes, records), b| {
             let n = u64::try_from(b.record_count()).unwrap_or(0);
             (bytes + b.size() as u64, records + n)
         });
         let infos = self
             .log
-            .append_all_committed(batches.into_iter().map(RecordBatch::into_bytes).collect())
+            .append_checked_committed(batches)
             .await
             .map_err(|e| storage_error(&e))?;
         self.stats.produced(bytes, records);
@@ -444,19 +444,21 @@ pub fn check_batches(
     records: Bytes,
     policy: &ProducePolicy,
     now: i64,
-) -> Result<Vec<RecordBatch>, PartitionError> {
-    let mut batches: Vec<RecordBatch> = split_batches(records)
+) -> Result<Vec<CheckedBatch>, PartitionError> {
+    let split: Vec<RecordBatch> = split_batches(records)
         .collect::<Result<_, _>>()
         .map_err(|e| batch_error(&e))?;
-    if batches.is_empty() {
+    if split.is_empty() {
         return Err(batch_error(&ringlog_schema::BatchError::Truncated {
             available: 0,
             needed: ringlog_schema::BATCH_HEADER_LEN,
         }));
     }
-    for b in &batches {
-        validate_produced(b, policy, now).map_err(|e| batch_error(&e))?;
-    }
+    // The one CRC check of a produced batch: storage takes it as checked.
+    let mut batches = split
+        .into_iter()
+        .map(|b| check_produced(b, policy, now).map_err(|e| batch_error(&e)))
+        .collect::<Result<Vec<_>, _>>()?;
     if policy.timestamp_type == TimestampType::LogAppendTime {
         for b in &mut batches {
             *b = b.with_log_append_time(now);
@@ -518,6 +520,23 @@ mod tests {
             .await
             .expect("open log");
         Partition::new("t".into(), 0, log)
+    }
+
+    /// Issue 15: a produced batch's CRC is computed once on the broker (by the
+    /// produce validation), not again by storage's append.
+    #[test]
+    fn a_produced_batch_is_crc_checked_once() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("t-0");
+        run(move || async move {
+            let p = open(&dir).await;
+            let mut b = BatchBuilder::new();
+            b.push(None, Some(Bytes::from_static(b"v")), &[], 1_700_000_000_000);
+            let batch = b.build().expect("batch");
+            let before = ringlog_schema::crc_checks_on_this_thread();
+            p.produce(batch).await.expect("produce");
+            assert_eq!(ringlog_schema::crc_checks_on_this_thread() - before, 1);
+        });
     }
 
     /// Issue 13 §2: a batch whose append failed must not be answered as a duplicate

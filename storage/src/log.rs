@@ -37,7 +37,7 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use glommio::io::DmaFile;
 use glommio::sync::Semaphore;
-use ringlog_schema::{BatchError, BatchHeader, RecordBatch};
+use ringlog_schema::{BatchError, BatchHeader, CheckedBatch, RecordBatch};
 use tracing::{debug, info, warn};
 
 use crate::cache::{BatchCache, CachedBatch};
@@ -345,15 +345,31 @@ impl PartitionLog {
     /// so a bad one leaves nothing behind. Appends keep the order in which they asked
     /// for the log (the append lock is first come, first served).
     pub async fn append_all(&self, batches: Vec<Bytes>) -> Result<Vec<AppendInfo>> {
+        let checked = batches
+            .into_iter()
+            .map(|b| RecordBatch::parse(b)?.checked(self.config.max_batch_bytes))
+            .collect::<std::result::Result<Vec<_>, BatchError>>()?;
+        self.append_checked(checked).await
+    }
+
+    /// [`PartitionLog::append_all`] of batches already checked (a produce's, checked
+    /// once by its validation): the CRC is not computed again.
+    pub async fn append_checked(&self, batches: Vec<CheckedBatch>) -> Result<Vec<AppendInfo>> {
         for batch in &batches {
-            RecordBatch::validate_slice(batch, self.config.max_batch_bytes)?;
+            if batch.size() > self.config.max_batch_bytes {
+                return Err(BatchError::TooLarge {
+                    size: batch.size(),
+                    max: self.config.max_batch_bytes,
+                }
+                .into());
+            }
         }
         self.check_writable()?;
         let _guard = self.append_lock.lock().await;
         self.check_writable()?;
         let mut infos = Vec::with_capacity(batches.len());
         for batch in batches {
-            infos.push(self.append_locked(batch).await?);
+            infos.push(self.append_locked(batch.into_bytes()).await?);
         }
         Ok(infos)
     }
@@ -429,6 +445,21 @@ impl PartitionLog {
     /// commits one batch.
     pub async fn append_all_committed(&self, batches: Vec<Bytes>) -> Result<Vec<AppendInfo>> {
         let infos = self.append_all(batches).await?;
+        self.commit(infos).await
+    }
+
+    /// [`PartitionLog::append_checked`], then committed as
+    /// [`PartitionLog::append_committed`] commits one batch.
+    pub async fn append_checked_committed(
+        &self,
+        batches: Vec<CheckedBatch>,
+    ) -> Result<Vec<AppendInfo>> {
+        let infos = self.append_checked(batches).await?;
+        self.commit(infos).await
+    }
+
+    /// Waits for appended batches as the flush policy says.
+    async fn commit(&self, infos: Vec<AppendInfo>) -> Result<Vec<AppendInfo>> {
         let Some(last) = infos.last() else {
             return Ok(infos);
         };
