@@ -7,9 +7,10 @@
 //! serve gets its v0 answer with UNSUPPORTED_VERSION so the client can downgrade.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use bytes::Bytes;
+use futures_lite::io::BufReader;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use kafka_protocol::messages::ApiKey;
@@ -20,7 +21,7 @@ use tracing::debug;
 use crate::core::memory::{Grant, MemoryBudget};
 use crate::core::request_order::RequestOrder;
 use crate::core::shard::Shard;
-use crate::core::socket::{read_body, shutdown_both};
+use crate::core::socket::{read_body, shutdown_both, READ_BUFFER_BYTES};
 use crate::kafka::api::{self, codes, Answer};
 use crate::metrics::{Protocol, RequestKind};
 
@@ -35,7 +36,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let fd = stream.as_raw_fd();
     let peer = stream.peer_addr().ok();
     let _open = shard.stats.connection(Protocol::Kafka);
-    let (mut reader, mut writer) = futures_lite::io::split(stream);
+    let (reader, mut writer) = futures_lite::io::split(stream);
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     // Each request's answer comes through its own channel; the writer takes the
     // channels in request order.
     let (order_tx, order_rx) = flume::bounded::<flume::Receiver<Option<Answer>>>(INFLIGHT_MAX);
@@ -67,7 +69,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             Ok(None)
         };
         let memory = &shard.request_memory;
-        let read = futures_lite::future::or(read_frame(&mut reader, max, memory), stopping).await;
+        let read =
+            futures_lite::future::or(read_frame(&mut reader, fd, max, memory), stopping).await;
         let (frame, request_memory) = match read {
             Ok(Some(f)) => f,
             Ok(None) => break,
@@ -177,7 +180,8 @@ type Answering =
 /// Reads one frame body once the shard's request memory has room for it; `None`
 /// at a clean end of stream.
 async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
-    reader: &mut R,
+    reader: &mut BufReader<R>,
+    fd: RawFd,
     max: usize,
     memory: &Rc<MemoryBudget>,
 ) -> io::Result<Option<(Bytes, Grant)>> {
@@ -198,7 +202,7 @@ async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
             )
         })?;
     let grant = memory.reserve(len).await;
-    let body = read_body(reader, len).await?;
+    let body = read_body(reader, fd, len).await?;
     Ok(Some((body, grant)))
 }
 

@@ -34,12 +34,10 @@ use crate::config::CONNECTION_INFLIGHT_MAX;
 use crate::core::memory::{Grant, MemoryBudget};
 use crate::core::request_order::{Effect, RequestOrder};
 use crate::core::shard::Shard;
-use crate::core::socket::{read_body, shutdown_both};
+use crate::core::socket::{read_body, shutdown_both, READ_BUFFER_BYTES};
 use crate::metrics::{Protocol, RequestKind};
 use crate::native::{self, Outgoing, Response};
 
-/// Read buffer of a connection.
-const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Most buffers in one writev (Linux IOV_MAX is 1024).
 const IOVECS_MAX: usize = 1024;
 
@@ -69,7 +67,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             Ok(None)
         };
         let memory = &shard.request_memory;
-        let next = futures_lite::future::or(read_frame(&mut reader, max, memory), stopping).await;
+        let next =
+            futures_lite::future::or(read_frame(&mut reader, fd, max, memory), stopping).await;
         let (body, request_memory) = match next {
             Ok(Some(read)) => read,
             Ok(None) => break,
@@ -165,7 +164,8 @@ enum ReadError {
 /// Reads one frame body (everything after `frame_len`) once the shard's request
 /// memory has room for all of it; `None` at a clean EOF.
 async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
-    reader: &mut R,
+    reader: &mut BufReader<R>,
+    fd: RawFd,
     max: usize,
     memory: &Rc<MemoryBudget>,
 ) -> Result<Option<(Bytes, Grant)>, ReadError> {
@@ -177,7 +177,7 @@ async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
     }
     let len = frame::frame_len(prefix, max).map_err(ReadError::Frame)?;
     let grant = memory.reserve(len).await;
-    let body = read_body(reader, len).await.map_err(ReadError::Io)?;
+    let body = read_body(reader, fd, len).await.map_err(ReadError::Io)?;
     Ok(Some((body, grant)))
 }
 
