@@ -99,6 +99,19 @@ struct Accumulator {
     linger_armed: bool,
 }
 
+impl Accumulator {
+    fn new(compression: Codec) -> Self {
+        let mut builder = BatchBuilder::new();
+        builder.compression(compression);
+        Self {
+            builder,
+            outcome: Rc::new(BatchOutcome::default()),
+            generation: 0,
+            linger_armed: false,
+        }
+    }
+}
+
 /// A batch closed and waiting for the sender task.
 struct ClosedBatch {
     topic: Rc<str>,
@@ -130,7 +143,94 @@ struct Inner {
     first_error: RefCell<Option<ClientError>>,
 }
 
+/// A record on its way into a batch.
+struct Record<'a> {
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    headers: &'a [RecordHeader],
+    size: usize,
+}
+
+/// What `try_push` did.
+enum Pushed {
+    Added(Added),
+    /// The topic is not in the table, or the client's metadata changed since.
+    UnknownTopic,
+    /// The partition's open batch has no room: send it, then push again.
+    FullFirst(i32),
+}
+
+struct Added {
+    delivery: Delivery,
+    topic: Rc<str>,
+    /// The batch reached `batch.size`: send it now.
+    full: bool,
+    /// The batch's first record: arm its linger timer for this generation.
+    arm: Option<u64>,
+}
+
 impl Inner {
+    /// Adds `record` to its partition's batch with one lookup of the topic and no
+    /// await (the common case), or says what must happen first.
+    fn try_push(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        record: &Record<'_>,
+    ) -> Result<Pushed, ClientError> {
+        let generation = self.client.topics_generation();
+        let mut topics = self.topics.borrow_mut();
+        let Some(t) = topics.get_mut(topic).filter(|t| t.generation == generation) else {
+            return Ok(Pushed::UnknownTopic);
+        };
+        let count = t.partition_count;
+        let partition = match partition {
+            Some(p) if p >= 0 && (p as usize) < count => p,
+            Some(p) => {
+                return Err(ClientError::UnknownPartition {
+                    topic: topic.to_string(),
+                    partition: p,
+                    count,
+                })
+            }
+            None => match record.key {
+                Some(k) => partition_for_key(k, count) as i32,
+                None => {
+                    let n = self.round_robin.get();
+                    self.round_robin.set(n.wrapping_add(1));
+                    (n % count.max(1)) as i32
+                }
+            },
+        };
+        let acc = t
+            .partitions
+            .entry(partition)
+            .or_insert_with(|| Accumulator::new(self.config.compression));
+        if !acc.builder.is_empty()
+            && acc.builder.estimated_size() + record.size > self.config.batch_bytes
+        {
+            return Ok(Pushed::FullFirst(partition));
+        }
+        acc.builder
+            .push_slices(record.key, record.value, record.headers, now_ms());
+        let delivery = Delivery {
+            outcome: acc.outcome.clone(),
+            index: acc.builder.len() as i64 - 1,
+            partition,
+        };
+        let full = acc.builder.estimated_size() >= self.config.batch_bytes;
+        let arm = !full && !acc.linger_armed;
+        if arm {
+            acc.linger_armed = true;
+        }
+        Ok(Pushed::Added(Added {
+            delivery,
+            topic: t.name.clone(),
+            full,
+            arm: arm.then_some(acc.generation),
+        }))
+    }
+
     /// Runs `f` on the partition's accumulator, made empty if there is none. The
     /// topic is known: `partition_count` put it in `topics` before any record.
     fn with_accumulator<R>(
@@ -228,25 +328,6 @@ impl Producer {
     ) -> Result<Delivery, ClientError> {
         let inner = &self.inner;
         inner.client.connection().check()?;
-        let count = self.partition_count(topic).await?;
-        let partition = match partition {
-            Some(p) if p >= 0 && (p as usize) < count => p,
-            Some(p) => {
-                return Err(ClientError::UnknownPartition {
-                    topic: topic.to_string(),
-                    partition: p,
-                    count,
-                })
-            }
-            None => match key {
-                Some(k) => partition_for_key(k, count) as i32,
-                None => {
-                    let n = inner.round_robin.get();
-                    inner.round_robin.set(n.wrapping_add(1));
-                    (n % count.max(1)) as i32
-                }
-            },
-        };
         let size = BatchBuilder::record_size_estimate_of(
             key.map(<[u8]>::len),
             value.map(<[u8]>::len),
@@ -258,32 +339,40 @@ impl Producer {
                 max: inner.config.max_record_bytes,
             });
         }
-        let full_before = inner.with_accumulator(topic, partition, |a| {
-            !a.builder.is_empty() && a.builder.estimated_size() + size > inner.config.batch_bytes
-        });
-        if full_before {
-            self.send_batch(topic, partition).await;
-        }
-        let (delivery, full, arm) = inner.with_accumulator(topic, partition, |acc| {
-            acc.builder.push_slices(key, value, headers, now_ms());
-            let delivery = Delivery {
-                outcome: acc.outcome.clone(),
-                index: acc.builder.len() as i64 - 1,
-                partition,
-            };
-            let full = acc.builder.estimated_size() >= inner.config.batch_bytes;
-            let arm = !full && !acc.linger_armed;
-            if arm {
-                acc.linger_armed = true;
+        let record = Record {
+            key,
+            value,
+            headers,
+            size,
+        };
+        let mut partition = partition;
+        loop {
+            match inner.try_push(topic, partition, &record)? {
+                Pushed::Added(added) => return Ok(self.after_push(added).await),
+                Pushed::UnknownTopic => self.refresh_topic(topic).await?,
+                Pushed::FullFirst(p) => {
+                    // Once per batch: the record goes to the next one, same partition.
+                    partition = Some(p);
+                    self.send_batch(topic, p).await;
+                }
             }
-            (delivery, full, arm.then_some(acc.generation))
-        });
+        }
+    }
+
+    /// Sends the batch a record filled, or arms its linger timer.
+    async fn after_push(&self, added: Added) -> Delivery {
+        let Added {
+            delivery,
+            topic,
+            full,
+            arm,
+        } = added;
+        let partition = delivery.partition;
         if full {
-            self.send_batch(topic, partition).await;
+            self.send_batch(&topic, partition).await;
         } else if let Some(generation) = arm {
             let me = self.clone();
-            let linger = inner.config.linger;
-            let topic: Rc<str> = inner.topic_name(topic);
+            let linger = self.inner.config.linger;
             glommio::spawn_local(async move {
                 // glommio polls a spawned task at once: a zero sleep would send the
                 // batch right here with one record. Yielding instead lets the caller
@@ -303,19 +392,13 @@ impl Producer {
             })
             .detach();
         }
-        Ok(delivery)
+        delivery
     }
 
-    /// The topic's partition count: from this producer's copy while the client's
-    /// metadata has not changed (one hash lookup per record), else from the client.
-    async fn partition_count(&self, topic: &str) -> Result<usize, ClientError> {
+    /// Reads the topic's partition count from the client (which asks the broker if
+    /// it does not know the topic) into this producer's table.
+    async fn refresh_topic(&self, topic: &str) -> Result<(), ClientError> {
         let inner = &self.inner;
-        let generation = inner.client.topics_generation();
-        if let Some(t) = inner.topics.borrow().get(topic) {
-            if t.generation == generation {
-                return Ok(t.partition_count);
-            }
-        }
         let info = inner
             .client
             .topic(topic, inner.config.auto_create_topics)
@@ -340,7 +423,7 @@ impl Producer {
                 );
             }
         }
-        Ok(count)
+        Ok(())
     }
 
     /// Closes the partition's batch and queues it for the sender task.
