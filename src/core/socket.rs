@@ -155,7 +155,9 @@ mod tests {
             let (reader, _w) = futures_lite::io::split(stream);
             let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
             writer.await;
-            let e = read_body(&mut reader, fd, 1_000).await.expect_err("cut short");
+            let e = read_body(&mut reader, fd, 1_000)
+                .await
+                .expect_err("cut short");
             assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
         });
     }

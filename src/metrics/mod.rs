@@ -162,6 +162,7 @@ impl ShardStats {
             connections,
             fdatasync_us: self.io.fdatasync_us.snapshot(),
             commit_records: self.io.commit_records.snapshot(),
+            commit_write_us: self.io.commit_write_us.snapshot(),
             cache_hits: self.io.cache_hits.get(),
             cache_misses: self.io.cache_misses.get(),
             waiters: 0,
@@ -225,6 +226,7 @@ pub struct ShardSnapshot {
     pub connections: Vec<ConnectionSnapshot>,
     pub fdatasync_us: HistogramSnapshot,
     pub commit_records: HistogramSnapshot,
+    pub commit_write_us: HistogramSnapshot,
     pub cache_hits: u64,
     pub cache_misses: u64,
     /// Tasks waiting on the shard's signals (long-polling fetches, shutdown).

@@ -218,6 +218,13 @@ pub fn render(facts: &BrokerFacts<'_>, shards: &[(u16, Option<ShardSnapshot>)]) 
             1e6,
         );
         e.histogram(
+            "ringlog_commit_write_seconds",
+            "Write stages of commits and how long each took: what was buffered issued, then no write in flight (the stage before an fdatasync).",
+            &s,
+            &snap.commit_write_us,
+            1e6,
+        );
+        e.histogram(
             "ringlog_group_commit_records",
             "Records made durable by one fdatasync (group-commit size).",
             &s,
@@ -473,6 +480,7 @@ mod tests {
         let stats = ShardStats::default();
         stats.request_done(Protocol::Kafka, RequestKind::Produce, Instant::now());
         stats.io.fdatasync_us.record(700);
+        stats.io.commit_write_us.record(300);
         let _conn = stats.connection(Protocol::Native);
         let mut s = stats.snapshot(0);
         s.cache_hits = 3;
@@ -543,6 +551,7 @@ mod tests {
         assert!(text.contains(&format!(
             "ringlog_fdatasync_latency_seconds_count{{{l}}} 1\n"
         )));
+        assert!(text.contains(&format!("ringlog_commit_write_seconds_sum{{{l}}} 0.0003\n")));
     }
 
     #[test]

@@ -596,6 +596,7 @@ impl PartitionLog {
     /// write is in flight; then everything appended so far is in the file. Caller holds
     /// `pump_lock`.
     async fn write_buffered(&self) -> Result<()> {
+        let started = std::time::Instant::now();
         let upto = {
             let mut st = self.state.borrow_mut();
             st.writer.queue_partial();
@@ -609,6 +610,8 @@ impl PartitionLog {
                 reason,
             });
         }
+        let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.shared.stats.commit_write_us.record(took);
         let mut st = self.state.borrow_mut();
         st.written_offset = st.written_offset.max(upto);
         st.check_offsets();
