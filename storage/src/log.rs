@@ -24,7 +24,12 @@
 //! everything appended before its fdatasync starts.
 //!
 //! Write-behind buffers are written by spawned tasks, at most `inflight_writes_max` at a
-//! time (`write_slots`); taking every slot waits until no write is in flight.
+//! time (`write_slots`); taking every slot waits until no write is in flight. An
+//! append issues the buffers it filled only after releasing `append_lock`: issuing
+//! can wait behind a write stage's drain, and other appends need not wait with it.
+//! Whatever changes the writer (roll, truncate, close) holds `append_lock` and
+//! `flush_lock` and writes everything out under `pump_lock` first, so a late
+//! issuer finds nothing left.
 //!
 //! Offsets: `log_start <= durable <= written <= log_end`, all exclusive bounds ("next
 //! offset").
@@ -371,6 +376,12 @@ impl PartitionLog {
         for batch in batches {
             infos.push(self.append_locked(batch.into_bytes()).await?);
         }
+        // Issue full buffers after letting the append lock go: a pump may wait for
+        // a write stage's drain, and the next appends need not wait with it.
+        drop(_guard);
+        if self.state.borrow().writer.has_ready() {
+            self.pump().await?;
+        }
         Ok(infos)
     }
 
@@ -427,9 +438,6 @@ impl PartitionLog {
                 max_timestamp: scanned.max_timestamp,
             }
         };
-        if self.state.borrow().writer.has_ready() {
-            self.pump().await?;
-        }
         Ok(info)
     }
 
