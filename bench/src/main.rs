@@ -95,7 +95,8 @@ struct RunArgs {
     /// Producer batch.size in bytes.
     #[arg(long, default_value_t = 256 * 1024)]
     batch_size: usize,
-    #[arg(long, default_value_t = 1)]
+    /// Producer linger.ms: 5 as Kafka (measured above 1 ms at max rate, BENCHMARKS.md).
+    #[arg(long, default_value_t = 5)]
     linger_ms: u64,
     /// Produce requests in flight per producer connection (native protocol).
     #[arg(long, default_value_t = 64)]

@@ -30,7 +30,7 @@ pub struct ProduceArgs {
     #[arg(short, long)]
     partition: Option<i32>,
     /// Batch size in bytes (batch.size).
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, default_value_t = ringlog::client::BATCH_BYTES_DEFAULT)]
     batch_size: usize,
     /// Linger in milliseconds (linger.ms).
     #[arg(long, default_value_t = 5)]

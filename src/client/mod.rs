@@ -22,7 +22,7 @@ pub use connection::Connection;
 pub use consumer::{Consumer, ConsumerConfig, Record, StartOffset};
 pub use error::ClientError;
 pub use group::{GroupConfig, GroupConsumer, OffsetReset};
-pub use producer::{Delivery, Producer, ProducerConfig};
+pub use producer::{Delivery, Producer, ProducerConfig, BATCH_BYTES_DEFAULT};
 
 /// Default bootstrap server, the native listener's default.
 pub const BOOTSTRAP_DEFAULT: &str = crate::config::NATIVE_ADDR_DEFAULT;
