@@ -44,15 +44,20 @@ fn offenders(allowed: &[&str], needles: &[&str]) -> Vec<String> {
             {
                 return None;
             }
-            let text = std::fs::read_to_string(&path).ok()?;
-            let hits: Vec<&str> = needles
-                .iter()
-                .copied()
-                .filter(|n| text.contains(n))
-                .collect();
-            (!hits.is_empty()).then(|| format!("{rel}: {}", hits.join(", ")))
+            needles_in(&path, needles).map(|hits| format!("{rel}: {hits}"))
         })
         .collect()
+}
+
+/// The `needles` the file at `path` contains, comma-separated; `None` if none.
+fn needles_in(path: &Path, needles: &[&str]) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let hits: Vec<&str> = needles
+        .iter()
+        .copied()
+        .filter(|n| text.contains(n))
+        .collect();
+    (!hits.is_empty()).then(|| hits.join(", "))
 }
 
 #[test]
@@ -84,13 +89,7 @@ fn files_using(dir: &str, needles: &[&str]) -> Vec<String> {
     sources(&src().join(dir))
         .into_iter()
         .filter_map(|path| {
-            let text = std::fs::read_to_string(&path).ok()?;
-            let hits: Vec<&str> = needles
-                .iter()
-                .copied()
-                .filter(|n| text.contains(n))
-                .collect();
-            (!hits.is_empty()).then(|| format!("{}: {}", path.display(), hits.join(", ")))
+            needles_in(&path, needles).map(|hits| format!("{}: {hits}", path.display()))
         })
         .collect()
 }

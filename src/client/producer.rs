@@ -237,48 +237,18 @@ impl Inner {
         }))
     }
 
-    /// Runs `f` on the partition's accumulator, made empty if there is none. The
-    /// topic is known: `partition_count` put it in `topics` before any record.
-    fn with_accumulator<R>(
+    /// Runs `f` on the topic's shared name and the partition's batch; `None` when
+    /// the producer has no batch there (then there is nothing to send).
+    fn with_batch<R>(
         &self,
         topic: &str,
         partition: i32,
-        f: impl FnOnce(&mut Accumulator) -> R,
-    ) -> R {
+        f: impl FnOnce(&Rc<str>, &mut Accumulator) -> R,
+    ) -> Option<R> {
         let mut topics = self.topics.borrow_mut();
-        let t = match topics.get_mut(topic) {
-            Some(t) => t,
-            None => topics
-                .entry(Rc::from(topic))
-                .or_insert_with(|| TopicBatches {
-                    name: Rc::from(topic),
-                    generation: u64::MAX,
-                    partition_count: 0,
-                    partitions: HashMap::new(),
-                }),
-        };
-        let acc = t
-            .partitions
-            .entry(partition)
-            .or_insert_with(|| Accumulator {
-                builder: {
-                    let mut b = BatchBuilder::new();
-                    b.compression(self.config.compression);
-                    b
-                },
-                outcome: Rc::new(BatchOutcome::default()),
-                generation: 0,
-                linger_armed: false,
-            });
-        f(acc)
-    }
-
-    /// The topic's shared name (no allocation once the topic is known).
-    fn topic_name(&self, topic: &str) -> Rc<str> {
-        match self.topics.borrow().get(topic) {
-            Some(t) => t.name.clone(),
-            None => Rc::from(topic),
-        }
+        let t = topics.get_mut(topic)?;
+        let acc = t.partitions.get_mut(&partition)?;
+        Some(f(&t.name, acc))
     }
 }
 
@@ -389,9 +359,12 @@ impl Producer {
                 } else {
                     glommio::timer::sleep(linger).await;
                 }
-                let due = me.inner.with_accumulator(&topic, partition, |a| {
-                    a.generation == generation && !a.builder.is_empty()
-                });
+                let due = me
+                    .inner
+                    .with_batch(&topic, partition, |_, a| {
+                        a.generation == generation && !a.builder.is_empty()
+                    })
+                    .unwrap_or(false);
                 if due {
                     me.send_batch(&topic, partition).await;
                 }
@@ -435,16 +408,16 @@ impl Producer {
     /// Closes the partition's batch and queues it for the sender task.
     async fn send_batch(&self, topic: &str, partition: i32) {
         let inner = &self.inner;
-        let taken = inner.with_accumulator(topic, partition, |acc| {
+        let taken = inner.with_batch(topic, partition, |name, acc| {
             if acc.builder.is_empty() {
                 return None;
             }
             acc.generation += 1;
             acc.linger_armed = false;
             let outcome = std::mem::take(&mut acc.outcome);
-            Some((acc.builder.build(), outcome))
+            Some((name.clone(), acc.builder.build(), outcome))
         });
-        let Some((built, outcome)) = taken else {
+        let Some((topic, built, outcome)) = taken.flatten() else {
             return;
         };
         inner.outstanding.set(inner.outstanding.get() + 1);
@@ -456,7 +429,7 @@ impl Producer {
             }
         };
         let closed = ClosedBatch {
-            topic: inner.topic_name(topic),
+            topic,
             partition,
             batch,
             outcome,
