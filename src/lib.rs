@@ -27,6 +27,7 @@ pub mod kafka;
 pub mod metadata;
 pub mod metrics;
 pub mod native;
+pub mod net;
 pub mod sync;
 pub mod time;
 pub mod tune;

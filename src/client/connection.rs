@@ -5,20 +5,24 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
-use bytes::{Bytes, BytesMut};
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use bytes::Bytes;
+use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpStream;
 use ringlog_schema::frame::{self, Frame, FRAME_LEN_BYTES};
 use ringlog_schema::wire::{BodyT, EnvelopeT};
 
 use crate::client::ClientError;
+use crate::net::{write_all_vectored, SocketReader};
 
 /// Largest response frame the client accepts.
 pub const RESPONSE_BYTES_MAX: usize = 256 << 20;
 /// Requests queued for writing before callers wait.
 const WRITE_QUEUE_MAX: usize = 1024;
+/// Most queued requests the writer sends in one vectored write.
+const WRITE_GATHER_MAX: usize = 64;
 
 type Pending = Rc<RefCell<HashMap<u64, flume::Sender<Result<Frame, ClientError>>>>>;
 
@@ -42,16 +46,22 @@ impl Connection {
                 reason: e.to_string(),
             })?;
         let _ = stream.set_nodelay(true);
+        let fd = stream.as_raw_fd();
         let (reader, mut writer) = futures_lite::io::split(stream);
         let (out, rx) = flume::bounded::<Vec<Bytes>>(WRITE_QUEUE_MAX);
         let pending: Pending = Rc::new(RefCell::new(HashMap::new()));
         let broken = Rc::new(RefCell::new(None));
         glommio::spawn_local(async move {
-            while let Ok(bufs) = rx.recv_async().await {
-                for b in bufs {
-                    if writer.write_all(&b).await.is_err() {
-                        return;
+            // Whatever is queued goes out together: one sendmsg for many requests.
+            while let Ok(mut bufs) = rx.recv_async().await {
+                for _ in 1..WRITE_GATHER_MAX {
+                    match rx.try_recv() {
+                        Ok(more) => bufs.extend(more),
+                        Err(_) => break,
                     }
+                }
+                if write_all_vectored(fd, &mut writer, &bufs).await.is_err() {
+                    return;
                 }
             }
             let _ = writer.close().await;
@@ -59,7 +69,7 @@ impl Connection {
         .detach();
         let (p, b) = (pending.clone(), broken.clone());
         glommio::spawn_local(async move {
-            let mut reader = BufReader::with_capacity(256 * 1024, reader);
+            let mut reader = SocketReader::new(reader, fd);
             let err = loop {
                 match read_frame(&mut reader).await {
                     Ok(frame) => {
@@ -162,7 +172,7 @@ impl ResponseFuture {
 }
 
 async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
-    reader: &mut R,
+    reader: &mut SocketReader<R>,
 ) -> Result<Frame, ClientError> {
     let mut prefix = [0u8; FRAME_LEN_BYTES];
     reader
@@ -171,10 +181,9 @@ async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
         .map_err(|e| ClientError::Disconnected(e.to_string()))?;
     let len = frame::frame_len(prefix, RESPONSE_BYTES_MAX)
         .map_err(|e| ClientError::Protocol(e.to_string()))?;
-    let mut body = BytesMut::zeroed(len);
-    reader
-        .read_exact(&mut body)
+    let body = reader
+        .read_body(len)
         .await
         .map_err(|e| ClientError::Disconnected(e.to_string()))?;
-    frame::decode_frame(body.freeze()).map_err(|e| ClientError::Protocol(e.to_string()))
+    frame::decode_frame(body).map_err(|e| ClientError::Protocol(e.to_string()))
 }

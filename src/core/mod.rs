@@ -25,5 +25,4 @@ pub mod producer_state;
 pub mod request_order;
 pub mod routing;
 pub mod shard;
-pub mod socket;
 pub mod topics;

@@ -7,11 +7,10 @@
 //! serve gets its v0 answer with UNSUPPORTED_VERSION so the client can downgrade.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 
 use bytes::Bytes;
-use futures_lite::io::BufReader;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use kafka_protocol::messages::ApiKey;
 use std::rc::Rc;
@@ -21,9 +20,9 @@ use tracing::debug;
 use crate::core::memory::{Grant, MemoryBudget};
 use crate::core::request_order::RequestOrder;
 use crate::core::shard::Shard;
-use crate::core::socket::{read_body, shutdown_both, READ_BUFFER_BYTES};
 use crate::kafka::api::{self, codes, Answer};
 use crate::metrics::{Protocol, RequestKind};
+use crate::net::{shutdown_both, write_all_vectored, SocketReader};
 
 /// Answers being prepared for one connection; reading pauses beyond this.
 const INFLIGHT_MAX: usize = 128;
@@ -37,7 +36,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let peer = stream.peer_addr().ok();
     let _open = shard.stats.connection(Protocol::Kafka);
     let (reader, mut writer) = futures_lite::io::split(stream);
-    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
+    let mut reader = SocketReader::new(reader, fd);
     // Each request's answer comes through its own channel; the writer takes the
     // channels in request order.
     let (order_tx, order_rx) = flume::bounded::<flume::Receiver<Option<Answer>>>(INFLIGHT_MAX);
@@ -46,7 +45,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             match answer.recv_async().await {
                 // The answer's memory grant is released once its frame is written.
                 Ok(Some(answer)) => {
-                    if let Err(e) = writer.write_all(&answer.frame).await {
+                    let frame = std::slice::from_ref(&answer.frame);
+                    if let Err(e) = write_all_vectored(fd, &mut writer, frame).await {
                         debug!(error = %e, "kafka connection write failed: closing");
                         // Ends the reader too; queued answers go with the channels.
                         shutdown_both(fd);
@@ -69,8 +69,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             Ok(None)
         };
         let memory = &shard.request_memory;
-        let read =
-            futures_lite::future::or(read_frame(&mut reader, fd, max, memory), stopping).await;
+        let read = futures_lite::future::or(read_frame(&mut reader, max, memory), stopping).await;
         let (frame, request_memory) = match read {
             Ok(Some(f)) => f,
             Ok(None) => break,
@@ -180,8 +179,7 @@ type Answering =
 /// Reads one frame body once the shard's request memory has room for it; `None`
 /// at a clean end of stream.
 async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
-    reader: &mut BufReader<R>,
-    fd: RawFd,
+    reader: &mut SocketReader<R>,
     max: usize,
     memory: &Rc<MemoryBudget>,
 ) -> io::Result<Option<(Bytes, Grant)>> {
@@ -202,7 +200,7 @@ async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
             )
         })?;
     let grant = memory.reserve(len).await;
-    let body = read_body(reader, fd, len).await?;
+    let body = reader.read_body(len).await?;
     Ok(Some((body, grant)))
 }
 

@@ -23,7 +23,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt, BufReader, WriteHalf};
+use futures_lite::io::{AsyncWriteExt, WriteHalf};
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 use ringlog_schema::frame::{self, FrameError, FRAME_LEN_BYTES};
@@ -34,12 +34,12 @@ use crate::config::CONNECTION_INFLIGHT_MAX;
 use crate::core::memory::{Grant, MemoryBudget};
 use crate::core::request_order::{Effect, RequestOrder};
 use crate::core::shard::Shard;
-use crate::core::socket::{read_body, shutdown_both, READ_BUFFER_BYTES};
 use crate::metrics::{Protocol, RequestKind};
 use crate::native::{self, Outgoing, Response};
+use crate::net::{shutdown_both, write_all_vectored, SocketReader};
 
-/// Most buffers in one writev (Linux IOV_MAX is 1024).
-const IOVECS_MAX: usize = 1024;
+/// Most queued responses the writer sends in one vectored write.
+const WRITE_GATHER_MAX: usize = 64;
 
 /// Serves one connection until the peer closes it, it breaks the protocol beyond
 /// repair, or the shard stops.
@@ -52,7 +52,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let peer = stream.peer_addr().ok();
     let _open = shard.stats.connection(Protocol::Native);
     let (reader, writer) = futures_lite::io::split(stream);
-    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
+    let mut reader = SocketReader::new(reader, fd);
     let (out_tx, out_rx) = flume::bounded::<Outgoing>(CONNECTION_INFLIGHT_MAX);
     let writer_task = glommio::spawn_local(write_loop(fd, writer, out_rx));
     let slots = Rc::new(Semaphore::new(CONNECTION_INFLIGHT_MAX as u64));
@@ -67,8 +67,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             Ok(None)
         };
         let memory = &shard.request_memory;
-        let next =
-            futures_lite::future::or(read_frame(&mut reader, fd, max, memory), stopping).await;
+        let next = futures_lite::future::or(read_frame(&mut reader, max, memory), stopping).await;
+
         let (body, request_memory) = match next {
             Ok(Some(read)) => read,
             Ok(None) => break,
@@ -124,6 +124,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         if let BodyT::ProduceRequest(req) = frame.envelope.body {
             // Queue the batches on their owners now, in arrival order; answer later.
             let pending = native::produce::enqueue(&shard, *req, frame.payload).await;
+
             glommio::spawn_local(async move { respond(pending.finish().await).await }).detach();
         } else {
             let shard = shard.clone();
@@ -164,8 +165,7 @@ enum ReadError {
 /// Reads one frame body (everything after `frame_len`) once the shard's request
 /// memory has room for all of it; `None` at a clean EOF.
 async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
-    reader: &mut BufReader<R>,
-    fd: RawFd,
+    reader: &mut SocketReader<R>,
     max: usize,
     memory: &Rc<MemoryBudget>,
 ) -> Result<Option<(Bytes, Grant)>, ReadError> {
@@ -177,7 +177,7 @@ async fn read_frame<R: futures_lite::AsyncRead + Unpin>(
     }
     let len = frame::frame_len(prefix, max).map_err(ReadError::Frame)?;
     let grant = memory.reserve(len).await;
-    let body = read_body(reader, fd, len).await.map_err(ReadError::Io)?;
+    let body = reader.read_body(len).await.map_err(ReadError::Io)?;
     Ok(Some((body, grant)))
 }
 
@@ -193,87 +193,30 @@ fn error_frame(correlation_id: u64, code: ErrorCode, e: &dyn std::fmt::Display) 
 }
 
 async fn write_loop(fd: RawFd, mut writer: WriteHalf<TcpStream>, rx: flume::Receiver<Outgoing>) {
-    // Each response's memory grant is dropped once its bytes are written.
-    while let Ok(out) = rx.recv_async().await {
-        if let Err(e) = write_all_vectored(fd, &mut writer, &out.buffers).await {
+    let mut buffers = Vec::new();
+    let mut grants = Vec::new();
+    while let Ok(first) = rx.recv_async().await {
+        // Responses that are ready together leave in one sendmsg.
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(out) = next.take() {
+            buffers.extend(out.buffers);
+            grants.push(out.memory);
+            taken += 1;
+            if taken < WRITE_GATHER_MAX {
+                next = rx.try_recv().ok();
+            }
+        }
+        if let Err(e) = write_all_vectored(fd, &mut writer, &buffers).await {
             debug!(error = %e, "connection write failed: closing");
             // Wake the reader too (it sees end of stream), so the connection ends and
             // everything queued for it is dropped with the channel.
             shutdown_both(fd);
             return;
         }
-        drop(out.memory);
+        // Each response's memory grant is released once its bytes are written.
+        buffers.clear();
+        grants.clear();
     }
     let _ = writer.close().await;
-}
-
-/// Writes every buffer with as few `sendmsg` calls as the socket allows; when the
-/// socket is full, waits through glommio for it to drain. Each call is non-blocking
-/// (`MSG_DONTWAIT`): the socket itself is in blocking mode.
-async fn write_all_vectored(
-    fd: RawFd,
-    writer: &mut WriteHalf<TcpStream>,
-    bufs: &[Bytes],
-) -> io::Result<()> {
-    let mut idx = 0;
-    let mut off = 0;
-    while idx < bufs.len() {
-        if bufs[idx].len() == off {
-            idx += 1;
-            off = 0;
-            continue;
-        }
-        let iov: Vec<libc::iovec> = bufs[idx..]
-            .iter()
-            .take(IOVECS_MAX)
-            .enumerate()
-            .map(|(i, b)| {
-                let skip = if i == 0 { off } else { 0 };
-                libc::iovec {
-                    iov_base: b[skip..].as_ptr() as *mut libc::c_void,
-                    iov_len: b.len() - skip,
-                }
-            })
-            .collect();
-        let n = send_vectored_nonblocking(fd, &iov);
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            match err.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => {
-                    // Socket buffer full: let glommio wait for room for this buffer.
-                    writer.write_all(&bufs[idx][off..]).await?;
-                    idx += 1;
-                    off = 0;
-                    continue;
-                }
-                _ => return Err(err),
-            }
-        }
-        let mut n = n as usize;
-        while n > 0 && idx < bufs.len() {
-            let left = bufs[idx].len() - off;
-            if n >= left {
-                n -= left;
-                idx += 1;
-                off = 0;
-            } else {
-                off += n;
-                n = 0;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// One `sendmsg` of `iov` that never blocks the thread: `EAGAIN` when the socket is
-/// full. `MSG_NOSIGNAL`: a peer that went away is an error, not a SIGPIPE.
-fn send_vectored_nonblocking(fd: RawFd, iov: &[libc::iovec]) -> isize {
-    // SAFETY: a zeroed msghdr is valid (no address, no control data).
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
-    msg.msg_iovlen = iov.len() as _;
-    // SAFETY: every iovec points into a live `Bytes` the caller holds for the call;
-    // `fd` is the connection's socket, open while its writer exists.
-    unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) }
 }

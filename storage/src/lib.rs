@@ -34,6 +34,7 @@ pub mod shared;
 pub mod space;
 pub mod stats;
 mod types;
+mod write_tracker;
 mod writer;
 mod zeroer;
 

@@ -9,27 +9,32 @@
 //! - `append_lock`: appends, rolls, truncation, retention and close, one at a time
 //!   (offset assignment and segment changes are sequential), first come first
 //!   served: appends keep the order in which they reached the log (`FifoLock`);
-//! - `flush_lock`: one fdatasync at a time. Group commit: a flusher takes the lock only
-//!   if it is free and then syncs everything written so far; otherwise it waits for
-//!   the sync in progress to end (`sync_done`) and re-checks, so one fdatasync answers
-//!   every append whose bytes were written before it started;
-//! - `pump_lock`: queued buffers are issued to the device in order, and one flusher at
-//!   a time writes out what is buffered.
+//! - `write_stage`: one flusher at a time writes out what is buffered (queues the
+//!   partly filled buffer and waits for the writes up to it);
+//! - `flush_lock`: one fdatasync at a time, covering everything written before it
+//!   started;
+//! - `pump_lock`: queued buffers are issued to the device in order. A write stage
+//!   holds it only while issuing, so appends keep issuing full buffers while the
+//!   stage waits for its writes.
 //!
-//! Committing is a pipeline of two stages, write then fdatasync, each held by one
-//! flusher at a time: while one group's fdatasync runs, the next group's bytes are
-//! already being written, so a commit mostly waits for the rest of the sync in
-//! progress and its own, not for a write as well. The syncer also writes whatever
-//! was appended since (lock order: `flush_lock`, then `pump_lock`), so a group holds
-//! everything appended before its fdatasync starts.
+//! Committing is a pipeline of those two stages, write then fdatasync: while one
+//! group's fdatasync runs, the next group's bytes are being written. Neither stage is
+//! queued for: a flusher whose offsets are not written takes the write stage if it is
+//! free, else waits for it to end (`write_done`) and looks again; one whose offsets
+//! are written does the same with the sync (`sync_done`). So one write stage and one
+//! fdatasync serve every flusher waiting (group commit), and nobody waits in a line of
+//! lock hand-overs, each a trip through the run queue. Lock order for what holds
+//! several (roll, truncate, close): `flush_lock`, `write_stage`, `pump_lock`.
 //!
 //! Write-behind buffers are written by spawned tasks, at most `inflight_writes_max` at a
-//! time (`write_slots`); taking every slot waits until no write is in flight. An
-//! append issues the buffers it filled only after releasing `append_lock`: issuing
-//! can wait behind a write stage's drain, and other appends need not wait with it.
-//! Whatever changes the writer (roll, truncate, close) holds `append_lock` and
-//! `flush_lock` and writes everything out under `pump_lock` first, so a late
-//! issuer finds nothing left.
+//! time (`write_slots`); taking every slot waits until no write is in flight. Writes
+//! are numbered as they are issued (`WriteTracker`): a write stage waits only for the
+//! writes issued up to its own last one, not for those appends issue after it, so the
+//! device queue does not run dry at the end of every stage. An append issues the
+//! buffers it filled only after releasing `append_lock`: issuing can wait for a slot,
+//! and other appends need not wait with it. Whatever changes the writer (roll,
+//! truncate, close) holds `append_lock` and `flush_lock`, writes everything out and
+//! waits until no write is in flight, so a late issuer finds nothing left.
 //!
 //! Offsets: `log_start <= durable <= written <= log_end`, all exclusive bounds ("next
 //! offset").
@@ -63,6 +68,7 @@ use crate::segment::{segment_file, Segment, LOG_SUFFIX};
 use crate::shared::LogShared;
 use crate::space;
 use crate::stats::bump;
+use crate::write_tracker::WriteTracker;
 use crate::writer::{WriteBehind, WriteItem};
 use crate::zeroer::{self, ZeroAhead};
 use crate::{AppendInfo, Offset, Result, StorageError};
@@ -79,8 +85,8 @@ pub(crate) struct LogState {
     written_offset: i64,
     durable_offset: i64,
     pub(crate) log_start: i64,
-    /// File positions of the active segment's writes in flight: start -> end.
-    inflight: Rc<RefCell<BTreeMap<u64, u64>>>,
+    /// The writes in flight (shared with the log, which issues them).
+    writes: Rc<WriteTracker>,
     preallocated: u64,
     last_flush_ms: i64,
     closed: bool,
@@ -100,8 +106,7 @@ impl LogState {
             .expect("a log always has an active segment")
     }
     fn stable_position(&self) -> u64 {
-        let first_inflight = self.inflight.borrow().keys().next().copied();
-        self.writer.stable_position(first_inflight)
+        self.writer.stable_position(self.writes.first_position())
     }
     /// Base offset of the active segment; `None` only while truncation replaces the
     /// segments (readers must not assume an active segment exists).
@@ -144,8 +149,14 @@ pub struct PartitionLog {
     flush_lock: Semaphore,
     /// Broadcast when the holder of `flush_lock` releases it.
     sync_done: SyncNotify,
+    /// Held by the one flusher writing out what is buffered (a write stage).
+    write_stage: Semaphore,
+    /// Broadcast when the holder of `write_stage` releases it.
+    write_done: SyncNotify,
     pump_lock: Semaphore,
     write_slots: Rc<Semaphore>,
+    /// The issued writes still in flight, by issue order.
+    writes: Rc<WriteTracker>,
     zero: Rc<ZeroAhead>,
     /// Set once by the first failed write or fdatasync; the log is then read-only.
     pub(crate) failure: Rc<RefCell<Option<String>>>,
@@ -206,6 +217,7 @@ impl PartitionLog {
         let writer = WriteBehind::new(config.write_buffer_bytes, active.size, loaded.tail);
         let preallocated = active.size;
         let inflight = config.inflight_writes_max as u64;
+        let writes = Rc::new(WriteTracker::default());
         let retention = (config.retention_ms, config.retention_bytes);
         let cleaned_to = cleaner::read_checkpoint(&dir);
         Ok(Self {
@@ -217,7 +229,7 @@ impl PartitionLog {
                 written_offset: loaded.next_offset,
                 durable_offset: loaded.next_offset,
                 log_start: loaded.log_start,
-                inflight: Rc::new(RefCell::new(BTreeMap::new())),
+                writes: writes.clone(),
                 preallocated,
                 last_flush_ms: now,
                 closed: false,
@@ -228,8 +240,11 @@ impl PartitionLog {
             append_lock: FifoLock::new(),
             flush_lock: Semaphore::new(1),
             sync_done: SyncNotify::default(),
+            write_stage: Semaphore::new(1),
+            write_done: SyncNotify::default(),
             pump_lock: Semaphore::new(1),
             write_slots: Rc::new(Semaphore::new(inflight)),
+            writes,
             zero: ZeroAhead::new(),
             failure: Rc::new(RefCell::new(None)),
             fdatasyncs: Cell::new(0),
@@ -519,9 +534,9 @@ impl PartitionLog {
                     reason: reason.clone(),
                 });
             }
-            let (durable, written, log_end) = {
+            let (durable, log_end) = {
                 let st = self.state.borrow();
-                (st.durable_offset, st.written_offset, st.next_offset)
+                (st.durable_offset, st.next_offset)
             };
             if durable >= target {
                 return Ok(Offset(durable));
@@ -533,76 +548,56 @@ impl PartitionLog {
                     log_end,
                 });
             }
+            let written = self.state.borrow().written_offset;
+            // Neither stage is queued for: a flusher takes a free stage or waits for
+            // the one running to end and looks again (no await between the failed
+            // try-lock and registering for the end, so it cannot be missed). Queueing
+            // put every flusher in line, one hand-over through the run queue each,
+            // and the syncer behind them all.
             if written < target {
-                // Write out everything buffered, for every appender waiting, unless a
-                // flusher ahead of us in the queue already did.
-                let _pump = self.lock_pump().await?;
-                if self.state.borrow().written_offset < target {
-                    // Let appenders woken with us add their batches to this write.
-                    glommio::executor().yield_task_queue_now().await;
-                    self.write_buffered().await?;
+                match try_lock_stage(&self.write_stage, &self.write_done) {
+                    Some(_stage) => {
+                        // Let appenders woken with us add their batches to this write.
+                        glommio::executor().yield_task_queue_now().await;
+                        self.write_buffered().await?;
+                    }
+                    None => self.write_done.wait().await,
                 }
                 continue;
             }
-            match self.try_lock_flush() {
+            match try_lock_stage(&self.flush_lock, &self.sync_done) {
                 Some(_guard) => {
-                    // Take in what was appended since our write (appenders woken by the
-                    // previous sync): a short write now spares them a whole cycle, and
-                    // keeps groups as large as when writing and syncing were one step.
-                    glommio::executor().yield_task_queue_now().await;
-                    let behind = {
-                        let st = self.state.borrow();
-                        st.written_offset < st.next_offset
-                    };
-                    if behind {
-                        let _pump = self.lock_pump().await?;
-                        self.write_buffered().await?;
-                    }
                     self.sync_written().await?;
                     self.zero_ahead_if_idle();
                 }
-                // No await between the failed try-lock and registering here, so the
-                // holder's release cannot be missed.
                 None => self.sync_done.wait().await,
             }
         }
     }
 
-    /// Takes the flush lock if it is free; releasing it wakes every waiting flusher.
-    fn try_lock_flush(&self) -> Option<FlushGuard<'_>> {
-        let permit = self.flush_lock.try_acquire_permit(1).ok()?;
-        Some(FlushGuard {
-            _permit: permit,
-            done: &self.sync_done,
-        })
-    }
-
     /// Waits for the flush lock (rolls, truncation, close).
-    async fn lock_flush(&self) -> Result<FlushGuard<'_>> {
-        let permit = self
-            .flush_lock
-            .acquire_permit(1)
+    async fn lock_flush(&self) -> Result<StageGuard<'_>> {
+        lock_stage(&self.flush_lock, &self.sync_done)
             .await
-            .map_err(|_| self.closed_err())?;
-        Ok(FlushGuard {
-            _permit: permit,
-            done: &self.sync_done,
-        })
+            .ok_or_else(|| self.closed_err())
     }
 
-    /// Writes out everything buffered for the active segment and fdatasyncs it.
-    /// Caller holds `flush_lock`.
+    /// Writes out everything buffered for the active segment and fdatasyncs it; no
+    /// write is in flight afterwards. Caller holds `flush_lock`.
     async fn sync_active(&self) -> Result<()> {
         {
-            let _pump = self.lock_pump().await?;
+            let _stage = lock_stage(&self.write_stage, &self.write_done)
+                .await
+                .ok_or_else(|| self.closed_err())?;
             self.write_buffered().await?;
         }
+        self.drain_writes().await?;
         self.sync_written().await
     }
 
-    /// Queues the partly filled buffer, issues every queued buffer and waits until no
-    /// write is in flight; then everything appended so far is in the file. Caller holds
-    /// `pump_lock`.
+    /// Queues the partly filled buffer, issues every queued buffer and waits until
+    /// those writes (not later ones) have completed; then everything appended so far
+    /// is in the file. Caller holds `write_stage`.
     async fn write_buffered(&self) -> Result<()> {
         let started = std::time::Instant::now();
         let upto = {
@@ -610,8 +605,12 @@ impl PartitionLog {
             st.writer.queue_partial();
             st.next_offset
         };
-        self.pump_locked().await?;
-        self.drain_writes().await?;
+        let through = {
+            let _pump = self.lock_pump().await?;
+            self.pump_locked().await?;
+            self.writes.last_issued()
+        };
+        self.writes.wait_through(through).await;
         if let Some(reason) = self.failure.borrow().clone() {
             return Err(StorageError::LogFailed {
                 dir: self.dir.clone(),
@@ -710,9 +709,16 @@ impl PartitionLog {
     }
 
     /// Issues queued write-behind buffers to the device, in order, each in its own task,
-    /// at most `inflight_writes_max` at a time.
+    /// at most `inflight_writes_max` at a time; or leaves them to the task that holds
+    /// or waits for `pump_lock`. Every holder issues whatever was queued before it lets
+    /// the lock go (`pump_locked` returns only on an empty queue, and no await
+    /// separates that check from the release), so a buffer queued before this call is
+    /// issued either way. Not queueing behind the lock matters: each hand-over costs a
+    /// trip through the run queue, and appends waited milliseconds in line for it.
     async fn pump(&self) -> Result<()> {
-        let _order = self.lock_pump().await?;
+        let Ok(_order) = self.pump_lock.try_acquire_permit(1) else {
+            return Ok(());
+        };
         self.pump_locked().await
     }
 
@@ -737,13 +743,12 @@ impl PartitionLog {
             // Opened (if it was closed as cold) before a buffer leaves the queue, so
             // a failure to open loses nothing.
             let file = handle.get().await?;
-            let (item, path, inflight, need_prealloc) = {
+            let (item, path, need_prealloc) = {
                 let mut st = self.state.borrow_mut();
                 let Some(item) = st.writer.pop_ready() else {
                     return Ok(());
                 };
                 let end = item.position + item.buffer.len() as u64;
-                st.inflight.borrow_mut().insert(item.position, end);
                 // Allocate before the zero-filled space would reach the end of the
                 // allocation, so filling keeps its distance across steps; the step
                 // grows with the segment and the shard bounds the total.
@@ -760,13 +765,13 @@ impl PartitionLog {
                     st.preallocated = to;
                 }
                 let a = st.active();
-                (item, a.path.clone(), st.inflight.clone(), need)
+                (item, a.path.clone(), need)
             };
             self.count_space();
-            if item.rewrites_tail {
-                // The previous write ends in the block this one starts with.
-                self.drain_writes().await?;
-            }
+            // The previous write (the last issued) ends in the block this one
+            // starts with: this one's task waits for it, the pump does not (the
+            // write is one block long, and the ones after it overlap neither).
+            let after = item.rewrites_tail.then(|| self.writes.last_issued());
             if let Some(to) = need_prealloc {
                 // Extend the file size too (not FALLOC_FL_KEEP_SIZE): then an fdatasync
                 // need not journal a size change for every group commit (measured: 64 KiB
@@ -788,7 +793,14 @@ impl PartitionLog {
                 .acquire_static_permit(1)
                 .await
                 .map_err(|_| self.closed_err())?;
-            spawn_write(item, file, path, inflight, self.failure.clone(), permit);
+            let issued = Issued {
+                after,
+                seq: self.writes.start(item.fresh_from),
+                tracker: self.writes.clone(),
+                failure: self.failure.clone(),
+                _permit: permit,
+            };
+            spawn_write(item, file, path, issued);
         }
     }
 
@@ -1190,35 +1202,65 @@ impl Drop for PartitionLog {
     }
 }
 
-/// Holds the flush lock; on release, flushers waiting for a sync look again.
-struct FlushGuard<'a> {
+/// A held stage lock (`write_stage` or `flush_lock`); releasing it wakes every
+/// flusher waiting for that stage to end.
+struct StageGuard<'a> {
     _permit: glommio::sync::Permit<'a>,
     done: &'a SyncNotify,
 }
 
-impl Drop for FlushGuard<'_> {
+/// Takes a stage lock if it is free.
+fn try_lock_stage<'a>(lock: &'a Semaphore, done: &'a SyncNotify) -> Option<StageGuard<'a>> {
+    let permit = lock.try_acquire_permit(1).ok()?;
+    Some(StageGuard {
+        _permit: permit,
+        done,
+    })
+}
+
+/// Waits for a stage lock; `None` if the log is closing.
+async fn lock_stage<'a>(lock: &'a Semaphore, done: &'a SyncNotify) -> Option<StageGuard<'a>> {
+    let permit = lock.acquire_permit(1).await.ok()?;
+    Some(StageGuard {
+        _permit: permit,
+        done,
+    })
+}
+
+impl Drop for StageGuard<'_> {
     fn drop(&mut self) {
         self.done.notify_all();
     }
 }
 
-fn spawn_write(
-    item: WriteItem,
-    file: Rc<DmaFile>,
-    path: PathBuf,
-    inflight: Rc<RefCell<BTreeMap<u64, u64>>>,
+/// A write handed to its task, and what it reports to when it completes.
+struct Issued {
+    /// A write that must complete before this one starts (it overlaps its block).
+    after: Option<u64>,
+    seq: u64,
+    tracker: Rc<WriteTracker>,
     failure: Rc<RefCell<Option<String>>>,
-    permit: glommio::sync::StaticPermit,
-) {
+    _permit: glommio::sync::StaticPermit,
+}
+
+fn spawn_write(item: WriteItem, file: Rc<DmaFile>, path: PathBuf, issued: Issued) {
     glommio::spawn_local(async move {
-        let _permit = permit;
+        let Issued {
+            after,
+            seq,
+            tracker,
+            failure,
+            _permit,
+        } = issued;
+        if let Some(previous) = after {
+            tracker.wait_for(previous).await;
+        }
         let position = item.position;
         let len = item.buffer.len();
         let result = match crate::fault::injected(&path, crate::fault::FaultOp::Write) {
             Some(e) => Err(e.into()),
             None => file.write_at(item.buffer, position).await,
         };
-        inflight.borrow_mut().remove(&position);
         let problem = match result {
             Ok(n) if n == len => None,
             Ok(n) => Some(format!(
@@ -1231,6 +1273,8 @@ fn spawn_write(
             tracing::error!(%reason, "segment write failed; the log refuses further writes");
             failure.borrow_mut().get_or_insert(reason);
         }
+        // After the failure is recorded, so a waiting write stage sees it.
+        tracker.finish(seq);
     })
     .detach();
 }

@@ -7,9 +7,12 @@
 //! those bytes and rewrites the block when it is written. So every write is aligned,
 //! the file only ever holds whole blocks, and nothing on the append path reads the disk.
 //!
-//! This type only moves bytes between buffers; the log issues the queued writes, and
-//! keeps writes that overlap the same block from being in flight together
-//! ([`WriteItem::rewrites_tail`]).
+//! That rewrite must not be in flight together with the partial write it follows
+//! ([`WriteItem::rewrites_tail`]), so it waits for it. To keep the wait off every
+//! later write, the buffer that rewrites the block is one block long: the buffers
+//! after it start at a block boundary and overlap nothing in flight.
+//!
+//! This type only moves bytes between buffers; the log issues the queued writes.
 
 use std::collections::VecDeque;
 
@@ -26,6 +29,10 @@ pub(crate) struct WriteItem {
     /// True when this write starts in the block the previous (partial) write ended in:
     /// it must not be in flight at the same time as that write.
     pub rewrites_tail: bool,
+    /// The first byte this write changes in the file. The bytes before it in its
+    /// first block are rewritten unchanged (they are the tail the previous write
+    /// put there), so a read of them is not disturbed by this write.
+    pub fresh_from: u64,
 }
 
 /// Where appended bytes wait until they are written.
@@ -36,6 +43,9 @@ pub(crate) struct WriteBehind {
     current_position: u64,
     /// Valid bytes in `current`.
     current_len: usize,
+    /// File position of the first byte of `current` that was not already in the
+    /// file (past the tail it starts with).
+    current_fresh: u64,
     /// With no current buffer: the bytes of the partial block at `align_down(end)`.
     tail: Vec<u8>,
     /// Logical end of appended data (segment size).
@@ -59,6 +69,7 @@ impl WriteBehind {
             current: None,
             current_position: 0,
             current_len: 0,
+            current_fresh: 0,
             tail,
             end,
             queued_through: end,
@@ -78,23 +89,30 @@ impl WriteBehind {
         while !data.is_empty() {
             let buffer_bytes = self.buffer_bytes;
             if self.current.is_none() {
-                let mut buf = alloc(buffer_bytes);
+                let size = if self.tail.is_empty() {
+                    buffer_bytes
+                } else {
+                    BLOCK_BYTES
+                };
+                let mut buf = alloc(size);
                 let tail_len = self.tail.len();
                 buf.as_bytes_mut()[..tail_len].copy_from_slice(&self.tail);
                 self.tail.clear();
                 self.current_position = self.end - tail_len as u64;
+                self.current_fresh = self.end;
                 self.current_len = tail_len;
                 self.current = Some(buf);
             }
             let Some(buf) = self.current.as_mut() else {
                 unreachable!("allocated above")
             };
-            let n = data.len().min(buffer_bytes - self.current_len);
+            let capacity = buf.len();
+            let n = data.len().min(capacity - self.current_len);
             buf.as_bytes_mut()[self.current_len..self.current_len + n].copy_from_slice(&data[..n]);
             self.current_len += n;
             self.end += n as u64;
             data = &data[n..];
-            if self.current_len == buffer_bytes {
+            if self.current_len == capacity {
                 self.queue_current();
             }
         }
@@ -128,6 +146,7 @@ impl WriteBehind {
             position: self.current_position,
             buffer,
             rewrites_tail: self.last_queued_was_partial,
+            fresh_from: self.current_fresh,
         });
         self.last_queued_was_partial = partial;
         self.queued_through = self.end;
@@ -188,17 +207,51 @@ mod tests {
                 (item.position, item.buffer.len(), item.rewrites_tail),
                 (0, 8192, false)
             );
+            assert_eq!(item.fresh_from, 0);
             assert_eq!(item.buffer.as_bytes()[4999], 1);
             assert_eq!(item.buffer.as_bytes()[5000], 0, "zero padding");
-            // 5000 = 4096 + 904: the next buffer starts at 4096 with the 904-byte tail.
-            w.append(&[2u8; 10_000], alloc);
+            // 5000 = 4096 + 904: a one-block buffer at 4096 rewrites the block with the
+            // 904-byte tail; the next full buffer starts at the block boundary after it.
+            w.append(&[2u8; 12_000], alloc);
+            let head = w.pop_ready().unwrap();
+            assert_eq!(
+                (head.position, head.buffer.len(), head.rewrites_tail),
+                (4096, 4096, true)
+            );
+            assert_eq!(head.fresh_from, 5000, "the tail is already in the file");
+            assert_eq!(head.buffer.as_bytes()[903], 1);
+            assert_eq!(head.buffer.as_bytes()[904], 2);
             let item = w.pop_ready().unwrap();
-            assert_eq!((item.position, item.rewrites_tail), (4096, true));
-            assert_eq!(item.buffer.as_bytes()[903], 1);
-            assert_eq!(item.buffer.as_bytes()[904], 2);
-            assert_eq!(w.end(), 15_000);
-            assert_eq!(w.stable_position(None), 4096 + 8192);
+            assert_eq!(
+                (item.position, item.buffer.len(), item.rewrites_tail),
+                (8192, 8192, false)
+            );
+            assert_eq!(item.buffer.as_bytes()[0], 2);
+            assert!(!w.has_ready());
+            assert_eq!(w.end(), 17_000);
+            assert_eq!(w.stable_position(None), 16_384);
             assert_eq!(w.stable_position(Some(4096)), 4096);
+            // A partial block whose tail sits in the one-block buffer itself.
+            let mut w = WriteBehind::new(8192, 0, Vec::new());
+            w.append(&[3u8; 100], alloc);
+            assert!(w.queue_partial());
+            w.pop_ready().unwrap();
+            w.append(&[4u8; 100], alloc);
+            assert!(w.queue_partial());
+            let head = w.pop_ready().unwrap();
+            assert_eq!(
+                (head.position, head.buffer.len(), head.rewrites_tail),
+                (0, 4096, true)
+            );
+            assert_eq!(&head.buffer.as_bytes()[98..102], &[3, 3, 4, 4]);
+            w.append(&[5u8; 8192], alloc);
+            let again = w.pop_ready().unwrap();
+            assert_eq!(
+                (again.position, again.buffer.len(), again.rewrites_tail),
+                (0, 4096, true)
+            );
+            assert_eq!(again.buffer.as_bytes()[4095], 5);
+            assert_eq!(w.end(), 8392);
         });
     }
 }
