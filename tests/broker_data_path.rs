@@ -379,6 +379,57 @@ fn producer_batches_what_accumulates_before_it_yields_even_with_zero_linger() {
 }
 
 #[test]
+fn producer_stamps_records_with_the_given_timestamp_or_the_time_of_sending() {
+    let root = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&root.path().join("data"), 1, &[]);
+    ok(&broker.cli(&["topic", "create", "ts", "--partitions", "1"]));
+    let addr = broker.addr.clone();
+    let (before, after, stamps) = client(move || async move {
+        let c = Client::connect(&addr).await.unwrap();
+        let producer = Producer::new(c.clone(), ProducerConfig::default());
+        let before = ringlog::time::now_ms();
+        let given = producer
+            .send_slices_at("ts", Some(0), None, Some(b"given"), &[], Some(1_234_567))
+            .await
+            .unwrap();
+        let now = producer
+            .send_slices("ts", Some(0), None, Some(b"now"), &[])
+            .await
+            .unwrap();
+        producer.flush().await.unwrap();
+        let after = ringlog::time::now_ms();
+        assert_eq!(given.wait().await.unwrap(), (0, 0));
+        assert_eq!(now.wait().await.unwrap(), (0, 1));
+        let fetched = c
+            .fetch(
+                vec![FetchPartitionT {
+                    topic: "ts".into(),
+                    partition: 0,
+                    offset: 0,
+                    max_bytes: 1 << 20,
+                }],
+                0,
+                1,
+                1 << 20,
+            )
+            .await
+            .unwrap();
+        let stamps: Vec<i64> = ringlog::schema::split_batches(fetched[0].1.clone())
+            .flat_map(|b| b.unwrap().records().unwrap())
+            .map(|r| r.timestamp)
+            .collect();
+        (before, after, stamps)
+    });
+    assert_eq!(stamps.len(), 2);
+    assert_eq!(stamps[0], 1_234_567, "the timestamp the application gave");
+    assert!(
+        (before..=after).contains(&stamps[1]),
+        "stamped at sending: {} not in [{before}, {after}]",
+        stamps[1]
+    );
+}
+
+#[test]
 fn producer_keeps_send_order_when_requests_wait_for_an_in_flight_slot() {
     let root = tempfile::tempdir().unwrap();
     let broker = Broker::start(&root.path().join("data"), 1, &[]);

@@ -58,6 +58,8 @@ struct Shared {
     /// Distinguishes this run's records from earlier runs' in the same topic.
     run_tag: u32,
     epoch: Instant,
+    /// The wall clock at `epoch`, ms since the Unix epoch.
+    epoch_unix_ms: i64,
     /// Set by the first thread through the start barrier.
     start: OnceLock<Instant>,
     sent: AtomicU64,
@@ -207,6 +209,7 @@ impl Shared {
             partitions,
             run_tag: (started_unix_s as u32 ^ std::process::id()) & 0xffff,
             epoch: Instant::now(),
+            epoch_unix_ms: ringlog::time::now_ms(),
             start: OnceLock::new(),
             sent: AtomicU64::new(0),
             acked: AtomicU64::new(0),
@@ -484,6 +487,9 @@ struct Schedule {
     keys: Option<u64>,
     key_state: u64,
     epoch: Instant,
+    /// The wall clock at `epoch`, ms since the Unix epoch: record timestamps are
+    /// taken from the due time, not from a second clock read per record.
+    epoch_unix_ms: i64,
     ticks: u64,
 }
 
@@ -501,6 +507,8 @@ struct Addressed {
     key: Option<Bytes>,
     partition: i32,
     intended: Instant,
+    /// CreateTime of the record: `intended` on the wall clock.
+    timestamp_ms: i64,
 }
 
 impl Schedule {
@@ -520,6 +528,7 @@ impl Schedule {
             keys: c.keys,
             key_state: c.seed ^ 0x5DEE_CE66 ^ id as u64,
             epoch: shared.epoch,
+            epoch_unix_ms: shared.epoch_unix_ms,
             ticks: 0,
         }
     }
@@ -580,10 +589,12 @@ impl Schedule {
             },
             value,
         );
+        let since_epoch = intended.saturating_duration_since(self.epoch).as_millis();
         Addressed {
             key,
             partition,
             intended,
+            timestamp_ms: self.epoch_unix_ms + i64::try_from(since_epoch).unwrap_or(0),
         }
     }
 
@@ -655,12 +666,13 @@ async fn send_all(
         for s in due {
             let r = schedule.record_into(s, &mut value);
             match producer
-                .send_slices(
+                .send_slices_at(
                     &topic,
                     Some(r.partition),
                     r.key.as_deref(),
                     Some(&value),
                     &[],
+                    Some(r.timestamp_ms),
                 )
                 .await
             {
