@@ -323,6 +323,25 @@ fn long_poll_wakes_on_data_and_times_out_empty_without_spinning() {
     );
 }
 
+/// Partition 0 of `topic` from offset 0, up to 1 MiB, without waiting for data.
+async fn fetch_partition_0(c: &Client, topic: &str) -> Bytes {
+    let fetched = c
+        .fetch(
+            vec![FetchPartitionT {
+                topic: topic.into(),
+                partition: 0,
+                offset: 0,
+                max_bytes: 1 << 20,
+            }],
+            0,
+            1,
+            1 << 20,
+        )
+        .await
+        .unwrap();
+    fetched[0].1.clone()
+}
+
 #[test]
 fn producer_batches_what_accumulates_before_it_yields_even_with_zero_linger() {
     let root = tempfile::tempdir().unwrap();
@@ -357,21 +376,7 @@ fn producer_batches_what_accumulates_before_it_yields_even_with_zero_linger() {
         for (i, d) in deliveries.into_iter().enumerate() {
             assert_eq!(d.wait().await.unwrap(), (0, i as i64));
         }
-        let fetched = c
-            .fetch(
-                vec![FetchPartitionT {
-                    topic: "b".into(),
-                    partition: 0,
-                    offset: 0,
-                    max_bytes: 1 << 20,
-                }],
-                0,
-                1,
-                1 << 20,
-            )
-            .await
-            .unwrap();
-        ringlog::schema::split_batches(fetched[0].1.clone())
+        ringlog::schema::split_batches(fetch_partition_0(&c, "b").await)
             .map(|b| b.unwrap().records().unwrap().len())
             .collect::<Vec<_>>()
     });
@@ -400,21 +405,7 @@ fn producer_stamps_records_with_the_given_timestamp_or_the_time_of_sending() {
         let after = ringlog::time::now_ms();
         assert_eq!(given.wait().await.unwrap(), (0, 0));
         assert_eq!(now.wait().await.unwrap(), (0, 1));
-        let fetched = c
-            .fetch(
-                vec![FetchPartitionT {
-                    topic: "ts".into(),
-                    partition: 0,
-                    offset: 0,
-                    max_bytes: 1 << 20,
-                }],
-                0,
-                1,
-                1 << 20,
-            )
-            .await
-            .unwrap();
-        let stamps: Vec<i64> = ringlog::schema::split_batches(fetched[0].1.clone())
+        let stamps: Vec<i64> = ringlog::schema::split_batches(fetch_partition_0(&c, "ts").await)
             .flat_map(|b| b.unwrap().records().unwrap())
             .map(|r| r.timestamp)
             .collect();
