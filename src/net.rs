@@ -24,7 +24,7 @@ pub const FRAME_GROWTH_BYTES: usize = 1 << 20;
 /// buffer, glommio arms a readiness poll, and its next read waits for that poll's
 /// completion to be reaped by the reactor even when bytes are waiting. The reactor
 /// runs only when the shard's run queue is empty, so under load the reader (the
-/// only way requests enter) waited behind every other task for each frame: 2-3 MB
+/// only way requests enter) waited behind every other task for each frame: 1-3 MB
 /// of requests sat unread in the socket at max rate. Here a read goes to the kernel
 /// directly and only `WouldBlock` waits.
 ///

@@ -31,8 +31,14 @@ use crate::time::now_ms;
 /// names and partition numbers the application chose) need no flooding defence.
 type TableMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv1a>>;
 
-#[derive(Default)]
 struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    /// FNV-1a's 64-bit offset basis.
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
 
 impl Hasher for Fnv1a {
     fn finish(&self) -> u64 {
@@ -40,16 +46,10 @@ impl Hasher for Fnv1a {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
         for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
         }
-        self.0 = h;
     }
 }
 
@@ -611,5 +611,23 @@ fn settle(inner: &Inner, outcome: &BatchOutcome, result: Result<i64, ClientError
     inner.outstanding.set(n);
     if n == 0 {
         inner.idle.notify();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_hash_is_fnv1a() {
+        // Reference values of 64-bit FNV-1a.
+        let hash = |bytes: &[u8]| {
+            let mut h = Fnv1a::default();
+            h.write(bytes);
+            h.finish()
+        };
+        assert_eq!(hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(hash(b"foobar"), 0x8594_4171_f739_67e8);
     }
 }

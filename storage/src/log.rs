@@ -391,8 +391,8 @@ impl PartitionLog {
         for batch in batches {
             infos.push(self.append_locked(batch.into_bytes()).await?);
         }
-        // Issue full buffers after letting the append lock go: a pump may wait for
-        // a write stage's drain, and the next appends need not wait with it.
+        // Issue full buffers after letting the append lock go: issuing may wait for
+        // a write slot, and the next appends need not wait with it.
         drop(_guard);
         if self.state.borrow().writer.has_ready() {
             self.pump().await?;
