@@ -11,7 +11,9 @@
 //! - [`tune`]: host checks for `ringlog tune --check`.
 //! - [`iotune`]: device measurements (`ringlog iotune`) and `io-properties.toml`.
 //! - [`metrics`]: shard-local counters, their snapshots and the Prometheus text.
-//! - [`metadata`]: the cluster metadata model, placement rule and persistence.
+//! - [`metadata`]: the cluster metadata model, its records, placement rule and
+//!   persistence.
+//! - [`cluster`]: the controller quorum (Raft) and the active controller's decisions.
 //! - [`config`]: broker configuration with Kafka's key names.
 //!
 //! It builds on `ringlog-storage` (the partition log), `ringlog-shards` (executors and
@@ -19,6 +21,7 @@
 
 pub mod broker;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod groups;

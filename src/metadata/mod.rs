@@ -7,6 +7,7 @@
 
 pub mod model;
 pub mod placement;
+pub mod records;
 pub mod store;
 
 pub use model::{BrokerId, BrokerInfo, ClusterMetadata, PartitionMeta, TopicMeta};

@@ -32,6 +32,10 @@ pub struct PartitionMeta {
     /// Bumped by every election; stamped into the batches the leader appends.
     pub leader_epoch: i32,
     pub isr: Vec<BrokerId>,
+    /// Bumped by every change of leader or ISR (Kafka's partition epoch, KIP-497):
+    /// an ISR change proposed against an older epoch is refused.
+    #[serde(default)]
+    pub partition_epoch: i32,
 }
 
 /// A topic.
@@ -62,6 +66,26 @@ pub struct ClusterMetadata {
     /// s0 for the next topic: the running total of partitions created, so many small
     /// topics spread over the shards too.
     pub next_start_shard: u32,
+    /// Each registered broker's epoch and fencing (KIP-631); empty in metadata a
+    /// single broker wrote before the cluster existed.
+    #[serde(default)]
+    pub registrations: BTreeMap<BrokerId, Registration>,
+    /// The metadata log offset (Raft index) of the last record applied; 0 before any.
+    #[serde(default)]
+    pub applied_offset: u64,
+}
+
+/// A broker's registration with the controller (KIP-631).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The metadata offset of the registration record: a restarted broker registers
+    /// again and gets a greater epoch, so requests carrying the old one are stale.
+    pub epoch: u64,
+    /// Random per process start: a retried registration of the same process is
+    /// recognized and keeps its epoch.
+    pub incarnation: u64,
+    /// A fenced broker leads nothing and is in no ISR it can leave.
+    pub fenced: bool,
 }
 
 /// Why a metadata change was refused. Each maps onto a wire error code.
@@ -131,6 +155,8 @@ impl ClusterMetadata {
             brokers: brokers.into_iter().map(|b| (b.id, b)).collect(),
             topics: BTreeMap::new(),
             next_start_shard: 0,
+            registrations: BTreeMap::new(),
+            applied_offset: 0,
         }
     }
 
@@ -157,7 +183,7 @@ impl ClusterMetadata {
         if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
             return Err(MetadataError::InvalidPartitions(partitions));
         }
-        let brokers: Vec<BrokerId> = self.brokers.keys().copied().collect();
+        let brokers = self.placeable_brokers();
         let replicas = placement::assign_replicas(partitions, replication_factor, &brokers)?;
         let partitions = replicas
             .into_iter()
@@ -167,6 +193,7 @@ impl ClusterMetadata {
                 leader: replicas.first().copied(),
                 leader_epoch: 0,
                 isr: replicas.clone(),
+                partition_epoch: 0,
                 replicas,
             })
             .collect();
@@ -206,7 +233,7 @@ impl ClusterMetadata {
             return Err(MetadataError::InvalidPartitions(total));
         }
         let rf = t.partitions.first().map_or(1, |p| p.replicas.len() as i16);
-        let brokers: Vec<BrokerId> = self.brokers.keys().copied().collect();
+        let brokers = self.placeable_brokers();
         let replicas = placement::assign_replicas(total, rf, &brokers)?;
         Ok(replicas
             .into_iter()
@@ -217,6 +244,7 @@ impl ClusterMetadata {
                 leader: replicas.first().copied(),
                 leader_epoch: 0,
                 isr: replicas.clone(),
+                partition_epoch: 0,
                 replicas,
             })
             .collect())

@@ -1,0 +1,446 @@
+//! Metadata records: every change to the cluster's metadata is one record in the
+//! controller's Raft log, applied in log order to the pure [`ClusterMetadata`]
+//! (KRaft's model, KIP-500/631). The controller proposes a record and answers its
+//! caller once the record is committed; every broker applies the same committed
+//! records in the same order, so every broker ends in the same state.
+//!
+//! [`ClusterMetadata::apply`] is deterministic and total: a record that no longer
+//! fits the state it meets (a topic created twice by two proposals raced in by a
+//! leader change, a fence of a broker that re-registered since) changes nothing and
+//! says why, on every broker alike. Records are encoded as JSON inside a versioned
+//! envelope: they are small and rare, and a human can read the log.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metadata::model::{
+    BrokerId, BrokerInfo, ClusterMetadata, PartitionMeta, Registration, TopicMeta,
+};
+
+/// The envelope version this code writes and reads.
+pub const RECORD_VERSION: u16 = 1;
+
+/// One change to the cluster's metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum MetadataRecord {
+    /// The metadata a single broker kept before it was a cluster member, taken over
+    /// whole as the first record of a cluster of one.
+    Import {
+        metadata: Box<ClusterMetadata>,
+    },
+    /// The cluster's id, written by the first controller of a new cluster.
+    InitCluster {
+        cluster_id: String,
+    },
+    /// A broker (re)registers; its epoch is this record's offset. It starts fenced.
+    RegisterBroker {
+        broker: BrokerInfo,
+        incarnation: u64,
+    },
+    /// A registered broker caught up with the metadata log and may lead.
+    UnfenceBroker {
+        id: BrokerId,
+        epoch: u64,
+    },
+    /// A broker missed its session (or shut down): it leads nothing from here on.
+    FenceBroker {
+        id: BrokerId,
+        epoch: u64,
+    },
+    CreateTopic {
+        topic: TopicMeta,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    CreatePartitions {
+        topic: String,
+        partitions: Vec<PartitionMeta>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    v: u16,
+    record: MetadataRecord,
+}
+
+/// A record could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("metadata record version {0} is newer than this broker reads ({RECORD_VERSION})")]
+    Version(u16),
+    #[error("malformed metadata record: {0}")]
+    Malformed(String),
+}
+
+impl MetadataRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let envelope = Envelope {
+            v: RECORD_VERSION,
+            record: self.clone(),
+        };
+        // Serializing plain data with string keys cannot fail.
+        serde_json::to_vec(&envelope).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
+        let envelope: Envelope =
+            serde_json::from_slice(bytes).map_err(|e| RecordError::Malformed(e.to_string()))?;
+        if envelope.v > RECORD_VERSION {
+            return Err(RecordError::Version(envelope.v));
+        }
+        Ok(envelope.record)
+    }
+}
+
+/// What applying a record did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Changed,
+    /// The record did not fit the state it met and changed nothing.
+    Ignored(String),
+}
+
+impl ClusterMetadata {
+    /// Whether `id` may lead: registered and unfenced. A broker listed without a
+    /// registration comes from metadata a single broker wrote and is live.
+    pub fn is_unfenced(&self, id: BrokerId) -> bool {
+        self.brokers.contains_key(&id) && self.registrations.get(&id).is_none_or(|r| !r.fenced)
+    }
+
+    /// The brokers new replicas may go to: the unfenced ones, sorted by id.
+    pub fn placeable_brokers(&self) -> Vec<BrokerId> {
+        self.brokers
+            .keys()
+            .copied()
+            .filter(|b| self.is_unfenced(*b))
+            .collect()
+    }
+
+    /// Applies the record at metadata offset `offset` (its Raft index).
+    pub fn apply(&mut self, offset: u64, record: &MetadataRecord) -> Applied {
+        let applied = self.apply_inner(offset, record);
+        self.applied_offset = offset;
+        if applied == Applied::Changed {
+            self.version += 1;
+        }
+        applied
+    }
+
+    fn apply_inner(&mut self, offset: u64, record: &MetadataRecord) -> Applied {
+        match record {
+            MetadataRecord::Import { metadata } => {
+                if !self.topics.is_empty() || !self.cluster_id.is_empty() {
+                    return Applied::Ignored("the cluster already has metadata".into());
+                }
+                let version = self.version;
+                *self = (**metadata).clone();
+                self.version = version.max(metadata.version);
+                Applied::Changed
+            }
+            MetadataRecord::InitCluster { cluster_id } => {
+                if !self.cluster_id.is_empty() {
+                    return Applied::Ignored("the cluster id is set".into());
+                }
+                self.cluster_id = cluster_id.clone();
+                Applied::Changed
+            }
+            MetadataRecord::RegisterBroker {
+                broker,
+                incarnation,
+            } => {
+                if let Some(r) = self.registrations.get(&broker.id) {
+                    if r.incarnation == *incarnation {
+                        // A retry of the same process's registration: same epoch.
+                        self.brokers.insert(broker.id, broker.clone());
+                        return Applied::Changed;
+                    }
+                }
+                self.brokers.insert(broker.id, broker.clone());
+                self.registrations.insert(
+                    broker.id,
+                    Registration {
+                        epoch: offset,
+                        incarnation: *incarnation,
+                        fenced: true,
+                    },
+                );
+                // Its old incarnation led until now; that process is gone.
+                self.fence_leaderships(broker.id);
+                Applied::Changed
+            }
+            MetadataRecord::UnfenceBroker { id, epoch } => match self.registrations.get_mut(id) {
+                Some(r) if r.epoch == *epoch => {
+                    if !r.fenced {
+                        return Applied::Ignored(format!("broker {} is unfenced", id.0));
+                    }
+                    r.fenced = false;
+                    self.elect_offline_with(*id);
+                    Applied::Changed
+                }
+                _ => Applied::Ignored(format!("broker {} epoch {epoch} is not current", id.0)),
+            },
+            MetadataRecord::FenceBroker { id, epoch } => match self.registrations.get_mut(id) {
+                Some(r) if r.epoch == *epoch => {
+                    if r.fenced {
+                        return Applied::Ignored(format!("broker {} is fenced", id.0));
+                    }
+                    r.fenced = true;
+                    self.fence_leaderships(*id);
+                    Applied::Changed
+                }
+                _ => Applied::Ignored(format!("broker {} epoch {epoch} is not current", id.0)),
+            },
+            MetadataRecord::CreateTopic { topic } => {
+                if self.topics.contains_key(&topic.name) {
+                    return Applied::Ignored(format!("topic {:?} exists", topic.name));
+                }
+                let mut topic = topic.clone();
+                for p in &mut topic.partitions {
+                    p.leader = p.replicas.iter().copied().find(|b| self.is_unfenced(*b));
+                }
+                self.add_topic(topic);
+                Applied::Changed
+            }
+            MetadataRecord::DeleteTopic { name } => match self.remove_topic(name) {
+                Ok(_) => Applied::Changed,
+                Err(e) => Applied::Ignored(e.to_string()),
+            },
+            MetadataRecord::CreatePartitions { topic, partitions } => {
+                let Some(t) = self.topics.get(topic) else {
+                    return Applied::Ignored(format!("topic {topic:?} does not exist"));
+                };
+                let next = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
+                if partitions.first().map(|p| p.partition) != Some(next) {
+                    return Applied::Ignored(format!(
+                        "topic {topic:?} has {next} partitions; the record adds from another"
+                    ));
+                }
+                let mut partitions = partitions.clone();
+                for p in &mut partitions {
+                    p.leader = p.replicas.iter().copied().find(|b| self.is_unfenced(*b));
+                }
+                self.add_partitions(topic, partitions);
+                Applied::Changed
+            }
+        }
+    }
+
+    /// A fenced broker leads nothing: each partition it led loses its leader (the
+    /// next issue's election picks another), and leaves the ISR unless it is the last
+    /// member (the ISR is never empty: its last member is where the data is).
+    fn fence_leaderships(&mut self, id: BrokerId) {
+        for t in self.topics.values_mut() {
+            for p in &mut t.partitions {
+                let mut changed = false;
+                if p.leader == Some(id) {
+                    p.leader = None;
+                    p.leader_epoch += 1;
+                    changed = true;
+                }
+                if p.isr.len() > 1 && p.isr.contains(&id) {
+                    p.isr.retain(|b| *b != id);
+                    changed = true;
+                }
+                if changed {
+                    p.partition_epoch += 1;
+                }
+            }
+        }
+    }
+
+    /// An unfenced broker leads the partitions that have no leader and keep it in
+    /// their ISR: their data is on it.
+    fn elect_offline_with(&mut self, id: BrokerId) {
+        for t in self.topics.values_mut() {
+            for p in &mut t.partitions {
+                if p.leader.is_none() && p.isr.contains(&id) {
+                    p.leader = Some(id);
+                    p.leader_epoch += 1;
+                    p.partition_epoch += 1;
+                }
+            }
+        }
+    }
+
+    /// Every partition's leader as a map, for checks.
+    pub fn leaders(&self) -> BTreeMap<(String, i32), Option<BrokerId>> {
+        self.topics
+            .values()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(move |p| ((t.name.clone(), p.partition), p.leader))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker(id: i32) -> BrokerInfo {
+        BrokerInfo {
+            id: BrokerId(id),
+            host: "127.0.0.1".into(),
+            port: 9000 + id as u16,
+            shards: 1,
+        }
+    }
+
+    fn register(md: &mut ClusterMetadata, offset: u64, id: i32, incarnation: u64) {
+        let r = MetadataRecord::RegisterBroker {
+            broker: broker(id),
+            incarnation,
+        };
+        assert_eq!(md.apply(offset, &r), Applied::Changed);
+    }
+
+    fn three_unfenced() -> ClusterMetadata {
+        let mut md = ClusterMetadata::default();
+        for id in 0..3 {
+            register(&mut md, 10 + id as u64, id, 1);
+            let u = MetadataRecord::UnfenceBroker {
+                id: BrokerId(id),
+                epoch: 10 + id as u64,
+            };
+            assert_eq!(md.apply(20 + id as u64, &u), Applied::Changed);
+        }
+        md
+    }
+
+    #[test]
+    fn records_round_trip_and_garbage_or_future_versions_are_errors() {
+        let r = MetadataRecord::FenceBroker {
+            id: BrokerId(2),
+            epoch: 7,
+        };
+        assert_eq!(MetadataRecord::decode(&r.encode()).unwrap(), r);
+        assert!(matches!(
+            MetadataRecord::decode(b"{\"v\":1"),
+            Err(RecordError::Malformed(_))
+        ));
+        let future = br#"{"v":99,"record":{"type":"DeleteTopic","name":"x"}}"#;
+        assert!(matches!(
+            MetadataRecord::decode(future),
+            Err(RecordError::Version(99))
+        ));
+    }
+
+    #[test]
+    fn a_broker_starts_fenced_and_its_epoch_is_its_registration_offset() {
+        let mut md = ClusterMetadata::default();
+        register(&mut md, 5, 1, 77);
+        assert_eq!(md.registrations[&BrokerId(1)].epoch, 5);
+        assert!(!md.is_unfenced(BrokerId(1)));
+        // A retry by the same process keeps the epoch; a new process gets a new one.
+        register(&mut md, 6, 1, 77);
+        assert_eq!(md.registrations[&BrokerId(1)].epoch, 5);
+        register(&mut md, 9, 1, 78);
+        assert_eq!(md.registrations[&BrokerId(1)].epoch, 9);
+        // An unfence for the old epoch is stale.
+        let stale = MetadataRecord::UnfenceBroker {
+            id: BrokerId(1),
+            epoch: 5,
+        };
+        assert!(matches!(md.apply(10, &stale), Applied::Ignored(_)));
+        assert!(!md.is_unfenced(BrokerId(1)));
+        assert_eq!(md.applied_offset, 10);
+    }
+
+    #[test]
+    fn fencing_removes_leadership_and_isr_membership_but_never_empties_the_isr() {
+        let mut md = three_unfenced();
+        let t = md.plan_topic("t", 3, 2, BTreeMap::new()).unwrap();
+        md.apply(30, &MetadataRecord::CreateTopic { topic: t });
+        let p0 = md.topics["t"].partitions[0].clone();
+        assert_eq!(p0.leader, Some(BrokerId(0)));
+        assert_eq!(p0.isr, vec![BrokerId(0), BrokerId(1)]);
+        let fence = MetadataRecord::FenceBroker {
+            id: BrokerId(0),
+            epoch: 10,
+        };
+        assert_eq!(md.apply(31, &fence), Applied::Changed);
+        let p0 = &md.topics["t"].partitions[0];
+        assert_eq!(
+            p0.leader, None,
+            "no stale leader; election is the controller's"
+        );
+        assert_eq!(p0.isr, vec![BrokerId(1)]);
+        assert_eq!((p0.leader_epoch, p0.partition_epoch), (1, 1));
+        // Partition 2 is on brokers 2 and 0: 0 leaves its ISR, 2 still leads.
+        let p2 = &md.topics["t"].partitions[2];
+        assert_eq!(
+            (p2.leader, p2.isr.clone()),
+            (Some(BrokerId(2)), vec![BrokerId(2)])
+        );
+        // Fencing 1 too: partition 0's ISR keeps its last member, and has no leader.
+        md.apply(
+            32,
+            &MetadataRecord::FenceBroker {
+                id: BrokerId(1),
+                epoch: 11,
+            },
+        );
+        let p0 = &md.topics["t"].partitions[0];
+        assert_eq!((p0.leader, p0.isr.clone()), (None, vec![BrokerId(1)]));
+        // Broker 1 comes back (new process): it leads what it is the ISR of.
+        register(&mut md, 40, 1, 2);
+        md.apply(
+            41,
+            &MetadataRecord::UnfenceBroker {
+                id: BrokerId(1),
+                epoch: 40,
+            },
+        );
+        let p0 = &md.topics["t"].partitions[0];
+        assert_eq!(p0.leader, Some(BrokerId(1)));
+        assert_eq!(p0.leader_epoch, 2);
+    }
+
+    #[test]
+    fn a_topic_raced_in_twice_is_created_once_everywhere() {
+        let mut md = three_unfenced();
+        let t = md.plan_topic("t", 2, 1, BTreeMap::new()).unwrap();
+        let r = MetadataRecord::CreateTopic { topic: t };
+        assert_eq!(md.apply(30, &r), Applied::Changed);
+        let before = md.clone();
+        assert!(matches!(md.apply(31, &r), Applied::Ignored(_)));
+        assert_eq!(md.topics, before.topics);
+        let grow = MetadataRecord::CreatePartitions {
+            topic: "t".into(),
+            partitions: md.plan_partitions("t", 3).unwrap(),
+        };
+        assert_eq!(md.apply(32, &grow), Applied::Changed);
+        assert!(matches!(md.apply(33, &grow), Applied::Ignored(_)));
+        assert_eq!(md.topics["t"].partitions.len(), 3);
+        assert_eq!(
+            md.apply(34, &MetadataRecord::DeleteTopic { name: "t".into() }),
+            Applied::Changed
+        );
+        assert!(md.topics.is_empty());
+    }
+
+    #[test]
+    fn a_new_partition_on_a_fenced_broker_is_led_by_its_first_live_replica() {
+        let mut md = three_unfenced();
+        md.apply(
+            30,
+            &MetadataRecord::FenceBroker {
+                id: BrokerId(0),
+                epoch: 10,
+            },
+        );
+        // Placement uses the unfenced brokers: 1 and 2.
+        assert_eq!(md.placeable_brokers(), vec![BrokerId(1), BrokerId(2)]);
+        let mut t = md.plan_topic("t", 1, 1, BTreeMap::new()).unwrap();
+        // A topic planned before the fence still names broker 0 first.
+        t.partitions[0].replicas = vec![BrokerId(0), BrokerId(2)];
+        md.apply(31, &MetadataRecord::CreateTopic { topic: t });
+        assert_eq!(md.topics["t"].partitions[0].leader, Some(BrokerId(2)));
+    }
+}
