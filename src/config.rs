@@ -32,6 +32,17 @@ pub const CONNECTION_INFLIGHT_MAX: usize = 1024;
 pub const FETCH_MAX_WAIT_MS_MAX: u32 = 60_000;
 /// Bound on finishing in-flight requests at shutdown.
 pub const SHUTDOWN_DRAIN_MS_MAX: u64 = 10_000;
+/// Default inter-broker listener port (`inter.broker.listener`).
+pub const CLUSTER_PORT_DEFAULT: u16 = 9293;
+/// Kafka's `broker.heartbeat.interval.ms` default.
+pub const BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 2_000;
+/// Kafka's `broker.session.timeout.ms` default.
+pub const BROKER_SESSION_TIMEOUT_MS_DEFAULT: u64 = 9_000;
+/// `metadata.commit.timeout.ms` default: how long an admin request waits for its
+/// metadata record to commit before it fails with REQUEST_TIMED_OUT.
+pub const METADATA_COMMIT_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Most voters `controller.quorum.voters` may list.
+pub const CONTROLLER_VOTERS_MAX: usize = 9;
 /// Kafka's `connections.max.idle.ms` default (10 minutes).
 pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
 /// Kafka's `producer.id.expiration.ms` default: a day.
@@ -161,6 +172,21 @@ pub struct BrokerConfig {
     /// `advertised.kafka.listener`: what Kafka Metadata tells clients (default: the
     /// bound address).
     pub advertised_kafka_addr: Option<SocketAddr>,
+    /// `controller.quorum.voters` (`id@host:port,...`, Kafka's key): the brokers
+    /// whose coordination shards form the controller quorum, at their inter-broker
+    /// listeners. Empty: a cluster of one, this broker its only voter.
+    pub controller_voters: Vec<(i32, SocketAddr)>,
+    /// `inter.broker.listener`: the inter-broker listener. `None` (the default with
+    /// no voters configured): not bound, a cluster of one needs no peers.
+    pub cluster_addr: Option<SocketAddr>,
+    /// `advertised.inter.broker.listener`: what peers are told (default: bound).
+    pub advertised_cluster_addr: Option<SocketAddr>,
+    /// `broker.heartbeat.interval.ms`.
+    pub broker_heartbeat_interval: Duration,
+    /// `broker.session.timeout.ms`: a broker not heard from this long is fenced.
+    pub broker_session_timeout: Duration,
+    /// `metadata.commit.timeout.ms`.
+    pub metadata_commit_timeout: Duration,
     /// `admin.listener`: the admin HTTP listener (`/metrics`, `/v1/status`, `/v1/ready`,
     /// `/v1/live`); `none` turns it off.
     pub admin_addr: Option<SocketAddr>,
@@ -237,6 +263,12 @@ impl Default for BrokerConfig {
             kafka_addr: Some(parse_addr(KAFKA_ADDR_DEFAULT)),
             advertised_kafka_addr: None,
             admin_addr: Some(parse_addr(ADMIN_ADDR_DEFAULT)),
+            controller_voters: Vec::new(),
+            cluster_addr: None,
+            advertised_cluster_addr: None,
+            broker_heartbeat_interval: Duration::from_millis(BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT),
+            broker_session_timeout: Duration::from_millis(BROKER_SESSION_TIMEOUT_MS_DEFAULT),
+            metadata_commit_timeout: Duration::from_millis(METADATA_COMMIT_TIMEOUT_MS_DEFAULT),
             num_partitions: 1,
             default_replication_factor: 1,
             auto_create_topics: true,
@@ -284,6 +316,12 @@ pub const BROKER_KEYS: &[&str] = &[
     "listeners",
     "advertised.listeners",
     "admin.listener",
+    "controller.quorum.voters",
+    "inter.broker.listener",
+    "advertised.inter.broker.listener",
+    "broker.heartbeat.interval.ms",
+    "broker.session.timeout.ms",
+    "metadata.commit.timeout.ms",
     "num.partitions",
     "default.replication.factor",
     "auto.create.topics.enable",
@@ -390,6 +428,25 @@ impl BrokerConfig {
                     "" | "none" => None,
                     _ => Some(addr(v).map_err(bad)?),
                 }
+            }
+            "controller.quorum.voters" => self.controller_voters = voters(v).map_err(bad)?,
+            "inter.broker.listener" => {
+                self.cluster_addr = match v {
+                    "" | "none" => None,
+                    _ => Some(addr(v).map_err(bad)?),
+                }
+            }
+            "advertised.inter.broker.listener" => {
+                self.advertised_cluster_addr = Some(addr(v).map_err(bad)?)
+            }
+            "broker.heartbeat.interval.ms" => {
+                self.broker_heartbeat_interval = Duration::from_millis(positive_ms(v).map_err(bad)?)
+            }
+            "broker.session.timeout.ms" => {
+                self.broker_session_timeout = Duration::from_millis(positive_ms(v).map_err(bad)?)
+            }
+            "metadata.commit.timeout.ms" => {
+                self.metadata_commit_timeout = Duration::from_millis(positive_ms(v).map_err(bad)?)
             }
             "num.partitions" => self.num_partitions = num(v).map_err(bad)?,
             "default.replication.factor" => {
@@ -609,6 +666,18 @@ impl BrokerConfig {
         if self.default_replication_factor < 1 {
             return fail("default.replication.factor must be >= 1".into());
         }
+        if self.broker_session_timeout <= self.broker_heartbeat_interval {
+            return fail(format!(
+                "broker.session.timeout.ms = {} must exceed broker.heartbeat.interval.ms = {}",
+                self.broker_session_timeout.as_millis(),
+                self.broker_heartbeat_interval.as_millis()
+            ));
+        }
+        if !self.controller_voters.is_empty() && self.cluster_addr.is_none() {
+            return fail(
+                "controller.quorum.voters is set: inter.broker.listener must be set too (peers reach this broker there)".into(),
+            );
+        }
         if self.min_insync_replicas < 1 {
             return fail("min.insync.replicas must be >= 1".into());
         }
@@ -695,6 +764,41 @@ where
     T::Err: std::fmt::Display,
 {
     v.replace('_', "").parse::<T>().map_err(|e| e.to_string())
+}
+
+/// `controller.quorum.voters`: `id@host:port,...`, ids distinct, at most
+/// [`CONTROLLER_VOTERS_MAX`].
+fn voters(v: &str) -> Result<Vec<(i32, SocketAddr)>, String> {
+    let mut out: Vec<(i32, SocketAddr)> = Vec::new();
+    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, at) = part
+            .split_once('@')
+            .ok_or_else(|| format!("{part:?} is not id@host:port"))?;
+        let id: i32 = num(id.trim())?;
+        if id < 0 {
+            return Err(format!("voter id {id} must be >= 0"));
+        }
+        let at = addr(at.trim())?;
+        if out.iter().any(|(other, _)| *other == id) {
+            return Err(format!("voter id {id} is listed twice"));
+        }
+        out.push((id, at));
+    }
+    if out.len() > CONTROLLER_VOTERS_MAX {
+        return Err(format!(
+            "{} voters; at most {CONTROLLER_VOTERS_MAX}",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+fn positive_ms(v: &str) -> Result<u64, String> {
+    let ms: u64 = num(v)?;
+    if ms == 0 {
+        return Err("must be > 0".into());
+    }
+    Ok(ms)
 }
 
 fn boolean(v: &str) -> Result<bool, String> {
@@ -956,6 +1060,45 @@ mod tests {
         .unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/e"));
         assert!(!c.auto_create_topics);
+    }
+
+    #[test]
+    fn controller_voters_parse_as_kafka_writes_them_and_bad_lists_are_refused() {
+        let mut c = BrokerConfig::default();
+        c.set(
+            "controller.quorum.voters",
+            "1@127.0.0.1:9293, 2@127.0.0.2:9293,3@127.0.0.3:9293",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.controller_voters.len(), 3);
+        assert_eq!(c.controller_voters[1].0, 2);
+        assert_eq!(c.controller_voters[1].1.to_string(), "127.0.0.2:9293");
+        // Voters need the listener peers reach them on.
+        assert!(c.validate().is_err());
+        c.set("inter.broker.listener", "127.0.0.1:9293", "t")
+            .unwrap();
+        c.validate().unwrap();
+        for bad in [
+            "1@127.0.0.1:1,1@127.0.0.2:1",
+            "x@127.0.0.1:1",
+            "1-127.0.0.1:1",
+            "1@nohost",
+            "-1@127.0.0.1:1",
+            "0@127.0.0.1:1,1@127.0.0.1:1,2@127.0.0.1:1,3@127.0.0.1:1,4@127.0.0.1:1,5@127.0.0.1:1,6@127.0.0.1:1,7@127.0.0.1:1,8@127.0.0.1:1,9@127.0.0.1:1",
+        ] {
+            assert!(
+                c.set("controller.quorum.voters", bad, "t").is_err(),
+                "{bad}"
+            );
+        }
+        c.set("broker.session.timeout.ms", "1000", "t").unwrap();
+        c.set("broker.heartbeat.interval.ms", "1000", "t").unwrap();
+        assert!(
+            c.validate().is_err(),
+            "the session must outlast a heartbeat"
+        );
+        assert!(c.set("broker.heartbeat.interval.ms", "0", "t").is_err());
     }
 
     #[test]

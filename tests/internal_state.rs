@@ -181,22 +181,41 @@ fn an_offsets_record_that_does_not_parse_is_skipped_and_counted() {
     assert!(broker.log().contains("skipped"), "{}", broker.log());
 }
 
-/// The topic ids in the metadata file.
-fn metadata(data: &std::path::Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(data.join("cluster-metadata.json")).unwrap()).unwrap()
+/// Copies a directory tree (partition directories: files only, one level of
+/// nesting at most).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
 }
 
-fn save_metadata(data: &std::path::Path, md: &serde_json::Value) {
-    std::fs::write(
-        data.join("cluster-metadata.json"),
-        serde_json::to_vec(md).unwrap(),
-    )
-    .unwrap();
+/// The partition directories of `topic` (2 partitions), copied to `aside`.
+fn keep_aside(data: &std::path::Path, topic: &str, aside: &std::path::Path) {
+    for p in 0..2 {
+        let name = format!("{topic}-{p}");
+        copy_dir(&data.join(&name), &aside.join(&name));
+    }
 }
 
-/// Creates `topic` with records `old-*`, leaves the broker killed, and applies
-/// `crash` to the data directory (the state a kill -9 during deletion left);
-/// then the topic is created again and must read empty.
+/// Puts the directories kept aside back in place of whatever is there.
+fn put_back(data: &std::path::Path, topic: &str, aside: &std::path::Path) {
+    for p in 0..2 {
+        let name = format!("{topic}-{p}");
+        let _ = std::fs::remove_dir_all(data.join(&name));
+        copy_dir(&aside.join(&name), &data.join(&name));
+    }
+}
+
+/// Creates `topic` with records `old-*`, then `crash` leaves the data directory as
+/// a kill -9 during the topic's deletion would (the broker killed); then the topic
+/// is created again and must read empty.
 fn deleted_then_recreated(topic: &str, crash: impl FnOnce(&std::path::Path, &str)) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -228,12 +247,16 @@ fn deleted_then_recreated(topic: &str, crash: impl FnOnce(&std::path::Path, &str
     assert!(!broker.log().contains("panicked"), "{}", broker.log());
 }
 
-/// Killed after the metadata was saved without the topic, before any directory was
-/// touched.
+/// Killed after the deletion committed, before any directory was touched: the
+/// metadata log no longer names the topic, its directories are all there.
 fn after_metadata_saved(data: &std::path::Path, topic: &str) {
-    let mut md = metadata(data);
-    md["topics"].as_object_mut().unwrap().remove(topic);
-    save_metadata(data, &md);
+    let aside = data.with_file_name("aside");
+    keep_aside(data, topic, &aside);
+    let mut broker = Broker::start(data, 1, &[]);
+    ok(&broker.cli(&["topic", "delete", topic]));
+    broker.kill9();
+    put_back(data, topic, &aside);
+    std::fs::remove_dir_all(&aside).unwrap();
 }
 
 /// Killed after one partition's directory was renamed for removal.
@@ -246,12 +269,17 @@ fn after_one_rename(data: &std::path::Path, topic: &str) {
     .unwrap();
 }
 
-/// Deleted and re-created in the metadata (a new id) while the old directories
-/// stayed: what a broker that never swept would see.
+/// Deleted and re-created (a new id) while the old directories stayed: what a
+/// broker that never swept would see.
 fn recreated_over_old_directories(data: &std::path::Path, topic: &str) {
-    let mut md = metadata(data);
-    md["topics"][topic]["id"] = serde_json::Value::String("0123456789abcdef".into());
-    save_metadata(data, &md);
+    let aside = data.with_file_name("aside");
+    keep_aside(data, topic, &aside);
+    let mut broker = Broker::start(data, 1, &[]);
+    ok(&broker.cli(&["topic", "delete", topic]));
+    ok(&broker.cli(&["topic", "create", topic, "--partitions", "2"]));
+    broker.kill9();
+    put_back(data, topic, &aside);
+    std::fs::remove_dir_all(&aside).unwrap();
 }
 
 #[test]

@@ -570,7 +570,7 @@ async fn run_coordinator(
     stop: flume::Receiver<()>,
 ) {
     let shards = ctx.shards;
-    let loaded = Coordinator::load(config, shards, advertised).map(Rc::new);
+    let loaded = Coordinator::load(config, shards, advertised);
     let handler: Handler<CoordinatorRequest> = match &loaded {
         Ok(c) => {
             let c = c.clone();
@@ -596,8 +596,15 @@ async fn run_coordinator(
     match &loaded {
         Ok(c) => {
             c.set_mesh(mesh.clone());
-            c.publish().await;
-            let _ = events.send(Event::Ready);
+            match c.start().await {
+                Ok(()) => {
+                    let _ = events.send(Event::Ready);
+                }
+                Err(e) => {
+                    error!(error = %e, "the cluster metadata cannot be served");
+                    let _ = events.send(Event::Failed(e));
+                }
+            }
         }
         Err(e) => {
             error!(error = %e, "cannot load cluster metadata");

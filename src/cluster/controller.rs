@@ -44,6 +44,9 @@ pub struct BrokerSessions {
     session_timeout_ms: u64,
     /// Last contact per (broker, epoch).
     contact: BTreeMap<BrokerId, (u64, u64)>,
+    /// Brokers this controller has had a heartbeat from (not only a session it
+    /// granted when it took over).
+    heard: BTreeMap<BrokerId, u64>,
     /// Records proposed and not yet seen applied, so a decision is not proposed twice.
     in_flight: Vec<MetadataRecord>,
 }
@@ -53,6 +56,7 @@ impl BrokerSessions {
         Self {
             session_timeout_ms,
             contact: BTreeMap::new(),
+            heard: BTreeMap::new(),
             in_flight: Vec::new(),
         }
     }
@@ -64,6 +68,7 @@ impl BrokerSessions {
             .iter()
             .map(|(id, r)| (*id, (r.epoch, now_ms)))
             .collect();
+        self.heard.clear();
         self.in_flight.clear();
     }
 
@@ -82,6 +87,7 @@ impl BrokerSessions {
             return (HeartbeatAnswer::StaleEpoch, None);
         }
         self.contact.insert(hb.broker, (hb.epoch, now_ms));
+        self.heard.insert(hb.broker, hb.epoch);
         let mut record = None;
         if reg.fenced && hb.applied_offset >= reg.epoch {
             let r = MetadataRecord::UnfenceBroker {
@@ -94,6 +100,38 @@ impl BrokerSessions {
             }
         }
         (HeartbeatAnswer::Ok { fenced: reg.fenced }, record)
+    }
+
+    /// Whether a registration of `id` by the process `incarnation` may go ahead: not
+    /// while another process holds the id with a live session (Kafka's
+    /// DUPLICATE_BROKER_REGISTRATION), so a second broker started with a taken id,
+    /// or a peer claiming another's id, cannot take its place while it is alive.
+    /// Unlike Kafka, a session this controller only granted when it took over (it
+    /// has not heard the holder since) does not block: a cluster of one restarting
+    /// would otherwise wait a whole session for itself; a live holder heartbeats
+    /// within an interval, learns its epoch is stale and the conflict is logged.
+    pub fn may_register(
+        &self,
+        md: &ClusterMetadata,
+        id: BrokerId,
+        incarnation: u64,
+        now_ms: u64,
+    ) -> bool {
+        let Some(reg) = md.registrations.get(&id) else {
+            return true;
+        };
+        if reg.incarnation == incarnation || reg.fenced {
+            return true;
+        }
+        if self.heard.get(&id) != Some(&reg.epoch) {
+            return true;
+        }
+        match self.contact.get(&id) {
+            Some((epoch, at)) if *epoch == reg.epoch => {
+                now_ms.saturating_sub(*at) > self.session_timeout_ms
+            }
+            _ => true,
+        }
     }
 
     /// A registration was applied: its session starts now.
@@ -202,6 +240,41 @@ mod tests {
             }]
         );
         assert!(s.expire(&md, 302 + SESSION_TIMEOUT_MS).is_empty());
+    }
+
+    #[test]
+    fn a_live_broker_id_cannot_be_taken_by_another_process() {
+        let mut md = md_with(&[1]);
+        md.apply(
+            2,
+            &MetadataRecord::UnfenceBroker {
+                id: BrokerId(1),
+                epoch: 1,
+            },
+        );
+        let mut s = BrokerSessions::new(1_000);
+        s.take_over(&md, 0);
+        // Not heard since the take-over: a restarted broker may register at once.
+        assert!(s.may_register(&md, BrokerId(1), 2, 10));
+        let hb = Heartbeat {
+            broker: BrokerId(1),
+            epoch: 1,
+            applied_offset: 2,
+        };
+        s.heartbeat(&md, hb, 10);
+        assert!(
+            s.may_register(&md, BrokerId(1), 1, 20),
+            "the same process retries"
+        );
+        assert!(
+            !s.may_register(&md, BrokerId(1), 2, 20),
+            "another process, live id"
+        );
+        assert!(
+            s.may_register(&md, BrokerId(1), 2, 1_011),
+            "the session ran out"
+        );
+        assert!(s.may_register(&md, BrokerId(9), 2, 20), "a new id");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //!   and one `process` per Ready that persists before it promises.
 //! - [`controller`]: the active controller's pure decisions about brokers: sessions,
 //!   unfencing, fencing.
+//! - [`raft_file`]: a voter's durable Raft state, one append-only file of CRC frames.
 //! - [`slog_tracing`]: raft-rs's slog output into tracing.
 //! - `sim` (tests): the seeded deterministic simulation of voters and brokers.
 //!
@@ -13,6 +14,7 @@
 
 pub mod controller;
 pub mod quorum;
+pub mod raft_file;
 #[cfg(test)]
 mod sim;
 pub mod slog_tracing;

@@ -98,7 +98,7 @@ pub struct Output {
 }
 
 /// A proposal was refused.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProposeError {
     #[error("not the controller leader (leader: {leader:?})")]
     NotLeader { leader: Option<NodeId> },

@@ -38,9 +38,9 @@ impl slog::Serializer for KvText<'_> {
     }
 }
 
-/// A logger for a quorum node, tagged with its id.
-pub fn logger(node: u64) -> slog::Logger {
-    slog::Logger::root(TracingDrain.fuse(), slog::o!("raft_id" => node))
+/// A logger for a quorum node (raft-rs tags its records with the node's id).
+pub fn logger() -> slog::Logger {
+    slog::Logger::root(TracingDrain.fuse(), slog::o!())
 }
 
 #[cfg(test)]
@@ -54,7 +54,7 @@ mod tests {
         slog::Serializer::emit_arguments(&mut kv, "term", &format_args!("{}", 3)).unwrap();
         assert_eq!(text, " term=3");
         // A logger built on the drain logs without panicking at every level.
-        let log = logger(7);
+        let log = logger();
         slog::info!(log, "became leader"; "term" => 3);
         slog::trace!(log, "message"; "to" => 2);
     }

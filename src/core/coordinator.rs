@@ -1,100 +1,222 @@
-//! The coordination executor: owner of this broker's cluster metadata (DESIGN §2, §5).
+//! The coordination executor: this broker's view of the cluster metadata, and, on
+//! the active controller, the controller itself (DESIGN §2, §5).
 //!
-//! It alone changes metadata. A change is validated against the pure model, persisted
-//! (atomic file replace with fsyncs), then pushed to every data shard, and answered
-//! only once every shard has adopted it (opened or closed its logs). Admin requests
-//! are serialized. A topic deletion is durable (the metadata saved) before it is
-//! answered; its partitions' directories are then renamed and removed
-//! (`partition_dir`), and a start-up sweep finishes removals a crash interrupted.
+//! Metadata is the controller quorum's log (`cluster::quorum`, driven by
+//! `quorum_driver`): every change is a [`MetadataRecord`] proposed by the active
+//! controller and applied, once committed, to [`ClusterMetadata`] on every broker
+//! in log order. After each batch of applied records the result is pushed to every
+//! data shard, which opens the partitions it now holds a replica of and closes the
+//! ones it lost; an admin request is answered once its record is committed *and*
+//! the shards adopted it. Admin requests are serialized.
+//!
+//! A broker with no `controller.quorum.voters` is a cluster of one, its own only
+//! voter, on the same code path. Its data dir may hold the metadata file a single
+//! broker wrote before the cluster existed (`cluster-metadata.json`): the first
+//! leader of an empty log proposes it whole as an `Import` record and renames the
+//! file, so such a data dir opens unchanged.
+//!
+//! The broker lifecycle (KIP-631) runs here too: once the cluster has an id the
+//! broker registers (a new epoch per process start), heartbeats every
+//! `broker.heartbeat.interval.ms`, and is ready once the controller unfenced it.
+//! On the active controller, [`BrokerSessions`] turns heartbeats into unfencing and
+//! silence into fencing.
+//!
+//! A deleted topic's partition directories are removed after the shards closed
+//! them; a start-up sweep finishes removals a crash interrupted, and once the
+//! broker has caught up with the log (it is unfenced), removes partition
+//! directories the metadata no longer names.
 
-use std::rc::Rc;
+use std::cell::{Cell, OnceCell, RefCell};
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::core::error::ErrorKind;
 use glommio::sync::Semaphore;
 use ringlog_shards::{Answered, Peer, ShardId};
 use tracing::{info, warn};
 
+use crate::cluster::controller::{BrokerSessions, Heartbeat, HeartbeatAnswer};
+use crate::cluster::quorum::{Committed, ProposeError, QuorumConfig};
 use crate::config::{topic_log_config, BrokerConfig};
-use crate::core::error::metadata_error;
+use crate::core::error::{metadata_error, ErrorKind};
 use crate::core::messages::{
     BrokerMesh, CoordinatorRequest, NewTopic, PartitionError, ShardRequest, TopicOutcome,
 };
 use crate::core::partition::Partition;
 use crate::core::partition_dir;
+use crate::core::quorum_driver::{
+    CommittedChange, CommittedSink, ProposalError, QuorumDriver, RaftTransport,
+};
 use crate::metadata::model::MetadataError;
-use crate::metadata::{store, ClusterMetadata};
+use crate::metadata::records::{Applied, MetadataRecord};
+use crate::metadata::{store, BrokerId, BrokerInfo, ClusterMetadata, TopicMeta};
 use crate::sync::join::join_all;
+use crate::sync::signal::Signal;
+
+/// How often the active controller looks for expired broker sessions.
+const SESSION_CHECK_MS: u64 = 250;
+/// How often a fenced or unregistered broker retries its registration or heartbeat.
+const LIFECYCLE_RETRY_MS: u64 = 100;
+
+/// What a lifecycle step did, and so when the next one runs.
+enum Lifecycle {
+    /// Something changed: the next step runs at once.
+    Progressed,
+    /// Waiting for the controller: retry soon.
+    Retry,
+    /// Registered and unfenced: the next heartbeat is due in an interval.
+    Steady,
+}
 
 /// The coordination executor's state.
 pub struct Coordinator {
     pub config: Arc<BrokerConfig>,
-    metadata: std::cell::RefCell<ClusterMetadata>,
+    metadata: RefCell<ClusterMetadata>,
     admin: Semaphore,
-    mesh: std::cell::OnceCell<BrokerMesh>,
+    mesh: OnceCell<BrokerMesh>,
     shards: u16,
+    me: BrokerInfo,
+    /// Random per process start (KIP-631's incarnation id).
+    incarnation: u64,
+    voters: Vec<(i32, std::net::SocketAddr)>,
+    quorum: OnceCell<Rc<QuorumDriver>>,
+    sessions: RefCell<BrokerSessions>,
+    /// A single broker's metadata file, to import into an empty log.
+    legacy: RefCell<Option<ClusterMetadata>>,
+    /// This broker's registration epoch, once registered.
+    epoch: Cell<Option<u64>>,
+    /// The applied offset every data shard has adopted.
+    published: Cell<u64>,
+    /// Notified when records were applied (the publisher wakes).
+    applied_signal: Signal,
+    /// Notified when the shards adopted newer metadata.
+    published_signal: Signal,
+    /// Topics deleted by applied records, whose directories go after the shards
+    /// closed them.
+    removed: RefCell<Vec<TopicMeta>>,
+    swept: Cell<bool>,
+    started: Instant,
 }
 
-/// The coordinator could not load or save metadata.
+/// The coordinator could not start.
 #[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct CoordinatorError(#[from] store::StoreError);
+pub enum CoordinatorError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("{0}")]
+    Quorum(String),
+}
+
+/// Hands committed records to the coordinator without keeping it alive.
+struct SinkRef(Weak<Coordinator>);
+
+impl CommittedSink for SinkRef {
+    fn apply(&self, entry: &Committed) -> Applied {
+        match self.0.upgrade() {
+            Some(c) => c.apply_committed(entry),
+            None => Applied::Ignored("the broker is stopping".into()),
+        }
+    }
+
+    fn leadership(&self, ready: bool) {
+        if let Some(c) = self.0.upgrade() {
+            let now = c.now_ms();
+            if ready {
+                c.sessions.borrow_mut().take_over(&c.metadata.borrow(), now);
+            } else {
+                c.sessions.borrow_mut().step_down();
+            }
+        }
+    }
+}
+
+/// A cluster of one has no peers to send to.
+struct NoPeers;
+
+impl RaftTransport for NoPeers {
+    fn send(&self, messages: Vec<raft::prelude::Message>) {
+        if !messages.is_empty() {
+            warn!(
+                count = messages.len(),
+                "raft messages for peers in a cluster of one were dropped"
+            );
+        }
+    }
+}
+
+/// The raft-rs id of a broker: raft-rs reserves 0, broker ids start at 0.
+pub fn raft_id(broker: i32) -> u64 {
+    u64::from(broker.unsigned_abs()) + 1
+}
 
 impl Coordinator {
-    /// Loads (or creates) the metadata and records this broker's address in it.
+    /// Reads what the data dir holds and opens the metadata log; [`Coordinator::start`]
+    /// runs it once the mesh is joined.
     pub fn load(
         config: Arc<BrokerConfig>,
         shards: u16,
         advertised: std::net::SocketAddr,
-    ) -> Result<Self, CoordinatorError> {
-        let me = crate::metadata::BrokerInfo {
-            id: crate::metadata::BrokerId(config.broker_id),
+    ) -> Result<Rc<Self>, CoordinatorError> {
+        let me = BrokerInfo {
+            id: BrokerId(config.broker_id),
             host: advertised.ip().to_string(),
             port: advertised.port(),
             shards,
         };
-        let stored = store::load(&config.data_dir)?;
-        let from_file = stored.is_some();
-        let mut md = match stored {
-            Some(md) => md,
-            None => ClusterMetadata::new(new_cluster_id(), vec![me.clone()]),
+        let voters = if config.controller_voters.is_empty() {
+            let at = config
+                .cluster_addr
+                .unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+            vec![(config.broker_id, at)]
+        } else {
+            config.controller_voters.clone()
         };
-        md.upsert_broker(me);
-        for t in md.topics.values_mut().filter(|t| t.id.is_empty()) {
-            t.id = new_topic_id();
+        if !voters.iter().any(|(id, _)| *id == config.broker_id) {
+            return Err(CoordinatorError::Quorum(format!(
+                "broker {} is not in controller.quorum.voters; brokers that only follow the metadata log are not built yet",
+                config.broker_id
+            )));
         }
-        // `__consumer_offsets` made before it was compacted becomes so.
-        if let Some(t) = md.topics.get_mut(crate::groups::offsets::OFFSETS_TOPIC) {
-            if !t.configs.contains_key("cleanup.policy") {
-                let defaults = crate::groups::offsets::offsets_topic_configs(
-                    config.offsets_topic_segment_bytes,
-                    config.log.max_batch_bytes,
-                );
-                t.configs
-                    .insert("cleanup.policy".into(), defaults["cleanup.policy"].clone());
-                info!("{} is now compacted (cleanup.policy=compact)", t.name);
-            }
+        if voters.len() > 1 {
+            return Err(CoordinatorError::Quorum(
+                "a controller quorum of several voters needs the inter-broker listener, which is not built yet; run without controller.quorum.voters (a cluster of one)".into(),
+            ));
         }
-        store::save(&config.data_dir, &md)?;
-        // Finish deletions a crash interrupted; with metadata from its file, also
-        // remove partition directories it no longer names.
-        let known = |topic: &str, p: i32| {
-            md.topics
-                .get(topic)
-                .is_some_and(|t| usize::try_from(p).is_ok_and(|p| p < t.partitions.len()))
-        };
-        partition_dir::sweep(
-            &config.data_dir,
-            from_file.then_some(&known as &dyn Fn(&str, i32) -> bool),
-        );
-        info!(cluster_id = %md.cluster_id, topics = md.topics.len(), version = md.version, "cluster metadata loaded");
-        Ok(Self {
-            config,
-            metadata: std::cell::RefCell::new(md),
+        let legacy = store::load(&config.data_dir)?.map(|md| upgrade_legacy(md, &config, &me));
+        // Finish deletions a crash interrupted; orphans are swept once caught up.
+        partition_dir::sweep(&config.data_dir, None);
+        let coordinator = Rc::new(Self {
+            sessions: RefCell::new(BrokerSessions::new(
+                config.broker_session_timeout.as_millis() as u64,
+            )),
+            config: config.clone(),
+            metadata: RefCell::new(ClusterMetadata::default()),
             admin: Semaphore::new(1),
-            mesh: std::cell::OnceCell::new(),
+            mesh: OnceCell::new(),
             shards,
-        })
+            me,
+            incarnation: random_u64(),
+            voters: voters.clone(),
+            quorum: OnceCell::new(),
+            legacy: RefCell::new(legacy),
+            epoch: Cell::new(None),
+            published: Cell::new(0),
+            applied_signal: Signal::default(),
+            published_signal: Signal::default(),
+            removed: RefCell::new(Vec::new()),
+            swept: Cell::new(false),
+            started: Instant::now(),
+        });
+        let quorum_config = QuorumConfig {
+            id: raft_id(config.broker_id),
+            voters: voters.iter().map(|(id, _)| raft_id(*id)).collect(),
+            fixed_election_ticks: None,
+        };
+        let sink: Rc<dyn CommittedSink> = Rc::new(SinkRef(Rc::downgrade(&coordinator)));
+        let driver = QuorumDriver::open(&config.data_dir, &quorum_config, Rc::new(NoPeers), sink)
+            .map_err(|e| CoordinatorError::Quorum(e.to_string()))?;
+        let _ = coordinator.quorum.set(Rc::new(driver));
+        Ok(coordinator)
     }
 
     pub fn set_mesh(&self, mesh: BrokerMesh) {
@@ -107,9 +229,141 @@ impl Coordinator {
             .expect("the mesh is joined before requests are served")
     }
 
-    /// Sends the current metadata to every data shard and waits until all adopted it.
-    pub async fn publish(&self) {
-        let snapshot = Arc::new(self.metadata.borrow().clone());
+    fn quorum(&self) -> &Rc<QuorumDriver> {
+        self.quorum.get().expect("the quorum is opened by load")
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Replays the log, starts the quorum's tasks and this broker's lifecycle, and
+    /// returns once the broker is registered, unfenced and its shards hold the
+    /// metadata (or the quorum failed).
+    pub async fn start(self: &Rc<Self>) -> Result<(), String> {
+        let quorum = self.quorum().clone();
+        quorum.pump();
+        if self.voters.len() == 1 {
+            quorum.campaign();
+        }
+        glommio::spawn_local(quorum.clone().run_ticks()).detach();
+        glommio::spawn_local(self.clone().run_publisher()).detach();
+        glommio::spawn_local(self.clone().run_lifecycle()).detach();
+        glommio::spawn_local(self.clone().run_session_checks()).detach();
+        loop {
+            if let Some(f) = quorum.failure() {
+                return Err(format!("metadata log: {f}"));
+            }
+            if self.is_ready() {
+                info!(broker_id = self.me.id.0, epoch = ?self.epoch.get(), cluster_id = %self.metadata.borrow().cluster_id, "registered and unfenced");
+                return Ok(());
+            }
+            let wait = self.published_signal.wait();
+            futures_lite::future::or(wait, glommio::timer::sleep(Duration::from_millis(50))).await;
+        }
+    }
+
+    /// Registered with the current epoch, unfenced, and the shards hold it.
+    fn is_ready(&self) -> bool {
+        let md = self.metadata.borrow();
+        let registered = md
+            .registrations
+            .get(&self.me.id)
+            .is_some_and(|r| Some(r.epoch) == self.epoch.get() && !r.fenced);
+        registered && self.published.get() >= md.applied_offset
+    }
+
+    /// Applies one committed entry (the sink of the quorum driver).
+    fn apply_committed(&self, entry: &Committed) -> Applied {
+        let record = match MetadataRecord::decode(&entry.data) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(offset = entry.index, error = %e, "metadata record not applied");
+                let mut md = self.metadata.borrow_mut();
+                md.applied_offset = entry.index;
+                return Applied::Ignored(e.to_string());
+            }
+        };
+        let deleted = match &record {
+            MetadataRecord::DeleteTopic { name } => {
+                self.metadata.borrow().topics.get(name).cloned()
+            }
+            _ => None,
+        };
+        let applied = self.metadata.borrow_mut().apply(entry.index, &record);
+        if let Applied::Ignored(reason) = &applied {
+            info!(offset = entry.index, reason = %reason, "metadata record changed nothing");
+        }
+        if applied == Applied::Changed {
+            if let Some(t) = deleted {
+                self.removed.borrow_mut().push(t);
+            }
+            if let MetadataRecord::RegisterBroker { broker, .. } = &record {
+                let epoch = self
+                    .metadata
+                    .borrow()
+                    .registrations
+                    .get(&broker.id)
+                    .map(|r| r.epoch);
+                if let Some(epoch) = epoch {
+                    let now = self.now_ms();
+                    self.sessions.borrow_mut().registered(broker.id, epoch, now);
+                }
+            }
+        }
+        self.sessions.borrow_mut().settled(&record);
+        self.applied_signal.notify();
+        applied
+    }
+
+    /// Pushes applied metadata to the shards whenever it changed, then removes the
+    /// directories of deleted topics.
+    async fn run_publisher(self: Rc<Self>) {
+        loop {
+            let behind = self.metadata.borrow().applied_offset > self.published.get()
+                || !self.removed.borrow().is_empty();
+            if !behind {
+                let wait = self.applied_signal.wait();
+                wait.await;
+                continue;
+            }
+            let snapshot = self.metadata.borrow().clone();
+            let offset = snapshot.applied_offset;
+            self.publish_snapshot(Arc::new(snapshot)).await;
+            let removed = std::mem::take(&mut *self.removed.borrow_mut());
+            for topic in &removed {
+                for p in &topic.partitions {
+                    let dir = Partition::dir(&self.config.data_dir, &topic.name, p.partition);
+                    partition_dir::remove(&self.config.data_dir, &dir);
+                }
+            }
+            if !removed.is_empty() {
+                if let Err(e) = store::sync_dir(&self.config.data_dir) {
+                    warn!(error = %e, "fsync of the data directory after topic deletion failed");
+                }
+            }
+            self.published.set(offset);
+            if !self.swept.get() && self.is_ready() {
+                self.swept.set(true);
+                self.sweep_orphans();
+            }
+            self.published_signal.notify();
+        }
+    }
+
+    /// Removes partition directories the caught-up metadata does not name.
+    fn sweep_orphans(&self) {
+        let md = self.metadata.borrow();
+        let known = |topic: &str, p: i32| {
+            md.topics
+                .get(topic)
+                .is_some_and(|t| usize::try_from(p).is_ok_and(|p| p < t.partitions.len()))
+        };
+        partition_dir::sweep(&self.config.data_dir, Some(&known));
+    }
+
+    /// Sends the metadata to every data shard and waits until all adopted it.
+    async fn publish_snapshot(&self, snapshot: Arc<ClusterMetadata>) {
         let calls = (0..self.shards).map(|s| {
             let metadata = snapshot.clone();
             async move {
@@ -126,6 +380,226 @@ impl Coordinator {
             }
         });
         join_all(calls.collect()).await;
+    }
+
+    /// Waits until the shards hold metadata through `offset`. Not bounded by the
+    /// commit timeout: the record is committed, and what is left is this broker's
+    /// own shards opening or closing logs (10,000 new partitions take seconds).
+    async fn wait_published(&self, offset: u64) {
+        while self.published.get() < offset {
+            let wait = self.published_signal.wait();
+            wait.await;
+        }
+    }
+
+    /// Registration and heartbeats of this broker (KIP-631).
+    async fn run_lifecycle(self: Rc<Self>) {
+        loop {
+            if self.quorum().failure().is_some() {
+                return;
+            }
+            let pause = match self.lifecycle_step().await {
+                Lifecycle::Progressed => continue,
+                Lifecycle::Retry => Duration::from_millis(LIFECYCLE_RETRY_MS),
+                Lifecycle::Steady => self.config.broker_heartbeat_interval,
+            };
+            glommio::timer::sleep(pause).await;
+        }
+    }
+
+    /// One step of the lifecycle: initialize the cluster, register, or heartbeat.
+    async fn lifecycle_step(&self) -> Lifecycle {
+        let quorum = self.quorum().clone();
+        if !quorum.leader_ready() {
+            // The active controller is elsewhere or not elected yet; reaching a
+            // remote one needs the inter-broker listener.
+            return Lifecycle::Retry;
+        }
+        if self.metadata.borrow().cluster_id.is_empty() {
+            return match self.initialize_cluster().await {
+                true => Lifecycle::Progressed,
+                false => Lifecycle::Retry,
+            };
+        }
+        match self.epoch.get() {
+            None => match self
+                .controller_register(self.me.clone(), self.incarnation)
+                .await
+            {
+                Ok(epoch) => {
+                    info!(
+                        broker_id = self.me.id.0,
+                        epoch, "registered with the controller"
+                    );
+                    self.epoch.set(Some(epoch));
+                    Lifecycle::Progressed
+                }
+                Err(e) => {
+                    warn!(error = %e.message, "registration failed; retrying");
+                    Lifecycle::Retry
+                }
+            },
+            Some(epoch) => {
+                let hb = Heartbeat {
+                    broker: self.me.id,
+                    epoch,
+                    applied_offset: self.metadata.borrow().applied_offset,
+                };
+                match self.controller_heartbeat(hb) {
+                    HeartbeatAnswer::StaleEpoch => {
+                        warn!(
+                            epoch,
+                            "the controller no longer knows this broker's epoch; registering again"
+                        );
+                        self.epoch.set(None);
+                        Lifecycle::Progressed
+                    }
+                    // The unfence this heartbeat asked for may have committed at once.
+                    HeartbeatAnswer::Ok { fenced: true } if !self.fenced() => Lifecycle::Progressed,
+                    HeartbeatAnswer::Ok { fenced: true } => Lifecycle::Retry,
+                    HeartbeatAnswer::Ok { fenced: false } => Lifecycle::Steady,
+                }
+            }
+        }
+    }
+
+    /// Whether the applied metadata has this broker fenced (or not registered).
+    fn fenced(&self) -> bool {
+        !self
+            .metadata
+            .borrow()
+            .registrations
+            .get(&self.me.id)
+            .is_some_and(|r| Some(r.epoch) == self.epoch.get() && !r.fenced)
+    }
+
+    /// The first leader of an empty log gives the cluster its id, or imports the
+    /// metadata a single broker kept in this data dir; returns whether it did.
+    async fn initialize_cluster(&self) -> bool {
+        let legacy = self.legacy.borrow_mut().take();
+        let imported = legacy.is_some();
+        let record = match legacy {
+            Some(md) => MetadataRecord::Import {
+                metadata: Box::new(md),
+            },
+            None => MetadataRecord::InitCluster {
+                cluster_id: new_cluster_id(),
+            },
+        };
+        match self
+            .quorum()
+            .propose(&record, self.config.metadata_commit_timeout)
+            .await
+        {
+            Ok(_) if imported => {
+                let from = self.config.data_dir.join(store::METADATA_FILE);
+                let to = self
+                    .config
+                    .data_dir
+                    .join(format!("{}.imported", store::METADATA_FILE));
+                match std::fs::rename(&from, &to) {
+                    Ok(()) => {
+                        info!(file = %to.display(), "single-broker metadata imported into the metadata log")
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "metadata imported; the old file could not be renamed")
+                    }
+                }
+                true
+            }
+            Ok(_) => true,
+            Err(e) => {
+                if let MetadataRecord::Import { metadata } = record {
+                    *self.legacy.borrow_mut() = Some(*metadata);
+                }
+                warn!(error = %e, "cannot initialize the cluster metadata; retrying");
+                false
+            }
+        }
+    }
+
+    /// The active controller: fences brokers whose sessions ran out.
+    async fn run_session_checks(self: Rc<Self>) {
+        loop {
+            glommio::timer::sleep(Duration::from_millis(SESSION_CHECK_MS)).await;
+            let quorum = self.quorum().clone();
+            if quorum.failure().is_some() {
+                return;
+            }
+            if !quorum.leader_ready() {
+                continue;
+            }
+            let now = self.now_ms();
+            let records = self
+                .sessions
+                .borrow_mut()
+                .expire(&self.metadata.borrow(), now);
+            for r in records {
+                if let MetadataRecord::FenceBroker { id, epoch } = &r {
+                    warn!(
+                        broker_id = id.0,
+                        epoch, "broker session expired; fencing it"
+                    );
+                }
+                if quorum.propose_detached(&r).is_err() {
+                    self.sessions.borrow_mut().settled(&r);
+                }
+            }
+        }
+    }
+
+    /// The active controller registers a broker; returns its epoch.
+    pub async fn controller_register(
+        &self,
+        broker: BrokerInfo,
+        incarnation: u64,
+    ) -> Result<u64, PartitionError> {
+        let id = broker.id;
+        let now = self.now_ms();
+        if !self
+            .sessions
+            .borrow()
+            .may_register(&self.metadata.borrow(), id, incarnation, now)
+        {
+            return Err(PartitionError::new(
+                ErrorKind::InvalidRequest,
+                format!("broker id {} is registered by another live broker (DUPLICATE_BROKER_REGISTRATION)", id.0),
+            ));
+        }
+        let record = MetadataRecord::RegisterBroker {
+            broker,
+            incarnation,
+        };
+        self.quorum()
+            .propose(&record, self.config.metadata_commit_timeout)
+            .await
+            .map_err(|e| proposal_error(&e))?;
+        let md = self.metadata.borrow();
+        match md.registrations.get(&id) {
+            Some(r) if r.incarnation == incarnation => Ok(r.epoch),
+            _ => Err(PartitionError::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "broker id {} was registered by another process meanwhile",
+                    id.0
+                ),
+            )),
+        }
+    }
+
+    /// The active controller takes a heartbeat.
+    pub fn controller_heartbeat(&self, hb: Heartbeat) -> HeartbeatAnswer {
+        let now = self.now_ms();
+        let (answer, record) =
+            self.sessions
+                .borrow_mut()
+                .heartbeat(&self.metadata.borrow(), hb, now);
+        if let Some(r) = record {
+            if self.quorum().propose_detached(&r).is_err() {
+                self.sessions.borrow_mut().settled(&r);
+            }
+        }
+        answer
     }
 
     /// Answers a request from a data shard.
@@ -160,12 +634,21 @@ impl Coordinator {
         }
     }
 
+    /// Proposes `record` as the active controller and waits for it to commit;
+    /// `Ok` carries what applying it did.
+    async fn commit(&self, record: &MetadataRecord) -> Result<CommittedChange, PartitionError> {
+        self.quorum()
+            .propose(record, self.config.metadata_commit_timeout)
+            .await
+            .map_err(|e| proposal_error(&e))
+    }
+
     async fn create_topics(&self, topics: Vec<NewTopic>, validate_only: bool) -> Vec<TopicOutcome> {
         let Ok(_permit) = self.admin.acquire_permit(1).await else {
             return Vec::new();
         };
         let mut results = Vec::new();
-        let mut changed = false;
+        let mut last = 0;
         for t in topics {
             let partitions = t.partitions.unwrap_or(self.config.num_partitions);
             let rf = t
@@ -179,26 +662,26 @@ impl Coordinator {
                         .plan_topic(&t.name, partitions, rf, t.configs)
                 });
             let error = match planned {
-                Ok(mut topic) => {
-                    if !validate_only {
-                        topic.id = new_topic_id();
-                        info!(topic = %topic.name, partitions, replication_factor = rf, "creating topic");
-                        self.metadata.borrow_mut().add_topic(topic);
-                        changed = true;
-                    }
-                    None
-                }
                 Err(e) => Some(metadata_error(&e)),
+                Ok(_) if validate_only => None,
+                Ok(mut topic) => {
+                    topic.id = new_topic_id();
+                    info!(topic = %topic.name, partitions, replication_factor = rf, "creating topic");
+                    match self.commit(&MetadataRecord::CreateTopic { topic }).await {
+                        Ok(c) => {
+                            last = last.max(c.offset);
+                            self.outcome_of(&c, &t.name)
+                        }
+                        Err(e) => Some(e),
+                    }
+                }
             };
             results.push(TopicOutcome {
                 name: t.name,
                 error,
             });
         }
-        if changed && self.persist_or_roll_back(&mut results, "topic creation") {
-            self.publish().await;
-        }
-        results
+        self.answer_after_publish(results, last).await
     }
 
     /// Grows topics; the shards open the new partitions when they adopt the result.
@@ -211,26 +694,30 @@ impl Coordinator {
             return Vec::new();
         };
         let mut results = Vec::new();
-        let mut changed = false;
+        let mut last = 0;
         for (name, total) in topics {
             let planned = self.metadata.borrow().plan_partitions(&name, total);
             let error = match planned {
-                Ok(parts) => {
-                    if !validate_only {
-                        info!(topic = %name, partitions = total, "adding partitions");
-                        self.metadata.borrow_mut().add_partitions(&name, parts);
-                        changed = true;
-                    }
-                    None
-                }
                 Err(e) => Some(metadata_error(&e)),
+                Ok(_) if validate_only => None,
+                Ok(partitions) => {
+                    info!(topic = %name, partitions = total, "adding partitions");
+                    let record = MetadataRecord::CreatePartitions {
+                        topic: name.clone(),
+                        partitions,
+                    };
+                    match self.commit(&record).await {
+                        Ok(c) => {
+                            last = last.max(c.offset);
+                            self.outcome_of(&c, &name)
+                        }
+                        Err(e) => Some(e),
+                    }
+                }
             };
             results.push(TopicOutcome { name, error });
         }
-        if changed && self.persist_or_roll_back(&mut results, "partition creation") {
-            self.publish().await;
-        }
-        results
+        self.answer_after_publish(results, last).await
     }
 
     async fn delete_topics(&self, names: Vec<String>) -> Vec<TopicOutcome> {
@@ -238,71 +725,123 @@ impl Coordinator {
             return Vec::new();
         };
         let mut results = Vec::new();
-        let mut removed = Vec::new();
+        let mut last = 0;
         for name in names {
-            let r = self.metadata.borrow_mut().remove_topic(&name);
-            let error = match r {
-                Ok(topic) => {
-                    info!(topic = %name, "deleting topic");
-                    removed.push(topic);
-                    None
+            // Checked first so the answer names the reason (unknown, internal).
+            let check = {
+                let md = self.metadata.borrow();
+                if crate::metadata::model::is_internal_topic(&name) {
+                    Err(MetadataError::InternalTopic(name.clone()))
+                } else if !md.topics.contains_key(&name) {
+                    Err(MetadataError::UnknownTopic(name.clone()))
+                } else {
+                    Ok(())
                 }
+            };
+            let error = match check {
                 Err(e) => Some(metadata_error(&e)),
+                Ok(()) => {
+                    info!(topic = %name, "deleting topic");
+                    let record = MetadataRecord::DeleteTopic { name: name.clone() };
+                    match self.commit(&record).await {
+                        Ok(c) => {
+                            last = last.max(c.offset);
+                            self.outcome_of(&c, &name)
+                        }
+                        Err(e) => Some(e),
+                    }
+                }
             };
             results.push(TopicOutcome { name, error });
         }
-        if removed.is_empty() || !self.persist_or_roll_back(&mut results, "topic deletion") {
-            return results;
+        self.answer_after_publish(results, last).await
+    }
+
+    /// The error for a committed record that changed nothing (another change to the
+    /// same topic committed first).
+    fn outcome_of(&self, change: &CommittedChange, topic: &str) -> Option<PartitionError> {
+        match &change.applied {
+            Applied::Changed => None,
+            Applied::Ignored(reason) => Some(PartitionError::new(
+                ErrorKind::InvalidRequest,
+                format!("topic {topic:?}: {reason}"),
+            )),
         }
-        // The shards close the logs, then the directories go.
-        self.publish().await;
-        for topic in removed {
-            for p in &topic.partitions {
-                let dir = Partition::dir(&self.config.data_dir, &topic.name, p.partition);
-                partition_dir::remove(&self.config.data_dir, &dir);
-            }
-        }
-        if let Err(e) = store::sync_dir(&self.config.data_dir) {
-            warn!(error = %e, "fsync of the data directory after topic deletion failed");
-        }
+    }
+
+    /// Answers once every shard adopted the metadata through `offset`.
+    async fn answer_after_publish(
+        &self,
+        results: Vec<TopicOutcome>,
+        offset: u64,
+    ) -> Vec<TopicOutcome> {
+        self.wait_published(offset).await;
         results
     }
 
-    /// Saves the changed metadata. When it cannot be saved, the change is undone
-    /// (what is on disk is read again) and every outcome that had succeeded says
-    /// why it did not; returns whether the change stands.
-    fn persist_or_roll_back(&self, results: &mut [TopicOutcome], change: &str) -> bool {
-        let Err(e) = store::save(&self.config.data_dir, &self.metadata.borrow()) else {
-            return true;
-        };
-        warn!(error = %e, "cannot persist metadata; {change} rolled back");
-        if let Ok(Some(md)) = store::load(&self.config.data_dir) {
-            *self.metadata.borrow_mut() = md;
-        }
-        for r in results.iter_mut().filter(|r| r.error.is_none()) {
-            r.error = Some(PartitionError::new(
-                ErrorKind::KafkaStorageError,
-                format!("cannot persist metadata: {e}"),
-            ));
-        }
-        false
+    /// The metadata as this broker has applied it (for `cluster describe`).
+    pub fn metadata(&self) -> ClusterMetadata {
+        self.metadata.borrow().clone()
     }
+}
+
+/// The error a client sees for a proposal that did not take effect.
+fn proposal_error(e: &ProposalError) -> PartitionError {
+    let code = match e {
+        ProposalError::Refused(ProposeError::NotLeader { .. })
+        | ProposalError::Refused(ProposeError::NotReady)
+        | ProposalError::Overwritten => ErrorKind::NotController,
+        ProposalError::Refused(ProposeError::Refused(_)) => ErrorKind::UnknownServerError,
+        ProposalError::TimedOut(_) => ErrorKind::RequestTimedOut,
+        ProposalError::Failed(_) => ErrorKind::KafkaStorageError,
+    };
+    PartitionError::new(code, e.to_string())
+}
+
+/// A single broker's metadata file as the first record of its log: topic ids
+/// filled in, `__consumer_offsets` compacted, this broker's address current.
+fn upgrade_legacy(
+    mut md: ClusterMetadata,
+    config: &BrokerConfig,
+    me: &BrokerInfo,
+) -> ClusterMetadata {
+    md.upsert_broker(me.clone());
+    for t in md.topics.values_mut().filter(|t| t.id.is_empty()) {
+        t.id = new_topic_id();
+    }
+    // `__consumer_offsets` made before it was compacted becomes so.
+    if let Some(t) = md.topics.get_mut(crate::groups::offsets::OFFSETS_TOPIC) {
+        if !t.configs.contains_key("cleanup.policy") {
+            let defaults = crate::groups::offsets::offsets_topic_configs(
+                config.offsets_topic_segment_bytes,
+                config.log.max_batch_bytes,
+            );
+            t.configs
+                .insert("cleanup.policy".into(), defaults["cleanup.policy"].clone());
+            info!("{} is now compacted (cleanup.policy=compact)", t.name);
+        }
+    }
+    if md.cluster_id.is_empty() {
+        md.cluster_id = new_cluster_id();
+    }
+    md.registrations.clear();
+    md.applied_offset = 0;
+    md
+}
+
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n != bytes.len() as isize {
+        return crate::time::now_nanos() as u64 ^ u64::from(std::process::id());
+    }
+    u64::from_le_bytes(bytes)
 }
 
 /// A new topic id: 128 random bits, hex.
 fn new_topic_id() -> String {
-    let mut bytes = [0u8; 16];
-    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if n != bytes.len() as isize {
-        // No kernel randomness (never on Linux >= 3.17): time and a counter are unique
-        // enough to tell two incarnations of a name apart.
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let nanos = crate::time::now_nanos();
-        let c = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return format!("{nanos:x}{c:x}{:x}", std::process::id());
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:016x}{:016x}", random_u64(), random_u64())
 }
 
 fn new_cluster_id() -> String {

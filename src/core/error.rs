@@ -51,6 +51,8 @@ pub enum ErrorKind {
     GroupMaxSizeReached,
     InvalidRecord,
     UnknownTopicId,
+    /// This broker is not the active controller (Kafka's NOT_CONTROLLER).
+    NotController,
     /// ringlog's own: the broker is shutting down (clients retry elsewhere).
     ShuttingDown,
 }

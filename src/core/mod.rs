@@ -1,7 +1,8 @@
 //! The broker's protocol-neutral core: the services the native and Kafka listeners
 //! (sibling adapters) call after decoding a request (`topics`, `produce`, `fetch`,
 //! `list_offsets`, `groups`, `metadata`), the typed mesh messages (`messages`), and
-//! the state they act on (`shard`, `partition`, `coordinator`,
+//! the state they act on (`shard`, `partition`, `coordinator` with its
+//! `quorum_driver`,
 //! `group_coordinator`, producer state, resource budgets). Everything is in the
 //! broker's own types, errors included (`error::ErrorKind`): nothing here names a
 //! type generated for either protocol, and nothing here uses an adapter
@@ -22,6 +23,7 @@ pub mod partition_dir;
 pub mod produce;
 pub mod producer_snapshot;
 pub mod producer_state;
+pub mod quorum_driver;
 pub mod request_order;
 pub mod routing;
 pub mod shard;

@@ -112,6 +112,7 @@ pub fn kafka_code(kind: ErrorKind) -> i16 {
         ErrorKind::LeaderNotAvailable => 5,
         ErrorKind::NotLeaderOrFollower => 6,
         ErrorKind::RequestTimedOut => 7,
+        ErrorKind::NotController => 41,
         ErrorKind::MessageTooLarge => 10,
         ErrorKind::OffsetMetadataTooLarge => 12,
         ErrorKind::CoordinatorLoadInProgress => 14,

@@ -22,8 +22,9 @@ use crate::metadata::model::{
 pub const RECORD_VERSION: u16 = 1;
 
 /// One change to the cluster's metadata.
+// Externally tagged (`{"CreateTopic": {...}}`): an internally tagged enum buffers
+// its content, and a map keyed by `BrokerId` does not deserialize from the buffer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type")]
 pub enum MetadataRecord {
     /// The metadata a single broker kept before it was a cluster member, taken over
     /// whole as the first record of a cluster of one.
@@ -133,7 +134,10 @@ impl ClusterMetadata {
     fn apply_inner(&mut self, offset: u64, record: &MetadataRecord) -> Applied {
         match record {
             MetadataRecord::Import { metadata } => {
-                if !self.topics.is_empty() || !self.cluster_id.is_empty() {
+                if !self.topics.is_empty()
+                    || !self.cluster_id.is_empty()
+                    || !self.registrations.is_empty()
+                {
                     return Applied::Ignored("the cluster already has metadata".into());
                 }
                 let version = self.version;
@@ -324,11 +328,47 @@ mod tests {
             MetadataRecord::decode(b"{\"v\":1"),
             Err(RecordError::Malformed(_))
         ));
-        let future = br#"{"v":99,"record":{"type":"DeleteTopic","name":"x"}}"#;
+        let future = br#"{"v":99,"record":{"DeleteTopic":{"name":"x"}}}"#;
         assert!(matches!(
             MetadataRecord::decode(future),
             Err(RecordError::Version(99))
         ));
+    }
+
+    #[test]
+    fn every_record_round_trips_including_a_whole_imported_metadata() {
+        let mut md = three_unfenced();
+        let t = md.plan_topic("t", 2, 2, BTreeMap::new()).unwrap();
+        md.apply(30, &MetadataRecord::CreateTopic { topic: t.clone() });
+        let records = [
+            MetadataRecord::Import {
+                metadata: Box::new(md.clone()),
+            },
+            MetadataRecord::InitCluster {
+                cluster_id: "c".into(),
+            },
+            MetadataRecord::RegisterBroker {
+                broker: broker(4),
+                incarnation: u64::MAX,
+            },
+            MetadataRecord::UnfenceBroker {
+                id: BrokerId(4),
+                epoch: 1,
+            },
+            MetadataRecord::FenceBroker {
+                id: BrokerId(4),
+                epoch: 1,
+            },
+            MetadataRecord::CreateTopic { topic: t },
+            MetadataRecord::DeleteTopic { name: "t".into() },
+            MetadataRecord::CreatePartitions {
+                topic: "t".into(),
+                partitions: md.plan_partitions("t", 3).unwrap(),
+            },
+        ];
+        for r in records {
+            assert_eq!(MetadataRecord::decode(&r.encode()).unwrap(), r);
+        }
     }
 
     #[test]

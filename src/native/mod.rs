@@ -125,6 +125,7 @@ pub fn wire_code(kind: ErrorKind) -> ErrorCode {
         ErrorKind::LeaderNotAvailable => ErrorCode::LEADER_NOT_AVAILABLE,
         ErrorKind::NotLeaderOrFollower => ErrorCode::NOT_LEADER_OR_FOLLOWER,
         ErrorKind::RequestTimedOut => ErrorCode::REQUEST_TIMED_OUT,
+        ErrorKind::NotController => ErrorCode::NOT_CONTROLLER,
         ErrorKind::MessageTooLarge => ErrorCode::MESSAGE_TOO_LARGE,
         ErrorKind::OffsetMetadataTooLarge => ErrorCode::OFFSET_METADATA_TOO_LARGE,
         ErrorKind::CoordinatorLoadInProgress => ErrorCode::COORDINATOR_LOAD_IN_PROGRESS,

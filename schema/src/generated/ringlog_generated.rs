@@ -16,7 +16,7 @@ pub const ENUM_MIN_ERROR_CODE: i16 = -1;
 pub const ENUM_MAX_ERROR_CODE: i16 = 1002;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 44] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 45] = [
   ErrorCode::UNKNOWN_SERVER_ERROR,
   ErrorCode::NONE,
   ErrorCode::OFFSET_OUT_OF_RANGE,
@@ -46,6 +46,7 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 44] = [
   ErrorCode::INVALID_PARTITIONS,
   ErrorCode::INVALID_REPLICATION_FACTOR,
   ErrorCode::INVALID_CONFIG,
+  ErrorCode::NOT_CONTROLLER,
   ErrorCode::INVALID_REQUEST,
   ErrorCode::POLICY_VIOLATION,
   ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER,
@@ -98,6 +99,7 @@ impl ErrorCode {
   pub const INVALID_PARTITIONS: Self = Self(37);
   pub const INVALID_REPLICATION_FACTOR: Self = Self(38);
   pub const INVALID_CONFIG: Self = Self(40);
+  pub const NOT_CONTROLLER: Self = Self(41);
   pub const INVALID_REQUEST: Self = Self(42);
   pub const POLICY_VIOLATION: Self = Self(44);
   pub const OUT_OF_ORDER_SEQUENCE_NUMBER: Self = Self(45);
@@ -149,6 +151,7 @@ impl ErrorCode {
     Self::INVALID_PARTITIONS,
     Self::INVALID_REPLICATION_FACTOR,
     Self::INVALID_CONFIG,
+    Self::NOT_CONTROLLER,
     Self::INVALID_REQUEST,
     Self::POLICY_VIOLATION,
     Self::OUT_OF_ORDER_SEQUENCE_NUMBER,
@@ -197,6 +200,7 @@ impl ErrorCode {
       Self::INVALID_PARTITIONS => Some("INVALID_PARTITIONS"),
       Self::INVALID_REPLICATION_FACTOR => Some("INVALID_REPLICATION_FACTOR"),
       Self::INVALID_CONFIG => Some("INVALID_CONFIG"),
+      Self::NOT_CONTROLLER => Some("NOT_CONTROLLER"),
       Self::INVALID_REQUEST => Some("INVALID_REQUEST"),
       Self::POLICY_VIOLATION => Some("POLICY_VIOLATION"),
       Self::OUT_OF_ORDER_SEQUENCE_NUMBER => Some("OUT_OF_ORDER_SEQUENCE_NUMBER"),
