@@ -31,6 +31,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod native;
 pub mod net;
+pub mod peer;
 pub mod sync;
 pub mod time;
 pub mod tune;

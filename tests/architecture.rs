@@ -75,6 +75,16 @@ fn native_protocol_types_are_named_only_by_the_native_adapter_and_its_client() {
 }
 
 #[test]
+fn inter_broker_protocol_types_are_named_only_by_the_peer_adapter() {
+    let found = offenders(&["peer"], &["schema::peer", "peer_frame"]);
+    assert!(
+        found.is_empty(),
+        "inter-broker protocol types outside src/peer:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
 fn kafka_protocol_types_are_named_only_by_the_kafka_adapter() {
     let found = offenders(&["kafka"], &["kafka_protocol"]);
     assert!(
@@ -101,6 +111,7 @@ fn the_core_depends_on_no_adapter_and_the_adapters_not_on_each_other() {
         &[
             "crate::native",
             "crate::kafka",
+            "crate::peer",
             "crate::broker",
             "crate::client",
             "crate::cli",
@@ -116,6 +127,20 @@ fn the_core_depends_on_no_adapter_and_the_adapters_not_on_each_other() {
         native_to_kafka.is_empty(),
         "the native adapter reaches sideways or up:\n{}",
         native_to_kafka.join("\n")
+    );
+    let peer_up = files_using(
+        "peer",
+        &[
+            "crate::native",
+            "crate::kafka",
+            "crate::broker",
+            "crate::client",
+        ],
+    );
+    assert!(
+        peer_up.is_empty(),
+        "the inter-broker adapter reaches sideways or up:\n{}",
+        peer_up.join("\n")
     );
     let kafka_to_native = files_using("kafka", &["crate::native", "crate::broker"]);
     assert!(

@@ -97,6 +97,7 @@ pub fn serve_with(config: BrokerConfig, reloader: Option<Reloader>) -> Result<()
     let _ = std::fs::remove_file(&listeners_path);
     let reserved = Reserved::bind(&config)?;
     let (native_addr, kafka_addr) = (reserved.native_addr, reserved.kafka_addr);
+    let cluster_addr = reserved.cluster_addr;
     let advertised = config.advertised_native_addr.unwrap_or(native_addr);
     let admin_addr = reserved.admin.as_ref().map(|(_, addr)| *addr);
     let shards = config.shard_count();
@@ -104,6 +105,7 @@ pub fn serve_with(config: BrokerConfig, reloader: Option<Reloader>) -> Result<()
         shards,
         kafka_addr,
         admin_addr,
+        cluster_addr,
         ..config
     });
 
@@ -263,6 +265,8 @@ struct Reserved {
     ports: Vec<socket2::Socket>,
     native_addr: SocketAddr,
     kafka_addr: Option<SocketAddr>,
+    /// The inter-broker listener's address, if it is on.
+    cluster_addr: Option<SocketAddr>,
     /// The admin HTTP listener, bound.
     admin: Option<(std::net::TcpListener, SocketAddr)>,
 }
@@ -281,11 +285,21 @@ impl Reserved {
             }
             None => None,
         };
+        let cluster_addr = match config.cluster_addr {
+            Some(addr) => {
+                let cluster = reserve_port(addr)?;
+                let bound = bound_addr(&cluster, addr)?;
+                ports.push(cluster);
+                Some(bound)
+            }
+            None => None,
+        };
         let admin = config.admin_addr.map(admin::bind).transpose()?;
         Ok(Self {
             ports,
             native_addr,
             kafka_addr,
+            cluster_addr,
             admin,
         })
     }
@@ -316,6 +330,7 @@ fn listeners_json(
         serde_json::json!({
             "native": native_addr.to_string(),
             "kafka": config.kafka_addr.map(|a| a.to_string()),
+            "cluster": config.cluster_addr.map(|a| a.to_string()),
             "admin": admin_addr.map(|a| a.to_string()),
             "broker_id": config.broker_id,
             "shards": config.shards,
@@ -562,6 +577,41 @@ async fn accept_loop(
     }
 }
 
+/// The coordinator, with links to the other voters when there are any.
+fn load_coordinator(
+    config: &Arc<BrokerConfig>,
+    shards: u16,
+    advertised: SocketAddr,
+) -> Result<Rc<Coordinator>, crate::core::coordinator::CoordinatorError> {
+    let slot: Rc<std::cell::OnceCell<std::rc::Weak<Coordinator>>> =
+        Rc::new(std::cell::OnceCell::new());
+    let peers = if config.controller_voters.len() > 1 {
+        let s = slot.clone();
+        let cluster_id: Rc<dyn Fn() -> String> = Rc::new(move || {
+            s.get()
+                .and_then(|w| w.upgrade())
+                .map(|c| c.cluster_id())
+                .unwrap_or_default()
+        });
+        let links = crate::peer::link::PeerLinks::start(
+            config.broker_id,
+            &config.controller_voters,
+            cluster_id,
+            config.metadata_commit_timeout,
+            config.broker_heartbeat_interval,
+        );
+        Some((
+            links.clone() as Rc<dyn crate::core::quorum_driver::RaftTransport>,
+            links as Rc<dyn crate::core::remote::RemoteController>,
+        ))
+    } else {
+        None
+    };
+    let c = Coordinator::load(config.clone(), shards, advertised, peers)?;
+    let _ = slot.set(Rc::downgrade(&c));
+    Ok(c)
+}
+
 async fn run_coordinator(
     ctx: CoordinatorContext<ShardRequest, CoordinatorRequest>,
     config: Arc<BrokerConfig>,
@@ -570,7 +620,22 @@ async fn run_coordinator(
     stop: flume::Receiver<()>,
 ) {
     let shards = ctx.shards;
-    let loaded = Coordinator::load(config, shards, advertised);
+    let loaded = load_coordinator(&config, shards, advertised);
+    if let (Ok(c), Some(addr)) = (&loaded, config.cluster_addr) {
+        match TcpListener::bind(addr) {
+            Ok(listener) => {
+                info!(addr = %addr, "inter-broker listener bound");
+                glommio::spawn_local(crate::peer::server::accept_loop(c.clone(), listener))
+                    .detach();
+            }
+            Err(e) => {
+                let _ = events.send(Event::Failed(format!(
+                    "cannot bind the inter-broker listener {addr}: {e}"
+                )));
+                return;
+            }
+        }
+    }
     let handler: Handler<CoordinatorRequest> = match &loaded {
         Ok(c) => {
             let c = c.clone();

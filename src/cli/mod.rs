@@ -1,6 +1,7 @@
 //! The command line: `ringlog serve | topic | produce | consume | group | tune | iotune`, with Kafka tools'
 //! habits (`-b/--bootstrap-server`, `--from-beginning`, `--max-messages`).
 
+mod cluster;
 mod consume;
 mod group;
 mod iotune;
@@ -33,6 +34,9 @@ enum Command {
     /// Create, list, describe and delete topics.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
+    /// Describe the cluster: brokers, epochs, fencing, the active controller.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Produce lines from stdin, one record per line.
     Produce(produce::ProduceArgs),
     /// Consume records and print them, one per line.
@@ -61,6 +65,10 @@ pub fn run() -> anyhow::Result<i32> {
         Command::Topic(cmd) => {
             init_logging("warn");
             topic::run(cmd)
+        }
+        Command::Cluster(cmd) => {
+            init_logging("warn");
+            cluster::run(cmd)
         }
         Command::Produce(args) => {
             init_logging("warn");

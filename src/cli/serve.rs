@@ -35,6 +35,14 @@ pub struct ServeArgs {
     /// broker.id.
     #[arg(long)]
     broker_id: Option<i32>,
+    /// controller.quorum.voters: the controller quorum, `id@host:port,...` at their
+    /// inter-broker listeners. Default: none, a cluster of one.
+    #[arg(long)]
+    controller_voters: Option<String>,
+    /// inter.broker.listener HOST:PORT, where the other brokers reach this one
+    /// (needed with --controller-voters; port 9293 by convention).
+    #[arg(long)]
+    cluster_addr: Option<String>,
     /// Any config key: --set key=value (repeatable), over file and environment.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -68,7 +76,7 @@ fn read_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
         config.apply_toml_file(path)?;
     }
     config.apply_env(std::env::vars())?;
-    let flags: [(&str, Option<String>); 7] = [
+    let flags: [(&str, Option<String>); 9] = [
         (
             "log.dirs",
             args.data_dir.as_ref().map(|p| p.display().to_string()),
@@ -79,6 +87,8 @@ fn read_config(args: &ServeArgs) -> anyhow::Result<BrokerConfig> {
         ("kafka.listener", args.kafka_addr.clone()),
         ("admin.listener", args.admin_addr.clone()),
         ("broker.id", args.broker_id.map(|b| b.to_string())),
+        ("controller.quorum.voters", args.controller_voters.clone()),
+        ("inter.broker.listener", args.cluster_addr.clone()),
     ];
     for (key, value) in flags {
         if let Some(v) = value {

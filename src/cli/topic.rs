@@ -114,7 +114,8 @@ pub fn run(cmd: TopicCommand) -> anyhow::Result<i32> {
                         "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}\tShard: {}\tLogStart: {}\tLogEnd: {}",
                         t.name,
                         p.partition,
-                        p.leader,
+                        // Kafka's kafka-topics prints an offline partition so.
+                        if p.leader < 0 { "none".to_string() } else { p.leader.to_string() },
                         list(p.replicas),
                         list(p.isr),
                         p.shard,

@@ -9,6 +9,7 @@
 //! - [`GroupConsumer`]: a consumer-group member: join, heartbeat, committed offsets,
 //!   auto or manual commit, rebalances.
 
+pub mod admin;
 mod cluster;
 mod connection;
 mod consumer;

@@ -33,20 +33,22 @@ use std::time::{Duration, Instant};
 
 use glommio::sync::Semaphore;
 use ringlog_shards::{Answered, Peer, ShardId};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::cluster::controller::{BrokerSessions, Heartbeat, HeartbeatAnswer};
 use crate::cluster::quorum::{Committed, ProposeError, QuorumConfig};
 use crate::config::{topic_log_config, BrokerConfig};
 use crate::core::error::{metadata_error, ErrorKind};
 use crate::core::messages::{
-    BrokerMesh, CoordinatorRequest, NewTopic, PartitionError, ShardRequest, TopicOutcome,
+    BrokerMesh, ClusterView, CoordinatorRequest, NewTopic, PartitionError, ShardRequest,
+    TopicOutcome,
 };
 use crate::core::partition::Partition;
 use crate::core::partition_dir;
 use crate::core::quorum_driver::{
     CommittedChange, CommittedSink, ProposalError, QuorumDriver, RaftTransport,
 };
+use crate::core::remote::{AdminCall, RemoteController};
 use crate::metadata::model::MetadataError;
 use crate::metadata::records::{Applied, MetadataRecord};
 use crate::metadata::{store, BrokerId, BrokerInfo, ClusterMetadata, TopicMeta};
@@ -57,6 +59,8 @@ use crate::sync::signal::Signal;
 const SESSION_CHECK_MS: u64 = 250;
 /// How often a fenced or unregistered broker retries its registration or heartbeat.
 const LIFECYCLE_RETRY_MS: u64 = 100;
+/// How often a forwarded admin request looks for an active controller.
+const CONTROLLER_WAIT_MS: u64 = 100;
 
 /// What a lifecycle step did, and so when the next one runs.
 enum Lifecycle {
@@ -80,6 +84,10 @@ pub struct Coordinator {
     incarnation: u64,
     voters: Vec<(i32, std::net::SocketAddr)>,
     quorum: OnceCell<Rc<QuorumDriver>>,
+    /// The links to the other voters (nothing in a cluster of one).
+    transport: Rc<dyn RaftTransport>,
+    /// The active controller when it is another broker (none in a cluster of one).
+    remote: Option<Rc<dyn RemoteController>>,
     sessions: RefCell<BrokerSessions>,
     /// A single broker's metadata file, to import into an empty log.
     legacy: RefCell<Option<ClusterMetadata>>,
@@ -134,6 +142,10 @@ impl CommittedSink for SinkRef {
 struct NoPeers;
 
 impl RaftTransport for NoPeers {
+    fn reachable(&self) -> Vec<u64> {
+        Vec::new()
+    }
+
     fn send(&self, messages: Vec<raft::prelude::Message>) {
         if !messages.is_empty() {
             warn!(
@@ -152,10 +164,14 @@ pub fn raft_id(broker: i32) -> u64 {
 impl Coordinator {
     /// Reads what the data dir holds and opens the metadata log; [`Coordinator::start`]
     /// runs it once the mesh is joined.
+    ///
+    /// `peers` reaches the other voters (the inter-broker links); a quorum of
+    /// several voters needs it.
     pub fn load(
         config: Arc<BrokerConfig>,
         shards: u16,
         advertised: std::net::SocketAddr,
+        peers: Option<(Rc<dyn RaftTransport>, Rc<dyn RemoteController>)>,
     ) -> Result<Rc<Self>, CoordinatorError> {
         let me = BrokerInfo {
             id: BrokerId(config.broker_id),
@@ -177,12 +193,24 @@ impl Coordinator {
                 config.broker_id
             )));
         }
-        if voters.len() > 1 {
-            return Err(CoordinatorError::Quorum(
-                "a controller quorum of several voters needs the inter-broker listener, which is not built yet; run without controller.quorum.voters (a cluster of one)".into(),
-            ));
-        }
+        let (transport, remote): (Rc<dyn RaftTransport>, Option<Rc<dyn RemoteController>>) =
+            match peers {
+                Some((t, r)) => (t, Some(r)),
+                None if voters.len() > 1 => {
+                    return Err(CoordinatorError::Quorum(
+                        "a controller quorum of several voters needs the inter-broker links".into(),
+                    ))
+                }
+                None => (Rc::new(NoPeers), None),
+            };
         let legacy = store::load(&config.data_dir)?.map(|md| upgrade_legacy(md, &config, &me));
+        if voters.len() > 1 && legacy.as_ref().is_some_and(|md| !md.topics.is_empty()) {
+            return Err(CoordinatorError::Quorum(format!(
+                "{} holds the topics of a single broker ({}); it opens only as a cluster of one (no controller.quorum.voters)",
+                config.data_dir.display(),
+                store::METADATA_FILE
+            )));
+        }
         // Finish deletions a crash interrupted; orphans are swept once caught up.
         partition_dir::sweep(&config.data_dir, None);
         let coordinator = Rc::new(Self {
@@ -198,6 +226,8 @@ impl Coordinator {
             incarnation: random_u64(),
             voters: voters.clone(),
             quorum: OnceCell::new(),
+            transport: transport.clone(),
+            remote,
             legacy: RefCell::new(legacy),
             epoch: Cell::new(None),
             published: Cell::new(0),
@@ -213,7 +243,7 @@ impl Coordinator {
             fixed_election_ticks: None,
         };
         let sink: Rc<dyn CommittedSink> = Rc::new(SinkRef(Rc::downgrade(&coordinator)));
-        let driver = QuorumDriver::open(&config.data_dir, &quorum_config, Rc::new(NoPeers), sink)
+        let driver = QuorumDriver::open(&config.data_dir, &quorum_config, transport, sink)
             .map_err(|e| CoordinatorError::Quorum(e.to_string()))?;
         let _ = coordinator.quorum.set(Rc::new(driver));
         Ok(coordinator)
@@ -235,6 +265,161 @@ impl Coordinator {
 
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    pub fn broker_id(&self) -> i32 {
+        self.me.id.0
+    }
+
+    /// The cluster's id, empty until the first controller gave it one.
+    pub fn cluster_id(&self) -> String {
+        self.metadata.borrow().cluster_id.clone()
+    }
+
+    /// A voter's configured inter-broker address.
+    pub fn voter_addr(&self, broker: i32) -> Option<std::net::SocketAddr> {
+        self.voters
+            .iter()
+            .find(|(id, _)| *id == broker)
+            .map(|(_, a)| *a)
+    }
+
+    /// Steps a Raft message from a peer into the quorum.
+    pub fn step_raft(&self, message: raft::prelude::Message) {
+        self.quorum().step(message);
+    }
+
+    /// This broker is the active controller, caught up with its own term.
+    pub fn is_active_controller(&self) -> bool {
+        self.quorum().leader_ready()
+    }
+
+    /// The active controller as this broker knows it.
+    pub fn controller_leader(&self) -> Option<BrokerId> {
+        self.quorum()
+            .leader()
+            .map(|raft| BrokerId(i32::try_from(raft.saturating_sub(1)).unwrap_or(-1)))
+    }
+
+    pub fn not_controller(&self) -> PartitionError {
+        PartitionError::new(
+            ErrorKind::NotController,
+            format!(
+                "broker {} is not the active controller (leader: {:?})",
+                self.me.id.0,
+                self.controller_leader().map(|b| b.0)
+            ),
+        )
+    }
+
+    /// Whether a majority of the voters (this one included) has a connection up.
+    /// An admin change is proposed only then: a record appended by a leader cut
+    /// off from its quorum would wait uncommitted past its caller's timeout and
+    /// could commit after the caller was told it failed.
+    fn majority_reachable(&self) -> bool {
+        let reachable = self.transport.reachable();
+        let up = 1 + self
+            .voters
+            .iter()
+            .filter(|(id, _)| *id != self.me.id.0 && reachable.contains(&raft_id(*id)))
+            .count();
+        up * 2 > self.voters.len()
+    }
+
+    fn no_majority(&self) -> PartitionError {
+        PartitionError::new(
+            ErrorKind::RequestTimedOut,
+            format!(
+                "no majority of controller.quorum.voters ({}) is reachable; nothing was changed",
+                self.voters.len()
+            ),
+        )
+    }
+
+    /// Serves an admin change as the active controller (a forwarded one must not
+    /// be forwarded again).
+    pub async fn admin_as_controller(
+        &self,
+        call: AdminCall,
+    ) -> Result<Vec<TopicOutcome>, PartitionError> {
+        if !self.is_active_controller() {
+            return Err(self.not_controller());
+        }
+        if !self.majority_reachable() {
+            return Err(self.no_majority());
+        }
+        Ok(match call {
+            AdminCall::CreateTopics {
+                topics,
+                validate_only,
+            } => self.create_topics(topics, validate_only).await,
+            AdminCall::DeleteTopics { names } => self.delete_topics(names).await,
+            AdminCall::CreatePartitions {
+                topics,
+                validate_only,
+            } => self.create_partitions(topics, validate_only).await,
+        })
+    }
+
+    /// An admin change from a client of this broker: served here when this broker
+    /// is the active controller, else forwarded to it; waits for a controller to
+    /// be elected at most `metadata.commit.timeout.ms`. A forwarded change is
+    /// answered once this broker's shards hold its result too.
+    async fn admin(&self, call: AdminCall) -> Result<Vec<TopicOutcome>, PartitionError> {
+        let deadline = Instant::now() + self.config.metadata_commit_timeout;
+        loop {
+            if self.is_active_controller() && self.majority_reachable() {
+                return self.admin_as_controller(call).await;
+            }
+            let leader = self.controller_leader().filter(|l| *l != self.me.id);
+            if let (Some(leader), Some(remote)) = (leader, &self.remote) {
+                match remote.admin(leader, call.clone()).await {
+                    Ok(outcomes) => {
+                        self.wait_applied_from(leader).await;
+                        return Ok(outcomes);
+                    }
+                    Err(e) if e.code == ErrorKind::NotController => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if Instant::now() >= deadline {
+                if self.is_active_controller() {
+                    return Err(self.no_majority());
+                }
+                return Err(PartitionError::new(
+                    ErrorKind::RequestTimedOut,
+                    format!(
+                        "no active controller answered within {} ms (is a majority of controller.quorum.voters up?)",
+                        self.config.metadata_commit_timeout.as_millis()
+                    ),
+                ));
+            }
+            glommio::timer::sleep(Duration::from_millis(CONTROLLER_WAIT_MS)).await;
+        }
+    }
+
+    /// After a forwarded change: waits (bounded) until this broker applied and
+    /// published what the leader had committed, so the client that asked here
+    /// sees its change here.
+    async fn wait_applied_from(&self, _leader: BrokerId) {
+        let target = self.quorum().commit_index();
+        let deadline = Instant::now() + self.config.metadata_commit_timeout;
+        loop {
+            let applied = self.metadata.borrow().applied_offset;
+            if applied >= target && self.published.get() >= applied {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let wait = self.published_signal.wait();
+            futures_lite::future::or(
+                wait,
+                glommio::timer::sleep(left.min(Duration::from_millis(CONTROLLER_WAIT_MS))),
+            )
+            .await;
+        }
     }
 
     /// Replays the log, starts the quorum's tasks and this broker's lifecycle, and
@@ -411,9 +596,7 @@ impl Coordinator {
     async fn lifecycle_step(&self) -> Lifecycle {
         let quorum = self.quorum().clone();
         if !quorum.leader_ready() {
-            // The active controller is elsewhere or not elected yet; reaching a
-            // remote one needs the inter-broker listener.
-            return Lifecycle::Retry;
+            return self.remote_lifecycle_step().await;
         }
         if self.metadata.borrow().cluster_id.is_empty() {
             return match self.initialize_cluster().await {
@@ -458,6 +641,62 @@ impl Coordinator {
                     HeartbeatAnswer::Ok { fenced: true } if !self.fenced() => Lifecycle::Progressed,
                     HeartbeatAnswer::Ok { fenced: true } => Lifecycle::Retry,
                     HeartbeatAnswer::Ok { fenced: false } => Lifecycle::Steady,
+                }
+            }
+        }
+    }
+
+    /// A lifecycle step with the active controller on another broker.
+    async fn remote_lifecycle_step(&self) -> Lifecycle {
+        let leader = self.controller_leader().filter(|l| *l != self.me.id);
+        let (Some(leader), Some(remote)) = (leader, &self.remote) else {
+            return Lifecycle::Retry;
+        };
+        if self.metadata.borrow().cluster_id.is_empty() {
+            // Registration waits for the cluster's id (the log brings it).
+            return Lifecycle::Retry;
+        }
+        match self.epoch.get() {
+            None => match remote
+                .register(leader, self.me.clone(), self.incarnation)
+                .await
+            {
+                Ok(epoch) => {
+                    info!(
+                        broker_id = self.me.id.0,
+                        epoch,
+                        controller = leader.0,
+                        "registered with the controller"
+                    );
+                    self.epoch.set(Some(epoch));
+                    Lifecycle::Progressed
+                }
+                Err(e) => {
+                    debug!(error = %e.message, "registration failed; retrying");
+                    Lifecycle::Retry
+                }
+            },
+            Some(epoch) => {
+                let hb = Heartbeat {
+                    broker: self.me.id,
+                    epoch,
+                    applied_offset: self.metadata.borrow().applied_offset,
+                };
+                match remote.heartbeat(leader, hb).await {
+                    Ok(HeartbeatAnswer::StaleEpoch) => {
+                        warn!(
+                            epoch,
+                            "the controller no longer knows this broker's epoch; registering again"
+                        );
+                        self.epoch.set(None);
+                        Lifecycle::Progressed
+                    }
+                    Ok(HeartbeatAnswer::Ok { fenced: true }) => Lifecycle::Retry,
+                    Ok(HeartbeatAnswer::Ok { fenced: false }) => Lifecycle::Steady,
+                    Err(e) => {
+                        debug!(error = %e.message, "heartbeat failed; retrying");
+                        Lifecycle::Retry
+                    }
                 }
             }
         }
@@ -609,27 +848,53 @@ impl Coordinator {
                 topics,
                 validate_only,
                 answer,
-            } => answer.send(self.create_topics(topics, validate_only).await),
+            } => {
+                let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+                let call = AdminCall::CreateTopics {
+                    topics,
+                    validate_only,
+                };
+                answer.send(every_or_error(names, self.admin(call).await))
+            }
             CoordinatorRequest::DeleteTopics { names, answer } => {
-                answer.send(self.delete_topics(names).await)
+                let call = AdminCall::DeleteTopics {
+                    names: names.clone(),
+                };
+                answer.send(every_or_error(names, self.admin(call).await))
             }
             CoordinatorRequest::CreatePartitions {
                 topics,
                 validate_only,
                 answer,
-            } => answer.send(self.create_partitions(topics, validate_only).await),
+            } => {
+                let names: Vec<String> = topics.iter().map(|(n, _)| n.clone()).collect();
+                let call = AdminCall::CreatePartitions {
+                    topics,
+                    validate_only,
+                };
+                answer.send(every_or_error(names, self.admin(call).await))
+            }
+            CoordinatorRequest::DescribeCluster { answer } => answer.send(ClusterView {
+                metadata: Arc::new(self.metadata()),
+                controller: self.controller_leader(),
+                term: self.quorum().term(),
+            }),
             CoordinatorRequest::AutoCreate { names, answer } => {
                 if !self.config.auto_create_topics {
                     return answer.send(Vec::new());
                 }
                 let topics = names
-                    .into_iter()
+                    .iter()
                     .map(|name| NewTopic {
-                        name,
+                        name: name.clone(),
                         ..NewTopic::default()
                     })
                     .collect();
-                answer.send(self.create_topics(topics, false).await)
+                let call = AdminCall::CreateTopics {
+                    topics,
+                    validate_only: false,
+                };
+                answer.send(every_or_error(names, self.admin(call).await))
             }
         }
     }
@@ -782,6 +1047,23 @@ impl Coordinator {
     /// The metadata as this broker has applied it (for `cluster describe`).
     pub fn metadata(&self) -> ClusterMetadata {
         self.metadata.borrow().clone()
+    }
+}
+
+/// The outcomes of an admin call, or its one error for every topic it named.
+fn every_or_error(
+    names: Vec<String>,
+    result: Result<Vec<TopicOutcome>, PartitionError>,
+) -> Vec<TopicOutcome> {
+    match result {
+        Ok(outcomes) => outcomes,
+        Err(e) => names
+            .into_iter()
+            .map(|name| TopicOutcome {
+                name,
+                error: Some(e.clone()),
+            })
+            .collect(),
     }
 }
 

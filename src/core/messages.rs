@@ -144,6 +144,16 @@ pub enum CoordinatorRequest {
         validate_only: bool,
         answer: Answer<Vec<TopicOutcome>>,
     },
+    /// The cluster as this broker sees it: metadata, active controller and term.
+    DescribeCluster { answer: Answer<ClusterView> },
+}
+
+/// The cluster as one broker sees it (`ringlog cluster describe`).
+#[derive(Clone, Debug)]
+pub struct ClusterView {
+    pub metadata: Arc<ClusterMetadata>,
+    pub controller: Option<crate::metadata::BrokerId>,
+    pub term: u64,
 }
 
 impl CoordinatorRequest {
@@ -155,6 +165,7 @@ impl CoordinatorRequest {
             | Self::DeleteTopics { answer, .. }
             | Self::AutoCreate { answer, .. }
             | Self::CreatePartitions { answer, .. } => answer.refuse(),
+            Self::DescribeCluster { answer } => answer.refuse(),
         }
     }
 }

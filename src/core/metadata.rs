@@ -29,3 +29,19 @@ pub async fn auto_create_missing(shard: &Shard, names: &[String]) {
             .await;
     }
 }
+
+/// The cluster as this broker's coordinator sees it.
+pub async fn describe_cluster(
+    shard: &Shard,
+) -> Result<crate::core::messages::ClusterView, crate::core::messages::PartitionError> {
+    shard
+        .mesh()
+        .call_coordinator(|answer| CoordinatorRequest::DescribeCluster { answer })
+        .await
+        .map_err(|e| {
+            crate::core::messages::PartitionError::new(
+                crate::core::error::ErrorKind::ShuttingDown,
+                e.to_string(),
+            )
+        })
+}

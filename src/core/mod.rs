@@ -24,6 +24,7 @@ pub mod produce;
 pub mod producer_snapshot;
 pub mod producer_state;
 pub mod quorum_driver;
+pub mod remote;
 pub mod request_order;
 pub mod routing;
 pub mod shard;

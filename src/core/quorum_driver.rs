@@ -36,6 +36,8 @@ pub const TICK_MS: u64 = 100;
 /// Sends Raft messages to other voters (best effort: Raft retries).
 pub trait RaftTransport {
     fn send(&self, messages: Vec<Message>);
+    /// The raft ids of the peers a connection is up to now.
+    fn reachable(&self) -> Vec<u64>;
 }
 
 /// Receives committed records in log order, and leadership changes.

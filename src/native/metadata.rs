@@ -3,8 +3,8 @@
 //! auto-created when the client allows it and `auto.create.topics.enable` is on.
 
 use ringlog_schema::wire::{
-    BodyT, BrokerT, ErrorCode, MetadataRequestT, MetadataResponseT, PartitionMetadataT,
-    TopicMetadataT,
+    BodyT, BrokerT, ClusterBrokerT, DescribeClusterResponseT, ErrorCode, MetadataRequestT,
+    MetadataResponseT, PartitionMetadataT, TopicMetadataT,
 };
 
 use crate::core::shard::Shard;
@@ -79,4 +79,44 @@ fn topic_metadata(t: &TopicMeta, shards: u16) -> TopicMetadataT {
                 .collect(),
         ),
     }
+}
+
+/// The cluster as this broker sees it: every broker with its epoch and fencing, the
+/// active controller and its term, the metadata offset applied here.
+pub async fn describe_cluster(shard: &Shard) -> BodyT {
+    let view = match crate::core::metadata::describe_cluster(shard).await {
+        Ok(v) => v,
+        Err(e) => {
+            return BodyT::DescribeClusterResponse(Box::new(DescribeClusterResponseT {
+                error: super::wire_code(e.code),
+                message: Some(e.message),
+                ..Default::default()
+            }))
+        }
+    };
+    let md = &view.metadata;
+    BodyT::DescribeClusterResponse(Box::new(DescribeClusterResponseT {
+        error: ErrorCode::NONE,
+        message: None,
+        cluster_id: Some(md.cluster_id.clone()),
+        controller_id: view.controller.map_or(-1, |b| b.0),
+        controller_term: view.term,
+        metadata_offset: md.applied_offset,
+        brokers: Some(
+            md.brokers
+                .values()
+                .map(|b| {
+                    let reg = md.registrations.get(&b.id);
+                    ClusterBrokerT {
+                        id: b.id.0,
+                        host: b.host.clone(),
+                        port: b.port,
+                        shard_count: b.shards,
+                        epoch: reg.map_or(0, |r| r.epoch),
+                        fenced: reg.is_some_and(|r| r.fenced),
+                    }
+                })
+                .collect(),
+        ),
+    }))
 }

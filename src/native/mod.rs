@@ -85,6 +85,7 @@ pub async fn dispatch(shard: &Shard, body: BodyT, payload: Bytes) -> Option<Resp
             connection_shard: shard.id.0,
         })),
         BodyT::MetadataRequest(req) => metadata::handle(shard, *req).await,
+        BodyT::DescribeClusterRequest(_) => metadata::describe_cluster(shard).await,
         BodyT::CreateTopicsRequest(req) => topics::create(shard, *req).await,
         BodyT::DeleteTopicsRequest(req) => topics::delete(shard, *req).await,
         BodyT::DescribeTopicsRequest(req) => topics::describe(shard, *req).await,

@@ -52,6 +52,14 @@ impl Broker {
         shards: u16,
         extra: &[&str],
     ) -> Broker {
+        let mut broker = Broker::spawn(data_dir, log_path, shards, extra);
+        broker.wait_ready();
+        broker
+    }
+
+    /// Starts `ringlog serve` without waiting for it to be ready (a cluster's
+    /// brokers are ready only once enough of them run).
+    pub fn spawn(data_dir: &Path, log_path: &Path, shards: u16, extra: &[&str]) -> Broker {
         std::fs::create_dir_all(data_dir).unwrap();
         let log_path = log_path.to_path_buf();
         let log = File::options()
@@ -84,14 +92,20 @@ impl Broker {
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut broker = Broker {
+        Broker {
             child,
             data_dir: data_dir.to_path_buf(),
             addr: String::new(),
             kafka_addr: String::new(),
             admin_addr: String::new(),
             log_path,
-        };
+        }
+    }
+
+    /// Waits until the broker has written `listeners.json` (it is ready).
+    pub fn wait_ready(&mut self) {
+        let listeners = self.data_dir.join("listeners.json");
+        let broker = self;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(text) = std::fs::read_to_string(&listeners) {
@@ -99,7 +113,7 @@ impl Broker {
                 broker.addr = v["native"].as_str().unwrap().to_string();
                 broker.kafka_addr = v["kafka"].as_str().unwrap_or_default().to_string();
                 broker.admin_addr = v["admin"].as_str().unwrap_or_default().to_string();
-                return broker;
+                return;
             }
             if let Some(status) = broker.child.try_wait().unwrap() {
                 panic!(

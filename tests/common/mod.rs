@@ -11,6 +11,7 @@ use std::process::{Command, Output, Stdio};
 pub const RINGLOG: &str = env!("CARGO_BIN_EXE_ringlog");
 
 mod broker;
+pub mod cluster;
 pub mod kafka;
 pub mod loopfs;
 pub mod netns;

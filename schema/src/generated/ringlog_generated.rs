@@ -273,10 +273,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_BODY: u8 = 37;
+pub const ENUM_MAX_BODY: u8 = 39;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_BODY: [Body; 38] = [
+pub const ENUM_VALUES_BODY: [Body; 40] = [
   Body::NONE,
   Body::HelloRequest,
   Body::HelloResponse,
@@ -315,6 +315,8 @@ pub const ENUM_VALUES_BODY: [Body; 38] = [
   Body::DeleteGroupsResponse,
   Body::SyncGroupRequest,
   Body::SyncGroupResponse,
+  Body::DescribeClusterRequest,
+  Body::DescribeClusterResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -360,9 +362,11 @@ impl Body {
   pub const DeleteGroupsResponse: Self = Self(35);
   pub const SyncGroupRequest: Self = Self(36);
   pub const SyncGroupResponse: Self = Self(37);
+  pub const DescribeClusterRequest: Self = Self(38);
+  pub const DescribeClusterResponse: Self = Self(39);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 37;
+  pub const ENUM_MAX: u8 = 39;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::HelloRequest,
@@ -402,6 +406,8 @@ impl Body {
     Self::DeleteGroupsResponse,
     Self::SyncGroupRequest,
     Self::SyncGroupResponse,
+    Self::DescribeClusterRequest,
+    Self::DescribeClusterResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -444,6 +450,8 @@ impl Body {
       Self::DeleteGroupsResponse => Some("DeleteGroupsResponse"),
       Self::SyncGroupRequest => Some("SyncGroupRequest"),
       Self::SyncGroupResponse => Some("SyncGroupResponse"),
+      Self::DescribeClusterRequest => Some("DescribeClusterRequest"),
+      Self::DescribeClusterResponse => Some("DescribeClusterResponse"),
       _ => None,
     }
   }
@@ -541,6 +549,8 @@ pub enum BodyT {
   DeleteGroupsResponse(alloc::boxed::Box<DeleteGroupsResponseT>),
   SyncGroupRequest(alloc::boxed::Box<SyncGroupRequestT>),
   SyncGroupResponse(alloc::boxed::Box<SyncGroupResponseT>),
+  DescribeClusterRequest(alloc::boxed::Box<DescribeClusterRequestT>),
+  DescribeClusterResponse(alloc::boxed::Box<DescribeClusterResponseT>),
 }
 impl Default for BodyT {
   fn default() -> Self {
@@ -588,6 +598,8 @@ impl BodyT {
       Self::DeleteGroupsResponse(_) => Body::DeleteGroupsResponse,
       Self::SyncGroupRequest(_) => Body::SyncGroupRequest,
       Self::SyncGroupResponse(_) => Body::SyncGroupResponse,
+      Self::DescribeClusterRequest(_) => Body::DescribeClusterRequest,
+      Self::DescribeClusterResponse(_) => Body::DescribeClusterResponse,
     }
   }
   pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(&self, fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>) -> Option<::flatbuffers::WIPOffset<::flatbuffers::UnionWIPOffset>> {
@@ -630,6 +642,8 @@ impl BodyT {
       Self::DeleteGroupsResponse(v) => Some(v.pack(fbb).as_union_value()),
       Self::SyncGroupRequest(v) => Some(v.pack(fbb).as_union_value()),
       Self::SyncGroupResponse(v) => Some(v.pack(fbb).as_union_value()),
+      Self::DescribeClusterRequest(v) => Some(v.pack(fbb).as_union_value()),
+      Self::DescribeClusterResponse(v) => Some(v.pack(fbb).as_union_value()),
     }
   }
   /// If the union variant matches, return the owned HelloRequestT, setting the union to NONE.
@@ -1408,6 +1422,48 @@ impl BodyT {
   /// If the union variant matches, return a mutable reference to the SyncGroupResponseT.
   pub fn as_sync_group_response_mut(&mut self) -> Option<&mut SyncGroupResponseT> {
     if let Self::SyncGroupResponse(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned DescribeClusterRequestT, setting the union to NONE.
+  pub fn take_describe_cluster_request(&mut self) -> Option<alloc::boxed::Box<DescribeClusterRequestT>> {
+    if let Self::DescribeClusterRequest(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::DescribeClusterRequest(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the DescribeClusterRequestT.
+  pub fn as_describe_cluster_request(&self) -> Option<&DescribeClusterRequestT> {
+    if let Self::DescribeClusterRequest(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the DescribeClusterRequestT.
+  pub fn as_describe_cluster_request_mut(&mut self) -> Option<&mut DescribeClusterRequestT> {
+    if let Self::DescribeClusterRequest(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned DescribeClusterResponseT, setting the union to NONE.
+  pub fn take_describe_cluster_response(&mut self) -> Option<alloc::boxed::Box<DescribeClusterResponseT>> {
+    if let Self::DescribeClusterResponse(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::DescribeClusterResponse(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the DescribeClusterResponseT.
+  pub fn as_describe_cluster_response(&self) -> Option<&DescribeClusterResponseT> {
+    if let Self::DescribeClusterResponse(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the DescribeClusterResponseT.
+  pub fn as_describe_cluster_response_mut(&mut self) -> Option<&mut DescribeClusterResponseT> {
+    if let Self::DescribeClusterResponse(v) = self { Some(v.as_mut()) } else { None }
   }
 }
 /// A byte range of the frame's payload.
@@ -3170,6 +3226,630 @@ impl MetadataResponseT {
       controller_id,
       brokers,
       topics,
+    })
+  }
+}
+pub enum DescribeClusterRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DescribeClusterRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribeClusterRequest<'a> {
+  type Inner = DescribeClusterRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribeClusterRequest<'a> {
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribeClusterRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    _args: &'args DescribeClusterRequestArgs
+  ) -> ::flatbuffers::WIPOffset<DescribeClusterRequest<'bldr>> {
+    let mut builder = DescribeClusterRequestBuilder::new(_fbb);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> DescribeClusterRequestT {
+    DescribeClusterRequestT {
+    }
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribeClusterRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeClusterRequestArgs {
+}
+impl<'a> Default for DescribeClusterRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    DescribeClusterRequestArgs {
+    }
+  }
+}
+
+pub struct DescribeClusterRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribeClusterRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribeClusterRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribeClusterRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribeClusterRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribeClusterRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeClusterRequest");
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribeClusterRequestT {
+}
+impl Default for DescribeClusterRequestT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl DescribeClusterRequestT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<DescribeClusterRequest<'b>> {
+    DescribeClusterRequest::create(_fbb, &DescribeClusterRequestArgs{
+    })
+  }
+}
+pub enum ClusterBrokerOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ClusterBroker<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ClusterBroker<'a> {
+  type Inner = ClusterBroker<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ClusterBroker<'a> {
+  pub const VT_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_HOST: ::flatbuffers::VOffsetT = 6;
+  pub const VT_PORT: ::flatbuffers::VOffsetT = 8;
+  pub const VT_SHARD_COUNT: ::flatbuffers::VOffsetT = 10;
+  pub const VT_EPOCH: ::flatbuffers::VOffsetT = 12;
+  pub const VT_FENCED: ::flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ClusterBroker { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ClusterBrokerArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ClusterBroker<'bldr>> {
+    let mut builder = ClusterBrokerBuilder::new(_fbb);
+    builder.add_epoch(args.epoch);
+    if let Some(x) = args.host { builder.add_host(x); }
+    builder.add_id(args.id);
+    builder.add_shard_count(args.shard_count);
+    builder.add_port(args.port);
+    builder.add_fenced(args.fenced);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> ClusterBrokerT {
+    let id = self.id();
+    let host = {
+      let x = self.host();
+      alloc::string::ToString::to_string(x)
+    };
+    let port = self.port();
+    let shard_count = self.shard_count();
+    let epoch = self.epoch();
+    let fenced = self.fenced();
+    ClusterBrokerT {
+      id,
+      host,
+      port,
+      shard_count,
+      epoch,
+      fenced,
+    }
+  }
+
+  #[inline]
+  pub fn id(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(ClusterBroker::VT_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn host(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ClusterBroker::VT_HOST, None).unwrap()}
+  }
+  #[inline]
+  pub fn port(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(ClusterBroker::VT_PORT, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn shard_count(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(ClusterBroker::VT_SHARD_COUNT, Some(0)).unwrap()}
+  }
+  /// The metadata offset of its registration (KIP-631's broker epoch); 0 when it
+  /// never registered (metadata a single broker wrote before the cluster).
+  #[inline]
+  pub fn epoch(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ClusterBroker::VT_EPOCH, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn fenced(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(ClusterBroker::VT_FENCED, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ClusterBroker<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<i32>("id", Self::VT_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("host", Self::VT_HOST, true)?
+     .visit_field::<u16>("port", Self::VT_PORT, false)?
+     .visit_field::<u16>("shard_count", Self::VT_SHARD_COUNT, false)?
+     .visit_field::<u64>("epoch", Self::VT_EPOCH, false)?
+     .visit_field::<bool>("fenced", Self::VT_FENCED, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ClusterBrokerArgs<'a> {
+    pub id: i32,
+    pub host: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub port: u16,
+    pub shard_count: u16,
+    pub epoch: u64,
+    pub fenced: bool,
+}
+impl<'a> Default for ClusterBrokerArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ClusterBrokerArgs {
+      id: 0,
+      host: None, // required field
+      port: 0,
+      shard_count: 0,
+      epoch: 0,
+      fenced: false,
+    }
+  }
+}
+
+pub struct ClusterBrokerBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ClusterBrokerBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_id(&mut self, id: i32) {
+    self.fbb_.push_slot::<i32>(ClusterBroker::VT_ID, id, 0);
+  }
+  #[inline]
+  pub fn add_host(&mut self, host: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ClusterBroker::VT_HOST, host);
+  }
+  #[inline]
+  pub fn add_port(&mut self, port: u16) {
+    self.fbb_.push_slot::<u16>(ClusterBroker::VT_PORT, port, 0);
+  }
+  #[inline]
+  pub fn add_shard_count(&mut self, shard_count: u16) {
+    self.fbb_.push_slot::<u16>(ClusterBroker::VT_SHARD_COUNT, shard_count, 0);
+  }
+  #[inline]
+  pub fn add_epoch(&mut self, epoch: u64) {
+    self.fbb_.push_slot::<u64>(ClusterBroker::VT_EPOCH, epoch, 0);
+  }
+  #[inline]
+  pub fn add_fenced(&mut self, fenced: bool) {
+    self.fbb_.push_slot::<bool>(ClusterBroker::VT_FENCED, fenced, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ClusterBrokerBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ClusterBrokerBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ClusterBroker<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ClusterBroker::VT_HOST,"host");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ClusterBroker<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ClusterBroker");
+      ds.field("id", &self.id());
+      ds.field("host", &self.host());
+      ds.field("port", &self.port());
+      ds.field("shard_count", &self.shard_count());
+      ds.field("epoch", &self.epoch());
+      ds.field("fenced", &self.fenced());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterBrokerT {
+  pub id: i32,
+  pub host: alloc::string::String,
+  pub port: u16,
+  pub shard_count: u16,
+  pub epoch: u64,
+  pub fenced: bool,
+}
+impl Default for ClusterBrokerT {
+  fn default() -> Self {
+    Self {
+      id: 0,
+      host: alloc::string::ToString::to_string(""),
+      port: 0,
+      shard_count: 0,
+      epoch: 0,
+      fenced: false,
+    }
+  }
+}
+impl ClusterBrokerT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ClusterBroker<'b>> {
+    let id = self.id;
+    let host = Some({
+      let x = &self.host;
+      _fbb.create_string(x)
+    });
+    let port = self.port;
+    let shard_count = self.shard_count;
+    let epoch = self.epoch;
+    let fenced = self.fenced;
+    ClusterBroker::create(_fbb, &ClusterBrokerArgs{
+      id,
+      host,
+      port,
+      shard_count,
+      epoch,
+      fenced,
+    })
+  }
+}
+pub enum DescribeClusterResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DescribeClusterResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribeClusterResponse<'a> {
+  type Inner = DescribeClusterResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribeClusterResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_CLUSTER_ID: ::flatbuffers::VOffsetT = 8;
+  pub const VT_CONTROLLER_ID: ::flatbuffers::VOffsetT = 10;
+  pub const VT_CONTROLLER_TERM: ::flatbuffers::VOffsetT = 12;
+  pub const VT_METADATA_OFFSET: ::flatbuffers::VOffsetT = 14;
+  pub const VT_BROKERS: ::flatbuffers::VOffsetT = 16;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribeClusterResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DescribeClusterResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DescribeClusterResponse<'bldr>> {
+    let mut builder = DescribeClusterResponseBuilder::new(_fbb);
+    builder.add_metadata_offset(args.metadata_offset);
+    builder.add_controller_term(args.controller_term);
+    if let Some(x) = args.brokers { builder.add_brokers(x); }
+    builder.add_controller_id(args.controller_id);
+    if let Some(x) = args.cluster_id { builder.add_cluster_id(x); }
+    if let Some(x) = args.message { builder.add_message(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> DescribeClusterResponseT {
+    let error = self.error();
+    let message = self.message().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let cluster_id = self.cluster_id().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let controller_id = self.controller_id();
+    let controller_term = self.controller_term();
+    let metadata_offset = self.metadata_offset();
+    let brokers = self.brokers().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    DescribeClusterResponseT {
+      error,
+      message,
+      cluster_id,
+      controller_id,
+      controller_term,
+      metadata_offset,
+      brokers,
+    }
+  }
+
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(DescribeClusterResponse::VT_ERROR, Some(ErrorCode::NONE)).unwrap()}
+  }
+  #[inline]
+  pub fn message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(DescribeClusterResponse::VT_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn cluster_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(DescribeClusterResponse::VT_CLUSTER_ID, None)}
+  }
+  /// The active controller as the answering broker knows it; -1 when none.
+  #[inline]
+  pub fn controller_id(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(DescribeClusterResponse::VT_CONTROLLER_ID, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn controller_term(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(DescribeClusterResponse::VT_CONTROLLER_TERM, Some(0)).unwrap()}
+  }
+  /// The metadata log offset the answering broker has applied.
+  #[inline]
+  pub fn metadata_offset(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(DescribeClusterResponse::VT_METADATA_OFFSET, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn brokers(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ClusterBroker<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ClusterBroker>>>>(DescribeClusterResponse::VT_BROKERS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribeClusterResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("cluster_id", Self::VT_CLUSTER_ID, false)?
+     .visit_field::<i32>("controller_id", Self::VT_CONTROLLER_ID, false)?
+     .visit_field::<u64>("controller_term", Self::VT_CONTROLLER_TERM, false)?
+     .visit_field::<u64>("metadata_offset", Self::VT_METADATA_OFFSET, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ClusterBroker>>>>("brokers", Self::VT_BROKERS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeClusterResponseArgs<'a> {
+    pub error: ErrorCode,
+    pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub cluster_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub controller_id: i32,
+    pub controller_term: u64,
+    pub metadata_offset: u64,
+    pub brokers: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ClusterBroker<'a>>>>>,
+}
+impl<'a> Default for DescribeClusterResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeClusterResponseArgs {
+      error: ErrorCode::NONE,
+      message: None,
+      cluster_id: None,
+      controller_id: -1,
+      controller_term: 0,
+      metadata_offset: 0,
+      brokers: None,
+    }
+  }
+}
+
+pub struct DescribeClusterResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribeClusterResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(DescribeClusterResponse::VT_ERROR, error, ErrorCode::NONE);
+  }
+  #[inline]
+  pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeClusterResponse::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn add_cluster_id(&mut self, cluster_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeClusterResponse::VT_CLUSTER_ID, cluster_id);
+  }
+  #[inline]
+  pub fn add_controller_id(&mut self, controller_id: i32) {
+    self.fbb_.push_slot::<i32>(DescribeClusterResponse::VT_CONTROLLER_ID, controller_id, -1);
+  }
+  #[inline]
+  pub fn add_controller_term(&mut self, controller_term: u64) {
+    self.fbb_.push_slot::<u64>(DescribeClusterResponse::VT_CONTROLLER_TERM, controller_term, 0);
+  }
+  #[inline]
+  pub fn add_metadata_offset(&mut self, metadata_offset: u64) {
+    self.fbb_.push_slot::<u64>(DescribeClusterResponse::VT_METADATA_OFFSET, metadata_offset, 0);
+  }
+  #[inline]
+  pub fn add_brokers(&mut self, brokers: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ClusterBroker<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeClusterResponse::VT_BROKERS, brokers);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribeClusterResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribeClusterResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribeClusterResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribeClusterResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeClusterResponse");
+      ds.field("error", &self.error());
+      ds.field("message", &self.message());
+      ds.field("cluster_id", &self.cluster_id());
+      ds.field("controller_id", &self.controller_id());
+      ds.field("controller_term", &self.controller_term());
+      ds.field("metadata_offset", &self.metadata_offset());
+      ds.field("brokers", &self.brokers());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribeClusterResponseT {
+  pub error: ErrorCode,
+  pub message: Option<alloc::string::String>,
+  pub cluster_id: Option<alloc::string::String>,
+  pub controller_id: i32,
+  pub controller_term: u64,
+  pub metadata_offset: u64,
+  pub brokers: Option<alloc::vec::Vec<ClusterBrokerT>>,
+}
+impl Default for DescribeClusterResponseT {
+  fn default() -> Self {
+    Self {
+      error: ErrorCode::NONE,
+      message: None,
+      cluster_id: None,
+      controller_id: -1,
+      controller_term: 0,
+      metadata_offset: 0,
+      brokers: None,
+    }
+  }
+}
+impl DescribeClusterResponseT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<DescribeClusterResponse<'b>> {
+    let error = self.error;
+    let message = self.message.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let cluster_id = self.cluster_id.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let controller_id = self.controller_id;
+    let controller_term = self.controller_term;
+    let metadata_offset = self.metadata_offset;
+    let brokers = self.brokers.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    DescribeClusterResponse::create(_fbb, &DescribeClusterResponseArgs{
+      error,
+      message,
+      cluster_id,
+      controller_id,
+      controller_term,
+      metadata_offset,
+      brokers,
     })
   }
 }
@@ -13577,6 +14257,16 @@ impl<'a> Envelope<'a> {
             .expect("Invalid union table, expected `Body::SyncGroupResponse`.")
             .unpack()
       )),
+      Body::DescribeClusterRequest => BodyT::DescribeClusterRequest(alloc::boxed::Box::new(
+        self.body_as_describe_cluster_request()
+            .expect("Invalid union table, expected `Body::DescribeClusterRequest`.")
+            .unpack()
+      )),
+      Body::DescribeClusterResponse => BodyT::DescribeClusterResponse(alloc::boxed::Box::new(
+        self.body_as_describe_cluster_response()
+            .expect("Invalid union table, expected `Body::DescribeClusterResponse`.")
+            .unpack()
+      )),
       _ => BodyT::NONE,
     };
     EnvelopeT {
@@ -14161,6 +14851,36 @@ impl<'a> Envelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_describe_cluster_request(&self) -> Option<DescribeClusterRequest<'a>> {
+    if self.body_type() == Body::DescribeClusterRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeClusterRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_describe_cluster_response(&self) -> Option<DescribeClusterResponse<'a>> {
+    if self.body_type() == Body::DescribeClusterResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeClusterResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Envelope<'_> {
@@ -14209,6 +14929,8 @@ impl ::flatbuffers::Verifiable for Envelope<'_> {
           Body::DeleteGroupsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteGroupsResponse>>("Body::DeleteGroupsResponse", pos),
           Body::SyncGroupRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SyncGroupRequest>>("Body::SyncGroupRequest", pos),
           Body::SyncGroupResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SyncGroupResponse>>("Body::SyncGroupResponse", pos),
+          Body::DescribeClusterRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeClusterRequest>>("Body::DescribeClusterRequest", pos),
+          Body::DescribeClusterResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeClusterResponse>>("Body::DescribeClusterResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -14524,6 +15246,20 @@ impl ::core::fmt::Debug for Envelope<'_> {
         },
         Body::SyncGroupResponse => {
           if let Some(x) = self.body_as_sync_group_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::DescribeClusterRequest => {
+          if let Some(x) = self.body_as_describe_cluster_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::DescribeClusterResponse => {
+          if let Some(x) = self.body_as_describe_cluster_response() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

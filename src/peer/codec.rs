@@ -1,0 +1,154 @@
+//! Conversions between the core's types and the inter-broker protocol's.
+
+use std::collections::BTreeMap;
+
+use ringlog_schema::peer::{ConfigPairT, NewTopicT, PeerError, TopicResultT, TopicTotalT};
+
+use crate::core::error::ErrorKind;
+use crate::core::messages::{NewTopic, PartitionError, TopicOutcome};
+
+/// The wire code of a core error; kinds an admin call cannot produce map to
+/// UNKNOWN_SERVER_ERROR.
+pub fn peer_error(kind: ErrorKind) -> PeerError {
+    match kind {
+        ErrorKind::UnknownTopicOrPartition => PeerError::UNKNOWN_TOPIC_OR_PARTITION,
+        ErrorKind::RequestTimedOut => PeerError::REQUEST_TIMED_OUT,
+        ErrorKind::InvalidTopic => PeerError::INVALID_TOPIC,
+        ErrorKind::TopicAlreadyExists => PeerError::TOPIC_ALREADY_EXISTS,
+        ErrorKind::InvalidPartitions => PeerError::INVALID_PARTITIONS,
+        ErrorKind::InvalidReplicationFactor => PeerError::INVALID_REPLICATION_FACTOR,
+        ErrorKind::InvalidConfig => PeerError::INVALID_CONFIG,
+        ErrorKind::NotController => PeerError::NOT_CONTROLLER,
+        ErrorKind::InvalidRequest => PeerError::INVALID_REQUEST,
+        ErrorKind::PolicyViolation => PeerError::POLICY_VIOLATION,
+        ErrorKind::KafkaStorageError => PeerError::KAFKA_STORAGE_ERROR,
+        ErrorKind::ShuttingDown => PeerError::SHUTTING_DOWN,
+        _ => PeerError::UNKNOWN_SERVER_ERROR,
+    }
+}
+
+/// The core error of a wire code (`None` for NONE).
+pub fn error_kind(code: PeerError) -> Option<ErrorKind> {
+    Some(match code {
+        PeerError::NONE => return None,
+        PeerError::UNKNOWN_TOPIC_OR_PARTITION => ErrorKind::UnknownTopicOrPartition,
+        PeerError::REQUEST_TIMED_OUT => ErrorKind::RequestTimedOut,
+        PeerError::INVALID_TOPIC => ErrorKind::InvalidTopic,
+        PeerError::TOPIC_ALREADY_EXISTS => ErrorKind::TopicAlreadyExists,
+        PeerError::INVALID_PARTITIONS => ErrorKind::InvalidPartitions,
+        PeerError::INVALID_REPLICATION_FACTOR => ErrorKind::InvalidReplicationFactor,
+        PeerError::INVALID_CONFIG => ErrorKind::InvalidConfig,
+        PeerError::NOT_CONTROLLER => ErrorKind::NotController,
+        PeerError::INVALID_REQUEST
+        | PeerError::STALE_BROKER_EPOCH
+        | PeerError::DUPLICATE_BROKER_REGISTRATION
+        | PeerError::INCONSISTENT_CLUSTER_ID
+        | PeerError::MALFORMED_FRAME => ErrorKind::InvalidRequest,
+        PeerError::POLICY_VIOLATION => ErrorKind::PolicyViolation,
+        PeerError::KAFKA_STORAGE_ERROR => ErrorKind::KafkaStorageError,
+        PeerError::SHUTTING_DOWN => ErrorKind::ShuttingDown,
+        _ => ErrorKind::UnknownServerError,
+    })
+}
+
+pub fn error_of(code: PeerError, message: Option<String>) -> Option<PartitionError> {
+    error_kind(code).map(|kind| PartitionError::new(kind, message.unwrap_or_default()))
+}
+
+pub fn new_topic_to_wire(t: &NewTopic) -> NewTopicT {
+    NewTopicT {
+        name: t.name.clone(),
+        partitions: t.partitions.unwrap_or(-1),
+        replication_factor: t.replication_factor.unwrap_or(-1),
+        configs: Some(
+            t.configs
+                .iter()
+                .map(|(k, v)| ConfigPairT {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+        ),
+    }
+}
+
+pub fn new_topic_from_wire(t: NewTopicT) -> NewTopic {
+    NewTopic {
+        name: t.name,
+        partitions: (t.partitions >= 0).then_some(t.partitions),
+        replication_factor: (t.replication_factor >= 0).then_some(t.replication_factor),
+        configs: t
+            .configs
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| (c.key, c.value))
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+pub fn totals_to_wire(topics: &[(String, i32)]) -> Vec<TopicTotalT> {
+    topics
+        .iter()
+        .map(|(name, total)| TopicTotalT {
+            name: name.clone(),
+            total: *total,
+        })
+        .collect()
+}
+
+pub fn outcome_to_wire(o: &TopicOutcome) -> TopicResultT {
+    TopicResultT {
+        name: o.name.clone(),
+        error: o
+            .error
+            .as_ref()
+            .map_or(PeerError::NONE, |e| peer_error(e.code)),
+        message: o.error.as_ref().map(|e| e.message.clone()),
+    }
+}
+
+pub fn outcome_from_wire(r: TopicResultT) -> TopicOutcome {
+    TopicOutcome {
+        name: r.name,
+        error: error_of(r.error, r.message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_types_round_trip_and_error_codes_map_back() {
+        let mut configs = BTreeMap::new();
+        configs.insert("retention.ms".to_string(), "5".to_string());
+        for t in [
+            NewTopic {
+                name: "a".into(),
+                partitions: Some(3),
+                replication_factor: Some(2),
+                configs,
+            },
+            NewTopic {
+                name: "b".into(),
+                ..NewTopic::default()
+            },
+        ] {
+            assert_eq!(new_topic_from_wire(new_topic_to_wire(&t)), t);
+        }
+        for kind in [
+            ErrorKind::TopicAlreadyExists,
+            ErrorKind::InvalidReplicationFactor,
+            ErrorKind::NotController,
+            ErrorKind::RequestTimedOut,
+            ErrorKind::KafkaStorageError,
+        ] {
+            assert_eq!(error_kind(peer_error(kind)), Some(kind));
+        }
+        let o = TopicOutcome {
+            name: "x".into(),
+            error: Some(PartitionError::new(ErrorKind::InvalidConfig, "bad")),
+        };
+        assert_eq!(outcome_from_wire(outcome_to_wire(&o)), o);
+    }
+}
