@@ -23,6 +23,7 @@ fn a_single_brokers_metadata_file_is_imported_and_its_topics_keep_their_data() {
             host: "127.0.0.1".into(),
             port: 1,
             shards: 1,
+            kafka: None,
         }],
     );
     let mut configs = BTreeMap::new();

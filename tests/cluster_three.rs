@@ -95,6 +95,41 @@ fn replicas_follow_the_seed_rule_and_any_broker_serves_admin_requests() {
         text.contains("partition 4, leader 2, replicas: 2,3,1"),
         "{text}"
     );
+    // RF 1 partitions on three leaders: kcat bootstraps from one broker, sends each
+    // partition's records to its leader, and reads them all back through another.
+    ok(&c
+        .broker(1)
+        .cli(&["topic", "create", "spread", "--partitions", "3"]));
+    // Bounded: kcat gives up on a record after 20 s, and `timeout` ends a hang.
+    let mut produce = std::process::Command::new("timeout")
+        .args(["30", "kcat", "-P", "-t", "spread"])
+        .args([
+            "-X",
+            "topic.partitioner=random",
+            "-X",
+            "message.timeout.ms=20000",
+        ])
+        .args(["-b", &c.broker(1).kafka_addr])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: String = (1..=30).map(|i| format!("{i}\n")).collect();
+    std::io::Write::write_all(produce.stdin.as_mut().unwrap(), lines.as_bytes()).unwrap();
+    drop(produce.stdin.take());
+    assert!(produce.wait().unwrap().success());
+    let consumed = std::process::Command::new("timeout")
+        .args(["30", "kcat", "-C", "-t", "spread", "-e", "-o", "beginning"])
+        .args(["-f", "%p %s\n"])
+        .args(["-b", &c.broker(2).kafka_addr])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&consumed.stdout);
+    let mut values: Vec<u32> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .collect();
+    values.sort_unstable();
+    assert_eq!(values, (1..=30).collect::<Vec<_>>(), "{text}");
     let refused =
         fails(
             &c.broker(3)
@@ -347,6 +382,7 @@ mod peer_input {
                 port: 1,
                 shards: 1,
                 incarnation: 7,
+                kafka: None,
             })),
         );
         assert!(closed(&mut s));
@@ -379,6 +415,7 @@ mod peer_input {
                 port: 1,
                 shards: 1,
                 incarnation: 12345,
+                kafka: None,
             })),
         );
         let answer = read(&mut s).unwrap();

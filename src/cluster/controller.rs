@@ -196,6 +196,7 @@ mod tests {
                         host: "h".into(),
                         port: 1,
                         shards: 1,
+                        kafka: None,
                     },
                     incarnation: 1,
                 },

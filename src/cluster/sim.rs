@@ -424,6 +424,7 @@ impl Sim {
                 host: "127.0.0.1".into(),
                 port: 9092,
                 shards: 1,
+                kafka: None,
             },
             incarnation,
         };

@@ -178,6 +178,7 @@ impl Coordinator {
             host: advertised.ip().to_string(),
             port: advertised.port(),
             shards,
+            kafka: config.kafka_advertised().map(|a| a.to_string()),
         };
         let voters = if config.controller_voters.is_empty() {
             let at = config

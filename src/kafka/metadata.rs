@@ -1,11 +1,11 @@
-//! Metadata: brokers (this one, at its Kafka listener), and topics with partitions,
+//! Metadata: the live brokers at their Kafka listeners, and topics with partitions,
 //! leaders, replicas and ISR. Missing topics asked for by name are created when
 //! `auto.create.topics.enable` and the request allow it.
 
 use crate::core::metadata::auto_create_missing;
 use crate::core::shard::Shard;
 use crate::kafka::api::codes;
-use crate::metadata::TopicMeta;
+use crate::metadata::{ClusterMetadata, TopicMeta};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -26,12 +26,7 @@ pub async fn handle(shard: &Shard, req: MetadataRequest, version: i16) -> Metada
     }
     let md = shard.metadata.borrow().clone();
     let mut resp = MetadataResponse::default();
-    let addr = shard.config.kafka_advertised();
-    let mut broker = MetadataResponseBroker::default();
-    broker.node_id = BrokerId(shard.config.broker_id);
-    broker.host = StrBytes::from_string(addr.map_or_else(String::new, |a| a.ip().to_string()));
-    broker.port = addr.map_or(0, |a| i32::from(a.port()));
-    resp.brokers = vec![broker];
+    resp.brokers = brokers(shard, &md);
     // Fields newer than the asked version must keep their defaults: the codec
     // refuses to encode them.
     if version >= 2 {
@@ -83,5 +78,34 @@ fn topic(t: &TopicMeta, version: i16) -> MetadataResponseTopic {
             m
         })
         .collect();
+    out
+}
+
+/// This broker at its advertised Kafka listener, and every other unfenced broker at
+/// the Kafka listener it registered (Kafka lists only live brokers; one without a
+/// Kafka listener cannot be reached by these clients and is left out).
+fn brokers(shard: &Shard, md: &ClusterMetadata) -> Vec<MetadataResponseBroker> {
+    let me = shard.config.broker_id;
+    let entry = |id: i32, addr: std::net::SocketAddr| {
+        let mut b = MetadataResponseBroker::default();
+        b.node_id = BrokerId(id);
+        b.host = StrBytes::from_string(addr.ip().to_string());
+        b.port = i32::from(addr.port());
+        b
+    };
+    let mut out: Vec<MetadataResponseBroker> = shard
+        .config
+        .kafka_advertised()
+        .map(|a| entry(me, a))
+        .into_iter()
+        .collect();
+    for b in md.brokers.values() {
+        if b.id.0 == me || !md.is_unfenced(b.id) {
+            continue;
+        }
+        if let Some(addr) = b.kafka.as_deref().and_then(|k| k.parse().ok()) {
+            out.push(entry(b.id.0, addr));
+        }
+    }
     out
 }

@@ -15,9 +15,13 @@ pub struct BrokerId(pub i32);
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerInfo {
     pub id: BrokerId,
+    /// The native listener as clients reach it.
     pub host: String,
     pub port: u16,
     pub shards: u16,
+    /// The Kafka listener as clients reach it (`host:port`), if it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<String>,
 }
 
 /// One partition's replicas and leadership.
@@ -298,6 +302,7 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 9290,
                 shards: 2,
+                kafka: None,
             }],
         )
     }
@@ -312,6 +317,7 @@ mod tests {
                     host: "h".into(),
                     port: 9290,
                     shards: 1,
+                    kafka: None,
                 })
                 .collect(),
         );

@@ -293,6 +293,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 9000 + id as u16,
             shards: 1,
+            kafka: None,
         }
     }
 

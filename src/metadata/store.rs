@@ -105,6 +105,7 @@ mod tests {
                 host: "h".into(),
                 port: 1,
                 shards: 1,
+                kafka: None,
             }],
         );
         let t = md.plan_topic("t", 2, 1, BTreeMap::new()).unwrap();

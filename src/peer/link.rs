@@ -326,6 +326,7 @@ impl RemoteController for PeerLinks {
                 port: broker.port,
                 shards: broker.shards,
                 incarnation,
+                kafka: broker.kafka,
             }));
             match self.link(leader)?.call(body, self.call_timeout).await? {
                 PeerBodyT::RegisterBrokerResponse(r) => match codec::error_of(r.error, r.message) {

@@ -210,6 +210,7 @@ fn handle(
                     host: r.host,
                     port: r.port,
                     shards: r.shards,
+                    kafka: r.kafka,
                 };
                 let result = if c.is_active_controller() {
                     c.controller_register(broker, r.incarnation).await

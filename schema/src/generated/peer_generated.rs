@@ -1262,6 +1262,7 @@ impl<'a> RegisterBroker<'a> {
   pub const VT_PORT: ::flatbuffers::VOffsetT = 8;
   pub const VT_SHARDS: ::flatbuffers::VOffsetT = 10;
   pub const VT_INCARNATION: ::flatbuffers::VOffsetT = 12;
+  pub const VT_KAFKA: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1274,6 +1275,7 @@ impl<'a> RegisterBroker<'a> {
   ) -> ::flatbuffers::WIPOffset<RegisterBroker<'bldr>> {
     let mut builder = RegisterBrokerBuilder::new(_fbb);
     builder.add_incarnation(args.incarnation);
+    if let Some(x) = args.kafka { builder.add_kafka(x); }
     if let Some(x) = args.host { builder.add_host(x); }
     builder.add_broker_id(args.broker_id);
     builder.add_shards(args.shards);
@@ -1290,12 +1292,16 @@ impl<'a> RegisterBroker<'a> {
     let port = self.port();
     let shards = self.shards();
     let incarnation = self.incarnation();
+    let kafka = self.kafka().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
     RegisterBrokerT {
       broker_id,
       host,
       port,
       shards,
       incarnation,
+      kafka,
     }
   }
 
@@ -1335,6 +1341,14 @@ impl<'a> RegisterBroker<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(RegisterBroker::VT_INCARNATION, Some(0)).unwrap()}
   }
+  /// The Kafka listener as clients reach it (`host:port`), absent when it is off.
+  #[inline]
+  pub fn kafka(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(RegisterBroker::VT_KAFKA, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for RegisterBroker<'_> {
@@ -1348,6 +1362,7 @@ impl ::flatbuffers::Verifiable for RegisterBroker<'_> {
      .visit_field::<u16>("port", Self::VT_PORT, false)?
      .visit_field::<u16>("shards", Self::VT_SHARDS, false)?
      .visit_field::<u64>("incarnation", Self::VT_INCARNATION, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("kafka", Self::VT_KAFKA, false)?
      .finish();
     Ok(())
   }
@@ -1358,6 +1373,7 @@ pub struct RegisterBrokerArgs<'a> {
     pub port: u16,
     pub shards: u16,
     pub incarnation: u64,
+    pub kafka: Option<::flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for RegisterBrokerArgs<'a> {
   #[inline]
@@ -1368,6 +1384,7 @@ impl<'a> Default for RegisterBrokerArgs<'a> {
       port: 0,
       shards: 0,
       incarnation: 0,
+      kafka: None,
     }
   }
 }
@@ -1398,6 +1415,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RegisterBrokerBuilder<'a, 'b,
     self.fbb_.push_slot::<u64>(RegisterBroker::VT_INCARNATION, incarnation, 0);
   }
   #[inline]
+  pub fn add_kafka(&mut self, kafka: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(RegisterBroker::VT_KAFKA, kafka);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> RegisterBrokerBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     RegisterBrokerBuilder {
@@ -1421,6 +1442,7 @@ impl ::core::fmt::Debug for RegisterBroker<'_> {
       ds.field("port", &self.port());
       ds.field("shards", &self.shards());
       ds.field("incarnation", &self.incarnation());
+      ds.field("kafka", &self.kafka());
       ds.finish()
   }
 }
@@ -1431,6 +1453,7 @@ pub struct RegisterBrokerT {
   pub port: u16,
   pub shards: u16,
   pub incarnation: u64,
+  pub kafka: Option<alloc::string::String>,
 }
 impl Default for RegisterBrokerT {
   fn default() -> Self {
@@ -1440,6 +1463,7 @@ impl Default for RegisterBrokerT {
       port: 0,
       shards: 0,
       incarnation: 0,
+      kafka: None,
     }
   }
 }
@@ -1456,12 +1480,16 @@ impl RegisterBrokerT {
     let port = self.port;
     let shards = self.shards;
     let incarnation = self.incarnation;
+    let kafka = self.kafka.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
     RegisterBroker::create(_fbb, &RegisterBrokerArgs{
       broker_id,
       host,
       port,
       shards,
       incarnation,
+      kafka,
     })
   }
 }
