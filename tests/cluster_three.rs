@@ -130,6 +130,41 @@ fn replicas_follow_the_seed_rule_and_any_broker_serves_admin_requests() {
         .collect();
     values.sort_unstable();
     assert_eq!(values, (1..=30).collect::<Vec<_>>(), "{text}");
+    // The same with the native CLI: produced through broker 1, consumed through 3.
+    ok(&c
+        .broker(1)
+        .cli(&["topic", "create", "native-spread", "--partitions", "3"]));
+    // Keyed, so the records hash onto every partition.
+    let lines: String = (1..=30).map(|i| format!("key-{i}:{i}\n")).collect();
+    ok(&c.broker(1).cli_input(
+        &[
+            "produce",
+            "--topic",
+            "native-spread",
+            "--key-separator",
+            ":",
+        ],
+        lines.as_bytes(),
+    ));
+    let mut values: Vec<u32> = c
+        .broker(3)
+        .consume_values("native-spread")
+        .iter()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    values.sort_unstable();
+    assert_eq!(values, (1..=30).collect::<Vec<_>>());
+    let led: Vec<String> = leaders(&c, 2, "native-spread");
+    assert_eq!(led, ["1", "2", "3"]);
+    // Each leader holds some of them (a broker reports the offsets of the
+    // partitions it leads): the records really went to three brokers.
+    for id in 1..=3 {
+        let ends: Vec<i64> = ok(&c.broker(id).cli(&["topic", "describe", "native-spread"]))
+            .lines()
+            .filter_map(|l| l.split("LogEnd: ").nth(1)?.trim().parse().ok())
+            .collect();
+        assert!(ends[id - 1] > 0, "broker {id}: {ends:?}");
+    }
     let refused =
         fails(
             &c.broker(3)

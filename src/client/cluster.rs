@@ -34,6 +34,12 @@ pub struct TopicInfo {
 #[derive(Clone)]
 pub struct Client {
     conn: Connection,
+    /// The bootstrap broker's id (from its hello).
+    me: Rc<Cell<i32>>,
+    /// Every broker's native address, from metadata.
+    brokers: Rc<RefCell<HashMap<i32, SocketAddr>>>,
+    /// Connections to brokers other than the bootstrap one, made on first use.
+    pool: Rc<RefCell<HashMap<i32, Connection>>>,
     topics: Rc<RefCell<HashMap<String, Rc<TopicInfo>>>>,
     /// Bumped whenever the topic cache changes, so callers that keep what they
     /// derived from it (the producer's partition counts) know when to look again.
@@ -60,15 +66,62 @@ impl Client {
         let conn = Connection::connect(resolve(bootstrap)?).await?;
         let client = Self {
             conn,
+            me: Rc::new(Cell::new(-1)),
+            brokers: Rc::new(RefCell::new(HashMap::new())),
+            pool: Rc::new(RefCell::new(HashMap::new())),
             topics: Rc::new(RefCell::new(HashMap::new())),
             topics_generation: Rc::new(Cell::new(0)),
         };
-        client.hello().await?;
+        let hello = client.hello().await?;
+        client.me.set(hello.broker_id);
         Ok(client)
     }
 
+    /// The connection to the bootstrap broker.
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// A connection to broker `id`: the bootstrap one, or one made on first use at
+    /// the address metadata gave (metadata is fetched if the broker is unknown).
+    pub async fn connection_to(&self, id: i32) -> Result<Connection, ClientError> {
+        if id == self.me.get() || id < 0 {
+            return Ok(self.conn.clone());
+        }
+        if let Some(c) = self.pool.borrow().get(&id) {
+            if c.check().is_ok() {
+                return Ok(c.clone());
+            }
+        }
+        if !self.brokers.borrow().contains_key(&id) {
+            self.metadata(Some(Vec::new()), false).await?;
+        }
+        let addr = self.brokers.borrow().get(&id).copied().ok_or_else(|| {
+            ClientError::Protocol(format!("broker {id} is not in the cluster's metadata"))
+        })?;
+        let conn = Connection::connect(addr).await?;
+        self.pool.borrow_mut().insert(id, conn.clone());
+        Ok(conn)
+    }
+
+    /// The connection to the leader of `topic`-`partition` (from cached metadata).
+    pub async fn leader_connection(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Connection, ClientError> {
+        let leader = self.leader_of(topic, partition).await?;
+        self.connection_to(leader).await
+    }
+
+    /// The leader of `topic`-`partition` as cached metadata says (-1: none known,
+    /// and the bootstrap broker answers).
+    pub async fn leader_of(&self, topic: &str, partition: i32) -> Result<i32, ClientError> {
+        let t = self.topic(topic, false).await?;
+        Ok(t.partitions
+            .iter()
+            .find(|p| p.partition == partition)
+            .map_or(-1, |p| p.leader))
     }
 
     /// Changes whenever the cached topic metadata changes.
@@ -109,6 +162,14 @@ impl Client {
             other => return Err(unexpected(other)),
         };
         self.topics_changed();
+        {
+            let mut brokers = self.brokers.borrow_mut();
+            for b in resp.brokers.iter().flatten() {
+                if let Ok(addr) = resolve(&format!("{}:{}", b.host, b.port)) {
+                    brokers.insert(b.id, addr);
+                }
+            }
+        }
         let mut cache = self.topics.borrow_mut();
         for t in resp.topics.iter().flatten() {
             if t.error != ErrorCode::NONE {
@@ -232,7 +293,8 @@ impl Client {
                 timestamp,
             }]),
         }));
-        match self.conn.request(body, Vec::new()).await?.envelope.body {
+        let conn = self.leader_connection(topic, partition).await?;
+        match conn.request(body, Vec::new()).await?.envelope.body {
             BodyT::ListOffsetsResponse(r) => {
                 let p = r
                     .partitions
@@ -250,7 +312,8 @@ impl Client {
         }
     }
 
-    /// Sends one fetch and returns, per partition asked, the result and its batches.
+    /// Sends one fetch to each leader of the partitions asked and returns, per
+    /// partition, the result and its batches (grouped by leader, in leader order).
     pub async fn fetch(
         &self,
         partitions: Vec<FetchPartitionT>,
@@ -258,13 +321,33 @@ impl Client {
         min_bytes: u32,
         max_bytes: u32,
     ) -> Result<Vec<(FetchPartitionResultT, Bytes)>, ClientError> {
-        let body = BodyT::FetchRequest(Box::new(FetchRequestT {
-            max_wait_ms,
-            min_bytes,
-            max_bytes,
-            partitions: Some(partitions),
-        }));
-        let frame = self.conn.request(body, Vec::new()).await?;
+        let mut by_leader: std::collections::BTreeMap<i32, Vec<FetchPartitionT>> =
+            std::collections::BTreeMap::new();
+        for p in partitions {
+            let leader = self.leader_of(&p.topic, p.partition).await?;
+            by_leader.entry(leader).or_default().push(p);
+        }
+        let mut pending = Vec::new();
+        for (leader, partitions) in by_leader {
+            let body = BodyT::FetchRequest(Box::new(FetchRequestT {
+                max_wait_ms,
+                min_bytes,
+                max_bytes,
+                partitions: Some(partitions),
+            }));
+            let conn = self.connection_to(leader).await?;
+            pending.push(conn.send(body, Vec::new()).await?);
+        }
+        let mut out = Vec::new();
+        for p in pending {
+            out.extend(Self::fetch_results(p.await_response().await?)?);
+        }
+        Ok(out)
+    }
+
+    fn fetch_results(
+        frame: ringlog_schema::Frame,
+    ) -> Result<Vec<(FetchPartitionResultT, Bytes)>, ClientError> {
         match frame.envelope.body {
             BodyT::FetchResponse(r) => r
                 .partitions

@@ -67,7 +67,8 @@ pub struct Consumer {
     topic: String,
     config: ConsumerConfig,
     positions: Vec<Position>,
-    ahead: Option<ResponseFuture>,
+    /// One fetch per leader broker of the partitions read, sent ahead.
+    ahead: Option<Vec<ResponseFuture>>,
     ready: VecDeque<Record>,
 }
 
@@ -152,13 +153,22 @@ impl Consumer {
             Some(p) => p,
             None => self.send_fetch().await?,
         };
-        let frame = pending.await_response().await?;
-        let resp = match frame.envelope.body {
-            BodyT::FetchResponse(r) => r,
-            other => return Err(unexpected(other)),
-        };
+        let mut answers = Vec::new();
+        for p in pending {
+            let frame = p.await_response().await?;
+            let resp = match frame.envelope.body {
+                BodyT::FetchResponse(r) => r,
+                other => return Err(unexpected(other)),
+            };
+            answers.push((frame.payload, resp));
+        }
         let mut chunks = Vec::new();
-        for p in resp.partitions.unwrap_or_default() {
+        for (payload, p) in answers.into_iter().flat_map(|(payload, r)| {
+            r.partitions
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |p| (payload.clone(), p))
+        }) {
             if p.topic != self.topic {
                 continue;
             }
@@ -166,7 +176,7 @@ impl Consumer {
                 return Err(ClientError::broker(p.error, p.message));
             }
             let data = match &p.records {
-                Some(r) if r.length > 0 => payload_slice(&frame.payload, Some(r), "records")
+                Some(r) if r.length > 0 => payload_slice(&payload, Some(r), "records")
                     .map_err(|e| ClientError::Protocol(e.to_string()))?,
                 _ => continue,
             };
@@ -211,23 +221,30 @@ impl Consumer {
         Ok(out)
     }
 
-    async fn send_fetch(&self) -> Result<ResponseFuture, ClientError> {
-        let partitions = self
-            .positions
-            .iter()
-            .map(|p| FetchPartitionT {
+    /// Sends one fetch to each leader of the partitions read.
+    async fn send_fetch(&self) -> Result<Vec<ResponseFuture>, ClientError> {
+        let mut by_leader: std::collections::BTreeMap<i32, Vec<FetchPartitionT>> =
+            std::collections::BTreeMap::new();
+        for p in &self.positions {
+            let leader = self.client.leader_of(&self.topic, p.partition).await?;
+            by_leader.entry(leader).or_default().push(FetchPartitionT {
                 topic: self.topic.clone(),
                 partition: p.partition,
                 offset: p.offset,
                 max_bytes: self.config.partition_max_bytes,
-            })
-            .collect();
-        let body = BodyT::FetchRequest(Box::new(FetchRequestT {
-            max_wait_ms: self.config.max_wait_ms,
-            min_bytes: self.config.min_bytes,
-            max_bytes: self.config.max_bytes,
-            partitions: Some(partitions),
-        }));
-        self.client.connection().send(body, Vec::new()).await
+            });
+        }
+        let mut pending = Vec::new();
+        for (leader, partitions) in by_leader {
+            let body = BodyT::FetchRequest(Box::new(FetchRequestT {
+                max_wait_ms: self.config.max_wait_ms,
+                min_bytes: self.config.min_bytes,
+                max_bytes: self.config.max_bytes,
+                partitions: Some(partitions),
+            }));
+            let conn = self.client.connection_to(leader).await?;
+            pending.push(conn.send(body, Vec::new()).await?);
+        }
+        Ok(pending)
     }
 }

@@ -561,7 +561,15 @@ async fn sender_loop(
                 }),
             }]),
         }));
-        let conn = inner.client.connection();
+        // Each partition's batches go to its leader.
+        let conn = match inner.client.leader_connection(&topic, partition).await {
+            Ok(c) => c,
+            Err(e) => {
+                drop(permit);
+                settle(&inner, &outcome, Err(e));
+                continue;
+            }
+        };
         if inner.config.acks == 0 {
             let r = conn.send_oneway(body, vec![batch]).await.map(|()| -1);
             drop(permit);

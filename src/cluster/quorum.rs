@@ -95,6 +95,8 @@ pub struct Output {
     /// Committed entries with data, in log order (Raft's empty entries skipped).
     pub committed: Vec<Committed>,
     pub proposals: Vec<(ProposalId, ProposalOutcome)>,
+    /// Contexts of [`QuorumNode::confirm_leadership`] calls a quorum confirmed.
+    pub confirmed: Vec<Vec<u8>>,
 }
 
 /// A proposal was refused.
@@ -280,6 +282,8 @@ impl QuorumNode {
             self.ready_to_lead = false;
         }
         out.messages.extend(ready.take_messages());
+        out.confirmed
+            .extend(ready.take_read_states().into_iter().map(|r| r.request_ctx));
         self.apply(ready.take_committed_entries(), &mut out);
         let entries = ready.take_entries();
         if !entries.is_empty() {
@@ -361,6 +365,13 @@ impl QuorumNode {
         if self.pending.get(&id.index) == Some(&id) {
             self.pending.remove(&id.index);
         }
+    }
+
+    /// Asks a quorum to confirm this node still leads (Raft's ReadIndex, a
+    /// heartbeat round): `ctx` comes back in [`Output::confirmed`] once a majority
+    /// answered. A leader cut off from its voters never sees it.
+    pub fn confirm_leadership(&mut self, ctx: Vec<u8>) {
+        self.raw.read_index(ctx);
     }
 
     /// Starts an election now (a cluster of one does so at start).

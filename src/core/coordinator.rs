@@ -346,7 +346,12 @@ impl Coordinator {
         if !self.is_active_controller() {
             return Err(self.not_controller());
         }
-        if !self.majority_reachable() {
+        if !self.majority_reachable()
+            || !self
+                .quorum()
+                .confirm_leadership(self.config.metadata_commit_timeout)
+                .await
+        {
             return Err(self.no_majority());
         }
         Ok(match call {
@@ -606,43 +611,19 @@ impl Coordinator {
             };
         }
         match self.epoch.get() {
-            None => match self
-                .controller_register(self.me.clone(), self.incarnation)
-                .await
-            {
-                Ok(epoch) => {
-                    info!(
-                        broker_id = self.me.id.0,
-                        epoch, "registered with the controller"
-                    );
-                    self.epoch.set(Some(epoch));
-                    Lifecycle::Progressed
-                }
-                Err(e) => {
-                    warn!(error = %e.message, "registration failed; retrying");
-                    Lifecycle::Retry
-                }
-            },
+            None => {
+                let r = self
+                    .controller_register(self.me.clone(), self.incarnation)
+                    .await;
+                self.registration_answered(r, self.me.id)
+            }
             Some(epoch) => {
-                let hb = Heartbeat {
-                    broker: self.me.id,
-                    epoch,
-                    applied_offset: self.metadata.borrow().applied_offset,
-                };
-                match self.controller_heartbeat(hb) {
-                    HeartbeatAnswer::StaleEpoch => {
-                        warn!(
-                            epoch,
-                            "the controller no longer knows this broker's epoch; registering again"
-                        );
-                        self.epoch.set(None);
-                        Lifecycle::Progressed
-                    }
-                    // The unfence this heartbeat asked for may have committed at once.
-                    HeartbeatAnswer::Ok { fenced: true } if !self.fenced() => Lifecycle::Progressed,
-                    HeartbeatAnswer::Ok { fenced: true } => Lifecycle::Retry,
-                    HeartbeatAnswer::Ok { fenced: false } => Lifecycle::Steady,
+                let answer = self.controller_heartbeat(self.heartbeat(epoch));
+                // The unfence this heartbeat asked for may have committed at once.
+                if answer == (HeartbeatAnswer::Ok { fenced: true }) && !self.fenced() {
+                    return Lifecycle::Progressed;
                 }
+                self.heartbeat_answered(epoch, Ok(answer))
             }
         }
     }
@@ -658,47 +639,71 @@ impl Coordinator {
             return Lifecycle::Retry;
         }
         match self.epoch.get() {
-            None => match remote
-                .register(leader, self.me.clone(), self.incarnation)
-                .await
-            {
-                Ok(epoch) => {
-                    info!(
-                        broker_id = self.me.id.0,
-                        epoch,
-                        controller = leader.0,
-                        "registered with the controller"
-                    );
-                    self.epoch.set(Some(epoch));
-                    Lifecycle::Progressed
-                }
-                Err(e) => {
-                    debug!(error = %e.message, "registration failed; retrying");
-                    Lifecycle::Retry
-                }
-            },
+            None => {
+                let r = remote
+                    .register(leader, self.me.clone(), self.incarnation)
+                    .await;
+                self.registration_answered(r, leader)
+            }
             Some(epoch) => {
-                let hb = Heartbeat {
-                    broker: self.me.id,
+                let answer = remote.heartbeat(leader, self.heartbeat(epoch)).await;
+                self.heartbeat_answered(epoch, answer)
+            }
+        }
+    }
+
+    fn heartbeat(&self, epoch: u64) -> Heartbeat {
+        Heartbeat {
+            broker: self.me.id,
+            epoch,
+            applied_offset: self.metadata.borrow().applied_offset,
+        }
+    }
+
+    /// What a registration's answer (from `controller`) means for the lifecycle.
+    fn registration_answered(
+        &self,
+        result: Result<u64, PartitionError>,
+        controller: BrokerId,
+    ) -> Lifecycle {
+        match result {
+            Ok(epoch) => {
+                info!(
+                    broker_id = self.me.id.0,
                     epoch,
-                    applied_offset: self.metadata.borrow().applied_offset,
-                };
-                match remote.heartbeat(leader, hb).await {
-                    Ok(HeartbeatAnswer::StaleEpoch) => {
-                        warn!(
-                            epoch,
-                            "the controller no longer knows this broker's epoch; registering again"
-                        );
-                        self.epoch.set(None);
-                        Lifecycle::Progressed
-                    }
-                    Ok(HeartbeatAnswer::Ok { fenced: true }) => Lifecycle::Retry,
-                    Ok(HeartbeatAnswer::Ok { fenced: false }) => Lifecycle::Steady,
-                    Err(e) => {
-                        debug!(error = %e.message, "heartbeat failed; retrying");
-                        Lifecycle::Retry
-                    }
-                }
+                    controller = controller.0,
+                    "registered with the controller"
+                );
+                self.epoch.set(Some(epoch));
+                Lifecycle::Progressed
+            }
+            Err(e) => {
+                debug!(error = %e.message, "registration failed; retrying");
+                Lifecycle::Retry
+            }
+        }
+    }
+
+    /// What a heartbeat's answer means for the lifecycle.
+    fn heartbeat_answered(
+        &self,
+        epoch: u64,
+        answer: Result<HeartbeatAnswer, PartitionError>,
+    ) -> Lifecycle {
+        match answer {
+            Ok(HeartbeatAnswer::StaleEpoch) => {
+                warn!(
+                    epoch,
+                    "the controller no longer knows this broker's epoch; registering again"
+                );
+                self.epoch.set(None);
+                Lifecycle::Progressed
+            }
+            Ok(HeartbeatAnswer::Ok { fenced: true }) => Lifecycle::Retry,
+            Ok(HeartbeatAnswer::Ok { fenced: false }) => Lifecycle::Steady,
+            Err(e) => {
+                debug!(error = %e.message, "heartbeat failed; retrying");
+                Lifecycle::Retry
             }
         }
     }

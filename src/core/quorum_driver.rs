@@ -83,6 +83,9 @@ pub struct QuorumDriver {
     results: RefCell<BTreeMap<u64, Applied>>,
     was_ready: Cell<bool>,
     failed: RefCell<Option<String>>,
+    /// Leadership confirmations asked and the ones a quorum answered.
+    next_confirmation: Cell<u64>,
+    confirmed: RefCell<std::collections::BTreeSet<u64>>,
 }
 
 impl QuorumDriver {
@@ -116,6 +119,8 @@ impl QuorumDriver {
             results: RefCell::new(BTreeMap::new()),
             was_ready: Cell::new(false),
             failed: RefCell::new(None),
+            next_confirmation: Cell::new(1),
+            confirmed: RefCell::new(std::collections::BTreeSet::new()),
         })
     }
 
@@ -199,8 +204,18 @@ impl QuorumDriver {
                     return;
                 }
             };
-            let idle =
-                out.messages.is_empty() && out.committed.is_empty() && out.proposals.is_empty();
+            let idle = out.messages.is_empty()
+                && out.committed.is_empty()
+                && out.proposals.is_empty()
+                && out.confirmed.is_empty();
+            for ctx in &out.confirmed {
+                if let Ok(bytes) = <[u8; 8]>::try_from(ctx.as_slice()) {
+                    self.confirmed
+                        .borrow_mut()
+                        .insert(u64::from_le_bytes(bytes));
+                }
+                self.changed.notify();
+            }
             if !out.messages.is_empty() {
                 self.transport.send(out.messages);
             }
@@ -264,6 +279,37 @@ impl QuorumDriver {
                 self.results.borrow_mut().remove(&id.index);
                 self.node.borrow_mut().forget(id);
                 return Err(ProposalError::TimedOut(timeout.as_millis() as u64));
+            }
+            let wait = self.changed.wait();
+            futures_lite::future::or(
+                async {
+                    wait.await;
+                },
+                glommio::timer::sleep(left.min(Duration::from_millis(TICK_MS))),
+            )
+            .await;
+        }
+    }
+
+    /// Whether a majority of the voters confirms, within `timeout`, that this node
+    /// still leads. Asked before an admin change is appended, so a leader cut off
+    /// from its quorum refuses the change instead of appending a record that could
+    /// commit after its caller was told it failed.
+    pub async fn confirm_leadership(&self, timeout: Duration) -> bool {
+        let id = self.next_confirmation.get();
+        self.next_confirmation.set(id + 1);
+        self.node
+            .borrow_mut()
+            .confirm_leadership(id.to_le_bytes().to_vec());
+        self.pump();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.confirmed.borrow_mut().remove(&id) {
+                return self.leader_ready();
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || !self.leader_ready() {
+                return false;
             }
             let wait = self.changed.wait();
             futures_lite::future::or(
