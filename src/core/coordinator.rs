@@ -381,7 +381,7 @@ impl Coordinator {
             if let (Some(leader), Some(remote)) = (leader, &self.remote) {
                 match remote.admin(leader, call.clone()).await {
                     Ok(outcomes) => {
-                        self.wait_applied_from(leader).await;
+                        self.wait_caught_up().await;
                         return Ok(outcomes);
                     }
                     Err(e) if e.code == ErrorKind::NotController => {}
@@ -407,7 +407,7 @@ impl Coordinator {
     /// After a forwarded change: waits (bounded) until this broker applied and
     /// published what the leader had committed, so the client that asked here
     /// sees its change here.
-    async fn wait_applied_from(&self, _leader: BrokerId) {
+    async fn wait_caught_up(&self) {
         let target = self.quorum().commit_index();
         let deadline = Instant::now() + self.config.metadata_commit_timeout;
         loop {

@@ -280,14 +280,7 @@ impl QuorumDriver {
                 self.node.borrow_mut().forget(id);
                 return Err(ProposalError::TimedOut(timeout.as_millis() as u64));
             }
-            let wait = self.changed.wait();
-            futures_lite::future::or(
-                async {
-                    wait.await;
-                },
-                glommio::timer::sleep(left.min(Duration::from_millis(TICK_MS))),
-            )
-            .await;
+            self.wait_changed(left).await;
         }
     }
 
@@ -309,17 +302,25 @@ impl QuorumDriver {
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() || !self.leader_ready() {
+                // An answer arriving later finds nobody waiting: drop it then.
+                self.confirmed.borrow_mut().remove(&id);
                 return false;
             }
-            let wait = self.changed.wait();
-            futures_lite::future::or(
-                async {
-                    wait.await;
-                },
-                glommio::timer::sleep(left.min(Duration::from_millis(TICK_MS))),
-            )
-            .await;
+            self.wait_changed(left).await;
         }
+    }
+
+    /// Waits for the next change (a resolved proposal, a confirmation, a role
+    /// change), at most `left` and at most a tick.
+    async fn wait_changed(&self, left: Duration) {
+        let wait = self.changed.wait();
+        futures_lite::future::or(
+            async {
+                wait.await;
+            },
+            glommio::timer::sleep(left.min(Duration::from_millis(TICK_MS))),
+        )
+        .await;
     }
 
     /// Proposes `record` without waiting (a decision the next heartbeat or session
