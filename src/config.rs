@@ -41,6 +41,23 @@ pub const BROKER_SESSION_TIMEOUT_MS_DEFAULT: u64 = 9_000;
 /// `metadata.commit.timeout.ms` default: how long an admin request waits for its
 /// metadata record to commit before it fails with REQUEST_TIMED_OUT.
 pub const METADATA_COMMIT_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Kafka's `replica.lag.time.max.ms` default: a follower not caught up for this
+/// long leaves the ISR.
+pub const REPLICA_LAG_TIME_MAX_MS_DEFAULT: u64 = 30_000;
+/// Kafka's `replica.high.watermark.checkpoint.interval.ms` default: how often a
+/// replica writes a moved high watermark to its checkpoint.
+pub const REPLICA_HW_CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 5_000;
+/// Kafka's `replica.fetch.max.bytes` default: batches per partition per replica fetch.
+pub const REPLICA_FETCH_MAX_BYTES_DEFAULT: usize = 1 << 20;
+/// Kafka's `replica.fetch.response.max.bytes` default.
+pub const REPLICA_FETCH_RESPONSE_MAX_BYTES_DEFAULT: usize = 10 << 20;
+/// Kafka's `replica.fetch.wait.max.ms` default: a replica fetch's long poll.
+pub const REPLICA_FETCH_WAIT_MAX_MS_DEFAULT: u64 = 500;
+/// Largest `replica.fetch.response.max.bytes`: what a replica fetch answer's
+/// payload may carry (the first batch comes even when larger, up to
+/// `message.max.bytes`); the follower refuses a payload past the inter-broker
+/// protocol's own bound (128 MiB).
+pub const REPLICA_FETCH_RESPONSE_MAX_BYTES_MAX: usize = 64 << 20;
 /// Most voters `controller.quorum.voters` may list.
 pub const CONTROLLER_VOTERS_MAX: usize = 9;
 /// Kafka's `connections.max.idle.ms` default (10 minutes).
@@ -198,6 +215,16 @@ pub struct BrokerConfig {
     pub auto_create_topics: bool,
     /// `min.insync.replicas`.
     pub min_insync_replicas: i16,
+    /// `replica.lag.time.max.ms`.
+    pub replica_lag_time_max: Duration,
+    /// `replica.high.watermark.checkpoint.interval.ms`.
+    pub replica_hw_checkpoint_interval: Duration,
+    /// `replica.fetch.max.bytes`.
+    pub replica_fetch_max_bytes: usize,
+    /// `replica.fetch.response.max.bytes`.
+    pub replica_fetch_response_max_bytes: usize,
+    /// `replica.fetch.wait.max.ms`.
+    pub replica_fetch_wait_max: Duration,
     /// `socket.request.max.bytes`: largest frame accepted.
     pub socket_request_max_bytes: usize,
     /// `connections.max.idle.ms`: a connection whose peer reads nothing of a pending
@@ -273,6 +300,13 @@ impl Default for BrokerConfig {
             default_replication_factor: 1,
             auto_create_topics: true,
             min_insync_replicas: 1,
+            replica_lag_time_max: Duration::from_millis(REPLICA_LAG_TIME_MAX_MS_DEFAULT),
+            replica_hw_checkpoint_interval: Duration::from_millis(
+                REPLICA_HW_CHECKPOINT_INTERVAL_MS_DEFAULT,
+            ),
+            replica_fetch_max_bytes: REPLICA_FETCH_MAX_BYTES_DEFAULT,
+            replica_fetch_response_max_bytes: REPLICA_FETCH_RESPONSE_MAX_BYTES_DEFAULT,
+            replica_fetch_wait_max: Duration::from_millis(REPLICA_FETCH_WAIT_MAX_MS_DEFAULT),
             socket_request_max_bytes: ringlog_schema::frame::FRAME_BYTES_MAX_DEFAULT,
             connections_max_idle: Duration::from_millis(CONNECTIONS_MAX_IDLE_MS_DEFAULT),
             queued_max_request_bytes: QUEUED_MAX_REQUEST_BYTES_DEFAULT,
@@ -326,6 +360,11 @@ pub const BROKER_KEYS: &[&str] = &[
     "default.replication.factor",
     "auto.create.topics.enable",
     "min.insync.replicas",
+    "replica.lag.time.max.ms",
+    "replica.high.watermark.checkpoint.interval.ms",
+    "replica.fetch.max.bytes",
+    "replica.fetch.response.max.bytes",
+    "replica.fetch.wait.max.ms",
     "message.max.bytes",
     "socket.request.max.bytes",
     "connections.max.idle.ms",
@@ -454,6 +493,20 @@ impl BrokerConfig {
             }
             "auto.create.topics.enable" => self.auto_create_topics = boolean(v).map_err(bad)?,
             "min.insync.replicas" => self.min_insync_replicas = num(v).map_err(bad)?,
+            "replica.lag.time.max.ms" => {
+                self.replica_lag_time_max = Duration::from_millis(positive_ms(v).map_err(bad)?)
+            }
+            "replica.high.watermark.checkpoint.interval.ms" => {
+                self.replica_hw_checkpoint_interval =
+                    Duration::from_millis(positive_ms(v).map_err(bad)?)
+            }
+            "replica.fetch.max.bytes" => self.replica_fetch_max_bytes = num(v).map_err(bad)?,
+            "replica.fetch.response.max.bytes" => {
+                self.replica_fetch_response_max_bytes = num(v).map_err(bad)?
+            }
+            "replica.fetch.wait.max.ms" => {
+                self.replica_fetch_wait_max = Duration::from_millis(positive_ms(v).map_err(bad)?)
+            }
             "message.max.bytes" => self.log.max_batch_bytes = num(v).map_err(bad)?,
             "socket.request.max.bytes" => self.socket_request_max_bytes = num(v).map_err(bad)?,
             "connections.max.idle.ms" => {
@@ -702,6 +755,11 @@ impl BrokerConfig {
             ("queued.max.request.bytes", self.queued_max_request_bytes),
             ("queued.max.response.bytes", self.queued_max_response_bytes),
             ("fetch.max.bytes", self.fetch_max_bytes),
+            ("replica.fetch.max.bytes", self.replica_fetch_max_bytes),
+            (
+                "replica.fetch.response.max.bytes",
+                self.replica_fetch_response_max_bytes,
+            ),
             ("max.connections", self.max_connections),
             ("max.connections.per.ip", self.max_connections_per_ip),
             ("shard.open.files.max", self.shard_open_files_max),
@@ -709,6 +767,16 @@ impl BrokerConfig {
             if v == 0 {
                 return fail(format!("{key} must be > 0"));
             }
+        }
+        if self.replica_fetch_response_max_bytes > REPLICA_FETCH_RESPONSE_MAX_BYTES_MAX {
+            return fail(format!(
+                "replica.fetch.response.max.bytes must be at most {REPLICA_FETCH_RESPONSE_MAX_BYTES_MAX}"
+            ));
+        }
+        if self.replica_fetch_wait_max.as_millis() > u128::from(FETCH_MAX_WAIT_MS_MAX) {
+            return fail(format!(
+                "replica.fetch.wait.max.ms must be at most {FETCH_MAX_WAIT_MS_MAX}"
+            ));
         }
         if self.socket_request_max_bytes > u32::MAX as usize {
             return fail("socket.request.max.bytes must fit in 32 bits".into());

@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod native;
 pub mod net;
 pub mod peer;
+pub mod replication;
 pub mod sync;
 pub mod time;
 pub mod tune;

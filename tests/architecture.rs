@@ -153,7 +153,7 @@ fn the_core_depends_on_no_adapter_and_the_adapters_not_on_each_other() {
 #[test]
 fn the_layers_below_the_core_reach_nothing_above_them() {
     // Partition-level state (groups, metadata), the controller quorum's state
-    // machines (cluster), metrics, config, the async
+    // machines (cluster), replication's rules, metrics, config, the async
     // primitives, socket I/O and the clock are used by the core, the adapters and
     // the client; they must not use them back.
     let above = [
@@ -170,6 +170,7 @@ fn the_layers_below_the_core_reach_nothing_above_them() {
         "groups",
         "metadata",
         "metrics",
+        "replication",
         "sync",
         "config.rs",
         "net.rs",

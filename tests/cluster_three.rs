@@ -360,6 +360,7 @@ mod peer_input {
             cluster_id: None,
             broker_id: id,
             protocol_version: 1,
+            replica_shard: -1,
         }))
     }
 

@@ -85,6 +85,8 @@ pub(crate) fn declared_total_len(buf: &[u8]) -> Option<i64> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchHeader {
     pub base_offset: i64,
+    /// The epoch of the leader that appended the batch (outside the CRC).
+    pub partition_leader_epoch: i32,
     pub magic: i8,
     pub last_offset_delta: i32,
     pub max_timestamp: i64,
@@ -98,6 +100,7 @@ impl BatchHeader {
         }
         Some(Self {
             base_offset: be_i64(buf, 0),
+            partition_leader_epoch: be_i32(buf, LEADER_EPOCH_AT),
             magic: buf[MAGIC_AT] as i8,
             last_offset_delta: be_i32(buf, LAST_OFFSET_DELTA_AT),
             max_timestamp: be_i64(buf, MAX_TIMESTAMP_AT),

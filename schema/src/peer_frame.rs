@@ -10,6 +10,9 @@ use crate::peer::{root_as_peer_envelope_with_opts, PeerEnvelopeT};
 /// Largest inter-broker frame: a Raft append (at most 1 MiB of entries) or a
 /// metadata fetch answer, with room to spare.
 pub const PEER_FRAME_BYTES_MAX: usize = 16 << 20;
+/// Largest payload of batches after a ReplicaFetchResponse envelope: the
+/// response limit (at most 64 MiB) plus one batch over it (at most 64 MiB).
+pub const REPLICA_PAYLOAD_BYTES_MAX: usize = 128 << 20;
 /// Bytes of the `frame_len` prefix.
 pub const PEER_LEN_BYTES: usize = 4;
 
@@ -18,6 +21,8 @@ pub const PEER_LEN_BYTES: usize = 4;
 pub enum PeerFrameError {
     #[error("inter-broker frame of {len} bytes exceeds {PEER_FRAME_BYTES_MAX}")]
     TooLarge { len: usize },
+    #[error("replica fetch payload of {len} bytes exceeds {REPLICA_PAYLOAD_BYTES_MAX}")]
+    PayloadTooLarge { len: usize },
     #[error("empty inter-broker frame")]
     Empty,
     #[error("invalid inter-broker envelope: {0}")]
@@ -32,6 +37,16 @@ pub fn peer_frame_len(prefix: [u8; PEER_LEN_BYTES]) -> Result<usize, PeerFrameEr
     }
     if len == 0 {
         return Err(PeerFrameError::Empty);
+    }
+    Ok(len)
+}
+
+/// The payload length a ReplicaFetchResponse announces, checked against the
+/// limit before a reader allocates for it.
+pub fn replica_payload_len(announced: u32) -> Result<usize, PeerFrameError> {
+    let len = announced as usize;
+    if len > REPLICA_PAYLOAD_BYTES_MAX {
+        return Err(PeerFrameError::PayloadTooLarge { len });
     }
     Ok(len)
 }

@@ -461,7 +461,11 @@ async fn run_shard(
         Latency::NotImportant,
         "background",
     );
+    let cluster = config.controller_voters.len() > 1;
     let shard = Rc::new(Shard::new(id, ctx.shards, config, background, limits));
+    if cluster {
+        shard.set_replica_wire(Rc::new(crate::peer::replica::PeerReplicaWire));
+    }
     // Bind before joining the mesh: connections wait in the backlog until ready.
     let listener = TcpListener::bind(native_addr);
     let kafka_listener = kafka_addr.map(|a| (a, TcpListener::bind(a)));
@@ -517,6 +521,9 @@ async fn run_shard(
         let _ =
             glommio::spawn_local_into(bg.background_loop(), shard.background).map(|t| t.detach());
         glommio::spawn_local(shard.clone().group_timers()).detach();
+        if cluster {
+            glommio::spawn_local(crate::core::replica::run_isr_checks(shard.clone())).detach();
+        }
         let serve = |shard, stream, admission: Admission| {
             glommio::spawn_local(async move {
                 crate::native::connection::serve(shard, stream).await;

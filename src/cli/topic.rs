@@ -111,7 +111,7 @@ pub fn run(cmd: TopicCommand) -> anyhow::Result<i32> {
                             .join(",")
                     };
                     println!(
-                        "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}\tShard: {}\tLogStart: {}\tLogEnd: {}",
+                        "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}\tShard: {}\tLogStart: {}\tHighWatermark: {}\tLogEnd: {}",
                         t.name,
                         p.partition,
                         // Kafka's kafka-topics prints an offline partition so.
@@ -120,6 +120,7 @@ pub fn run(cmd: TopicCommand) -> anyhow::Result<i32> {
                         list(p.isr),
                         p.shard,
                         p.log_start,
+                        p.high_watermark,
                         p.log_end
                     );
                 }

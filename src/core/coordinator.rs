@@ -50,7 +50,7 @@ use crate::core::quorum_driver::{
 };
 use crate::core::remote::{AdminCall, RemoteController};
 use crate::metadata::model::MetadataError;
-use crate::metadata::records::{Applied, MetadataRecord};
+use crate::metadata::records::{Applied, IsrChange, MetadataRecord};
 use crate::metadata::{store, BrokerId, BrokerInfo, ClusterMetadata, TopicMeta};
 use crate::sync::join::join_all;
 use crate::sync::signal::Signal;
@@ -254,6 +254,33 @@ impl Coordinator {
         let _ = self.mesh.set(mesh);
     }
 
+    /// This broker's data shards.
+    pub fn shards(&self) -> u16 {
+        self.shards
+    }
+
+    /// Hands a welcomed replica-fetch connection (`fd`, which the callee owns from
+    /// now on) to data shard `shard`, which serves `follower` on it.
+    pub async fn adopt_replica_connection(
+        &self,
+        shard: u16,
+        fd: i32,
+        follower: BrokerId,
+    ) -> Result<(), String> {
+        let pending = self
+            .mesh()
+            .send_to_shard(ringlog_shards::ShardId(shard), |answer| {
+                ShardRequest::AdoptReplicaConnection {
+                    fd,
+                    follower,
+                    answer,
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        pending.recv().await.map_err(|e| e.to_string())
+    }
+
     fn mesh(&self) -> &BrokerMesh {
         self.mesh
             .get()
@@ -364,7 +391,38 @@ impl Coordinator {
                 topics,
                 validate_only,
             } => self.create_partitions(topics, validate_only).await,
+            AdminCall::AlterPartition(change) => self.alter_partition(change).await,
         })
+    }
+
+    /// Commits a leader's ISR change if it fits the metadata as it is (checked
+    /// here for a precise answer, and again where the record is applied).
+    async fn alter_partition(&self, change: IsrChange) -> Vec<TopicOutcome> {
+        let name = change.topic.clone();
+        let refused = |message: String| {
+            vec![TopicOutcome {
+                name: name.clone(),
+                error: Some(PartitionError::new(ErrorKind::InvalidRequest, message)),
+            }]
+        };
+        let Ok(_permit) = self.admin.acquire_permit(1).await else {
+            return Vec::new();
+        };
+        if let Err(reason) = self.metadata.borrow().check_isr_change(&change) {
+            return refused(reason);
+        }
+        let record = MetadataRecord::AlterPartition(change);
+        match self.commit(&record).await {
+            Ok(committed) => {
+                let error = self.outcome_of(&committed, &name);
+                self.answer_after_publish(vec![TopicOutcome { name, error }], committed.offset)
+                    .await
+            }
+            Err(e) => vec![TopicOutcome {
+                name,
+                error: Some(e),
+            }],
+        }
     }
 
     /// An admin change from a client of this broker: served here when this broker
@@ -879,6 +937,21 @@ impl Coordinator {
                     validate_only,
                 };
                 answer.send(every_or_error(names, self.admin(call).await))
+            }
+            CoordinatorRequest::AlterPartition { change, answer } => {
+                let name = change.topic.clone();
+                let result = self.admin(AdminCall::AlterPartition(change)).await;
+                answer.send(match result {
+                    Ok(outcomes) => match outcomes.into_iter().find(|o| o.name == name) {
+                        Some(TopicOutcome { error: None, .. }) => Ok(()),
+                        Some(TopicOutcome { error: Some(e), .. }) => Err(e),
+                        None => Err(PartitionError::new(
+                            ErrorKind::UnknownServerError,
+                            "the controller gave no outcome for the ISR change",
+                        )),
+                    },
+                    Err(e) => Err(e),
+                })
             }
             CoordinatorRequest::DescribeCluster { answer } => answer.send(ClusterView {
                 metadata: Arc::new(self.metadata()),

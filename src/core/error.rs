@@ -26,6 +26,13 @@ pub enum ErrorKind {
     InvalidTopic,
     RecordListTooLarge,
     NotEnoughReplicas,
+    /// The batch was written on the leader, then the ISR fell below
+    /// `min.insync.replicas` before it was replicated.
+    NotEnoughReplicasAfterAppend,
+    /// A replica fetch or request carried an epoch older than the leader's.
+    FencedLeaderEpoch,
+    /// A replica fetch carried an epoch newer than this broker knows.
+    UnknownLeaderEpoch,
     InvalidRequiredAcks,
     IllegalGeneration,
     InconsistentGroupProtocol,
@@ -78,7 +85,9 @@ pub fn storage_error(e: &StorageError) -> PartitionError {
     let code = match e {
         StorageError::InvalidBatch(BatchError::TooLarge { .. }) => ErrorKind::MessageTooLarge,
         StorageError::InvalidBatch(_) => ErrorKind::CorruptMessage,
-        StorageError::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
+        StorageError::OffsetOutOfRange { .. } | StorageError::NotContiguous { .. } => {
+            ErrorKind::OffsetOutOfRange
+        }
         // Truncation happens when a leader becomes a follower: the producer retries
         // on the new leader.
         StorageError::Closed { .. } | StorageError::Truncated { .. } => {

@@ -37,6 +37,31 @@ pub struct PartitionRead {
     pub max_bytes: u32,
 }
 
+/// When a produce is answered (Kafka's `acks`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acks {
+    /// 0: never (the producer does not wait); the batch is still appended and
+    /// committed like acks=1.
+    None,
+    /// 1: once the leader has it (durable under `log.flush = batch`).
+    Leader,
+    /// -1: once every in-sync replica has it durable (the high watermark passed
+    /// it), refused up front while the ISR is below `min.insync.replicas`.
+    All,
+}
+
+impl Acks {
+    /// The wire's value (0, 1 or -1); `None` for anything else.
+    pub fn from_wire(acks: i16) -> Option<Self> {
+        match acks {
+            0 => Some(Self::None),
+            1 => Some(Self::Leader),
+            -1 => Some(Self::All),
+            _ => None,
+        }
+    }
+}
+
 /// Identifies a partition in a message.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PartitionKey {
@@ -82,11 +107,27 @@ pub enum ShardRequest {
     },
     /// Stop accepting, finish in-flight requests, close every log cleanly.
     Shutdown { answer: Answer<()> },
-    /// Append these batches: (base offset, log start), once committed.
+    /// Append these batches: (base offset, log start), once committed as `acks`
+    /// asks, within `timeout` for the replication wait.
     Produce {
         key: PartitionKey,
         records: Bytes,
+        acks: Acks,
+        timeout: std::time::Duration,
         answer: Answer<Result<(i64, i64), PartitionError>>,
+    },
+    /// A follower's long poll over partitions this shard leads.
+    ReplicaFetch {
+        fetch: crate::core::replica::ReplicaFetch,
+        answer: Answer<Vec<crate::core::replica::ReplicaAnswer>>,
+    },
+    /// Serve replica fetches from `follower` on this connection (a socket the
+    /// inter-broker listener accepted and welcomed, handed over as a descriptor
+    /// the shard now owns).
+    AdoptReplicaConnection {
+        fd: i32,
+        follower: crate::metadata::BrokerId,
+        answer: Answer<()>,
     },
     /// Reads these partitions of the owner, in order, within `limit` bytes in all
     /// (the first data always comes, as in Kafka, so a large batch cannot stall a
@@ -146,6 +187,12 @@ pub enum CoordinatorRequest {
     },
     /// The cluster as this broker sees it: metadata, active controller and term.
     DescribeCluster { answer: Answer<ClusterView> },
+    /// A partition this broker leads changes its ISR: through the active
+    /// controller, answered once committed (or refused, with the reason).
+    AlterPartition {
+        change: crate::metadata::records::IsrChange,
+        answer: Answer<Result<(), PartitionError>>,
+    },
 }
 
 /// The cluster as one broker sees it (`ringlog cluster describe`).
@@ -166,6 +213,7 @@ impl CoordinatorRequest {
             | Self::AutoCreate { answer, .. }
             | Self::CreatePartitions { answer, .. } => answer.refuse(),
             Self::DescribeCluster { answer } => answer.refuse(),
+            Self::AlterPartition { answer, .. } => answer.refuse(),
         }
     }
 }

@@ -1,10 +1,12 @@
 //! A partition as its owner shard serves it: the log, its high watermark, and the
 //! signal that wakes long-polling fetches.
 //!
-//! High watermark: what consumers may read. On a single broker it is the durable
-//! offset under `log.flush = batch` (consumers never see a record a crash could take
-//! back) and the log end otherwise. Replication (a later issue) lowers it to the
-//! minimum log end over the ISR.
+//! High watermark: what consumers may read. The partition's [`Role`] decides it:
+//! a leader's is the lowest durable log end over the ISR (`replication::leader`),
+//! a follower's is the leader's last word, and a partition outside any cluster role
+//! (unit tests, an offline partition) uses its own: the durable offset under
+//! `log.flush = batch` (consumers never see a record a crash could take back), the
+//! log end otherwise.
 
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
@@ -20,10 +22,13 @@ use crate::core::error::ErrorKind;
 
 use crate::core::error::{batch_error, storage_error};
 use crate::core::group_coordinator::OffsetsLog;
-use crate::core::messages::{FetchData, PartitionError, PartitionOffsets};
+use crate::core::hw_checkpoint;
+use crate::core::messages::{Acks, FetchData, PartitionError, PartitionOffsets};
 use crate::core::producer_snapshot;
 use crate::core::producer_state::{last_sequence, LoggedBatch, ProducerState, Verdict};
+use crate::metadata::BrokerId;
 use crate::metrics::PartitionStats;
+use crate::replication::leader::LeaderReplicas;
 use crate::sync::signal::{Latch, Signal};
 use crate::time::now_ms;
 use tracing::info;
@@ -40,13 +45,40 @@ pub enum FirstBatch {
     WithinLimit,
 }
 
+/// What this broker is for a partition, with the state that role needs.
+#[derive(Clone, Debug)]
+pub enum Role {
+    /// No cluster role: the high watermark is the partition's own committed end.
+    Standalone,
+    /// Leading in `epoch`: the followers' progress and the high watermark.
+    Leader {
+        epoch: i32,
+        replicas: LeaderReplicas,
+    },
+    /// Following `leader` in `epoch`, with the high watermark it last sent.
+    /// `leader` is `None` while the partition has none (offline).
+    Follower {
+        leader: Option<BrokerId>,
+        epoch: i32,
+        high_watermark: i64,
+    },
+}
+
 /// A partition owned by this shard.
 pub struct Partition {
     pub topic: String,
     pub partition: i32,
     pub log: PartitionLog,
-    /// Notified whenever the high watermark may have moved.
+    /// Notified whenever the high watermark may have moved (or the role changed).
     arrived: Signal,
+    /// Notified after every append, before it is durable: replica fetches wait on
+    /// it, so followers copy a batch while the leader's fdatasync runs.
+    appended: Signal,
+    role: RefCell<Role>,
+    /// The high watermark last written to (or read from) the partition's
+    /// checkpoint, capped at the log end when read (-1: none): the floor a new role
+    /// starts from (`hw_checkpoint`).
+    checkpointed_hw: Cell<i64>,
     /// Idempotent producers' sequences, rebuilt from the log's last segments on
     /// first use (`producers_loaded`).
     producers: RefCell<ProducerState>,
@@ -66,11 +98,17 @@ pub struct Partition {
 
 impl Partition {
     pub fn new(topic: String, partition: i32, log: PartitionLog) -> Self {
+        let checkpointed_hw = hw_checkpoint::load(log.dir()).map_or(-1, |hw| {
+            hw.min(log.log_end_offset().0).max(log.log_start_offset().0)
+        });
         Self {
             topic,
             partition,
             log,
             arrived: Signal::default(),
+            appended: Signal::default(),
+            role: RefCell::new(Role::Standalone),
+            checkpointed_hw: Cell::new(checkpointed_hw),
             producers: RefCell::new(ProducerState::default()),
             producers_loaded: Latch::default(),
             producers_loading: Cell::new(false),
@@ -88,9 +126,254 @@ impl Partition {
     }
 
     pub fn high_watermark(&self) -> i64 {
+        match &*self.role.borrow() {
+            Role::Standalone => self.committed_end(),
+            Role::Leader { replicas, .. } => replicas.high_watermark(),
+            Role::Follower { high_watermark, .. } => *high_watermark,
+        }
+    }
+
+    /// This replica's own committed log end: what it reports to a leader and what
+    /// it counts as its own in the high watermark. Durable under
+    /// `log.flush = batch`; under `interval`/`os` the operator chose to trust the
+    /// page cache, and the log end counts.
+    pub fn committed_end(&self) -> i64 {
         match self.log.config().flush {
             FlushPolicy::Batch => self.log.durable_offset().0,
             FlushPolicy::Interval(_) | FlushPolicy::Os => self.log.log_end_offset().0,
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        self.role.borrow().clone()
+    }
+
+    /// Leads the partition in `epoch` with these replicas and ISR. A new epoch is
+    /// written into the log's epoch cache at the log end before anything is
+    /// appended in it (so a follower that diverged is told where); the same epoch
+    /// again only updates the membership.
+    pub async fn lead(
+        &self,
+        me: BrokerId,
+        epoch: i32,
+        replicas: &[BrokerId],
+        isr: &[BrokerId],
+        min_insync: usize,
+        now_ms: i64,
+    ) -> Result<(), PartitionError> {
+        let current = self.role.borrow().clone();
+        if let Role::Leader { epoch: e, .. } = &current {
+            if *e == epoch {
+                let moved = match &mut *self.role.borrow_mut() {
+                    Role::Leader { replicas: r, .. } => {
+                        r.set_membership(replicas, isr, min_insync, now_ms)
+                    }
+                    _ => false,
+                };
+                if moved {
+                    self.arrived.notify();
+                }
+                return Ok(());
+            }
+        }
+        self.log
+            .begin_leader_epoch(epoch)
+            .await
+            .map_err(|e| storage_error(&e))?;
+        let known = match current {
+            Role::Standalone => self.checkpointed_hw.get().max(0),
+            Role::Leader { replicas, .. } => replicas.high_watermark(),
+            Role::Follower { high_watermark, .. } => high_watermark,
+        };
+        let state = LeaderReplicas::new(
+            me,
+            replicas,
+            isr,
+            min_insync,
+            known,
+            self.committed_end(),
+            now_ms,
+        );
+        *self.role.borrow_mut() = Role::Leader {
+            epoch,
+            replicas: state,
+        };
+        info!(topic = %self.topic, partition = self.partition, epoch, "leading");
+        self.arrived.notify();
+        Ok(())
+    }
+
+    /// Follows `leader` in `epoch` (or, with `None`, waits for a leader). Produces
+    /// waiting for replication here get NOT_LEADER_OR_FOLLOWER.
+    pub fn follow(&self, leader: Option<BrokerId>, epoch: i32) {
+        self.log.set_leader_epoch(-1);
+        // A partition just opened has only its checkpoint to go by: its own log end
+        // may hold records that were never committed.
+        let known = match &*self.role.borrow() {
+            Role::Standalone => self.checkpointed_hw.get().max(0),
+            Role::Leader { replicas, .. } => replicas.high_watermark(),
+            Role::Follower { high_watermark, .. } => *high_watermark,
+        }
+        .min(self.log.log_end_offset().0);
+        let next = Role::Follower {
+            leader,
+            epoch,
+            high_watermark: known,
+        };
+        let was_leader = matches!(*self.role.borrow(), Role::Leader { .. });
+        *self.role.borrow_mut() = next;
+        if was_leader {
+            info!(topic = %self.topic, partition = self.partition, epoch, "no longer leading");
+        }
+        self.arrived.notify();
+        self.appended.notify();
+    }
+
+    /// Writes the high watermark to the partition's checkpoint if it moved since the
+    /// last write (a replicated role only: a standalone partition's is its durable
+    /// end, found again at open).
+    pub fn checkpoint_high_watermark(&self) -> std::io::Result<()> {
+        let hw = match &*self.role.borrow() {
+            Role::Standalone => return Ok(()),
+            Role::Leader { replicas, .. } => replicas.high_watermark(),
+            Role::Follower { high_watermark, .. } => *high_watermark,
+        };
+        if hw <= self.checkpointed_hw.get() {
+            return Ok(());
+        }
+        hw_checkpoint::store(self.log.dir(), hw)?;
+        self.checkpointed_hw.set(hw);
+        Ok(())
+    }
+
+    /// A follower learned the leader's high watermark (never above what it holds).
+    pub fn set_follower_high_watermark(&self, leader_hw: i64) {
+        if let Role::Follower { high_watermark, .. } = &mut *self.role.borrow_mut() {
+            let hw = leader_hw.min(self.log.log_end_offset().0);
+            if hw > *high_watermark {
+                *high_watermark = hw;
+            }
+        }
+    }
+
+    /// The leader's own committed end moved (an append became durable): the high
+    /// watermark may follow.
+    fn note_committed(&self) {
+        let end = self.committed_end();
+        let moved = match &mut *self.role.borrow_mut() {
+            Role::Leader { replicas, .. } => replicas.leader_durable(end),
+            _ => false,
+        };
+        if moved {
+            self.arrived.notify();
+        }
+    }
+
+    /// Runs `f` on the leader state; `None` when not leading.
+    pub fn with_leader<T>(&self, f: impl FnOnce(i32, &mut LeaderReplicas) -> T) -> Option<T> {
+        match &mut *self.role.borrow_mut() {
+            Role::Leader { epoch, replicas } => Some(f(*epoch, replicas)),
+            _ => None,
+        }
+    }
+
+    /// Wakes whoever waits for the high watermark (after a follower's fetch moved
+    /// it).
+    pub fn high_watermark_moved(&self) {
+        self.arrived.notify();
+    }
+
+    /// Resolves at the next append (replica fetches long-poll on it).
+    pub fn appended(&self) -> crate::sync::signal::Wait<'_> {
+        self.appended.wait()
+    }
+
+    /// Refuses acks=all up front when the ISR is below `min.insync.replicas`, and
+    /// any produce on a follower.
+    fn check_can_append(&self, acks: Acks) -> Result<(), PartitionError> {
+        match &*self.role.borrow() {
+            Role::Standalone => Ok(()),
+            Role::Follower { .. } => Err(PartitionError::new(
+                ErrorKind::NotLeaderOrFollower,
+                format!(
+                    "this broker does not lead {}-{}",
+                    self.topic, self.partition
+                ),
+            )),
+            Role::Leader { replicas, .. } => {
+                if acks == Acks::All && !replicas.enough_in_sync() {
+                    return Err(PartitionError::new(
+                        ErrorKind::NotEnoughReplicas,
+                        format!(
+                            "{}-{}: {} in-sync replica(s) {:?}, min.insync.replicas is {}",
+                            self.topic,
+                            self.partition,
+                            replicas.isr().len(),
+                            replicas.isr(),
+                            replicas.min_insync()
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits until the high watermark reaches `end` (acks=all), or `deadline`.
+    async fn wait_replicated(
+        &self,
+        end: i64,
+        deadline: std::time::Instant,
+    ) -> Result<(), PartitionError> {
+        loop {
+            let changed = self.arrived.wait();
+            match &*self.role.borrow() {
+                Role::Standalone => {
+                    if self.committed_end() >= end {
+                        return Ok(());
+                    }
+                }
+                Role::Leader { replicas, .. } => {
+                    if replicas.high_watermark() >= end {
+                        return Ok(());
+                    }
+                    if !replicas.enough_in_sync() {
+                        return Err(PartitionError::new(
+                            ErrorKind::NotEnoughReplicasAfterAppend,
+                            format!(
+                                "{}-{}: written on the leader, but the ISR {:?} fell below min.insync.replicas {}",
+                                self.topic,
+                                self.partition,
+                                replicas.isr(),
+                                replicas.min_insync()
+                            ),
+                        ));
+                    }
+                }
+                Role::Follower { .. } => {
+                    return Err(PartitionError::new(
+                        ErrorKind::NotLeaderOrFollower,
+                        format!(
+                            "{}-{}: leadership moved before the write was replicated",
+                            self.topic, self.partition
+                        ),
+                    ))
+                }
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(PartitionError::new(
+                    ErrorKind::RequestTimedOut,
+                    format!(
+                        "{}-{}: written on the leader, not replicated to the ISR in time",
+                        self.topic, self.partition
+                    ),
+                ));
+            }
+            futures_lite::future::or(changed, async {
+                glommio::timer::sleep(left).await;
+            })
+            .await;
         }
     }
 
@@ -106,7 +389,14 @@ impl Partition {
     /// then appends them together, in order, with no other request's batches between
     /// them, and returns once they are committed under the flush policy. Returns the
     /// first batch's base offset and the log start.
-    pub async fn produce(&self, records: Bytes) -> Result<(i64, i64), PartitionError> {
+    pub async fn produce(
+        &self,
+        records: Bytes,
+        acks: Acks,
+        timeout: std::time::Duration,
+    ) -> Result<(i64, i64), PartitionError> {
+        let deadline = std::time::Instant::now() + timeout;
+        self.check_can_append(acks)?;
         let config = self.log.config();
         let policy = ProducePolicy {
             max_batch_bytes: config.max_batch_bytes,
@@ -136,10 +426,14 @@ impl Partition {
             // between them, so sequences are checked in arrival order.
             loop {
                 let settled = self.producers_settled.wait();
-                match self.producers.borrow_mut().check(pid, epoch, first, last) {
+                let verdict = self.producers.borrow_mut().check(pid, epoch, first, last);
+                match verdict {
                     Verdict::Append => break,
                     Verdict::Duplicate(offset) => {
-                        return Ok((offset, self.log.log_start_offset().0))
+                        if acks == Acks::All {
+                            self.wait_replicated(offset + 1, deadline).await?;
+                        }
+                        return Ok((offset, self.log.log_start_offset().0));
                     }
                     Verdict::InFlight => {}
                     Verdict::Reject(code, message) => {
@@ -152,35 +446,79 @@ impl Partition {
             {
                 let mut producers = self.producers.borrow_mut();
                 match &appended {
-                    Ok(base) => producers.appended(pid, epoch, first, last, *base, now),
+                    Ok((base, _)) => producers.appended(pid, epoch, first, last, *base, now),
                     Err(_) => producers.failed(pid, epoch, first, last),
                 }
             }
             self.producers_settled.notify();
-            let base = appended?;
+            let (base, end) = appended?;
             self.arrived.notify();
             self.snapshot_after_roll().await;
+            if acks == Acks::All {
+                self.wait_replicated(end, deadline).await?;
+            }
             return Ok((base, self.log.log_start_offset().0));
         }
-        let base = self.append(batches).await?;
+        let (base, end) = self.append(batches).await?;
         self.arrived.notify();
+        if acks == Acks::All {
+            self.wait_replicated(end, deadline).await?;
+        }
         Ok((base, self.log.log_start_offset().0))
     }
 
     /// Appends validated batches together, committed under the flush policy, and
-    /// counts them; returns the first one's base offset.
-    async fn append(&self, batches: Vec<CheckedBatch>) -> Result<i64, PartitionError> {
+    /// counts them; returns the first one's base offset and the offset after the
+    /// last. Followers are woken as soon as the batches are in the log, so they
+    /// copy them while the leader's own fdatasync runs.
+    async fn append(&self, batches: Vec<CheckedBatch>) -> Result<(i64, i64), PartitionError> {
         let (bytes, records) = batches.iter().fold((0, 0), |(bytes, records), b| {
             let n = u64::try_from(b.record_count()).unwrap_or(0);
             (bytes + b.size() as u64, records + n)
         });
         let infos = self
             .log
-            .append_checked_committed(batches)
+            .append_checked(batches)
             .await
             .map_err(|e| storage_error(&e))?;
+        self.appended.notify();
+        let infos = self
+            .log
+            .commit_appended(infos)
+            .await
+            .map_err(|e| storage_error(&e))?;
+        self.note_committed();
         self.stats.produced(bytes, records);
-        Ok(infos.first().map_or(-1, |i| i.base_offset.0))
+        let base = infos.first().map_or(-1, |i| i.base_offset.0);
+        let end = infos.last().map_or(-1, |i| i.last_offset.0 + 1);
+        Ok((base, end))
+    }
+
+    /// A follower's append of batches fetched from the leader (CRC checked,
+    /// offsets and epochs as the leader wrote them), committed under the flush
+    /// policy before it returns: the next fetch then reports a durable end.
+    pub async fn append_replicated(
+        &self,
+        batches: Vec<CheckedBatch>,
+    ) -> Result<(), PartitionError> {
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let (bytes, records) = batches.iter().fold((0, 0), |(bytes, records), b| {
+            let n = u64::try_from(b.record_count()).unwrap_or(0);
+            (bytes + b.size() as u64, records + n)
+        });
+        let infos = self
+            .log
+            .append_replicated(batches)
+            .await
+            .map_err(|e| storage_error(&e))?;
+        self.log
+            .commit_appended(infos)
+            .await
+            .map_err(|e| storage_error(&e))?;
+        self.stats.replicated(bytes, records);
+        Ok(())
     }
 
     /// Reads the log from `from` (at least the log start) up to `end()` (batches
@@ -467,6 +805,10 @@ pub fn check_batches(
     Ok(batches)
 }
 
+/// How long an offset commit waits for the `__consumer_offsets` ISR (Kafka's
+/// `offsets.commit.timeout.ms` default).
+const OFFSET_COMMIT_REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Bytes read per step when a group coordinator rebuilds committed offsets.
 const OFFSETS_LOAD_READ_BYTES: usize = 1 << 20;
 
@@ -475,7 +817,10 @@ const OFFSETS_LOAD_READ_BYTES: usize = 1 << 20;
 /// watermark.
 impl OffsetsLog for Partition {
     async fn append(&self, records: Bytes) -> Result<(), PartitionError> {
-        self.produce(records).await.map(|_| ())
+        // Commits are acknowledged like acks=all produces.
+        self.produce(records, Acks::All, OFFSET_COMMIT_REPLICATION_TIMEOUT)
+            .await
+            .map(|_| ())
     }
 
     async fn replay(&self, visit: impl FnMut(RecordBatch)) -> Result<u64, PartitionError> {
@@ -499,6 +844,8 @@ mod tests {
     use ringlog_storage::LogConfig;
 
     use crate::sync::run_on_executor as run;
+
+    const T: std::time::Duration = std::time::Duration::from_secs(5);
 
     fn idempotent_batch(pid: i64, epoch: i16, base_sequence: i32, records: usize) -> Bytes {
         let mut b = BatchBuilder::new();
@@ -534,7 +881,7 @@ mod tests {
             b.push(None, Some(Bytes::from_static(b"v")), &[], 1_700_000_000_000);
             let batch = b.build().expect("batch");
             let before = ringlog_schema::crc_checks_on_this_thread();
-            p.produce(batch).await.expect("produce");
+            p.produce(batch, Acks::All, T).await.expect("produce");
             assert_eq!(ringlog_schema::crc_checks_on_this_thread() - before, 1);
         });
     }
@@ -548,18 +895,30 @@ mod tests {
         run(move || async move {
             let p = open(&dir).await;
             let first = idempotent_batch(42, 0, 0, 3);
-            assert_eq!(p.produce(first.clone()).await.expect("first").0, 0);
-            assert_eq!(p.produce(first).await.expect("retry of first").0, 0);
+            assert_eq!(
+                p.produce(first.clone(), Acks::All, T)
+                    .await
+                    .expect("first")
+                    .0,
+                0
+            );
+            assert_eq!(
+                p.produce(first, Acks::All, T)
+                    .await
+                    .expect("retry of first")
+                    .0,
+                0
+            );
 
             fault::inject(&dir, FaultOp::Write, libc::ENOSPC);
             let second = idempotent_batch(42, 0, 3, 2);
             let e = p
-                .produce(second.clone())
+                .produce(second.clone(), Acks::All, T)
                 .await
                 .expect_err("the disk is full");
             assert_eq!(e.code, ErrorKind::KafkaStorageError, "{e:?}");
             let e = p
-                .produce(second.clone())
+                .produce(second.clone(), Acks::All, T)
                 .await
                 .expect_err("retry, still failing");
             assert_eq!(e.code, ErrorKind::KafkaStorageError, "retry: {e:?}");
@@ -568,8 +927,17 @@ mod tests {
 
             // After a restart the retry lands, once, right after the first batch.
             let p = open(&dir).await;
-            assert_eq!(p.produce(second.clone()).await.expect("second").0, 3);
-            assert_eq!(p.produce(second).await.expect("its retry").0, 3);
+            assert_eq!(
+                p.produce(second.clone(), Acks::All, T)
+                    .await
+                    .expect("second")
+                    .0,
+                3
+            );
+            assert_eq!(
+                p.produce(second, Acks::All, T).await.expect("its retry").0,
+                3
+            );
             assert_eq!(p.log.log_end_offset().0, 5);
         });
     }
@@ -582,11 +950,70 @@ mod tests {
             let p = open(&dir).await;
             fault::inject(&dir, FaultOp::Sync, libc::EIO);
             let batch = idempotent_batch(7, 0, 0, 1);
-            let e = p.produce(batch.clone()).await.expect_err("sync fails");
+            let e = p
+                .produce(batch.clone(), Acks::All, T)
+                .await
+                .expect_err("sync fails");
             assert_eq!(e.code, ErrorKind::KafkaStorageError, "{e:?}");
-            let e = p.produce(batch).await.expect_err("the log refuses writes");
+            let e = p
+                .produce(batch, Acks::All, T)
+                .await
+                .expect_err("the log refuses writes");
             assert_eq!(e.code, ErrorKind::KafkaStorageError, "retry: {e:?}");
             fault::clear(&dir);
+        });
+    }
+
+    fn one_record() -> Bytes {
+        let mut b = BatchBuilder::new();
+        b.push(None, Some(Bytes::from_static(b"v")), &[], 1_700_000_000_000);
+        b.build().expect("batch")
+    }
+
+    /// Issue 17 §2: a replica opened again starts from its checkpointed high
+    /// watermark — not from 0 (consumers would see it go backwards), and not from
+    /// its own log end (records there may never have been committed).
+    #[test]
+    fn a_reopened_replica_starts_from_its_checkpointed_high_watermark() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("t-0");
+        run(move || async move {
+            let p = open(&dir).await;
+            for _ in 0..3 {
+                p.produce(one_record(), Acks::Leader, T)
+                    .await
+                    .expect("produce");
+            }
+            assert_eq!(p.log.log_end_offset().0, 3);
+            // As a follower whose leader said 2 was committed.
+            p.follow(Some(BrokerId(1)), 1);
+            p.set_follower_high_watermark(2);
+            assert_eq!(p.high_watermark(), 2);
+            p.checkpoint_high_watermark().expect("checkpoint");
+            p.log.close().await.expect("close");
+            drop(p);
+
+            let p = open(&dir).await;
+            p.follow(Some(BrokerId(1)), 1);
+            assert_eq!(
+                p.high_watermark(),
+                2,
+                "follower: the checkpoint, not the log end"
+            );
+            drop(p);
+
+            let p = open(&dir).await;
+            p.lead(
+                BrokerId(0),
+                2,
+                &[BrokerId(0), BrokerId(1), BrokerId(2)],
+                &[BrokerId(0), BrokerId(1), BrokerId(2)],
+                2,
+                now_ms(),
+            )
+            .await
+            .expect("lead");
+            assert_eq!(p.high_watermark(), 2, "leader: no follower fetched yet");
         });
     }
 }

@@ -26,6 +26,8 @@ pub enum AdminCall {
         topics: Vec<(String, i32)>,
         validate_only: bool,
     },
+    /// A partition leader's ISR change.
+    AlterPartition(crate::metadata::records::IsrChange),
 }
 
 /// Calls on the active controller at broker `leader`. Each is bounded in time by

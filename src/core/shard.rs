@@ -3,7 +3,7 @@
 //! touched only by its own executor.
 
 use std::cell::{Cell, OnceCell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +22,9 @@ use crate::core::memory::MemoryBudget;
 use crate::core::messages::{
     Answer, BrokerMesh, FetchData, PartitionError, PartitionKey, PartitionRead, ShardRequest,
 };
-use crate::core::partition::{FirstBatch, Partition};
+use crate::core::partition::{FirstBatch, Partition, Role};
 use crate::core::partition_dir;
+use crate::core::replica::{ReplicaWire, Source};
 use crate::groups::offsets::OFFSETS_TOPIC;
 use crate::metadata::{BrokerId, ClusterMetadata, TopicMeta};
 use crate::metrics::{PartitionSnapshot, ShardSnapshot, ShardStats};
@@ -68,6 +69,10 @@ pub struct Shard {
     /// files (`shard.open.files.max`) and preallocated space
     /// (`shard.preallocate.max.bytes`).
     pub logs: LogShared,
+    /// How replication reaches other brokers; unset on a cluster of one.
+    replica_wire: OnceCell<Rc<dyn ReplicaWire>>,
+    /// The leader shards this shard's fetchers pull from, one fetcher each.
+    fetchers: RefCell<BTreeSet<Source>>,
 }
 
 impl Shard {
@@ -112,7 +117,47 @@ impl Shard {
             response_memory,
             connection_limits,
             logs,
+            replica_wire: OnceCell::new(),
+            fetchers: RefCell::new(BTreeSet::new()),
         }
+    }
+
+    /// Gives the shard the wire replication uses (the daemon does, for a cluster
+    /// member).
+    pub fn set_replica_wire(&self, wire: Rc<dyn ReplicaWire>) {
+        let _ = self.replica_wire.set(wire);
+    }
+
+    pub fn replica_wire(&self) -> Option<Rc<dyn ReplicaWire>> {
+        self.replica_wire.get().cloned()
+    }
+
+    /// A fetcher stopped (nothing left to follow there, or shutdown).
+    pub fn fetcher_done(&self, source: Source) {
+        self.fetchers.borrow_mut().remove(&source);
+    }
+
+    /// Where a voter's inter-broker listener is (`controller.quorum.voters`).
+    pub fn voter_addr(&self, broker: BrokerId) -> Option<std::net::SocketAddr> {
+        self.config
+            .controller_voters
+            .iter()
+            .find(|(id, _)| *id == broker.0)
+            .map(|(_, a)| *a)
+    }
+
+    /// A partition this shard holds a replica of.
+    pub fn partition(&self, key: &PartitionKey) -> Option<Rc<Partition>> {
+        self.partitions.borrow().get(key).cloned()
+    }
+
+    /// Every partition this shard holds a replica of.
+    pub fn partitions_snapshot(&self) -> Vec<(PartitionKey, Rc<Partition>)> {
+        self.partitions
+            .borrow()
+            .iter()
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect()
     }
 
     pub fn set_mesh(&self, mesh: BrokerMesh) {
@@ -272,11 +317,30 @@ impl Shard {
             ShardRequest::Produce {
                 key,
                 records,
+                acks,
+                timeout,
                 answer,
             } => answer.send(match self.local(&key) {
-                Ok(p) => p.produce(records).await,
+                Ok(p) => p.produce(records, acks, timeout).await,
                 Err(e) => Err(e),
             }),
+            ShardRequest::ReplicaFetch { fetch, answer } => {
+                answer.send(crate::core::replica::serve_fetch(&self, fetch).await)
+            }
+            ShardRequest::AdoptReplicaConnection {
+                fd,
+                follower,
+                answer,
+            } => {
+                match self.replica_wire() {
+                    Some(wire) => wire.serve(self.clone(), fd, follower),
+                    None => {
+                        // SAFETY: the descriptor was handed to this shard to own.
+                        unsafe { libc::close(fd) };
+                    }
+                }
+                answer.send(())
+            }
             ShardRequest::Fetch {
                 reads,
                 limit,
@@ -314,7 +378,7 @@ impl Shard {
 
     /// Adopts new metadata: opens the partitions this shard now owns and closes the
     /// ones it no longer does (their directories are then the coordinator's to remove).
-    async fn apply(&self, md: Arc<ClusterMetadata>) {
+    async fn apply(self: &Rc<Self>, md: Arc<ClusterMetadata>) {
         let me = self.broker_id();
         let mut wanted: BTreeMap<PartitionKey, &TopicMeta> = BTreeMap::new();
         for t in md.topics.values() {
@@ -370,8 +434,61 @@ impl Shard {
                 }
             }
         }
-        *self.metadata.borrow_mut() = md;
+        *self.metadata.borrow_mut() = md.clone();
+        self.assign_roles(&md).await;
         self.ready.set();
+    }
+
+    /// Gives every partition its role under `md` (lead, follow, or wait for a
+    /// leader) and starts a fetcher for each leader shard followed and not yet
+    /// pulled from.
+    async fn assign_roles(self: &Rc<Self>, md: &ClusterMetadata) {
+        let me = self.broker_id();
+        let min_insync = usize::try_from(self.config.min_insync_replicas).unwrap_or(1);
+        let now = crate::time::now_ms();
+        let mut followed = Vec::new();
+        for (key, p) in self.partitions_snapshot() {
+            let Some(meta) = md.topics.get(&key.topic).and_then(|t| {
+                usize::try_from(key.partition)
+                    .ok()
+                    .and_then(|i| t.partitions.get(i))
+            }) else {
+                continue;
+            };
+            if meta.leader == Some(me) {
+                if let Err(e) = p
+                    .lead(
+                        me,
+                        meta.leader_epoch,
+                        &meta.replicas,
+                        &meta.isr,
+                        min_insync,
+                        now,
+                    )
+                    .await
+                {
+                    warn!(topic = %key.topic, partition = key.partition, error = %e.message, "cannot take leadership");
+                }
+                continue;
+            }
+            let same = matches!(p.role(), Role::Follower { leader, epoch, .. }
+                if leader == meta.leader && epoch == meta.leader_epoch);
+            if !same {
+                p.follow(meta.leader, meta.leader_epoch);
+            }
+            if let Some(leader) = meta.leader {
+                followed.push((key, leader));
+            }
+        }
+        if self.replica_wire.get().is_none() {
+            return;
+        }
+        for source in crate::core::replica::sources(md, &followed) {
+            if self.fetchers.borrow_mut().insert(source) {
+                glommio::spawn_local(crate::core::replica::run_fetcher(self.clone(), source))
+                    .detach();
+            }
+        }
     }
 
     /// Counts a request in flight on this shard; dropping the guard counts it out.
@@ -528,6 +645,9 @@ impl Shard {
         let count = parts.len();
         for p in parts {
             p.snapshot_producers().await;
+            if let Err(e) = p.checkpoint_high_watermark() {
+                warn!(topic = %p.topic, partition = p.partition, error = %e, "high-watermark checkpoint not written");
+            }
             if let Err(e) = p.log.close().await {
                 warn!(topic = %p.topic, partition = p.partition, error = %e, "clean close failed; the next start recovers this log");
             }
@@ -542,7 +662,8 @@ impl Shard {
             .config
             .retention_check_interval
             .min(self.config.producer_id_expiration_check_interval)
-            .min(self.config.log_cleaner_backoff);
+            .min(self.config.log_cleaner_backoff)
+            .min(self.config.replica_hw_checkpoint_interval);
         let interval = match self.config.log.flush {
             FlushPolicy::Interval(every) => every.min(checks),
             _ => checks,
@@ -550,6 +671,7 @@ impl Shard {
         let mut since_retention = Duration::ZERO;
         let mut since_expiry = Duration::ZERO;
         let mut since_cleaning = Duration::ZERO;
+        let mut since_checkpoint = Duration::ZERO;
         loop {
             let stopping = async {
                 self.stopping.wait().await;
@@ -565,6 +687,11 @@ impl Shard {
             since_retention += interval;
             since_expiry += interval;
             since_cleaning += interval;
+            since_checkpoint += interval;
+            let checkpoint_due = since_checkpoint >= self.config.replica_hw_checkpoint_interval;
+            if checkpoint_due {
+                since_checkpoint = Duration::ZERO;
+            }
             let cleaning_due = since_cleaning >= self.config.log_cleaner_backoff;
             if cleaning_due {
                 since_cleaning = Duration::ZERO;
@@ -582,6 +709,11 @@ impl Shard {
             for p in parts {
                 if let Err(e) = p.log.flush_if_due().await {
                     warn!(topic = %p.topic, partition = p.partition, error = %e, "interval flush failed");
+                }
+                if checkpoint_due {
+                    if let Err(e) = p.checkpoint_high_watermark() {
+                        warn!(topic = %p.topic, partition = p.partition, error = %e, "high-watermark checkpoint not written");
+                    }
                 }
                 if expiry_due {
                     let expired = p.expire_producers(now_ms, self.config.producer_id_expiration_ms);

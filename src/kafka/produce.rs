@@ -7,7 +7,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::core::messages::{PartitionError, PartitionKey};
+use crate::core::messages::{Acks, PartitionError, PartitionKey};
 use crate::core::produce::{outcome, queue, Queued};
 use crate::core::routing::refused_partitions;
 use crate::core::shard::Shard;
@@ -65,10 +65,13 @@ pub fn route(req: ProduceRequest, version: i16) -> Vec<(PartitionKey, Result<Byt
 /// the owners in the order they were sent, whatever backpressure the mesh applies.
 pub async fn enqueue(shard: &Shard, req: ProduceRequest, version: i16) -> PendingProduce {
     let acks = req.acks;
+    let timeout = crate::core::produce::replication_timeout(i64::from(req.timeout_ms));
+    // `route` refuses every partition of a request with another acks value.
+    let level = Acks::from_wire(acks).unwrap_or(Acks::All);
     let mut queued = Vec::new();
     for (key, records) in route(req, version) {
         let sent = match records {
-            Ok(records) => Ok(queue(shard, &key, records).await),
+            Ok(records) => Ok(queue(shard, &key, records, level, timeout).await),
             Err(e) => Err(e),
         };
         queued.push((key, sent));

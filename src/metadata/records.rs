@@ -60,6 +60,24 @@ pub enum MetadataRecord {
         topic: String,
         partitions: Vec<PartitionMeta>,
     },
+    /// A partition's leader changes its ISR (Kafka's AlterPartition).
+    AlterPartition(IsrChange),
+}
+
+/// An ISR change a leader asks for, with the epochs it decided under: the
+/// leader and partition epochs it saw (a change decided under older ones is
+/// refused, KIP-497) and each new member's broker epoch (a broker that restarted
+/// since, on an empty disk perhaps, must catch up again under its new epoch,
+/// KIP-903).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsrChange {
+    pub topic: String,
+    pub partition: i32,
+    pub leader: BrokerId,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    /// The new ISR: each member with the broker epoch the leader knows it by.
+    pub isr: Vec<(BrokerId, u64)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -106,6 +124,60 @@ pub enum Applied {
 }
 
 impl ClusterMetadata {
+    /// Why `change` cannot apply to this metadata, if it cannot: the partition
+    /// must exist, be led by the asking leader in the same leader and partition
+    /// epochs, and the new ISR must hold the leader, only replicas, and only
+    /// unfenced brokers under their current broker epochs (KIP-841, KIP-903).
+    pub fn check_isr_change(&self, change: &IsrChange) -> Result<(), String> {
+        let p = self
+            .topics
+            .get(&change.topic)
+            .and_then(|t| {
+                usize::try_from(change.partition)
+                    .ok()
+                    .and_then(|i| t.partitions.get(i))
+            })
+            .ok_or_else(|| format!("{}-{} does not exist", change.topic, change.partition))?;
+        if p.leader != Some(change.leader) || p.leader_epoch != change.leader_epoch {
+            return Err(format!(
+                "broker {} in epoch {} is not the leader (leader {:?}, epoch {})",
+                change.leader.0,
+                change.leader_epoch,
+                p.leader.map(|b| b.0),
+                p.leader_epoch
+            ));
+        }
+        if p.partition_epoch != change.partition_epoch {
+            return Err(format!(
+                "partition epoch {} is stale (now {})",
+                change.partition_epoch, p.partition_epoch
+            ));
+        }
+        if !change.isr.iter().any(|(b, _)| *b == change.leader) {
+            return Err("the new ISR must hold the leader".into());
+        }
+        for (i, (b, epoch)) in change.isr.iter().enumerate() {
+            if !p.replicas.contains(b) {
+                return Err(format!("broker {} is not a replica", b.0));
+            }
+            if change.isr[..i].iter().any(|(other, _)| other == b) {
+                return Err(format!("broker {} is listed twice", b.0));
+            }
+            match self.registrations.get(b) {
+                Some(r) if r.fenced => return Err(format!("broker {} is fenced", b.0)),
+                Some(r) if r.epoch != *epoch => {
+                    return Err(format!(
+                        "broker {} epoch {epoch} is stale (now {})",
+                        b.0, r.epoch
+                    ))
+                }
+                Some(_) => {}
+                None => return Err(format!("broker {} is not registered", b.0)),
+            }
+        }
+        Ok(())
+    }
+
     /// Whether `id` may lead: registered and unfenced. A broker listed without a
     /// registration comes from metadata a single broker wrote and is live.
     pub fn is_unfenced(&self, id: BrokerId) -> bool {
@@ -230,23 +302,58 @@ impl ClusterMetadata {
                 self.add_partitions(topic, partitions);
                 Applied::Changed
             }
+            MetadataRecord::AlterPartition(change) => {
+                if let Err(reason) = self.check_isr_change(change) {
+                    return Applied::Ignored(reason);
+                }
+                let Some(p) = self.topics.get_mut(&change.topic).and_then(|t| {
+                    usize::try_from(change.partition)
+                        .ok()
+                        .and_then(|i| t.partitions.get_mut(i))
+                }) else {
+                    return Applied::Ignored("the partition is gone".into());
+                };
+                // Kept in replica order, like the ISR a topic starts with.
+                let members: Vec<BrokerId> = change.isr.iter().map(|(b, _)| *b).collect();
+                p.isr = p
+                    .replicas
+                    .iter()
+                    .copied()
+                    .filter(|b| members.contains(b))
+                    .collect();
+                p.partition_epoch += 1;
+                Applied::Changed
+            }
         }
     }
 
-    /// A fenced broker leads nothing: each partition it led loses its leader (the
-    /// next issue's election picks another), and leaves the ISR unless it is the last
-    /// member (the ISR is never empty: its last member is where the data is).
+    /// A fenced broker leads nothing and leaves every ISR unless it is the last
+    /// member (the ISR is never empty: its last member is where the data is). Each
+    /// partition it led is given to the first unfenced ISR member in replica order
+    /// (Kafka's clean election: every ISR member holds every committed record), in
+    /// a new leader epoch; with none, it has no leader until an ISR member is
+    /// unfenced.
     fn fence_leaderships(&mut self, id: BrokerId) {
+        let live: Vec<BrokerId> = self
+            .registrations
+            .iter()
+            .filter(|(_, r)| !r.fenced)
+            .map(|(b, _)| *b)
+            .collect();
         for t in self.topics.values_mut() {
             for p in &mut t.partitions {
                 let mut changed = false;
-                if p.leader == Some(id) {
-                    p.leader = None;
-                    p.leader_epoch += 1;
-                    changed = true;
-                }
                 if p.isr.len() > 1 && p.isr.contains(&id) {
                     p.isr.retain(|b| *b != id);
+                    changed = true;
+                }
+                if p.leader == Some(id) {
+                    p.leader = p
+                        .replicas
+                        .iter()
+                        .copied()
+                        .find(|b| *b != id && p.isr.contains(b) && live.contains(b));
+                    p.leader_epoch += 1;
                     changed = true;
                 }
                 if changed {
@@ -394,7 +501,7 @@ mod tests {
     }
 
     #[test]
-    fn fencing_removes_leadership_and_isr_membership_but_never_empties_the_isr() {
+    fn fencing_moves_leadership_to_the_isr_and_never_empties_it() {
         let mut md = three_unfenced();
         let t = md.plan_topic("t", 3, 2, BTreeMap::new()).unwrap();
         md.apply(30, &MetadataRecord::CreateTopic { topic: t });
@@ -408,8 +515,9 @@ mod tests {
         assert_eq!(md.apply(31, &fence), Applied::Changed);
         let p0 = &md.topics["t"].partitions[0];
         assert_eq!(
-            p0.leader, None,
-            "no stale leader; election is the controller's"
+            p0.leader,
+            Some(BrokerId(1)),
+            "the next ISR member leads, in a new epoch"
         );
         assert_eq!(p0.isr, vec![BrokerId(1)]);
         assert_eq!((p0.leader_epoch, p0.partition_epoch), (1, 1));
@@ -429,6 +537,7 @@ mod tests {
         );
         let p0 = &md.topics["t"].partitions[0];
         assert_eq!((p0.leader, p0.isr.clone()), (None, vec![BrokerId(1)]));
+        assert_eq!(p0.leader_epoch, 2);
         // Broker 1 comes back (new process): it leads what it is the ISR of.
         register(&mut md, 40, 1, 2);
         md.apply(
@@ -440,7 +549,76 @@ mod tests {
         );
         let p0 = &md.topics["t"].partitions[0];
         assert_eq!(p0.leader, Some(BrokerId(1)));
-        assert_eq!(p0.leader_epoch, 2);
+        assert_eq!(p0.leader_epoch, 3);
+    }
+
+    #[test]
+    fn isr_changes_are_checked_against_every_epoch() {
+        let mut md = three_unfenced();
+        let t = md.plan_topic("t", 1, 3, BTreeMap::new()).unwrap();
+        md.apply(30, &MetadataRecord::CreateTopic { topic: t });
+        let p = md.topics["t"].partitions[0].clone();
+        assert_eq!(p.isr, vec![BrokerId(0), BrokerId(1), BrokerId(2)]);
+        let change = |isr: &[(i32, u64)], leader_epoch: i32, partition_epoch: i32| {
+            MetadataRecord::AlterPartition(IsrChange {
+                topic: "t".into(),
+                partition: 0,
+                leader: BrokerId(0),
+                leader_epoch,
+                partition_epoch,
+                isr: isr.iter().map(|(b, e)| (BrokerId(*b), *e)).collect(),
+            })
+        };
+        // Shrink to the leader and broker 1.
+        assert_eq!(
+            md.apply(31, &change(&[(0, 10), (1, 11)], 0, 0)),
+            Applied::Changed
+        );
+        let p = &md.topics["t"].partitions[0];
+        assert_eq!(
+            (p.isr.clone(), p.partition_epoch),
+            (vec![BrokerId(0), BrokerId(1)], 1)
+        );
+        // The same change again: its partition epoch is stale now.
+        assert!(matches!(
+            md.apply(32, &change(&[(0, 10)], 0, 0)),
+            Applied::Ignored(_)
+        ));
+        // A stale leader epoch, a missing leader, a non-replica, a stale broker
+        // epoch (KIP-903), a duplicate: all refused, nothing changes.
+        for bad in [
+            change(&[(0, 10), (2, 12)], 5, 1),
+            change(&[(1, 11), (2, 12)], 0, 1),
+            change(&[(0, 10), (7, 1)], 0, 1),
+            change(&[(0, 10), (2, 3)], 0, 1),
+            change(&[(0, 10), (2, 12), (2, 12)], 0, 1),
+        ] {
+            assert!(matches!(md.apply(33, &bad), Applied::Ignored(_)), "{bad:?}");
+        }
+        // Broker 2 restarts: its new registration is fenced and its old epoch stale.
+        register(&mut md, 40, 2, 9);
+        assert!(matches!(
+            md.apply(41, &change(&[(0, 10), (1, 11), (2, 40)], 0, 1)),
+            Applied::Ignored(_)
+        ));
+        md.apply(
+            42,
+            &MetadataRecord::UnfenceBroker {
+                id: BrokerId(2),
+                epoch: 40,
+            },
+        );
+        assert!(matches!(
+            md.apply(43, &change(&[(0, 10), (1, 11), (2, 12)], 0, 1)),
+            Applied::Ignored(_)
+        ));
+        // Under its new epoch it rejoins; the ISR stays in replica order.
+        assert_eq!(
+            md.apply(44, &change(&[(2, 40), (0, 10), (1, 11)], 0, 1)),
+            Applied::Changed
+        );
+        let p = &md.topics["t"].partitions[0];
+        assert_eq!(p.isr, vec![BrokerId(0), BrokerId(1), BrokerId(2)]);
     }
 
     #[test]

@@ -91,6 +91,9 @@ pub struct ShardStats {
     /// Compaction passes that rewrote something, and the records they removed.
     compactions: Cell<u64>,
     compacted_records: Cell<u64>,
+    /// ISR changes this shard's leaders had committed: members dropped, added.
+    pub isr_shrinks: Cell<u64>,
+    pub isr_expands: Cell<u64>,
 }
 
 impl Default for ShardStats {
@@ -105,6 +108,8 @@ impl Default for ShardStats {
             connections_refused: Default::default(),
             compactions: Cell::new(0),
             compacted_records: Cell::new(0),
+            isr_shrinks: Cell::new(0),
+            isr_expands: Cell::new(0),
         }
     }
 }
@@ -177,6 +182,8 @@ impl ShardStats {
             offsets_records_skipped: 0,
             compactions: self.compactions.get(),
             compacted_records: self.compacted_records.get(),
+            isr_shrinks: self.isr_shrinks.get(),
+            isr_expands: self.isr_expands.get(),
             partitions: Vec::new(),
             committed: Vec::new(),
         }
@@ -201,6 +208,9 @@ pub struct PartitionStats {
     pub records_in: Cell<u64>,
     pub bytes_out: Cell<u64>,
     pub records_out: Cell<u64>,
+    /// Copied from the leader, on a follower.
+    pub bytes_replicated: Cell<u64>,
+    pub records_replicated: Cell<u64>,
 }
 
 impl PartitionStats {
@@ -211,6 +221,10 @@ impl PartitionStats {
     pub fn fetched(&self, bytes: u64, records: u64) {
         add(&self.bytes_out, bytes);
         add(&self.records_out, records);
+    }
+    pub fn replicated(&self, bytes: u64, records: u64) {
+        add(&self.bytes_replicated, bytes);
+        add(&self.records_replicated, records);
     }
 }
 
@@ -246,6 +260,9 @@ pub struct ShardSnapshot {
     /// Compaction passes and the records they removed.
     pub compactions: u64,
     pub compacted_records: u64,
+    /// ISR changes committed for this shard's leaders.
+    pub isr_shrinks: u64,
+    pub isr_expands: u64,
     pub partitions: Vec<PartitionSnapshot>,
     /// Committed offsets of the groups this shard coordinates (loaded ones).
     pub committed: Vec<CommittedOffset>,

@@ -302,6 +302,18 @@ pub fn render(facts: &BrokerFacts<'_>, shards: &[(u16, Option<ShardSnapshot>)]) 
             snap.compactions,
         );
         e.counter(
+            "ringlog_isr_shrinks_total",
+            "ISR changes committed for this shard's partition leaders that dropped a lagging member.",
+            &s,
+            snap.isr_shrinks,
+        );
+        e.counter(
+            "ringlog_isr_expands_total",
+            "ISR changes committed for this shard's partition leaders that added a caught-up follower.",
+            &s,
+            snap.isr_expands,
+        );
+        e.counter(
             "ringlog_compacted_records_total",
             "Records compaction removed (older values of a key, expired tombstones).",
             &s,

@@ -9,7 +9,7 @@ use ringlog_schema::wire::{
 };
 
 use crate::core::error::ErrorKind;
-use crate::core::messages::{PartitionError, PartitionKey};
+use crate::core::messages::{Acks, PartitionError, PartitionKey};
 use crate::core::produce::{outcome, queue, Queued};
 use crate::core::routing::refused_partitions;
 use crate::core::shard::Shard;
@@ -65,6 +65,7 @@ pub fn route(req: ProduceRequestT, payload: &Bytes) -> Result<(i8, Routed), Body
 
 /// Validates the request and queues each partition's batches on its owner shard.
 pub async fn enqueue(shard: &Shard, req: ProduceRequestT, payload: Bytes) -> PendingProduce {
+    let timeout = crate::core::produce::replication_timeout(i64::from(req.timeout_ms));
     let (acks, routed) = match route(req, &payload) {
         Ok(r) => r,
         Err(body) => {
@@ -78,7 +79,11 @@ pub async fn enqueue(shard: &Shard, req: ProduceRequestT, payload: Bytes) -> Pen
     let mut partitions = Vec::with_capacity(routed.len());
     for (key, records) in routed {
         let queued = match records {
-            Ok(records) => queue(shard, &key, records).await,
+            Ok(records) => {
+                // `route` admitted only 0, 1 and -1.
+                let level = Acks::from_wire(i16::from(acks)).unwrap_or(Acks::All);
+                queue(shard, &key, records, level, timeout).await
+            }
             Err(e) => Err(e),
         };
         partitions.push((key, queued));

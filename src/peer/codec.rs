@@ -2,16 +2,25 @@
 
 use std::collections::BTreeMap;
 
-use ringlog_schema::peer::{ConfigPairT, NewTopicT, PeerError, TopicResultT, TopicTotalT};
+use ringlog_schema::peer::{
+    AlterPartitionT, ConfigPairT, IsrMemberT, NewTopicT, PeerError, TopicResultT, TopicTotalT,
+};
 
 use crate::core::error::ErrorKind;
 use crate::core::messages::{NewTopic, PartitionError, TopicOutcome};
+use crate::metadata::records::IsrChange;
+use crate::metadata::BrokerId;
 
 /// The wire code of a core error; kinds an admin call cannot produce map to
 /// UNKNOWN_SERVER_ERROR.
 pub fn peer_error(kind: ErrorKind) -> PeerError {
     match kind {
         ErrorKind::UnknownTopicOrPartition => PeerError::UNKNOWN_TOPIC_OR_PARTITION,
+        ErrorKind::OffsetOutOfRange => PeerError::OFFSET_OUT_OF_RANGE,
+        ErrorKind::CorruptMessage => PeerError::CORRUPT_MESSAGE,
+        ErrorKind::NotLeaderOrFollower => PeerError::NOT_LEADER_OR_FOLLOWER,
+        ErrorKind::FencedLeaderEpoch => PeerError::FENCED_LEADER_EPOCH,
+        ErrorKind::UnknownLeaderEpoch => PeerError::UNKNOWN_LEADER_EPOCH,
         ErrorKind::RequestTimedOut => PeerError::REQUEST_TIMED_OUT,
         ErrorKind::InvalidTopic => PeerError::INVALID_TOPIC,
         ErrorKind::TopicAlreadyExists => PeerError::TOPIC_ALREADY_EXISTS,
@@ -32,6 +41,11 @@ pub fn error_kind(code: PeerError) -> Option<ErrorKind> {
     Some(match code {
         PeerError::NONE => return None,
         PeerError::UNKNOWN_TOPIC_OR_PARTITION => ErrorKind::UnknownTopicOrPartition,
+        PeerError::OFFSET_OUT_OF_RANGE => ErrorKind::OffsetOutOfRange,
+        PeerError::CORRUPT_MESSAGE => ErrorKind::CorruptMessage,
+        PeerError::NOT_LEADER_OR_FOLLOWER => ErrorKind::NotLeaderOrFollower,
+        PeerError::FENCED_LEADER_EPOCH => ErrorKind::FencedLeaderEpoch,
+        PeerError::UNKNOWN_LEADER_EPOCH => ErrorKind::UnknownLeaderEpoch,
         PeerError::REQUEST_TIMED_OUT => ErrorKind::RequestTimedOut,
         PeerError::INVALID_TOPIC => ErrorKind::InvalidTopic,
         PeerError::TOPIC_ALREADY_EXISTS => ErrorKind::TopicAlreadyExists,
@@ -114,6 +128,39 @@ pub fn outcome_from_wire(r: TopicResultT) -> TopicOutcome {
     }
 }
 
+pub fn isr_change_to_wire(c: &IsrChange) -> AlterPartitionT {
+    AlterPartitionT {
+        topic: c.topic.clone(),
+        partition: c.partition,
+        leader: c.leader.0,
+        leader_epoch: c.leader_epoch,
+        partition_epoch: c.partition_epoch,
+        isr: c
+            .isr
+            .iter()
+            .map(|(b, epoch)| IsrMemberT {
+                broker_id: b.0,
+                broker_epoch: *epoch,
+            })
+            .collect(),
+    }
+}
+
+pub fn isr_change_from_wire(a: AlterPartitionT) -> IsrChange {
+    IsrChange {
+        topic: a.topic,
+        partition: a.partition,
+        leader: BrokerId(a.leader),
+        leader_epoch: a.leader_epoch,
+        partition_epoch: a.partition_epoch,
+        isr: a
+            .isr
+            .into_iter()
+            .map(|m| (BrokerId(m.broker_id), m.broker_epoch))
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +197,14 @@ mod tests {
             error: Some(PartitionError::new(ErrorKind::InvalidConfig, "bad")),
         };
         assert_eq!(outcome_from_wire(outcome_to_wire(&o)), o);
+        let change = IsrChange {
+            topic: "t".into(),
+            partition: 4,
+            leader: BrokerId(2),
+            leader_epoch: 7,
+            partition_epoch: 9,
+            isr: vec![(BrokerId(2), 11), (BrokerId(0), 3)],
+        };
+        assert_eq!(isr_change_from_wire(isr_change_to_wire(&change)), change);
     }
 }

@@ -176,6 +176,7 @@ impl PeerLink {
                 cluster_id: Some((self.cluster_id)()),
                 broker_id: self.me,
                 protocol_version: 1,
+                replica_shard: -1,
             })),
         });
         if let Err(e) = writer.write_all(&hello).await {
@@ -391,6 +392,9 @@ impl RemoteController for PeerLinks {
                     topics: codec::totals_to_wire(&topics),
                     validate_only,
                 })),
+                AdminCall::AlterPartition(change) => {
+                    PeerBodyT::AlterPartition(Box::new(codec::isr_change_to_wire(&change)))
+                }
             };
             match self.link(leader)?.call(body, self.call_timeout).await? {
                 PeerBodyT::AdminResponse(r) => match codec::error_of(r.error, r.message) {

@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod link;
+pub mod replica;
 pub mod server;
 
 use ringlog_schema::peer::PeerEnvelopeT;

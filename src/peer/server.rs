@@ -10,7 +10,7 @@
 //! commit does not hold up the Raft messages behind it.
 
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -134,6 +134,23 @@ async fn serve(coordinator: Rc<Coordinator>, stream: TcpStream) {
             return;
         }
     };
+    let replica_shard = match &env.body {
+        PeerBodyT::PeerHello(h) => h.replica_shard,
+        _ => -1,
+    };
+    if replica_shard >= i32::from(coordinator.shards()) {
+        let refusal = PeerBodyT::PeerHelloResponse(Box::new(PeerHelloResponseT {
+            error: PeerError::INVALID_REQUEST,
+            message: Some(format!(
+                "shard {replica_shard} does not exist: this broker has {}",
+                coordinator.shards()
+            )),
+            broker_id: coordinator.broker_id(),
+        }));
+        let _ = writer.write_all(&answer(env.correlation_id, refusal)).await;
+        crate::net::shutdown_both(fd);
+        return;
+    }
     let welcome = PeerBodyT::PeerHelloResponse(Box::new(PeerHelloResponseT {
         error: PeerError::NONE,
         message: None,
@@ -144,6 +161,10 @@ async fn serve(coordinator: Rc<Coordinator>, stream: TcpStream) {
         .await
         .is_err()
     {
+        return;
+    }
+    if let Ok(shard) = u16::try_from(replica_shard) {
+        hand_over(&coordinator, fd, shard, peer).await;
         return;
     }
     info!(peer, addr = ?from, "peer connected");
@@ -170,6 +191,28 @@ async fn serve(coordinator: Rc<Coordinator>, stream: TcpStream) {
     drop(tx);
     crate::net::shutdown_both(fd);
     let _ = writer_task.await;
+}
+
+/// Gives a welcomed replica-fetch connection to the data shard it names: the
+/// shard gets a duplicate of the descriptor, and the coordinator's copy closes
+/// when this task's stream is dropped. Nothing else was read from the socket (the
+/// follower waits for the welcome before sending a fetch).
+async fn hand_over(coordinator: &Coordinator, fd: RawFd, shard: u16, follower: i32) {
+    // SAFETY: `fd` is the open socket this task's stream owns; the duplicate is
+    // close-on-exec like every other descriptor of the broker.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        warn!(follower, error = %std::io::Error::last_os_error(), "cannot hand a replica connection over");
+        return;
+    }
+    if let Err(e) = coordinator
+        .adopt_replica_connection(shard, dup, BrokerId(follower))
+        .await
+    {
+        warn!(follower, shard, error = %e, "data shard did not take the replica connection");
+        // SAFETY: the shard did not take the duplicate; it is still ours to close.
+        unsafe { libc::close(dup) };
+    }
 }
 
 /// Handles one frame from `peer`; `Err` closes the connection.
@@ -308,6 +351,21 @@ fn handle(
             },
             answers,
         ),
+        PeerBodyT::AlterPartition(a) => {
+            let change = codec::isr_change_from_wire(*a);
+            if change.leader.0 != peer {
+                return Err(format!(
+                    "broker {peer} asked for an ISR change as leader {}",
+                    change.leader.0
+                ));
+            }
+            spawn_admin(
+                coordinator,
+                correlation_id,
+                AdminCall::AlterPartition(change),
+                answers,
+            )
+        }
         other => Err(format!("unexpected frame from broker {peer}: {other:?}")),
     }
 }

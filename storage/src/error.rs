@@ -45,6 +45,14 @@ pub enum StorageError {
         offset: i64,
         log_end: i64,
     },
+    /// A replicated batch does not continue the log: its offsets are the leader's,
+    /// and they must start at this log's end.
+    #[error("log {dir}: a replicated batch at offset {base_offset} does not continue the log end {log_end}")]
+    NotContiguous {
+        dir: PathBuf,
+        base_offset: i64,
+        log_end: i64,
+    },
     /// The log was closed.
     #[error("log {dir} is closed")]
     Closed { dir: PathBuf },

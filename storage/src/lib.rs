@@ -16,6 +16,7 @@ mod cache;
 mod cleaner;
 mod clock;
 mod config;
+pub mod epochs;
 mod error;
 pub mod fault;
 mod fifo_lock;

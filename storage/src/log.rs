@@ -54,6 +54,7 @@ use crate::cache::{BatchCache, CachedBatch};
 use crate::cleaner;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{FlushPolicy, LogConfig, BLOCK_BYTES};
+use crate::epochs::{self, EpochCache, EpochEntry};
 use crate::error::io_err;
 use crate::fifo_lock::FifoLock;
 use crate::files::SegmentFile;
@@ -171,6 +172,12 @@ pub struct PartitionLog {
     /// `(retention.ms, retention.bytes)`: from the config, changed by a reload.
     retention: Cell<(Option<u64>, Option<u64>)>,
     report: OpenReport,
+    /// The leader epochs that wrote to this log and where each started; kept in
+    /// step with the log (appends, truncation, retention) and checkpointed.
+    epochs: RefCell<EpochCache>,
+    /// The epoch stamped into batches this log assigns offsets to (a leader's
+    /// appends); -1 leaves the client's field as it came.
+    leader_epoch: Cell<i32>,
 }
 
 impl PartitionLog {
@@ -220,6 +227,7 @@ impl PartitionLog {
         let writes = Rc::new(WriteTracker::default());
         let retention = (config.retention_ms, config.retention_bytes);
         let cleaned_to = cleaner::read_checkpoint(&dir);
+        let epochs = load_epochs(&dir, loaded.log_start, loaded.next_offset);
         Ok(Self {
             state: RefCell::new(LogState {
                 segments: loaded.segments,
@@ -253,6 +261,8 @@ impl PartitionLog {
             cleaned_to: Cell::new(cleaned_to),
             retention: Cell::new(retention),
             report: loaded.report,
+            epochs: RefCell::new(epochs),
+            leader_epoch: Cell::new(-1),
         })
     }
 
@@ -389,7 +399,10 @@ impl PartitionLog {
         self.check_writable()?;
         let mut infos = Vec::with_capacity(batches.len());
         for batch in batches {
-            infos.push(self.append_locked(batch.into_bytes()).await?);
+            infos.push(
+                self.append_locked(batch.into_bytes(), Assign::Offsets)
+                    .await?,
+            );
         }
         // Issue full buffers after letting the append lock go: issuing may wait for
         // a write slot, and the next appends need not wait with it.
@@ -400,24 +413,139 @@ impl PartitionLog {
         Ok(infos)
     }
 
+    /// A follower's append: batches exactly as the leader wrote them (offsets and
+    /// leader epochs kept, CRC already checked), each starting at this log's end
+    /// (at or after it for a compacted topic, whose batches have gaps between
+    /// them). Nothing is appended if one does not fit. Not durable on return; see
+    /// [`PartitionLog::flush`].
+    pub async fn append_replicated(&self, batches: Vec<CheckedBatch>) -> Result<Vec<AppendInfo>> {
+        for batch in &batches {
+            if batch.size() > self.config.max_batch_bytes {
+                return Err(BatchError::TooLarge {
+                    size: batch.size(),
+                    max: self.config.max_batch_bytes,
+                }
+                .into());
+            }
+        }
+        self.check_writable()?;
+        let _guard = self.append_lock.lock().await;
+        self.check_writable()?;
+        let mut expected = self.state.borrow().next_offset;
+        for batch in &batches {
+            let base = batch.base_offset();
+            let fits = if self.config.cleanup.compact {
+                base >= expected
+            } else {
+                base == expected
+            };
+            if !fits {
+                return Err(StorageError::NotContiguous {
+                    dir: self.dir.clone(),
+                    base_offset: base,
+                    log_end: expected,
+                });
+            }
+            expected = batch.last_offset() + 1;
+        }
+        let mut infos = Vec::with_capacity(batches.len());
+        for batch in batches {
+            infos.push(self.append_locked(batch.into_bytes(), Assign::Kept).await?);
+        }
+        drop(_guard);
+        if self.state.borrow().writer.has_ready() {
+            self.pump().await?;
+        }
+        Ok(infos)
+    }
+
+    /// Sets the epoch stamped into the batches this log assigns offsets to: the
+    /// partition's leader epoch while this broker leads it.
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        self.leader_epoch.set(epoch);
+    }
+
+    /// Starts leading in `epoch`: stamps it into every batch appended from now on
+    /// and records that it starts at the log end (Kafka's leader does the same on
+    /// election, so a follower holding a suffix of an older epoch is told where
+    /// that epoch ended here). Taken under the append lock, so no batch of the old
+    /// epoch lands after the new epoch's start.
+    pub async fn begin_leader_epoch(&self, epoch: i32) -> Result<()> {
+        self.check_writable()?;
+        let _guard = self.append_lock.lock().await;
+        self.leader_epoch.set(epoch);
+        let end = self.state.borrow().next_offset;
+        self.change_epochs(|c| c.assign(epoch, end))
+    }
+
+    /// The newest leader epoch that wrote to this log, and where it started.
+    pub fn latest_epoch(&self) -> Option<EpochEntry> {
+        self.epochs.borrow().latest()
+    }
+
+    /// Where `epoch` ends in this log (Kafka's OffsetForLeaderEpoch):
+    /// see [`EpochCache::end_offset_for`].
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        let end = self.state.borrow().next_offset;
+        self.epochs.borrow().end_offset_for(epoch, end)
+    }
+
+    /// The leader-epoch cache as it is now.
+    pub fn epoch_entries(&self) -> Vec<EpochEntry> {
+        self.epochs.borrow().entries().to_vec()
+    }
+
+    /// Applies `change` to the epoch cache and, if it changed, rewrites the
+    /// checkpoint. A checkpoint that cannot be written fails the log: a leader
+    /// answering divergence from epochs it did not keep could lose records.
+    fn change_epochs(&self, change: impl FnOnce(&mut EpochCache) -> bool) -> Result<()> {
+        let snapshot = {
+            let mut cache = self.epochs.borrow_mut();
+            if !change(&mut cache) {
+                return Ok(());
+            }
+            cache.clone()
+        };
+        epochs::store(&self.dir, &snapshot).map_err(|e| {
+            self.fail(format!(
+                "writing {}: {e}",
+                epochs::checkpoint_path(&self.dir).display()
+            ))
+        })
+    }
+
     /// Appends one validated batch. Caller holds `append_lock`.
-    async fn append_locked(&self, batch: Bytes) -> Result<AppendInfo> {
+    async fn append_locked(&self, batch: Bytes, assign: Assign) -> Result<AppendInfo> {
         if self.needs_roll(batch.len()) {
             self.roll().await?;
         }
+        let bytes = match assign {
+            Assign::Offsets => {
+                let base = self.state.borrow().next_offset;
+                let mut owned = batch
+                    .try_into_mut()
+                    .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+                RecordBatch::set_base_offset(&mut owned, base);
+                let epoch = self.leader_epoch.get();
+                if epoch >= 0 {
+                    RecordBatch::set_partition_leader_epoch(&mut owned, epoch);
+                }
+                owned.freeze()
+            }
+            Assign::Kept => batch,
+        };
+        // Validated by the caller, so the header is there.
+        let header = BatchHeader::read(&bytes).ok_or(BatchError::Truncated {
+            available: bytes.len(),
+            needed: ringlog_schema::BATCH_HEADER_LEN,
+        })?;
+        // A new epoch is written down before its first batch, so the checkpoint
+        // never misses an epoch the log holds (an entry past the log end after a
+        // crash is dropped at open).
+        let base = header.base_offset;
+        self.change_epochs(|c| c.assign(header.partition_leader_epoch, base))?;
         let info = {
             let mut st = self.state.borrow_mut();
-            let base = st.next_offset;
-            let mut owned = batch
-                .try_into_mut()
-                .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-            RecordBatch::set_base_offset(&mut owned, base);
-            let bytes = owned.freeze();
-            // Validated by `append_all`, so the header is there.
-            let header = BatchHeader::read(&bytes).ok_or(BatchError::Truncated {
-                available: bytes.len(),
-                needed: ringlog_schema::BATCH_HEADER_LEN,
-            })?;
             let scanned = ScannedBatch {
                 len: bytes.len(),
                 base_offset: base,
@@ -468,7 +596,7 @@ impl PartitionLog {
     /// commits one batch.
     pub async fn append_all_committed(&self, batches: Vec<Bytes>) -> Result<Vec<AppendInfo>> {
         let infos = self.append_all(batches).await?;
-        self.commit(infos).await
+        self.commit_appended(infos).await
     }
 
     /// [`PartitionLog::append_checked`], then committed as
@@ -478,11 +606,13 @@ impl PartitionLog {
         batches: Vec<CheckedBatch>,
     ) -> Result<Vec<AppendInfo>> {
         let infos = self.append_checked(batches).await?;
-        self.commit(infos).await
+        self.commit_appended(infos).await
     }
 
-    /// Waits for appended batches as the flush policy says.
-    async fn commit(&self, infos: Vec<AppendInfo>) -> Result<Vec<AppendInfo>> {
+    /// Waits for appended batches as the flush policy says (what the `_committed`
+    /// appends do after appending): callers that act between the append and its
+    /// commit (a leader waking its followers) call the two steps themselves.
+    pub async fn commit_appended(&self, infos: Vec<AppendInfo>) -> Result<Vec<AppendInfo>> {
         let Some(last) = infos.last() else {
             return Ok(infos);
         };
@@ -1091,9 +1221,22 @@ impl PartitionLog {
             st.check_offsets();
             st.cache.truncate_from(new_end);
         }
+        self.change_epochs(|c| c.truncate_from_end(new_end))?;
         self.count_space();
         info!(dir = %self.dir.display(), requested = offset.0, log_end = new_end, "truncated log");
         Ok(Offset(new_end))
+    }
+
+    /// Empties the log and restarts it at `offset`, whatever it held (a follower
+    /// whose whole log is below the leader's log start begins again there).
+    pub async fn restart_at(&self, offset: Offset) -> Result<()> {
+        self.check_writable()?;
+        let _guard = self.append_lock.lock().await;
+        let _sync = self.lock_flush().await?;
+        self.sync_active().await?;
+        let _zero = self.zero.wait_idle().await;
+        self.zero.reset();
+        self.truncate_fully(offset.0).await
     }
 
     async fn truncate_fully(&self, start: i64) -> Result<()> {
@@ -1116,6 +1259,10 @@ impl PartitionLog {
             st.check_offsets();
             st.cache.truncate_from(i64::MIN);
         }
+        self.change_epochs(|c| {
+            let cut = c.truncate_from_end(start);
+            c.truncate_from_start(start) || cut
+        })?;
         self.count_space();
         info!(dir = %self.dir.display(), start, "emptied log");
         Ok(())
@@ -1159,6 +1306,8 @@ impl PartitionLog {
         }
         if !doomed.is_empty() {
             recovery::sync_dir(&self.dir).await?;
+            let start = self.state.borrow().log_start;
+            self.change_epochs(|c| c.truncate_from_start(start))?;
         }
         Ok(doomed.len())
     }
@@ -1297,4 +1446,33 @@ async fn delete_segment(dir: &Path, seg: Segment) -> Result<()> {
     recovery::remove_file(&seg.time_index_path(dir)).await?;
     recovery::remove_file(&seg.path).await?;
     seg.file.close().await
+}
+
+/// Whether an append assigns offsets (a leader's) or keeps the batch's (a
+/// follower's copy of the leader's).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Assign {
+    Offsets,
+    Kept,
+}
+
+/// The epoch cache at open: the checkpoint cut to what the log holds (a crash can
+/// leave an epoch written down whose first batch never reached the disk). A damaged
+/// checkpoint is reported and replaced by what later appends record.
+fn load_epochs(dir: &Path, log_start: i64, log_end: i64) -> EpochCache {
+    let mut cache = match epochs::load(dir) {
+        Ok(cache) => cache,
+        Err(e) => {
+            warn!(dir = %dir.display(), error = %e, "leader-epoch checkpoint unreadable; starting it afresh");
+            EpochCache::default()
+        }
+    };
+    let cut = cache.truncate_from_end(log_end);
+    let trimmed = cache.truncate_from_start(log_start);
+    if cut || trimmed {
+        if let Err(e) = epochs::store(dir, &cache) {
+            warn!(dir = %dir.display(), error = %e, "rewriting the leader-epoch checkpoint failed");
+        }
+    }
+    cache
 }

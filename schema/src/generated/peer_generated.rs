@@ -16,10 +16,13 @@ pub const ENUM_MIN_PEER_ERROR: i16 = -1;
 pub const ENUM_MAX_PEER_ERROR: i16 = 1002;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_PEER_ERROR: [PeerError; 18] = [
+pub const ENUM_VALUES_PEER_ERROR: [PeerError; 23] = [
   PeerError::UNKNOWN_SERVER_ERROR,
   PeerError::NONE,
+  PeerError::OFFSET_OUT_OF_RANGE,
+  PeerError::CORRUPT_MESSAGE,
   PeerError::UNKNOWN_TOPIC_OR_PARTITION,
+  PeerError::NOT_LEADER_OR_FOLLOWER,
   PeerError::REQUEST_TIMED_OUT,
   PeerError::INVALID_TOPIC,
   PeerError::TOPIC_ALREADY_EXISTS,
@@ -30,6 +33,8 @@ pub const ENUM_VALUES_PEER_ERROR: [PeerError; 18] = [
   PeerError::INVALID_REQUEST,
   PeerError::POLICY_VIOLATION,
   PeerError::KAFKA_STORAGE_ERROR,
+  PeerError::FENCED_LEADER_EPOCH,
+  PeerError::UNKNOWN_LEADER_EPOCH,
   PeerError::STALE_BROKER_EPOCH,
   PeerError::DUPLICATE_BROKER_REGISTRATION,
   PeerError::INCONSISTENT_CLUSTER_ID,
@@ -45,7 +50,10 @@ pub struct PeerError(pub i16);
 impl PeerError {
   pub const UNKNOWN_SERVER_ERROR: Self = Self(-1);
   pub const NONE: Self = Self(0);
+  pub const OFFSET_OUT_OF_RANGE: Self = Self(1);
+  pub const CORRUPT_MESSAGE: Self = Self(2);
   pub const UNKNOWN_TOPIC_OR_PARTITION: Self = Self(3);
+  pub const NOT_LEADER_OR_FOLLOWER: Self = Self(6);
   pub const REQUEST_TIMED_OUT: Self = Self(7);
   pub const INVALID_TOPIC: Self = Self(17);
   pub const TOPIC_ALREADY_EXISTS: Self = Self(36);
@@ -56,6 +64,8 @@ impl PeerError {
   pub const INVALID_REQUEST: Self = Self(42);
   pub const POLICY_VIOLATION: Self = Self(44);
   pub const KAFKA_STORAGE_ERROR: Self = Self(56);
+  pub const FENCED_LEADER_EPOCH: Self = Self(74);
+  pub const UNKNOWN_LEADER_EPOCH: Self = Self(75);
   pub const STALE_BROKER_EPOCH: Self = Self(77);
   /// A live broker with another incarnation holds this id.
   pub const DUPLICATE_BROKER_REGISTRATION: Self = Self(101);
@@ -70,7 +80,10 @@ impl PeerError {
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::UNKNOWN_SERVER_ERROR,
     Self::NONE,
+    Self::OFFSET_OUT_OF_RANGE,
+    Self::CORRUPT_MESSAGE,
     Self::UNKNOWN_TOPIC_OR_PARTITION,
+    Self::NOT_LEADER_OR_FOLLOWER,
     Self::REQUEST_TIMED_OUT,
     Self::INVALID_TOPIC,
     Self::TOPIC_ALREADY_EXISTS,
@@ -81,6 +94,8 @@ impl PeerError {
     Self::INVALID_REQUEST,
     Self::POLICY_VIOLATION,
     Self::KAFKA_STORAGE_ERROR,
+    Self::FENCED_LEADER_EPOCH,
+    Self::UNKNOWN_LEADER_EPOCH,
     Self::STALE_BROKER_EPOCH,
     Self::DUPLICATE_BROKER_REGISTRATION,
     Self::INCONSISTENT_CLUSTER_ID,
@@ -92,7 +107,10 @@ impl PeerError {
     match self {
       Self::UNKNOWN_SERVER_ERROR => Some("UNKNOWN_SERVER_ERROR"),
       Self::NONE => Some("NONE"),
+      Self::OFFSET_OUT_OF_RANGE => Some("OFFSET_OUT_OF_RANGE"),
+      Self::CORRUPT_MESSAGE => Some("CORRUPT_MESSAGE"),
       Self::UNKNOWN_TOPIC_OR_PARTITION => Some("UNKNOWN_TOPIC_OR_PARTITION"),
+      Self::NOT_LEADER_OR_FOLLOWER => Some("NOT_LEADER_OR_FOLLOWER"),
       Self::REQUEST_TIMED_OUT => Some("REQUEST_TIMED_OUT"),
       Self::INVALID_TOPIC => Some("INVALID_TOPIC"),
       Self::TOPIC_ALREADY_EXISTS => Some("TOPIC_ALREADY_EXISTS"),
@@ -103,6 +121,8 @@ impl PeerError {
       Self::INVALID_REQUEST => Some("INVALID_REQUEST"),
       Self::POLICY_VIOLATION => Some("POLICY_VIOLATION"),
       Self::KAFKA_STORAGE_ERROR => Some("KAFKA_STORAGE_ERROR"),
+      Self::FENCED_LEADER_EPOCH => Some("FENCED_LEADER_EPOCH"),
+      Self::UNKNOWN_LEADER_EPOCH => Some("UNKNOWN_LEADER_EPOCH"),
       Self::STALE_BROKER_EPOCH => Some("STALE_BROKER_EPOCH"),
       Self::DUPLICATE_BROKER_REGISTRATION => Some("DUPLICATE_BROKER_REGISTRATION"),
       Self::INCONSISTENT_CLUSTER_ID => Some("INCONSISTENT_CLUSTER_ID"),
@@ -165,10 +185,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for PeerError {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_PEER_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_PEER_BODY: u8 = 13;
+pub const ENUM_MAX_PEER_BODY: u8 = 16;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_PEER_BODY: [PeerBody; 14] = [
+pub const ENUM_VALUES_PEER_BODY: [PeerBody; 17] = [
   PeerBody::NONE,
   PeerBody::PeerHello,
   PeerBody::PeerHelloResponse,
@@ -183,6 +203,9 @@ pub const ENUM_VALUES_PEER_BODY: [PeerBody; 14] = [
   PeerBody::DeleteTopics,
   PeerBody::CreatePartitions,
   PeerBody::AdminResponse,
+  PeerBody::ReplicaFetch,
+  PeerBody::ReplicaFetchResponse,
+  PeerBody::AlterPartition,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -204,9 +227,12 @@ impl PeerBody {
   pub const DeleteTopics: Self = Self(11);
   pub const CreatePartitions: Self = Self(12);
   pub const AdminResponse: Self = Self(13);
+  pub const ReplicaFetch: Self = Self(14);
+  pub const ReplicaFetchResponse: Self = Self(15);
+  pub const AlterPartition: Self = Self(16);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 13;
+  pub const ENUM_MAX: u8 = 16;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::PeerHello,
@@ -222,6 +248,9 @@ impl PeerBody {
     Self::DeleteTopics,
     Self::CreatePartitions,
     Self::AdminResponse,
+    Self::ReplicaFetch,
+    Self::ReplicaFetchResponse,
+    Self::AlterPartition,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -240,6 +269,9 @@ impl PeerBody {
       Self::DeleteTopics => Some("DeleteTopics"),
       Self::CreatePartitions => Some("CreatePartitions"),
       Self::AdminResponse => Some("AdminResponse"),
+      Self::ReplicaFetch => Some("ReplicaFetch"),
+      Self::ReplicaFetchResponse => Some("ReplicaFetchResponse"),
+      Self::AlterPartition => Some("AlterPartition"),
       _ => None,
     }
   }
@@ -313,6 +345,9 @@ pub enum PeerBodyT {
   DeleteTopics(alloc::boxed::Box<DeleteTopicsT>),
   CreatePartitions(alloc::boxed::Box<CreatePartitionsT>),
   AdminResponse(alloc::boxed::Box<AdminResponseT>),
+  ReplicaFetch(alloc::boxed::Box<ReplicaFetchT>),
+  ReplicaFetchResponse(alloc::boxed::Box<ReplicaFetchResponseT>),
+  AlterPartition(alloc::boxed::Box<AlterPartitionT>),
 }
 impl Default for PeerBodyT {
   fn default() -> Self {
@@ -336,6 +371,9 @@ impl PeerBodyT {
       Self::DeleteTopics(_) => PeerBody::DeleteTopics,
       Self::CreatePartitions(_) => PeerBody::CreatePartitions,
       Self::AdminResponse(_) => PeerBody::AdminResponse,
+      Self::ReplicaFetch(_) => PeerBody::ReplicaFetch,
+      Self::ReplicaFetchResponse(_) => PeerBody::ReplicaFetchResponse,
+      Self::AlterPartition(_) => PeerBody::AlterPartition,
     }
   }
   pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(&self, fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>) -> Option<::flatbuffers::WIPOffset<::flatbuffers::UnionWIPOffset>> {
@@ -354,6 +392,9 @@ impl PeerBodyT {
       Self::DeleteTopics(v) => Some(v.pack(fbb).as_union_value()),
       Self::CreatePartitions(v) => Some(v.pack(fbb).as_union_value()),
       Self::AdminResponse(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ReplicaFetch(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ReplicaFetchResponse(v) => Some(v.pack(fbb).as_union_value()),
+      Self::AlterPartition(v) => Some(v.pack(fbb).as_union_value()),
     }
   }
   /// If the union variant matches, return the owned PeerHelloT, setting the union to NONE.
@@ -629,6 +670,69 @@ impl PeerBodyT {
   pub fn as_admin_response_mut(&mut self) -> Option<&mut AdminResponseT> {
     if let Self::AdminResponse(v) = self { Some(v.as_mut()) } else { None }
   }
+  /// If the union variant matches, return the owned ReplicaFetchT, setting the union to NONE.
+  pub fn take_replica_fetch(&mut self) -> Option<alloc::boxed::Box<ReplicaFetchT>> {
+    if let Self::ReplicaFetch(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ReplicaFetch(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ReplicaFetchT.
+  pub fn as_replica_fetch(&self) -> Option<&ReplicaFetchT> {
+    if let Self::ReplicaFetch(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ReplicaFetchT.
+  pub fn as_replica_fetch_mut(&mut self) -> Option<&mut ReplicaFetchT> {
+    if let Self::ReplicaFetch(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ReplicaFetchResponseT, setting the union to NONE.
+  pub fn take_replica_fetch_response(&mut self) -> Option<alloc::boxed::Box<ReplicaFetchResponseT>> {
+    if let Self::ReplicaFetchResponse(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ReplicaFetchResponse(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ReplicaFetchResponseT.
+  pub fn as_replica_fetch_response(&self) -> Option<&ReplicaFetchResponseT> {
+    if let Self::ReplicaFetchResponse(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ReplicaFetchResponseT.
+  pub fn as_replica_fetch_response_mut(&mut self) -> Option<&mut ReplicaFetchResponseT> {
+    if let Self::ReplicaFetchResponse(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned AlterPartitionT, setting the union to NONE.
+  pub fn take_alter_partition(&mut self) -> Option<alloc::boxed::Box<AlterPartitionT>> {
+    if let Self::AlterPartition(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::AlterPartition(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the AlterPartitionT.
+  pub fn as_alter_partition(&self) -> Option<&AlterPartitionT> {
+    if let Self::AlterPartition(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the AlterPartitionT.
+  pub fn as_alter_partition_mut(&mut self) -> Option<&mut AlterPartitionT> {
+    if let Self::AlterPartition(v) = self { Some(v.as_mut()) } else { None }
+  }
 }
 pub enum PeerHelloOffset {}
 #[derive(Copy, Clone, PartialEq)]
@@ -649,6 +753,7 @@ impl<'a> PeerHello<'a> {
   pub const VT_CLUSTER_ID: ::flatbuffers::VOffsetT = 4;
   pub const VT_BROKER_ID: ::flatbuffers::VOffsetT = 6;
   pub const VT_PROTOCOL_VERSION: ::flatbuffers::VOffsetT = 8;
+  pub const VT_REPLICA_SHARD: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -660,6 +765,7 @@ impl<'a> PeerHello<'a> {
     args: &'args PeerHelloArgs<'args>
   ) -> ::flatbuffers::WIPOffset<PeerHello<'bldr>> {
     let mut builder = PeerHelloBuilder::new(_fbb);
+    builder.add_replica_shard(args.replica_shard);
     builder.add_broker_id(args.broker_id);
     if let Some(x) = args.cluster_id { builder.add_cluster_id(x); }
     builder.add_protocol_version(args.protocol_version);
@@ -672,10 +778,12 @@ impl<'a> PeerHello<'a> {
     });
     let broker_id = self.broker_id();
     let protocol_version = self.protocol_version();
+    let replica_shard = self.replica_shard();
     PeerHelloT {
       cluster_id,
       broker_id,
       protocol_version,
+      replica_shard,
     }
   }
 
@@ -700,6 +808,15 @@ impl<'a> PeerHello<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u16>(PeerHello::VT_PROTOCOL_VERSION, Some(1)).unwrap()}
   }
+  /// At least 0: the connection carries replica fetches for this data shard of
+  /// the answering broker, which hands it to that shard once welcomed.
+  #[inline]
+  pub fn replica_shard(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(PeerHello::VT_REPLICA_SHARD, Some(-1)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for PeerHello<'_> {
@@ -711,6 +828,7 @@ impl ::flatbuffers::Verifiable for PeerHello<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("cluster_id", Self::VT_CLUSTER_ID, false)?
      .visit_field::<i32>("broker_id", Self::VT_BROKER_ID, false)?
      .visit_field::<u16>("protocol_version", Self::VT_PROTOCOL_VERSION, false)?
+     .visit_field::<i32>("replica_shard", Self::VT_REPLICA_SHARD, false)?
      .finish();
     Ok(())
   }
@@ -719,6 +837,7 @@ pub struct PeerHelloArgs<'a> {
     pub cluster_id: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub broker_id: i32,
     pub protocol_version: u16,
+    pub replica_shard: i32,
 }
 impl<'a> Default for PeerHelloArgs<'a> {
   #[inline]
@@ -727,6 +846,7 @@ impl<'a> Default for PeerHelloArgs<'a> {
       cluster_id: None,
       broker_id: 0,
       protocol_version: 1,
+      replica_shard: -1,
     }
   }
 }
@@ -749,6 +869,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PeerHelloBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<u16>(PeerHello::VT_PROTOCOL_VERSION, protocol_version, 1);
   }
   #[inline]
+  pub fn add_replica_shard(&mut self, replica_shard: i32) {
+    self.fbb_.push_slot::<i32>(PeerHello::VT_REPLICA_SHARD, replica_shard, -1);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PeerHelloBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     PeerHelloBuilder {
@@ -769,6 +893,7 @@ impl ::core::fmt::Debug for PeerHello<'_> {
       ds.field("cluster_id", &self.cluster_id());
       ds.field("broker_id", &self.broker_id());
       ds.field("protocol_version", &self.protocol_version());
+      ds.field("replica_shard", &self.replica_shard());
       ds.finish()
   }
 }
@@ -777,6 +902,7 @@ pub struct PeerHelloT {
   pub cluster_id: Option<alloc::string::String>,
   pub broker_id: i32,
   pub protocol_version: u16,
+  pub replica_shard: i32,
 }
 impl Default for PeerHelloT {
   fn default() -> Self {
@@ -784,6 +910,7 @@ impl Default for PeerHelloT {
       cluster_id: None,
       broker_id: 0,
       protocol_version: 1,
+      replica_shard: -1,
     }
   }
 }
@@ -797,10 +924,12 @@ impl PeerHelloT {
     });
     let broker_id = self.broker_id;
     let protocol_version = self.protocol_version;
+    let replica_shard = self.replica_shard;
     PeerHello::create(_fbb, &PeerHelloArgs{
       cluster_id,
       broker_id,
       protocol_version,
+      replica_shard,
     })
   }
 }
@@ -3896,6 +4025,1432 @@ impl AdminResponseT {
     })
   }
 }
+pub enum ReplicaFetchPartitionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One partition a follower fetches (Kafka's replica FetchRequest partition).
+pub struct ReplicaFetchPartition<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ReplicaFetchPartition<'a> {
+  type Inner = ReplicaFetchPartition<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ReplicaFetchPartition<'a> {
+  pub const VT_TOPIC: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 6;
+  pub const VT_CURRENT_LEADER_EPOCH: ::flatbuffers::VOffsetT = 8;
+  pub const VT_FETCH_OFFSET: ::flatbuffers::VOffsetT = 10;
+  pub const VT_LAST_FETCHED_EPOCH: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ReplicaFetchPartition { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ReplicaFetchPartitionArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ReplicaFetchPartition<'bldr>> {
+    let mut builder = ReplicaFetchPartitionBuilder::new(_fbb);
+    builder.add_fetch_offset(args.fetch_offset);
+    builder.add_last_fetched_epoch(args.last_fetched_epoch);
+    builder.add_current_leader_epoch(args.current_leader_epoch);
+    builder.add_partition(args.partition);
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> ReplicaFetchPartitionT {
+    let topic = {
+      let x = self.topic();
+      alloc::string::ToString::to_string(x)
+    };
+    let partition = self.partition();
+    let current_leader_epoch = self.current_leader_epoch();
+    let fetch_offset = self.fetch_offset();
+    let last_fetched_epoch = self.last_fetched_epoch();
+    ReplicaFetchPartitionT {
+      topic,
+      partition,
+      current_leader_epoch,
+      fetch_offset,
+      last_fetched_epoch,
+    }
+  }
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ReplicaFetchPartition::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn partition(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(ReplicaFetchPartition::VT_PARTITION, Some(0)).unwrap()}
+  }
+  /// The leader epoch the follower knows: an older leader refuses the fetch
+  /// (FENCED_LEADER_EPOCH is for the follower's own stale epoch).
+  #[inline]
+  pub fn current_leader_epoch(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(ReplicaFetchPartition::VT_CURRENT_LEADER_EPOCH, Some(0)).unwrap()}
+  }
+  /// The follower's durable log end.
+  #[inline]
+  pub fn fetch_offset(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(ReplicaFetchPartition::VT_FETCH_OFFSET, Some(0)).unwrap()}
+  }
+  /// The epoch of the follower's last batch (-1: none), for divergence.
+  #[inline]
+  pub fn last_fetched_epoch(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(ReplicaFetchPartition::VT_LAST_FETCHED_EPOCH, Some(-1)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ReplicaFetchPartition<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<i32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<i32>("current_leader_epoch", Self::VT_CURRENT_LEADER_EPOCH, false)?
+     .visit_field::<i64>("fetch_offset", Self::VT_FETCH_OFFSET, false)?
+     .visit_field::<i32>("last_fetched_epoch", Self::VT_LAST_FETCHED_EPOCH, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ReplicaFetchPartitionArgs<'a> {
+    pub topic: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partition: i32,
+    pub current_leader_epoch: i32,
+    pub fetch_offset: i64,
+    pub last_fetched_epoch: i32,
+}
+impl<'a> Default for ReplicaFetchPartitionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ReplicaFetchPartitionArgs {
+      topic: None, // required field
+      partition: 0,
+      current_leader_epoch: 0,
+      fetch_offset: 0,
+      last_fetched_epoch: -1,
+    }
+  }
+}
+
+pub struct ReplicaFetchPartitionBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReplicaFetchPartitionBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReplicaFetchPartition::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_partition(&mut self, partition: i32) {
+    self.fbb_.push_slot::<i32>(ReplicaFetchPartition::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_current_leader_epoch(&mut self, current_leader_epoch: i32) {
+    self.fbb_.push_slot::<i32>(ReplicaFetchPartition::VT_CURRENT_LEADER_EPOCH, current_leader_epoch, 0);
+  }
+  #[inline]
+  pub fn add_fetch_offset(&mut self, fetch_offset: i64) {
+    self.fbb_.push_slot::<i64>(ReplicaFetchPartition::VT_FETCH_OFFSET, fetch_offset, 0);
+  }
+  #[inline]
+  pub fn add_last_fetched_epoch(&mut self, last_fetched_epoch: i32) {
+    self.fbb_.push_slot::<i32>(ReplicaFetchPartition::VT_LAST_FETCHED_EPOCH, last_fetched_epoch, -1);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReplicaFetchPartitionBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ReplicaFetchPartitionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ReplicaFetchPartition<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ReplicaFetchPartition::VT_TOPIC,"topic");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ReplicaFetchPartition<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ReplicaFetchPartition");
+      ds.field("topic", &self.topic());
+      ds.field("partition", &self.partition());
+      ds.field("current_leader_epoch", &self.current_leader_epoch());
+      ds.field("fetch_offset", &self.fetch_offset());
+      ds.field("last_fetched_epoch", &self.last_fetched_epoch());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaFetchPartitionT {
+  pub topic: alloc::string::String,
+  pub partition: i32,
+  pub current_leader_epoch: i32,
+  pub fetch_offset: i64,
+  pub last_fetched_epoch: i32,
+}
+impl Default for ReplicaFetchPartitionT {
+  fn default() -> Self {
+    Self {
+      topic: alloc::string::ToString::to_string(""),
+      partition: 0,
+      current_leader_epoch: 0,
+      fetch_offset: 0,
+      last_fetched_epoch: -1,
+    }
+  }
+}
+impl ReplicaFetchPartitionT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ReplicaFetchPartition<'b>> {
+    let topic = Some({
+      let x = &self.topic;
+      _fbb.create_string(x)
+    });
+    let partition = self.partition;
+    let current_leader_epoch = self.current_leader_epoch;
+    let fetch_offset = self.fetch_offset;
+    let last_fetched_epoch = self.last_fetched_epoch;
+    ReplicaFetchPartition::create(_fbb, &ReplicaFetchPartitionArgs{
+      topic,
+      partition,
+      current_leader_epoch,
+      fetch_offset,
+      last_fetched_epoch,
+    })
+  }
+}
+pub enum ReplicaFetchOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A follower shard's long poll on the leader shard, over its partitions.
+pub struct ReplicaFetch<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ReplicaFetch<'a> {
+  type Inner = ReplicaFetch<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ReplicaFetch<'a> {
+  pub const VT_BROKER_EPOCH: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MAX_WAIT_MS: ::flatbuffers::VOffsetT = 6;
+  pub const VT_MAX_BYTES: ::flatbuffers::VOffsetT = 8;
+  pub const VT_PARTITION_MAX_BYTES: ::flatbuffers::VOffsetT = 10;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ReplicaFetch { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ReplicaFetchArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ReplicaFetch<'bldr>> {
+    let mut builder = ReplicaFetchBuilder::new(_fbb);
+    builder.add_broker_epoch(args.broker_epoch);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    builder.add_partition_max_bytes(args.partition_max_bytes);
+    builder.add_max_bytes(args.max_bytes);
+    builder.add_max_wait_ms(args.max_wait_ms);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> ReplicaFetchT {
+    let broker_epoch = self.broker_epoch();
+    let max_wait_ms = self.max_wait_ms();
+    let max_bytes = self.max_bytes();
+    let partition_max_bytes = self.partition_max_bytes();
+    let partitions = {
+      let x = self.partitions();
+      x.iter().map(|t| t.unpack()).collect()
+    };
+    ReplicaFetchT {
+      broker_epoch,
+      max_wait_ms,
+      max_bytes,
+      partition_max_bytes,
+      partitions,
+    }
+  }
+
+  #[inline]
+  pub fn broker_epoch(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReplicaFetch::VT_BROKER_EPOCH, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn max_wait_ms(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReplicaFetch::VT_MAX_WAIT_MS, Some(0)).unwrap()}
+  }
+  /// The response's bytes of batches (the first batch always comes).
+  #[inline]
+  pub fn max_bytes(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReplicaFetch::VT_MAX_BYTES, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn partition_max_bytes(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReplicaFetch::VT_PARTITION_MAX_BYTES, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn partitions(&self) -> ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReplicaFetchPartition<'a>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReplicaFetchPartition>>>>(ReplicaFetch::VT_PARTITIONS, None).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ReplicaFetch<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("broker_epoch", Self::VT_BROKER_EPOCH, false)?
+     .visit_field::<u32>("max_wait_ms", Self::VT_MAX_WAIT_MS, false)?
+     .visit_field::<u32>("max_bytes", Self::VT_MAX_BYTES, false)?
+     .visit_field::<u32>("partition_max_bytes", Self::VT_PARTITION_MAX_BYTES, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ReplicaFetchPartition>>>>("partitions", Self::VT_PARTITIONS, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ReplicaFetchArgs<'a> {
+    pub broker_epoch: u64,
+    pub max_wait_ms: u32,
+    pub max_bytes: u32,
+    pub partition_max_bytes: u32,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReplicaFetchPartition<'a>>>>>,
+}
+impl<'a> Default for ReplicaFetchArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ReplicaFetchArgs {
+      broker_epoch: 0,
+      max_wait_ms: 0,
+      max_bytes: 0,
+      partition_max_bytes: 0,
+      partitions: None, // required field
+    }
+  }
+}
+
+pub struct ReplicaFetchBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReplicaFetchBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_broker_epoch(&mut self, broker_epoch: u64) {
+    self.fbb_.push_slot::<u64>(ReplicaFetch::VT_BROKER_EPOCH, broker_epoch, 0);
+  }
+  #[inline]
+  pub fn add_max_wait_ms(&mut self, max_wait_ms: u32) {
+    self.fbb_.push_slot::<u32>(ReplicaFetch::VT_MAX_WAIT_MS, max_wait_ms, 0);
+  }
+  #[inline]
+  pub fn add_max_bytes(&mut self, max_bytes: u32) {
+    self.fbb_.push_slot::<u32>(ReplicaFetch::VT_MAX_BYTES, max_bytes, 0);
+  }
+  #[inline]
+  pub fn add_partition_max_bytes(&mut self, partition_max_bytes: u32) {
+    self.fbb_.push_slot::<u32>(ReplicaFetch::VT_PARTITION_MAX_BYTES, partition_max_bytes, 0);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ReplicaFetchPartition<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReplicaFetch::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReplicaFetchBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ReplicaFetchBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ReplicaFetch<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ReplicaFetch::VT_PARTITIONS,"partitions");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ReplicaFetch<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ReplicaFetch");
+      ds.field("broker_epoch", &self.broker_epoch());
+      ds.field("max_wait_ms", &self.max_wait_ms());
+      ds.field("max_bytes", &self.max_bytes());
+      ds.field("partition_max_bytes", &self.partition_max_bytes());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaFetchT {
+  pub broker_epoch: u64,
+  pub max_wait_ms: u32,
+  pub max_bytes: u32,
+  pub partition_max_bytes: u32,
+  pub partitions: alloc::vec::Vec<ReplicaFetchPartitionT>,
+}
+impl Default for ReplicaFetchT {
+  fn default() -> Self {
+    Self {
+      broker_epoch: 0,
+      max_wait_ms: 0,
+      max_bytes: 0,
+      partition_max_bytes: 0,
+      partitions: Default::default(),
+    }
+  }
+}
+impl ReplicaFetchT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ReplicaFetch<'b>> {
+    let broker_epoch = self.broker_epoch;
+    let max_wait_ms = self.max_wait_ms;
+    let max_bytes = self.max_bytes;
+    let partition_max_bytes = self.partition_max_bytes;
+    let partitions = Some({
+      let x = &self.partitions;
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    ReplicaFetch::create(_fbb, &ReplicaFetchArgs{
+      broker_epoch,
+      max_wait_ms,
+      max_bytes,
+      partition_max_bytes,
+      partitions,
+    })
+  }
+}
+pub enum ReplicaPartitionDataOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ReplicaPartitionData<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ReplicaPartitionData<'a> {
+  type Inner = ReplicaPartitionData<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ReplicaPartitionData<'a> {
+  pub const VT_TOPIC: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 8;
+  pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 10;
+  pub const VT_HIGH_WATERMARK: ::flatbuffers::VOffsetT = 12;
+  pub const VT_LOG_START_OFFSET: ::flatbuffers::VOffsetT = 14;
+  pub const VT_LOG_END_OFFSET: ::flatbuffers::VOffsetT = 16;
+  pub const VT_DIVERGED: ::flatbuffers::VOffsetT = 18;
+  pub const VT_DIVERGING_EPOCH: ::flatbuffers::VOffsetT = 20;
+  pub const VT_DIVERGING_END_OFFSET: ::flatbuffers::VOffsetT = 22;
+  pub const VT_RECORDS_BYTES: ::flatbuffers::VOffsetT = 24;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ReplicaPartitionData { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ReplicaPartitionDataArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ReplicaPartitionData<'bldr>> {
+    let mut builder = ReplicaPartitionDataBuilder::new(_fbb);
+    builder.add_diverging_end_offset(args.diverging_end_offset);
+    builder.add_log_end_offset(args.log_end_offset);
+    builder.add_log_start_offset(args.log_start_offset);
+    builder.add_high_watermark(args.high_watermark);
+    builder.add_records_bytes(args.records_bytes);
+    builder.add_diverging_epoch(args.diverging_epoch);
+    if let Some(x) = args.message { builder.add_message(x); }
+    builder.add_partition(args.partition);
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.add_error(args.error);
+    builder.add_diverged(args.diverged);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> ReplicaPartitionDataT {
+    let topic = {
+      let x = self.topic();
+      alloc::string::ToString::to_string(x)
+    };
+    let partition = self.partition();
+    let error = self.error();
+    let message = self.message().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let high_watermark = self.high_watermark();
+    let log_start_offset = self.log_start_offset();
+    let log_end_offset = self.log_end_offset();
+    let diverged = self.diverged();
+    let diverging_epoch = self.diverging_epoch();
+    let diverging_end_offset = self.diverging_end_offset();
+    let records_bytes = self.records_bytes();
+    ReplicaPartitionDataT {
+      topic,
+      partition,
+      error,
+      message,
+      high_watermark,
+      log_start_offset,
+      log_end_offset,
+      diverged,
+      diverging_epoch,
+      diverging_end_offset,
+      records_bytes,
+    }
+  }
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ReplicaPartitionData::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn partition(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(ReplicaPartitionData::VT_PARTITION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn error(&self) -> PeerError {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<PeerError>(ReplicaPartitionData::VT_ERROR, Some(PeerError::NONE)).unwrap()}
+  }
+  #[inline]
+  pub fn message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ReplicaPartitionData::VT_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn high_watermark(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(ReplicaPartitionData::VT_HIGH_WATERMARK, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn log_start_offset(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(ReplicaPartitionData::VT_LOG_START_OFFSET, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn log_end_offset(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(ReplicaPartitionData::VT_LOG_END_OFFSET, Some(-1)).unwrap()}
+  }
+  /// Set when the follower's log diverged: truncate to where diverging_epoch
+  /// ends (both -1: the leader knows nothing of the follower's last epoch).
+  #[inline]
+  pub fn diverged(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(ReplicaPartitionData::VT_DIVERGED, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn diverging_epoch(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(ReplicaPartitionData::VT_DIVERGING_EPOCH, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn diverging_end_offset(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(ReplicaPartitionData::VT_DIVERGING_END_OFFSET, Some(-1)).unwrap()}
+  }
+  /// Bytes of this partition's batches in the frame's payload.
+  #[inline]
+  pub fn records_bytes(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReplicaPartitionData::VT_RECORDS_BYTES, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ReplicaPartitionData<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<i32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<PeerError>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .visit_field::<i64>("high_watermark", Self::VT_HIGH_WATERMARK, false)?
+     .visit_field::<i64>("log_start_offset", Self::VT_LOG_START_OFFSET, false)?
+     .visit_field::<i64>("log_end_offset", Self::VT_LOG_END_OFFSET, false)?
+     .visit_field::<bool>("diverged", Self::VT_DIVERGED, false)?
+     .visit_field::<i32>("diverging_epoch", Self::VT_DIVERGING_EPOCH, false)?
+     .visit_field::<i64>("diverging_end_offset", Self::VT_DIVERGING_END_OFFSET, false)?
+     .visit_field::<u32>("records_bytes", Self::VT_RECORDS_BYTES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ReplicaPartitionDataArgs<'a> {
+    pub topic: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partition: i32,
+    pub error: PeerError,
+    pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub diverged: bool,
+    pub diverging_epoch: i32,
+    pub diverging_end_offset: i64,
+    pub records_bytes: u32,
+}
+impl<'a> Default for ReplicaPartitionDataArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ReplicaPartitionDataArgs {
+      topic: None, // required field
+      partition: 0,
+      error: PeerError::NONE,
+      message: None,
+      high_watermark: -1,
+      log_start_offset: -1,
+      log_end_offset: -1,
+      diverged: false,
+      diverging_epoch: -1,
+      diverging_end_offset: -1,
+      records_bytes: 0,
+    }
+  }
+}
+
+pub struct ReplicaPartitionDataBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReplicaPartitionDataBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReplicaPartitionData::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_partition(&mut self, partition: i32) {
+    self.fbb_.push_slot::<i32>(ReplicaPartitionData::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_error(&mut self, error: PeerError) {
+    self.fbb_.push_slot::<PeerError>(ReplicaPartitionData::VT_ERROR, error, PeerError::NONE);
+  }
+  #[inline]
+  pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReplicaPartitionData::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn add_high_watermark(&mut self, high_watermark: i64) {
+    self.fbb_.push_slot::<i64>(ReplicaPartitionData::VT_HIGH_WATERMARK, high_watermark, -1);
+  }
+  #[inline]
+  pub fn add_log_start_offset(&mut self, log_start_offset: i64) {
+    self.fbb_.push_slot::<i64>(ReplicaPartitionData::VT_LOG_START_OFFSET, log_start_offset, -1);
+  }
+  #[inline]
+  pub fn add_log_end_offset(&mut self, log_end_offset: i64) {
+    self.fbb_.push_slot::<i64>(ReplicaPartitionData::VT_LOG_END_OFFSET, log_end_offset, -1);
+  }
+  #[inline]
+  pub fn add_diverged(&mut self, diverged: bool) {
+    self.fbb_.push_slot::<bool>(ReplicaPartitionData::VT_DIVERGED, diverged, false);
+  }
+  #[inline]
+  pub fn add_diverging_epoch(&mut self, diverging_epoch: i32) {
+    self.fbb_.push_slot::<i32>(ReplicaPartitionData::VT_DIVERGING_EPOCH, diverging_epoch, -1);
+  }
+  #[inline]
+  pub fn add_diverging_end_offset(&mut self, diverging_end_offset: i64) {
+    self.fbb_.push_slot::<i64>(ReplicaPartitionData::VT_DIVERGING_END_OFFSET, diverging_end_offset, -1);
+  }
+  #[inline]
+  pub fn add_records_bytes(&mut self, records_bytes: u32) {
+    self.fbb_.push_slot::<u32>(ReplicaPartitionData::VT_RECORDS_BYTES, records_bytes, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReplicaPartitionDataBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ReplicaPartitionDataBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ReplicaPartitionData<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ReplicaPartitionData::VT_TOPIC,"topic");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ReplicaPartitionData<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ReplicaPartitionData");
+      ds.field("topic", &self.topic());
+      ds.field("partition", &self.partition());
+      ds.field("error", &self.error());
+      ds.field("message", &self.message());
+      ds.field("high_watermark", &self.high_watermark());
+      ds.field("log_start_offset", &self.log_start_offset());
+      ds.field("log_end_offset", &self.log_end_offset());
+      ds.field("diverged", &self.diverged());
+      ds.field("diverging_epoch", &self.diverging_epoch());
+      ds.field("diverging_end_offset", &self.diverging_end_offset());
+      ds.field("records_bytes", &self.records_bytes());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaPartitionDataT {
+  pub topic: alloc::string::String,
+  pub partition: i32,
+  pub error: PeerError,
+  pub message: Option<alloc::string::String>,
+  pub high_watermark: i64,
+  pub log_start_offset: i64,
+  pub log_end_offset: i64,
+  pub diverged: bool,
+  pub diverging_epoch: i32,
+  pub diverging_end_offset: i64,
+  pub records_bytes: u32,
+}
+impl Default for ReplicaPartitionDataT {
+  fn default() -> Self {
+    Self {
+      topic: alloc::string::ToString::to_string(""),
+      partition: 0,
+      error: PeerError::NONE,
+      message: None,
+      high_watermark: -1,
+      log_start_offset: -1,
+      log_end_offset: -1,
+      diverged: false,
+      diverging_epoch: -1,
+      diverging_end_offset: -1,
+      records_bytes: 0,
+    }
+  }
+}
+impl ReplicaPartitionDataT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ReplicaPartitionData<'b>> {
+    let topic = Some({
+      let x = &self.topic;
+      _fbb.create_string(x)
+    });
+    let partition = self.partition;
+    let error = self.error;
+    let message = self.message.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let high_watermark = self.high_watermark;
+    let log_start_offset = self.log_start_offset;
+    let log_end_offset = self.log_end_offset;
+    let diverged = self.diverged;
+    let diverging_epoch = self.diverging_epoch;
+    let diverging_end_offset = self.diverging_end_offset;
+    let records_bytes = self.records_bytes;
+    ReplicaPartitionData::create(_fbb, &ReplicaPartitionDataArgs{
+      topic,
+      partition,
+      error,
+      message,
+      high_watermark,
+      log_start_offset,
+      log_end_offset,
+      diverged,
+      diverging_epoch,
+      diverging_end_offset,
+      records_bytes,
+    })
+  }
+}
+pub enum ReplicaFetchResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Followed, in the same frame, by `payload_bytes` of batches: every partition's
+/// `records_bytes`, in the order of `partitions`, exactly as the leader stores them.
+pub struct ReplicaFetchResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ReplicaFetchResponse<'a> {
+  type Inner = ReplicaFetchResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ReplicaFetchResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 8;
+  pub const VT_PAYLOAD_BYTES: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ReplicaFetchResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ReplicaFetchResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ReplicaFetchResponse<'bldr>> {
+    let mut builder = ReplicaFetchResponseBuilder::new(_fbb);
+    builder.add_payload_bytes(args.payload_bytes);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    if let Some(x) = args.message { builder.add_message(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> ReplicaFetchResponseT {
+    let error = self.error();
+    let message = self.message().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let partitions = self.partitions().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    let payload_bytes = self.payload_bytes();
+    ReplicaFetchResponseT {
+      error,
+      message,
+      partitions,
+      payload_bytes,
+    }
+  }
+
+  #[inline]
+  pub fn error(&self) -> PeerError {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<PeerError>(ReplicaFetchResponse::VT_ERROR, Some(PeerError::NONE)).unwrap()}
+  }
+  #[inline]
+  pub fn message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ReplicaFetchResponse::VT_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReplicaPartitionData<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReplicaPartitionData>>>>(ReplicaFetchResponse::VT_PARTITIONS, None)}
+  }
+  #[inline]
+  pub fn payload_bytes(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ReplicaFetchResponse::VT_PAYLOAD_BYTES, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ReplicaFetchResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<PeerError>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ReplicaPartitionData>>>>("partitions", Self::VT_PARTITIONS, false)?
+     .visit_field::<u32>("payload_bytes", Self::VT_PAYLOAD_BYTES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ReplicaFetchResponseArgs<'a> {
+    pub error: PeerError,
+    pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReplicaPartitionData<'a>>>>>,
+    pub payload_bytes: u32,
+}
+impl<'a> Default for ReplicaFetchResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ReplicaFetchResponseArgs {
+      error: PeerError::NONE,
+      message: None,
+      partitions: None,
+      payload_bytes: 0,
+    }
+  }
+}
+
+pub struct ReplicaFetchResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReplicaFetchResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: PeerError) {
+    self.fbb_.push_slot::<PeerError>(ReplicaFetchResponse::VT_ERROR, error, PeerError::NONE);
+  }
+  #[inline]
+  pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReplicaFetchResponse::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ReplicaPartitionData<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReplicaFetchResponse::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn add_payload_bytes(&mut self, payload_bytes: u32) {
+    self.fbb_.push_slot::<u32>(ReplicaFetchResponse::VT_PAYLOAD_BYTES, payload_bytes, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReplicaFetchResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ReplicaFetchResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ReplicaFetchResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ReplicaFetchResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ReplicaFetchResponse");
+      ds.field("error", &self.error());
+      ds.field("message", &self.message());
+      ds.field("partitions", &self.partitions());
+      ds.field("payload_bytes", &self.payload_bytes());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaFetchResponseT {
+  pub error: PeerError,
+  pub message: Option<alloc::string::String>,
+  pub partitions: Option<alloc::vec::Vec<ReplicaPartitionDataT>>,
+  pub payload_bytes: u32,
+}
+impl Default for ReplicaFetchResponseT {
+  fn default() -> Self {
+    Self {
+      error: PeerError::NONE,
+      message: None,
+      partitions: None,
+      payload_bytes: 0,
+    }
+  }
+}
+impl ReplicaFetchResponseT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ReplicaFetchResponse<'b>> {
+    let error = self.error;
+    let message = self.message.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let partitions = self.partitions.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    let payload_bytes = self.payload_bytes;
+    ReplicaFetchResponse::create(_fbb, &ReplicaFetchResponseArgs{
+      error,
+      message,
+      partitions,
+      payload_bytes,
+    })
+  }
+}
+pub enum IsrMemberOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct IsrMember<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for IsrMember<'a> {
+  type Inner = IsrMember<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> IsrMember<'a> {
+  pub const VT_BROKER_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_BROKER_EPOCH: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    IsrMember { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args IsrMemberArgs
+  ) -> ::flatbuffers::WIPOffset<IsrMember<'bldr>> {
+    let mut builder = IsrMemberBuilder::new(_fbb);
+    builder.add_broker_epoch(args.broker_epoch);
+    builder.add_broker_id(args.broker_id);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> IsrMemberT {
+    let broker_id = self.broker_id();
+    let broker_epoch = self.broker_epoch();
+    IsrMemberT {
+      broker_id,
+      broker_epoch,
+    }
+  }
+
+  #[inline]
+  pub fn broker_id(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(IsrMember::VT_BROKER_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn broker_epoch(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(IsrMember::VT_BROKER_EPOCH, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for IsrMember<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<i32>("broker_id", Self::VT_BROKER_ID, false)?
+     .visit_field::<u64>("broker_epoch", Self::VT_BROKER_EPOCH, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct IsrMemberArgs {
+    pub broker_id: i32,
+    pub broker_epoch: u64,
+}
+impl<'a> Default for IsrMemberArgs {
+  #[inline]
+  fn default() -> Self {
+    IsrMemberArgs {
+      broker_id: 0,
+      broker_epoch: 0,
+    }
+  }
+}
+
+pub struct IsrMemberBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> IsrMemberBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_broker_id(&mut self, broker_id: i32) {
+    self.fbb_.push_slot::<i32>(IsrMember::VT_BROKER_ID, broker_id, 0);
+  }
+  #[inline]
+  pub fn add_broker_epoch(&mut self, broker_epoch: u64) {
+    self.fbb_.push_slot::<u64>(IsrMember::VT_BROKER_EPOCH, broker_epoch, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> IsrMemberBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    IsrMemberBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<IsrMember<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for IsrMember<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("IsrMember");
+      ds.field("broker_id", &self.broker_id());
+      ds.field("broker_epoch", &self.broker_epoch());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct IsrMemberT {
+  pub broker_id: i32,
+  pub broker_epoch: u64,
+}
+impl Default for IsrMemberT {
+  fn default() -> Self {
+    Self {
+      broker_id: 0,
+      broker_epoch: 0,
+    }
+  }
+}
+impl IsrMemberT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<IsrMember<'b>> {
+    let broker_id = self.broker_id;
+    let broker_epoch = self.broker_epoch;
+    IsrMember::create(_fbb, &IsrMemberArgs{
+      broker_id,
+      broker_epoch,
+    })
+  }
+}
+pub enum AlterPartitionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A partition leader's ISR change, forwarded to the active controller and
+/// answered with an AdminResponse naming the topic.
+pub struct AlterPartition<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AlterPartition<'a> {
+  type Inner = AlterPartition<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AlterPartition<'a> {
+  pub const VT_TOPIC: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 6;
+  pub const VT_LEADER: ::flatbuffers::VOffsetT = 8;
+  pub const VT_LEADER_EPOCH: ::flatbuffers::VOffsetT = 10;
+  pub const VT_PARTITION_EPOCH: ::flatbuffers::VOffsetT = 12;
+  pub const VT_ISR: ::flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AlterPartition { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AlterPartitionArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AlterPartition<'bldr>> {
+    let mut builder = AlterPartitionBuilder::new(_fbb);
+    if let Some(x) = args.isr { builder.add_isr(x); }
+    builder.add_partition_epoch(args.partition_epoch);
+    builder.add_leader_epoch(args.leader_epoch);
+    builder.add_leader(args.leader);
+    builder.add_partition(args.partition);
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> AlterPartitionT {
+    let topic = {
+      let x = self.topic();
+      alloc::string::ToString::to_string(x)
+    };
+    let partition = self.partition();
+    let leader = self.leader();
+    let leader_epoch = self.leader_epoch();
+    let partition_epoch = self.partition_epoch();
+    let isr = {
+      let x = self.isr();
+      x.iter().map(|t| t.unpack()).collect()
+    };
+    AlterPartitionT {
+      topic,
+      partition,
+      leader,
+      leader_epoch,
+      partition_epoch,
+      isr,
+    }
+  }
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AlterPartition::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn partition(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(AlterPartition::VT_PARTITION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn leader(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(AlterPartition::VT_LEADER, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn leader_epoch(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(AlterPartition::VT_LEADER_EPOCH, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn partition_epoch(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(AlterPartition::VT_PARTITION_EPOCH, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn isr(&self) -> ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<IsrMember<'a>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<IsrMember>>>>(AlterPartition::VT_ISR, None).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AlterPartition<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<i32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<i32>("leader", Self::VT_LEADER, false)?
+     .visit_field::<i32>("leader_epoch", Self::VT_LEADER_EPOCH, false)?
+     .visit_field::<i32>("partition_epoch", Self::VT_PARTITION_EPOCH, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<IsrMember>>>>("isr", Self::VT_ISR, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AlterPartitionArgs<'a> {
+    pub topic: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partition: i32,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<IsrMember<'a>>>>>,
+}
+impl<'a> Default for AlterPartitionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AlterPartitionArgs {
+      topic: None, // required field
+      partition: 0,
+      leader: 0,
+      leader_epoch: 0,
+      partition_epoch: 0,
+      isr: None, // required field
+    }
+  }
+}
+
+pub struct AlterPartitionBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AlterPartitionBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterPartition::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_partition(&mut self, partition: i32) {
+    self.fbb_.push_slot::<i32>(AlterPartition::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_leader(&mut self, leader: i32) {
+    self.fbb_.push_slot::<i32>(AlterPartition::VT_LEADER, leader, 0);
+  }
+  #[inline]
+  pub fn add_leader_epoch(&mut self, leader_epoch: i32) {
+    self.fbb_.push_slot::<i32>(AlterPartition::VT_LEADER_EPOCH, leader_epoch, 0);
+  }
+  #[inline]
+  pub fn add_partition_epoch(&mut self, partition_epoch: i32) {
+    self.fbb_.push_slot::<i32>(AlterPartition::VT_PARTITION_EPOCH, partition_epoch, 0);
+  }
+  #[inline]
+  pub fn add_isr(&mut self, isr: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<IsrMember<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterPartition::VT_ISR, isr);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AlterPartitionBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AlterPartitionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AlterPartition<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, AlterPartition::VT_TOPIC,"topic");
+    self.fbb_.required(o, AlterPartition::VT_ISR,"isr");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AlterPartition<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AlterPartition");
+      ds.field("topic", &self.topic());
+      ds.field("partition", &self.partition());
+      ds.field("leader", &self.leader());
+      ds.field("leader_epoch", &self.leader_epoch());
+      ds.field("partition_epoch", &self.partition_epoch());
+      ds.field("isr", &self.isr());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlterPartitionT {
+  pub topic: alloc::string::String,
+  pub partition: i32,
+  pub leader: i32,
+  pub leader_epoch: i32,
+  pub partition_epoch: i32,
+  pub isr: alloc::vec::Vec<IsrMemberT>,
+}
+impl Default for AlterPartitionT {
+  fn default() -> Self {
+    Self {
+      topic: alloc::string::ToString::to_string(""),
+      partition: 0,
+      leader: 0,
+      leader_epoch: 0,
+      partition_epoch: 0,
+      isr: Default::default(),
+    }
+  }
+}
+impl AlterPartitionT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<AlterPartition<'b>> {
+    let topic = Some({
+      let x = &self.topic;
+      _fbb.create_string(x)
+    });
+    let partition = self.partition;
+    let leader = self.leader;
+    let leader_epoch = self.leader_epoch;
+    let partition_epoch = self.partition_epoch;
+    let isr = Some({
+      let x = &self.isr;
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    AlterPartition::create(_fbb, &AlterPartitionArgs{
+      topic,
+      partition,
+      leader,
+      leader_epoch,
+      partition_epoch,
+      isr,
+    })
+  }
+}
 pub enum PeerEnvelopeOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -3999,6 +5554,21 @@ impl<'a> PeerEnvelope<'a> {
       PeerBody::AdminResponse => PeerBodyT::AdminResponse(alloc::boxed::Box::new(
         self.body_as_admin_response()
             .expect("Invalid union table, expected `PeerBody::AdminResponse`.")
+            .unpack()
+      )),
+      PeerBody::ReplicaFetch => PeerBodyT::ReplicaFetch(alloc::boxed::Box::new(
+        self.body_as_replica_fetch()
+            .expect("Invalid union table, expected `PeerBody::ReplicaFetch`.")
+            .unpack()
+      )),
+      PeerBody::ReplicaFetchResponse => PeerBodyT::ReplicaFetchResponse(alloc::boxed::Box::new(
+        self.body_as_replica_fetch_response()
+            .expect("Invalid union table, expected `PeerBody::ReplicaFetchResponse`.")
+            .unpack()
+      )),
+      PeerBody::AlterPartition => PeerBodyT::AlterPartition(alloc::boxed::Box::new(
+        self.body_as_alter_partition()
+            .expect("Invalid union table, expected `PeerBody::AlterPartition`.")
             .unpack()
       )),
       _ => PeerBodyT::NONE,
@@ -4225,6 +5795,51 @@ impl<'a> PeerEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_replica_fetch(&self) -> Option<ReplicaFetch<'a>> {
+    if self.body_type() == PeerBody::ReplicaFetch {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ReplicaFetch::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_replica_fetch_response(&self) -> Option<ReplicaFetchResponse<'a>> {
+    if self.body_type() == PeerBody::ReplicaFetchResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ReplicaFetchResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_alter_partition(&self) -> Option<AlterPartition<'a>> {
+    if self.body_type() == PeerBody::AlterPartition {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AlterPartition::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for PeerEnvelope<'_> {
@@ -4249,6 +5864,9 @@ impl ::flatbuffers::Verifiable for PeerEnvelope<'_> {
           PeerBody::DeleteTopics => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteTopics>>("PeerBody::DeleteTopics", pos),
           PeerBody::CreatePartitions => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CreatePartitions>>("PeerBody::CreatePartitions", pos),
           PeerBody::AdminResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AdminResponse>>("PeerBody::AdminResponse", pos),
+          PeerBody::ReplicaFetch => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReplicaFetch>>("PeerBody::ReplicaFetch", pos),
+          PeerBody::ReplicaFetchResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReplicaFetchResponse>>("PeerBody::ReplicaFetchResponse", pos),
+          PeerBody::AlterPartition => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterPartition>>("PeerBody::AlterPartition", pos),
           _ => Ok(()),
         }
      })?
@@ -4396,6 +6014,27 @@ impl ::core::fmt::Debug for PeerEnvelope<'_> {
         },
         PeerBody::AdminResponse => {
           if let Some(x) = self.body_as_admin_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        PeerBody::ReplicaFetch => {
+          if let Some(x) = self.body_as_replica_fetch() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        PeerBody::ReplicaFetchResponse => {
+          if let Some(x) = self.body_as_replica_fetch_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        PeerBody::AlterPartition => {
+          if let Some(x) = self.body_as_alter_partition() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

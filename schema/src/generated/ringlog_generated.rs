@@ -16,7 +16,7 @@ pub const ENUM_MIN_ERROR_CODE: i16 = -1;
 pub const ENUM_MAX_ERROR_CODE: i16 = 1002;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 45] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 48] = [
   ErrorCode::UNKNOWN_SERVER_ERROR,
   ErrorCode::NONE,
   ErrorCode::OFFSET_OUT_OF_RANGE,
@@ -33,6 +33,7 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 45] = [
   ErrorCode::INVALID_TOPIC,
   ErrorCode::RECORD_LIST_TOO_LARGE,
   ErrorCode::NOT_ENOUGH_REPLICAS,
+  ErrorCode::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
   ErrorCode::INVALID_REQUIRED_ACKS,
   ErrorCode::ILLEGAL_GENERATION,
   ErrorCode::INCONSISTENT_GROUP_PROTOCOL,
@@ -55,6 +56,8 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 45] = [
   ErrorCode::KAFKA_STORAGE_ERROR,
   ErrorCode::NON_EMPTY_GROUP,
   ErrorCode::GROUP_ID_NOT_FOUND,
+  ErrorCode::FENCED_LEADER_EPOCH,
+  ErrorCode::UNKNOWN_LEADER_EPOCH,
   ErrorCode::UNSUPPORTED_COMPRESSION_TYPE,
   ErrorCode::GROUP_MAX_SIZE_REACHED,
   ErrorCode::INVALID_RECORD,
@@ -86,6 +89,7 @@ impl ErrorCode {
   pub const INVALID_TOPIC: Self = Self(17);
   pub const RECORD_LIST_TOO_LARGE: Self = Self(18);
   pub const NOT_ENOUGH_REPLICAS: Self = Self(19);
+  pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: Self = Self(20);
   pub const INVALID_REQUIRED_ACKS: Self = Self(21);
   pub const ILLEGAL_GENERATION: Self = Self(22);
   pub const INCONSISTENT_GROUP_PROTOCOL: Self = Self(23);
@@ -108,6 +112,8 @@ impl ErrorCode {
   pub const KAFKA_STORAGE_ERROR: Self = Self(56);
   pub const NON_EMPTY_GROUP: Self = Self(68);
   pub const GROUP_ID_NOT_FOUND: Self = Self(69);
+  pub const FENCED_LEADER_EPOCH: Self = Self(74);
+  pub const UNKNOWN_LEADER_EPOCH: Self = Self(75);
   pub const UNSUPPORTED_COMPRESSION_TYPE: Self = Self(76);
   pub const GROUP_MAX_SIZE_REACHED: Self = Self(81);
   pub const INVALID_RECORD: Self = Self(87);
@@ -138,6 +144,7 @@ impl ErrorCode {
     Self::INVALID_TOPIC,
     Self::RECORD_LIST_TOO_LARGE,
     Self::NOT_ENOUGH_REPLICAS,
+    Self::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
     Self::INVALID_REQUIRED_ACKS,
     Self::ILLEGAL_GENERATION,
     Self::INCONSISTENT_GROUP_PROTOCOL,
@@ -160,6 +167,8 @@ impl ErrorCode {
     Self::KAFKA_STORAGE_ERROR,
     Self::NON_EMPTY_GROUP,
     Self::GROUP_ID_NOT_FOUND,
+    Self::FENCED_LEADER_EPOCH,
+    Self::UNKNOWN_LEADER_EPOCH,
     Self::UNSUPPORTED_COMPRESSION_TYPE,
     Self::GROUP_MAX_SIZE_REACHED,
     Self::INVALID_RECORD,
@@ -187,6 +196,7 @@ impl ErrorCode {
       Self::INVALID_TOPIC => Some("INVALID_TOPIC"),
       Self::RECORD_LIST_TOO_LARGE => Some("RECORD_LIST_TOO_LARGE"),
       Self::NOT_ENOUGH_REPLICAS => Some("NOT_ENOUGH_REPLICAS"),
+      Self::NOT_ENOUGH_REPLICAS_AFTER_APPEND => Some("NOT_ENOUGH_REPLICAS_AFTER_APPEND"),
       Self::INVALID_REQUIRED_ACKS => Some("INVALID_REQUIRED_ACKS"),
       Self::ILLEGAL_GENERATION => Some("ILLEGAL_GENERATION"),
       Self::INCONSISTENT_GROUP_PROTOCOL => Some("INCONSISTENT_GROUP_PROTOCOL"),
@@ -209,6 +219,8 @@ impl ErrorCode {
       Self::KAFKA_STORAGE_ERROR => Some("KAFKA_STORAGE_ERROR"),
       Self::NON_EMPTY_GROUP => Some("NON_EMPTY_GROUP"),
       Self::GROUP_ID_NOT_FOUND => Some("GROUP_ID_NOT_FOUND"),
+      Self::FENCED_LEADER_EPOCH => Some("FENCED_LEADER_EPOCH"),
+      Self::UNKNOWN_LEADER_EPOCH => Some("UNKNOWN_LEADER_EPOCH"),
       Self::UNSUPPORTED_COMPRESSION_TYPE => Some("UNSUPPORTED_COMPRESSION_TYPE"),
       Self::GROUP_MAX_SIZE_REACHED => Some("GROUP_MAX_SIZE_REACHED"),
       Self::INVALID_RECORD => Some("INVALID_RECORD"),

@@ -1,0 +1,349 @@
+//! Partition replication on three brokers as separate processes (issue 17):
+//! acks=all writes through both listeners end up on every replica byte for byte,
+//! and consumers get each acknowledged record once.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::cluster::Cluster;
+use common::*;
+
+/// Short sessions so the cluster forms in seconds; min.insync.replicas 2 as the
+/// issue's acceptance asks.
+const SETTINGS: &[&str] = &[
+    "--set",
+    "broker.session.timeout.ms=3000",
+    "--set",
+    "broker.heartbeat.interval.ms=500",
+    "--set",
+    "metadata.commit.timeout.ms=3000",
+    "--set",
+    "min.insync.replicas=2",
+];
+
+/// Every batch of a partition directory's segments, by base offset, as stored
+/// (header and records, CRC included), read straight from the files.
+fn stored_batches(dir: &Path) -> BTreeMap<i64, Vec<u8>> {
+    let mut segments: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    segments.sort();
+    let mut out = BTreeMap::new();
+    for seg in segments {
+        let bytes = std::fs::read(&seg).unwrap();
+        let mut pos = 0usize;
+        while pos + 12 <= bytes.len() {
+            let len = i32::from_be_bytes(bytes[pos + 8..pos + 12].try_into().unwrap());
+            // Zeros past the data: preallocated, never written.
+            if len <= 0 || pos + 12 + len as usize > bytes.len() {
+                break;
+            }
+            let end = pos + 12 + len as usize;
+            let base = i64::from_be_bytes(bytes[pos..pos + 8].try_into().unwrap());
+            out.insert(base, bytes[pos..end].to_vec());
+            pos = end;
+        }
+    }
+    out
+}
+
+/// Records in stored batches (the header's record count).
+fn record_count(batches: &BTreeMap<i64, Vec<u8>>) -> usize {
+    batches
+        .values()
+        .map(|b| i32::from_be_bytes(b[57..61].try_into().unwrap()) as usize)
+        .sum()
+}
+
+#[test]
+fn acks_all_writes_reach_every_replica_byte_for_byte() {
+    let mut c = Cluster::start(3, SETTINGS);
+    ok(&c.broker(1).cli(&[
+        "topic",
+        "create",
+        "r",
+        "--partitions",
+        "3",
+        "--replication-factor",
+        "3",
+    ]));
+    // Native listener, acks=all (the CLI's default), through a broker that leads
+    // only one of the partitions.
+    let native: String = (0..30_000).map(|i| format!("k{i}:n{i}\n")).collect();
+    ok(&c.broker(2).cli_input(
+        &["produce", "--topic", "r", "--key-separator", ":"],
+        native.as_bytes(),
+    ));
+    // Kafka listener: librdkafka's default is acks=all.
+    let mut kcat = std::process::Command::new("timeout")
+        .args(["60", "kcat", "-P", "-t", "r", "-K", ":"])
+        .args(["-X", "acks=all", "-X", "message.timeout.ms=30000"])
+        .args(["-b", &c.broker(3).kafka_addr])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let kafka: String = (0..10_000).map(|i| format!("k{i}:q{i}\n")).collect();
+    std::io::Write::write_all(kcat.stdin.as_mut().unwrap(), kafka.as_bytes()).unwrap();
+    drop(kcat.stdin.take());
+    assert!(kcat.wait().unwrap().success(), "{}", c.logs());
+
+    // Consumers get every acknowledged record once.
+    let mut values = c.broker(1).consume_values("r");
+    values.sort();
+    let mut want: Vec<String> = (0..30_000)
+        .map(|i| format!("n{i}"))
+        .chain((0..10_000).map(|i| format!("q{i}")))
+        .collect();
+    want.sort();
+    assert_eq!(values.len(), want.len());
+    assert!(
+        values == want,
+        "consumed records differ from those produced"
+    );
+
+    // Every replica holds the same batches, byte for byte (a clean stop first, so
+    // the files are complete; every batch was acknowledged at acks=all, so each
+    // one is below the high watermark).
+    for id in 1..=3 {
+        c.broker_mut(id).terminate();
+    }
+    let mut total = 0;
+    for partition in 0..3 {
+        let copies: Vec<BTreeMap<i64, Vec<u8>>> = (1..=3)
+            .map(|id| stored_batches(&c.data_dir(id).join(format!("r-{partition}"))))
+            .collect();
+        assert!(!copies[0].is_empty(), "partition {partition} is empty");
+        for (i, copy) in copies.iter().enumerate().skip(1) {
+            assert_eq!(
+                copy.keys().collect::<Vec<_>>(),
+                copies[0].keys().collect::<Vec<_>>(),
+                "partition {partition}: broker {} holds other batches than broker 1",
+                i + 1
+            );
+            assert!(
+                copy == &copies[0],
+                "partition {partition}: broker {} differs from broker 1",
+                i + 1
+            );
+        }
+        total += record_count(&copies[0]);
+    }
+    assert_eq!(total, 40_000);
+    drop(c);
+}
+
+/// Each partition's ISR from `topic describe` through broker `asked`.
+fn isr(c: &Cluster, asked: usize, topic: &str) -> Vec<Vec<i32>> {
+    ok(&c.broker(asked).cli(&["topic", "describe", topic]))
+        .lines()
+        .filter_map(|l| l.split("Isr: ").nth(1))
+        .map(|r| {
+            r.split_whitespace()
+                .next()
+                .unwrap_or("")
+                .split(',')
+                .filter(|b| !b.is_empty())
+                .map(|b| b.parse().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+fn produce(
+    c: &Cluster,
+    via: usize,
+    topic: &str,
+    acks: &str,
+    from: usize,
+    n: usize,
+) -> std::process::Output {
+    let lines: String = (from..from + n).map(|i| format!("v{i}\n")).collect();
+    c.broker(via).cli_input(
+        &["produce", "--topic", topic, "--acks", acks],
+        lines.as_bytes(),
+    )
+}
+
+/// Issue 17 acceptance 2, on five voters so the quorum outlives two brokers: a
+/// killed follower leaves the ISR after the lag time and produce goes on; with a
+/// second one gone acks=all is refused with NOT_ENOUGH_REPLICAS while acks=1
+/// works; both restarted, they catch up, rejoin, and hold every acknowledged
+/// record.
+#[test]
+fn followers_leave_the_isr_when_they_lag_and_rejoin_once_caught_up() {
+    let settings = [
+        "--set",
+        "broker.session.timeout.ms=6000",
+        "--set",
+        "broker.heartbeat.interval.ms=500",
+        "--set",
+        "metadata.commit.timeout.ms=3000",
+        "--set",
+        "min.insync.replicas=2",
+        "--set",
+        "replica.lag.time.max.ms=1500",
+    ];
+    let mut c = Cluster::start(5, &settings);
+    ok(&c.broker(1).cli(&[
+        "topic",
+        "create",
+        "lag",
+        "--partitions",
+        "1",
+        "--replication-factor",
+        "3",
+    ]));
+    assert_eq!(isr(&c, 1, "lag"), [vec![1, 2, 3]]);
+    ok(&produce(&c, 1, "lag", "all", 0, 1_000));
+
+    c.kill9(3);
+    let (_, took) = c.wait_for(Duration::from_secs(20), "broker 3 leaves the ISR", |c| {
+        (isr(c, 1, "lag") == [vec![1, 2]]).then_some(())
+    });
+    eprintln!("a killed follower left the ISR after {took:?}");
+    ok(&produce(&c, 1, "lag", "all", 1_000, 1_000));
+
+    c.kill9(2);
+    c.wait_for(Duration::from_secs(20), "broker 2 leaves the ISR", |c| {
+        (isr(c, 1, "lag") == [vec![1]]).then_some(())
+    });
+    let refused = fails(&produce(&c, 1, "lag", "all", 2_000, 10));
+    assert!(refused.contains("NOT_ENOUGH_REPLICAS"), "{refused}");
+    ok(&produce(&c, 1, "lag", "1", 2_000, 1_000));
+
+    c.restart(2);
+    c.restart(3);
+    let (_, took) = c.wait_for(Duration::from_secs(30), "both rejoin the ISR", |c| {
+        (isr(c, 1, "lag") == [vec![1, 2, 3]]).then_some(())
+    });
+    eprintln!("restarted followers rejoined the ISR after {took:?}");
+    ok(&produce(&c, 1, "lag", "all", 3_000, 1_000));
+
+    for id in c.running() {
+        c.broker_mut(id).terminate();
+    }
+    let copies: Vec<BTreeMap<i64, Vec<u8>>> = (1..=3)
+        .map(|id| stored_batches(&c.data_dir(id).join("lag-0")))
+        .collect();
+    assert_eq!(record_count(&copies[0]), 4_000);
+    assert!(copies[1] == copies[0], "broker 2 differs from the leader");
+    assert!(copies[2] == copies[0], "broker 3 differs from the leader");
+}
+
+/// Partition 0's leader as `topic describe` through broker `asked` names it.
+fn leader(c: &Cluster, asked: usize, topic: &str) -> String {
+    ok(&c.broker(asked).cli(&["topic", "describe", topic]))
+        .lines()
+        .find_map(|l| l.split("Leader: ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn signal(c: &Cluster, id: usize, sig: libc::c_int) {
+    // SAFETY: a plain kill(2) on a child process this test started.
+    let rc = unsafe { libc::kill(c.broker(id).pid(), sig) };
+    assert_eq!(rc, 0, "kill({id}, {sig})");
+}
+
+/// Issue 17 acceptance 3 (KIP-279): a follower holding records the next leader
+/// never got truncates them and ends byte-identical to the new leader. Broker 2
+/// freezes with a fetch outstanding, so batch A still reaches it but batch B
+/// (acks=1) reaches only the leader and broker 3; the leader then freezes past its
+/// session, the controller fences it and elects broker 2 (first in replica order
+/// among the live ISR), which writes on in epoch 1. Broker 3's suffix B, and later
+/// the old leader's, diverges from the new leader's log and is truncated.
+#[test]
+fn a_diverged_replica_truncates_its_suffix_and_ends_identical_to_the_leader() {
+    let settings = [
+        "--set",
+        "broker.session.timeout.ms=3000",
+        "--set",
+        "broker.heartbeat.interval.ms=300",
+        "--set",
+        "metadata.commit.timeout.ms=3000",
+        "--set",
+        "min.insync.replicas=1",
+        "--set",
+        "replica.fetch.wait.max.ms=5000",
+    ];
+    let mut c = Cluster::start(3, &settings);
+    ok(&c.broker(1).cli(&[
+        "topic",
+        "create",
+        "d",
+        "--partitions",
+        "1",
+        "--replication-factor",
+        "3",
+    ]));
+    assert_eq!(leader(&c, 1, "d"), "1");
+    ok(&produce(&c, 1, "d", "all", 0, 100));
+    let stored =
+        |c: &Cluster, id: usize| record_count(&stored_batches(&c.data_dir(id).join("d-0")));
+
+    signal(&c, 2, libc::SIGSTOP);
+    ok(&produce(&c, 1, "d", "1", 100, 50)); // A: answers broker 2's waiting fetch
+    ok(&produce(&c, 1, "d", "1", 150, 40)); // B: broker 2 asks for nothing more
+    c.wait_for(Duration::from_secs(10), "broker 3 holds B", |c| {
+        (stored(c, 3) == 190).then_some(())
+    });
+    signal(&c, 1, libc::SIGSTOP);
+    assert_eq!((stored(&c, 1), stored(&c, 2)), (190, 100));
+    signal(&c, 2, libc::SIGCONT);
+
+    let (_, took) = c.wait_for(Duration::from_secs(30), "broker 2 leads", |c| {
+        (leader(c, 3, "d") == "2").then_some(())
+    });
+    eprintln!("the frozen leader was replaced after {took:?}");
+    ok(&produce(&c, 2, "d", "all", 200, 30));
+    let truncated = |c: &Cluster, id: usize| {
+        c.broker(id)
+            .log()
+            .contains("replica truncated to the leader's log")
+    };
+    c.wait_for(Duration::from_secs(10), "broker 3 truncates B", |c| {
+        truncated(c, 3).then_some(())
+    });
+
+    // The old leader wakes up as a follower with the same suffix.
+    signal(&c, 1, libc::SIGCONT);
+    let (_, took) = c.wait_for(Duration::from_secs(30), "broker 1 rejoins the ISR", |c| {
+        (isr(c, 2, "d") == [vec![1, 2, 3]]).then_some(())
+    });
+    eprintln!("the old leader rejoined the ISR after {took:?}");
+    assert!(
+        truncated(&c, 1),
+        "broker 1 never truncated:\n{}",
+        c.broker(1).log()
+    );
+    ok(&produce(&c, 2, "d", "all", 300, 20));
+
+    // A is on the new leader (it was answered to broker 2's fetch before it froze);
+    // B never was, and is nowhere now.
+    let mut values = c.broker(2).consume_values("d");
+    values.sort();
+    let mut want: Vec<String> = (0..150)
+        .chain(200..230)
+        .chain(300..320)
+        .map(|i| format!("v{i}"))
+        .collect();
+    want.sort();
+    assert!(values == want, "consumed: {values:?}");
+
+    for id in 1..=3 {
+        c.broker_mut(id).terminate();
+    }
+    let copies: Vec<BTreeMap<i64, Vec<u8>>> = (1..=3)
+        .map(|id| stored_batches(&c.data_dir(id).join("d-0")))
+        .collect();
+    assert_eq!(record_count(&copies[1]), 200);
+    assert!(copies[0] == copies[1], "broker 1 differs from the leader");
+    assert!(copies[2] == copies[1], "broker 3 differs from the leader");
+}
