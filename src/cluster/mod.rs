@@ -16,5 +16,5 @@ pub mod controller;
 pub mod quorum;
 pub mod raft_file;
 #[cfg(test)]
-mod sim;
+pub(crate) mod sim;
 pub mod slog_tracing;

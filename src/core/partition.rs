@@ -28,7 +28,7 @@ use crate::core::producer_snapshot;
 use crate::core::producer_state::{last_sequence, LoggedBatch, ProducerState, Verdict};
 use crate::metadata::BrokerId;
 use crate::metrics::PartitionStats;
-use crate::replication::leader::LeaderReplicas;
+use crate::replication::leader::{LeaderReplicas, Membership};
 use crate::sync::signal::{Latch, Signal};
 use crate::time::now_ms;
 use tracing::info;
@@ -156,18 +156,14 @@ impl Partition {
         &self,
         me: BrokerId,
         epoch: i32,
-        replicas: &[BrokerId],
-        isr: &[BrokerId],
-        min_insync: usize,
+        membership: Membership<'_>,
         now_ms: i64,
     ) -> Result<(), PartitionError> {
         let current = self.role.borrow().clone();
         if let Role::Leader { epoch: e, .. } = &current {
             if *e == epoch {
                 let moved = match &mut *self.role.borrow_mut() {
-                    Role::Leader { replicas: r, .. } => {
-                        r.set_membership(replicas, isr, min_insync, now_ms)
-                    }
+                    Role::Leader { replicas: r, .. } => r.set_membership(membership, now_ms),
                     _ => false,
                 };
                 if moved {
@@ -185,15 +181,7 @@ impl Partition {
             Role::Leader { replicas, .. } => replicas.high_watermark(),
             Role::Follower { high_watermark, .. } => high_watermark,
         };
-        let state = LeaderReplicas::new(
-            me,
-            replicas,
-            isr,
-            min_insync,
-            known,
-            self.committed_end(),
-            now_ms,
-        );
+        let state = LeaderReplicas::new(me, membership, known, self.committed_end(), now_ms);
         *self.role.borrow_mut() = Role::Leader {
             epoch,
             replicas: state,
@@ -1003,12 +991,16 @@ mod tests {
             drop(p);
 
             let p = open(&dir).await;
+            let all = [BrokerId(0), BrokerId(1), BrokerId(2)];
             p.lead(
                 BrokerId(0),
                 2,
-                &[BrokerId(0), BrokerId(1), BrokerId(2)],
-                &[BrokerId(0), BrokerId(1), BrokerId(2)],
-                2,
+                Membership {
+                    replicas: &all,
+                    isr: &all,
+                    partition_epoch: 3,
+                    min_insync: 2,
+                },
                 now_ms(),
             )
             .await

@@ -460,9 +460,12 @@ impl Shard {
                     .lead(
                         me,
                         meta.leader_epoch,
-                        &meta.replicas,
-                        &meta.isr,
-                        min_insync,
+                        crate::replication::leader::Membership {
+                            replicas: &meta.replicas,
+                            isr: &meta.isr,
+                            partition_epoch: meta.partition_epoch,
+                            min_insync,
+                        },
                         now,
                     )
                     .await

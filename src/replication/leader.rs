@@ -48,6 +48,16 @@ impl FollowerProgress {
     }
 }
 
+/// A partition's replicas and ISR as of one partition epoch, with the
+/// `min.insync.replicas` that applies to it: what the metadata tells a leader.
+#[derive(Clone, Copy, Debug)]
+pub struct Membership<'a> {
+    pub replicas: &'a [BrokerId],
+    pub isr: &'a [BrokerId],
+    pub partition_epoch: i32,
+    pub min_insync: usize,
+}
+
 /// The replication state of a partition this broker leads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaderReplicas {
@@ -58,6 +68,9 @@ pub struct LeaderReplicas {
     high_watermark: i64,
     /// The leader's own durable log end.
     leader_end: i64,
+    /// The partition epoch of the metadata this state was last given: a newer one
+    /// means the controller decided whatever was in flight.
+    partition_epoch: i32,
     /// An ISR change sent to the controller and not yet applied. While it is in
     /// flight the high watermark counts the union of both ISRs (KIP-497's
     /// maximal ISR), so a member being added is held to as soon as it is asked
@@ -71,22 +84,22 @@ impl LeaderReplicas {
     /// left it as far as this broker knows (never above `leader_end`).
     pub fn new(
         me: BrokerId,
-        replicas: &[BrokerId],
-        isr: &[BrokerId],
-        min_insync: usize,
+        m: Membership<'_>,
         high_watermark: i64,
         leader_end: i64,
         now_ms: i64,
     ) -> Self {
-        let followers = replicas
+        let followers = m
+            .replicas
             .iter()
             .filter(|b| **b != me)
             .map(|b| (*b, FollowerProgress::new(now_ms)))
             .collect();
         let mut state = Self {
             me,
-            isr: isr.to_vec(),
-            min_insync: min_insync.max(1),
+            isr: m.isr.to_vec(),
+            partition_epoch: m.partition_epoch,
+            min_insync: m.min_insync.max(1),
             followers,
             high_watermark: high_watermark.min(leader_end).max(0),
             leader_end,
@@ -118,19 +131,22 @@ impl LeaderReplicas {
         self.followers.get(&broker).copied()
     }
 
-    /// The metadata changed the ISR, the replicas or min.insync.replicas.
-    /// Returns whether the high watermark moved.
-    pub fn set_membership(
-        &mut self,
-        replicas: &[BrokerId],
-        isr: &[BrokerId],
-        min_insync: usize,
-        now_ms: i64,
-    ) -> bool {
-        if self.isr != isr {
-            // The controller applied a change (ours or a fencing): what was in
-            // flight is decided.
+    /// The metadata as of `partition_epoch` (the ISR, the replicas,
+    /// min.insync.replicas). Returns whether the high watermark moved.
+    pub fn set_membership(&mut self, m: Membership<'_>, now_ms: i64) -> bool {
+        let Membership {
+            replicas,
+            isr,
+            partition_epoch,
+            min_insync,
+        } = m;
+        if partition_epoch != self.partition_epoch {
+            // The controller changed the partition (our change, or a fencing
+            // that may even have brought the ISR back to what it was): what was in
+            // flight is decided either way. Comparing ISRs would miss the
+            // second case and leave the change in flight for good.
             self.pending = None;
+            self.partition_epoch = partition_epoch;
         }
         self.isr = isr.to_vec();
         self.min_insync = min_insync.max(1);
@@ -274,12 +290,26 @@ impl LeaderReplicas {
 mod tests {
     use super::*;
 
+    fn ms<'a>(
+        replicas: &'a [BrokerId],
+        isr: &'a [BrokerId],
+        partition_epoch: i32,
+        min_insync: usize,
+    ) -> Membership<'a> {
+        Membership {
+            replicas,
+            isr,
+            partition_epoch,
+            min_insync,
+        }
+    }
+
     const A: BrokerId = BrokerId(0);
     const B: BrokerId = BrokerId(1);
     const C: BrokerId = BrokerId(2);
 
     fn three(min_insync: usize) -> LeaderReplicas {
-        LeaderReplicas::new(A, &[A, B, C], &[A, B, C], min_insync, 0, 0, 1_000)
+        LeaderReplicas::new(A, ms(&[A, B, C], &[A, B, C], 0, min_insync), 0, 0, 1_000)
     }
 
     #[test]
@@ -317,11 +347,11 @@ mod tests {
     #[test]
     fn it_moves_only_while_the_isr_has_min_insync_members() {
         let mut r = three(2);
-        r.set_membership(&[A, B, C], &[A], 2, 0);
+        r.set_membership(ms(&[A, B, C], &[A], 1, 2), 0);
         r.leader_durable(10);
         assert_eq!(r.high_watermark(), 0);
         assert!(!r.enough_in_sync());
-        assert!(r.set_membership(&[A, B, C], &[A], 1, 0));
+        assert!(r.set_membership(ms(&[A, B, C], &[A], 2, 1), 0));
         assert_eq!(r.high_watermark(), 10, "min.insync.replicas lowered");
     }
 
@@ -331,7 +361,7 @@ mod tests {
         r.leader_durable(10);
         r.on_fetch(B, 10, 1, 1);
         assert_eq!(r.high_watermark(), 0, "C silent");
-        assert!(r.set_membership(&[A, B, C], &[A, B], 1, 2));
+        assert!(r.set_membership(ms(&[A, B, C], &[A, B], 3, 1), 2));
         assert_eq!(r.high_watermark(), 10);
     }
 
@@ -374,7 +404,7 @@ mod tests {
             10,
             "C still holds it until the change commits"
         );
-        assert!(r.set_membership(&[A, B, C], &[A, B], 1, 40_000));
+        assert!(r.set_membership(ms(&[A, B, C], &[A, B], 4, 1), 40_000));
         assert_eq!(r.high_watermark(), 20);
         assert!(!r.change_in_flight());
         // C catches up: back in, and counted as soon as asked for.
@@ -389,9 +419,29 @@ mod tests {
         assert_eq!(r.high_watermark(), 30, "refused: C is not counted");
     }
 
+    /// Found by the replication simulation: an expansion commits, then a fencing
+    /// takes the ISR back to what it was before the leader hears of either. The
+    /// change is decided all the same, and the next check may ask again.
+    #[test]
+    fn a_newer_partition_epoch_decides_the_change_in_flight_even_with_the_same_isr() {
+        let mut r = LeaderReplicas::new(A, ms(&[A, B, C], &[A], 4, 1), 0, 10, 0);
+        r.on_fetch(B, 10, 1, 1);
+        assert_eq!(r.desired_isr(1, 1_000, 0), Some(vec![A, B]));
+        r.begin_change(vec![A, B]);
+        assert_eq!(r.desired_isr(2, 1_000, 0), None, "one change at a time");
+        r.set_membership(ms(&[A, B, C], &[A], 4, 1), 3);
+        assert!(
+            r.change_in_flight(),
+            "the same metadata again decides nothing"
+        );
+        r.set_membership(ms(&[A, B, C], &[A], 6, 1), 3);
+        assert!(!r.change_in_flight());
+        assert_eq!(r.desired_isr(4, 1_000, 0), Some(vec![A, B]));
+    }
+
     #[test]
     fn followers_rejoin_once_at_the_high_watermark_and_the_epoch_start() {
-        let mut r = LeaderReplicas::new(A, &[A, B, C], &[A, B], 1, 0, 0, 0);
+        let mut r = LeaderReplicas::new(A, ms(&[A, B, C], &[A, B], 0, 1), 0, 0, 0);
         r.leader_durable(20);
         r.on_fetch(B, 20, 1, 1);
         assert_eq!(r.high_watermark(), 20);
@@ -434,6 +484,7 @@ mod tests {
                         let mut r = three(2);
                         let mut ends = BTreeMap::from([(A, 0i64), (B, -1), (C, -1)]);
                         let mut last = r.high_watermark();
+                        let mut partition_epoch = 0;
                         for i in [a, b, c, d] {
                             match steps[i] {
                                 Step::Leader(e) => {
@@ -446,7 +497,8 @@ mod tests {
                                 }
                                 Step::Isr(isr) => {
                                     let moved_min = r.high_watermark();
-                                    r.set_membership(&[A, B, C], isr, 2, 0);
+                                    partition_epoch += 1;
+                                    r.set_membership(ms(&[A, B, C], isr, partition_epoch, 2), 0);
                                     if isr.len() < 2 {
                                         assert_eq!(r.high_watermark(), moved_min);
                                     }

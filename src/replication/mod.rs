@@ -5,4 +5,5 @@
 
 pub mod divergence;
 pub mod leader;
-
+#[cfg(test)]
+mod sim;

@@ -1145,6 +1145,11 @@ impl PartitionLog {
             (st.next_offset, st.log_start)
         };
         if offset.0 >= next {
+            // Nothing to cut, but an epoch begun at the log end with no batch
+            // (a leadership that appended nothing) goes: a follower names the
+            // epoch of its last batch, and keeping the empty one would have it
+            // told to truncate here again and again.
+            self.change_epochs(|c| c.truncate_from_end(offset.0))?;
             return Ok(Offset(next));
         }
         if offset.0 <= log_start {
