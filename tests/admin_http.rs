@@ -247,3 +247,46 @@ fn admin_listener_can_be_turned_off_and_a_taken_port_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("cannot bind {port}")), "{err}");
 }
+
+/// Every listener reserves its port with SO_REUSEPORT so all shards can accept on it;
+/// without a check the kernel would let a second broker of the same user listen on a
+/// port the first holds and split its connections between them.
+#[test]
+fn a_port_another_broker_listens_on_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Broker::start(&dir.path().join("a"), 1, &[]);
+    let b = dir.path().join("b");
+    let serve = |native: &str, kafka: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--native-addr",
+            native,
+            "--kafka-addr",
+            kafka,
+            "--admin-addr",
+            "none",
+        ];
+        args.extend_from_slice(extra);
+        Broker::serve_must_fail(&b, &args)
+    };
+    let voters = format!("1@{}", first.addr);
+    let cluster = [
+        "--broker-id",
+        "1",
+        "--controller-voters",
+        voters.as_str(),
+        "--cluster-addr",
+        first.addr.as_str(),
+    ];
+    for (taken, err) in [
+        (&first.addr, serve(&first.addr, "none", &[])),
+        (
+            &first.kafka_addr,
+            serve("127.0.0.1:0", &first.kafka_addr, &[]),
+        ),
+        (&first.addr, serve("127.0.0.1:0", "none", &cluster)),
+    ] {
+        assert!(err.contains(&format!("cannot bind {taken}")), "{err}");
+        assert!(err.contains("in use"), "{err}");
+    }
+    assert!(first.terminate().success());
+}

@@ -7,6 +7,7 @@
 //! a bound, close every log with its clean-shutdown marker, exit 0).
 
 pub mod admin;
+mod port_check;
 
 use crate::core::connection_limits::{Admission, ConnectionLimits};
 use std::fs::{File, OpenOptions};
@@ -339,8 +340,19 @@ fn listeners_json(
     )
 }
 
+/// Reserves `addr` for this process's shards with SO_REUSEPORT (every shard binds
+/// the same port), refusing a port another socket listens on: the kernel would let
+/// a second process of the same user share it (see `port_check`).
 fn reserve_port(addr: SocketAddr) -> Result<socket2::Socket, BrokerError> {
     let bind_err = |source| BrokerError::Bind { addr, source };
+    if addr.port() != 0
+        && port_check::still_taken_after(addr, port_check::LINGERING_LISTENER_WAIT)
+            .map_err(bind_err)?
+    {
+        return Err(bind_err(std::io::Error::from(
+            std::io::ErrorKind::AddrInUse,
+        )));
+    }
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,

@@ -102,6 +102,41 @@ impl Broker {
         }
     }
 
+    /// Runs `ringlog serve --data-dir data_dir args...`, which must exit with an error
+    /// before it is ready; returns its stderr. A broker that starts instead is killed
+    /// and the test fails (rather than hanging on a server that never exits).
+    pub fn serve_must_fail(data_dir: &Path, args: &[&str]) -> String {
+        let stderr_path = data_dir.with_extension("stderr");
+        let stderr = File::create(&stderr_path).unwrap();
+        let mut child = Command::new(super::ringlog_bin())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(!status.success(), "serve {args:?} exited successfully");
+                return std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            }
+            let ready = data_dir.join("listeners.json").exists();
+            if ready || Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "serve {args:?} {} instead of failing:\n{}",
+                    if ready { "started" } else { "kept running" },
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits until the broker has written `listeners.json` (it is ready).
     pub fn wait_ready(&mut self) {
         let listeners = self.data_dir.join("listeners.json");

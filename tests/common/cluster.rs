@@ -15,21 +15,24 @@ pub struct Cluster {
     starts: usize,
 }
 
-/// A port free now on 127.0.0.1 (the kernel's choice; a race with another process
-/// taking it before the broker binds is possible but rare).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `n` distinct ports free now on 127.0.0.1. All are held until every one is chosen,
+/// so the kernel cannot hand out the same port twice (which once gave two brokers of
+/// one cluster the same inter-broker port). Another process may still take one before
+/// its broker binds it; that broker then fails to start with "address in use".
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 impl Cluster {
     /// Starts `n` brokers with `extra` serve arguments each and waits until all are
     /// ready (registered and unfenced).
     pub fn start(n: usize, extra: &[&str]) -> Cluster {
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let ports = free_ports(n);
         let mut c = Cluster {
             dir: tempfile::tempdir().unwrap(),
             brokers: (0..n).map(|_| None).collect(),
