@@ -260,6 +260,10 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`.
     pub offsets_topic_partitions: i32,
+    /// `offsets.topic.replication.factor`: replicas of each `__consumer_offsets`
+    /// partition when the topic is created, capped at the brokers registered then
+    /// (Kafka's default 3; a single broker gets 1).
+    pub offsets_topic_replication_factor: i16,
     /// `offsets.topic.segment.bytes`: segment size of `__consumer_offsets` (Kafka's
     /// 100 MiB: small, so compaction can clean it often).
     pub offsets_topic_segment_bytes: u64,
@@ -322,6 +326,7 @@ impl Default for BrokerConfig {
             shard_preallocate_max_bytes: ringlog_storage::shared::PREALLOCATED_MAX_BYTES_DEFAULT,
             log: LogConfig::default(),
             offsets_topic_partitions: 50,
+            offsets_topic_replication_factor: 3,
             offsets_topic_segment_bytes: 104_857_600,
             log_cleaner_backoff: Duration::from_millis(15_000),
             groups: GroupLimits::default(),
@@ -404,6 +409,7 @@ pub const BROKER_KEYS: &[&str] = &[
     "shard.open.files.max",
     "shard.preallocate.max.bytes",
     "offsets.topic.num.partitions",
+    "offsets.topic.replication.factor",
     "group.min.session.timeout.ms",
     "group.max.session.timeout.ms",
     "group.initial.rebalance.delay.ms",
@@ -612,6 +618,13 @@ impl BrokerConfig {
                     return Err(bad("must be at least 1".into()));
                 }
                 self.offsets_topic_partitions = n;
+            }
+            "offsets.topic.replication.factor" => {
+                let n: i16 = num(v).map_err(bad)?;
+                if n < 1 {
+                    return Err(bad("must be at least 1".into()));
+                }
+                self.offsets_topic_replication_factor = n;
             }
             "group.min.session.timeout.ms" => {
                 self.groups.session_timeout_min_ms = num(v).map_err(bad)?
@@ -935,11 +948,13 @@ pub const TOPIC_KEYS: &[&str] = &[
     "message.timestamp.type",
     "message.timestamp.before.max.ms",
     "message.timestamp.after.max.ms",
+    "min.insync.replicas",
 ];
 
-/// The effective value of topic config `key` (one of `TOPIC_KEYS`) in `log`, as
-/// DescribeConfigs shows it (-1 for "no limit").
-pub fn topic_config_value(log: &LogConfig, key: &str) -> String {
+/// The effective value of topic config `key` (one of `TOPIC_KEYS`) in `log` and
+/// `min_insync` (the topic's `min.insync.replicas`), as DescribeConfigs shows it
+/// (-1 for "no limit").
+pub fn topic_config_value(log: &LogConfig, min_insync: i16, key: &str) -> String {
     let or_none = |v: Option<u64>| v.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX));
     match key {
         "retention.ms" => or_none(log.retention_ms).to_string(),
@@ -954,8 +969,28 @@ pub fn topic_config_value(log: &LogConfig, key: &str) -> String {
         "message.timestamp.type" => log.timestamp_type.name().to_string(),
         "message.timestamp.before.max.ms" => log.timestamp_before_max_ms.to_string(),
         "message.timestamp.after.max.ms" => log.timestamp_after_max_ms.to_string(),
+        "min.insync.replicas" => min_insync.to_string(),
         other => format!("<{other}: not a topic config>"),
     }
+}
+
+/// A topic's `min.insync.replicas`: its own setting, else the broker's
+/// `broker_default`. Topic configs are validated when set, so a value that does
+/// not parse here cannot be stored; it would count as unset.
+pub fn topic_min_insync_replicas(broker_default: i16, configs: &BTreeMap<String, String>) -> i16 {
+    configs
+        .get("min.insync.replicas")
+        .and_then(|v| min_insync_replicas(v).ok())
+        .unwrap_or(broker_default)
+}
+
+/// `min.insync.replicas`: at least 1.
+fn min_insync_replicas(v: &str) -> Result<i16, String> {
+    let n: i16 = num(v.trim())?;
+    if n < 1 {
+        return Err("must be at least 1".into());
+    }
+    Ok(n)
 }
 
 /// `cleanup.policy`: `delete`, `compact` or `compact,delete`.
@@ -995,6 +1030,10 @@ pub fn topic_log_config(
             "cleanup.policy" => log.cleanup = cleanup_policy(v).map_err(bad)?,
             "delete.retention.ms" => log.delete_retention_ms = num(v).map_err(bad)?,
             "min.cleanable.dirty.ratio" => log.min_cleanable_dirty_ratio = num(v).map_err(bad)?,
+            // Not a log setting: validated here, read by `topic_min_insync_replicas`.
+            "min.insync.replicas" => {
+                min_insync_replicas(v).map_err(bad)?;
+            }
             _ => {
                 return Err(format!(
                     "unknown topic config {key:?}; known: {}",
@@ -1205,19 +1244,34 @@ mod tests {
             "message.timestamp.after.max.ms".to_string(),
             "5".to_string(),
         );
+        m.insert("min.insync.replicas".to_string(), "2".to_string());
         let log = topic_log_config(&LogConfig::default(), &m).unwrap();
+        let min_insync = topic_min_insync_replicas(1, &m);
         for key in TOPIC_KEYS {
-            let value = topic_config_value(&log, key);
+            let value = topic_config_value(&log, min_insync, key);
             assert!(!value.starts_with('<'), "{key}: {value}");
         }
         assert_eq!(
-            topic_config_value(&log, "message.timestamp.type"),
+            topic_config_value(&log, min_insync, "message.timestamp.type"),
             "LogAppendTime"
         );
         assert_eq!(
-            topic_config_value(&log, "message.timestamp.after.max.ms"),
+            topic_config_value(&log, min_insync, "message.timestamp.after.max.ms"),
             "5"
         );
+        assert_eq!(
+            topic_config_value(&log, min_insync, "min.insync.replicas"),
+            "2"
+        );
+        assert_eq!(topic_min_insync_replicas(3, &BTreeMap::new()), 3);
+        for bad in ["0", "-1", "x", "40000"] {
+            m.insert("min.insync.replicas".to_string(), bad.to_string());
+            assert!(
+                topic_log_config(&LogConfig::default(), &m).is_err(),
+                "{bad}"
+            );
+        }
+        m.insert("min.insync.replicas".to_string(), "2".to_string());
         m.insert("message.timestamp.type".to_string(), "Later".to_string());
         assert!(topic_log_config(&LogConfig::default(), &m).is_err());
     }

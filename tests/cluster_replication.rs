@@ -347,3 +347,145 @@ fn a_diverged_replica_truncates_its_suffix_and_ends_identical_to_the_leader() {
     assert!(copies[0] == copies[1], "broker 1 differs from the leader");
     assert!(copies[2] == copies[1], "broker 3 differs from the leader");
 }
+
+/// Issue 17 acceptance 5: a group's commits go to its `__consumer_offsets`
+/// partition, created with `offsets.topic.replication.factor` (3) replicas; a
+/// Kafka client bootstrapped on any broker finds the coordinator (the partition's
+/// leader) and commits there, and every replica of that partition ends holding the
+/// same commits, byte for byte.
+#[test]
+fn group_commits_are_on_every_replica_of_their_offsets_partition() {
+    let mut settings = SETTINGS.to_vec();
+    settings.extend([
+        "--set",
+        "offsets.topic.num.partitions=3",
+        "--set",
+        "group.initial.rebalance.delay.ms=100",
+    ]);
+    let mut c = Cluster::start(3, &settings);
+    ok(&c.broker(1).cli(&[
+        "topic",
+        "create",
+        "gc",
+        "--partitions",
+        "3",
+        "--replication-factor",
+        "3",
+    ]));
+    let lines: String = (0..3000).map(|i| format!("k{i}:v{i}\n")).collect();
+    ok(&c.broker(2).cli_input(
+        &["produce", "--topic", "gc", "--key-separator", ":"],
+        lines.as_bytes(),
+    ));
+    let group = "commits";
+    let out = std::process::Command::new("timeout")
+        .args(["60", "kcat", "-G", group, "gc", "-o", "beginning", "-e"])
+        .args(["-f", "%s\n", "-X", "session.timeout.ms=6000"])
+        .args(["-b", &c.broker(3).kafka_addr])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.logs()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3000);
+    let replicas = isr(&c, 1, ringlog::groups::offsets::OFFSETS_TOPIC);
+    assert_eq!(replicas.len(), 3);
+    assert!(replicas.iter().all(|r| r.len() == 3), "{replicas:?}");
+    // The native tools find the coordinator from any broker, and see those commits.
+    for id in 1..=3 {
+        let described = ok(&c.broker(id).cli(&["group", "describe", group]));
+        let committed: i64 = described
+            .lines()
+            .skip(2)
+            .map(|l| l.split_whitespace().nth(2).unwrap().parse::<i64>().unwrap())
+            .sum();
+        assert_eq!(committed, 3000, "through broker {id}: {described}");
+    }
+    // A native group consumer bootstrapped on each broker in turn: the first reads
+    // part of the topic and commits, the next ones go on from its commits.
+    let mut seen = Vec::new();
+    for id in 1..=3 {
+        let out = ok(&c.broker(id).cli(&[
+            "consume",
+            "--topic",
+            "gc",
+            "--group",
+            "native",
+            "--from-beginning",
+            "--max-messages",
+            "1000",
+            "--timeout-ms",
+            "5000",
+        ]));
+        seen.extend(out.lines().map(str::to_string));
+    }
+    seen.sort();
+    let mut want: Vec<String> = (0..3000).map(|i| format!("v{i}")).collect();
+    want.sort();
+    assert!(seen == want, "the native group read {} records", seen.len());
+
+    for id in 1..=3 {
+        c.broker_mut(id).terminate();
+    }
+    let p = ringlog::groups::offsets::partition_for_group(group, 3);
+    let dir = |id: usize| c.data_dir(id).join(format!("__consumer_offsets-{p}"));
+    let leader_copy = stored_batches(&dir(1));
+    assert!(!leader_copy.is_empty(), "no commits stored");
+    for id in 2..=3 {
+        assert!(
+            stored_batches(&dir(id)) == leader_copy,
+            "broker {id}'s __consumer_offsets-{p} differs from broker 1's"
+        );
+    }
+    // The stored commits are the consumer's final positions: every record once.
+    let mut store = ringlog::groups::offsets::OffsetStore::default();
+    for bytes in leader_copy.into_values() {
+        let batch = ringlog::schema::RecordBatch::parse(bytes.into()).unwrap();
+        for r in batch.records().unwrap() {
+            store
+                .apply_record(r.key.as_deref().unwrap(), r.value.as_deref())
+                .unwrap();
+        }
+    }
+    let committed: i64 = (0..3)
+        .map(|part| store.get(group, "gc", part).map_or(0, |c| c.offset))
+        .sum();
+    assert_eq!(committed, 3000);
+    drop(c);
+}
+
+/// A topic's own `min.insync.replicas` overrides the broker's (2 here): an RF 1
+/// topic refuses acks=all with NOT_ENOUGH_REPLICAS, as Kafka's does, unless the
+/// topic asks for 1; a value below 1 is refused at creation.
+#[test]
+fn a_topic_min_insync_replicas_overrides_the_brokers() {
+    let c = Cluster::start(3, SETTINGS);
+    let create = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "topic",
+            "create",
+            name,
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        c.broker(1).cli(&args)
+    };
+    ok(&create("strict", &[]));
+    ok(&create("relaxed", &["--config", "min.insync.replicas=1"]));
+    let err = fails(&create("bad", &["--config", "min.insync.replicas=0"]));
+    assert!(err.contains("min.insync.replicas"), "{err}");
+
+    let refused = fails(&produce(&c, 2, "strict", "all", 0, 10));
+    assert!(refused.contains("NOT_ENOUGH_REPLICAS"), "{refused}");
+    ok(&produce(&c, 2, "strict", "1", 0, 10));
+    ok(&produce(&c, 2, "relaxed", "all", 0, 10));
+    assert_eq!(c.broker(3).consume_values("relaxed").len(), 10);
+    let described = ok(&c.broker(3).cli(&["topic", "describe", "relaxed"]));
+    assert!(described.contains("min.insync.replicas=1"), "{described}");
+}

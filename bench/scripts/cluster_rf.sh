@@ -5,6 +5,7 @@
 # topic and a replication-factor-3 topic (acks=all; min.insync.replicas 1 so the RF 1 topic takes acks=all too — with the full ISR an acks=all write waits for all three replicas either way),
 # interleaved RF1/RF3 ROUNDS times. Prints each run's summary; JSON in $OUT.
 #   bench/scripts/cluster_rf.sh [ROUNDS] [SECONDS]
+# EXTRA="--set key=value ..." adds broker settings (e.g. replica.fetch.max.bytes).
 set -euo pipefail
 rounds="${1:-2}"
 secs="${2:-15}"
@@ -32,7 +33,7 @@ for i in 1 2 3; do
     --kafka-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --shards 1 \
     --data-dir "$work/data-$i" --set min.insync.replicas=1 \
     --set log.retention.bytes=4294967296 --set log.retention.check.interval.ms=2000 \
-    2> "$work/broker-$i.log" &
+    ${EXTRA:-} 2> "$work/broker-$i.log" &
   pids+=($!)
 done
 for i in 1 2 3; do

@@ -44,6 +44,8 @@ pub struct Client {
     /// Bumped whenever the topic cache changes, so callers that keep what they
     /// derived from it (the producer's partition counts) know when to look again.
     topics_generation: Rc<Cell<u64>>,
+    /// Each group's coordinator (a broker id), as FindCoordinator last said.
+    coordinators: Rc<RefCell<HashMap<String, i32>>>,
 }
 
 /// Resolves `host:port` to the first address.
@@ -71,6 +73,7 @@ impl Client {
             pool: Rc::new(RefCell::new(HashMap::new())),
             topics: Rc::new(RefCell::new(HashMap::new())),
             topics_generation: Rc::new(Cell::new(0)),
+            coordinators: Rc::new(RefCell::new(HashMap::new())),
         };
         let hello = client.hello().await?;
         client.me.set(hello.broker_id);
@@ -102,6 +105,45 @@ impl Client {
         let conn = Connection::connect(addr).await?;
         self.pool.borrow_mut().insert(id, conn.clone());
         Ok(conn)
+    }
+
+    /// A connection to the coordinator of `group` (the broker leading its
+    /// `__consumer_offsets` partition), found with FindCoordinator on first use.
+    pub async fn coordinator_connection(&self, group: &str) -> Result<Connection, ClientError> {
+        let known = self.coordinators.borrow().get(group).copied();
+        let id = match known {
+            Some(id) => id,
+            None => {
+                let body = BodyT::FindCoordinatorRequest(Box::new(FindCoordinatorRequestT {
+                    group: group.to_string(),
+                }));
+                let frame = self.conn.request(body, Vec::new()).await?;
+                let r = match frame.envelope.body {
+                    BodyT::FindCoordinatorResponse(r) if r.error == ErrorCode::NONE => r,
+                    BodyT::FindCoordinatorResponse(r) => {
+                        return Err(ClientError::broker(r.error, r.message))
+                    }
+                    other => return Err(unexpected(other)),
+                };
+                let addr = u16::try_from(r.port).ok().and_then(|port| {
+                    let host = r.host.as_deref()?;
+                    format!("{host}:{port}").parse::<SocketAddr>().ok()
+                });
+                if let Some(addr) = addr {
+                    self.brokers.borrow_mut().insert(r.broker_id, addr);
+                }
+                self.coordinators
+                    .borrow_mut()
+                    .insert(group.to_string(), r.broker_id);
+                r.broker_id
+            }
+        };
+        self.connection_to(id).await
+    }
+
+    /// Forgets the coordinator of `group`, so the next request finds it again.
+    pub fn forget_coordinator(&self, group: &str) {
+        self.coordinators.borrow_mut().remove(group);
     }
 
     /// The connection to the leader of `topic`-`partition` (from cached metadata).

@@ -233,7 +233,7 @@ impl GroupConsumer {
             group: self.config.group.clone(),
             member_id: self.member_id(),
         }));
-        let frame = self.client.connection().request(body, Vec::new()).await?;
+        let frame = group_request(&self.client, &self.config.group, body).await?;
         match frame.envelope.body {
             BodyT::LeaveGroupResponse(r) if r.error == ErrorCode::NONE => Ok(()),
             BodyT::LeaveGroupResponse(r) => Err(ClientError::broker(r.error, r.message)),
@@ -285,7 +285,7 @@ impl GroupConsumer {
                     metadata: None,
                 }]),
             }));
-            let frame = self.client.connection().request(body, Vec::new()).await?;
+            let frame = group_request(&self.client, &self.config.group, body).await?;
             let r = match frame.envelope.body {
                 BodyT::JoinGroupResponse(r) => r,
                 other => return Err(unexpected(other)),
@@ -358,6 +358,69 @@ fn millis(d: Duration) -> i32 {
     i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
 }
 
+/// Tries a group request makes (finding the coordinator again between them) before
+/// its error is returned.
+const COORDINATOR_ATTEMPTS: u32 = 10;
+
+/// Pause before finding a moved or unavailable coordinator again.
+const COORDINATOR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Sends a request about `group` to its coordinator. When the coordinator moved
+/// or is not available (its `__consumer_offsets` partition changed leader, the
+/// topic is being created, the connection broke), it is found again and the
+/// request resent, up to `COORDINATOR_ATTEMPTS` times. Every group request is
+/// safe to resend: a join or sync is answered by the group's state, a commit
+/// writes the same offsets again.
+async fn group_request(
+    client: &Client,
+    group: &str,
+    body: BodyT,
+) -> Result<ringlog_schema::frame::Frame, ClientError> {
+    let mut attempt = 1;
+    loop {
+        let answer = match client.coordinator_connection(group).await {
+            Ok(conn) => conn.request(body.clone(), Vec::new()).await,
+            Err(e) => Err(e),
+        };
+        let moved = match &answer {
+            Ok(frame) => coordinator_error(&frame.envelope.body).is_some_and(coordinator_moved),
+            Err(ClientError::Broker { code, .. }) => coordinator_moved(*code),
+            Err(_) => true,
+        };
+        if !moved || attempt >= COORDINATOR_ATTEMPTS {
+            return answer;
+        }
+        attempt += 1;
+        client.forget_coordinator(group);
+        glommio::timer::sleep(COORDINATOR_BACKOFF).await;
+    }
+}
+
+/// Errors after which the group's coordinator is to be found again.
+fn coordinator_moved(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::NOT_COORDINATOR
+            | ErrorCode::COORDINATOR_NOT_AVAILABLE
+            | ErrorCode::COORDINATOR_LOAD_IN_PROGRESS
+    )
+}
+
+/// The group-level error of a group response.
+fn coordinator_error(body: &BodyT) -> Option<ErrorCode> {
+    match body {
+        BodyT::JoinGroupResponse(r) => Some(r.error),
+        BodyT::SyncGroupResponse(r) => Some(r.error),
+        BodyT::HeartbeatResponse(r) => Some(r.error),
+        BodyT::LeaveGroupResponse(r) => Some(r.error),
+        BodyT::OffsetCommitResponse(r) => Some(r.error),
+        BodyT::OffsetFetchResponse(r) => Some(r.error),
+        BodyT::DescribeGroupsResponse(r) => r.groups.as_ref()?.first().map(|g| g.error),
+        BodyT::DeleteGroupsResponse(r) => r.results.as_ref()?.first().map(|g| g.error),
+        _ => None,
+    }
+}
+
 /// Commits offsets for `group`. An empty member id with generation -1 commits from
 /// outside the group, which the broker accepts only while the group has no members.
 pub async fn commit_offsets(
@@ -373,7 +436,7 @@ pub async fn commit_offsets(
         generation,
         partitions: Some(partitions),
     }));
-    let frame = client.connection().request(body, Vec::new()).await?;
+    let frame = group_request(client, group, body).await?;
     let r = match frame.envelope.body {
         BodyT::OffsetCommitResponse(r) => r,
         other => return Err(unexpected(other)),
@@ -408,7 +471,7 @@ pub async fn fetch_committed(
         group: group.to_string(),
         partitions: Some(partitions),
     }));
-    let frame = client.connection().request(body, Vec::new()).await?;
+    let frame = group_request(client, group, body).await?;
     let r = match frame.envelope.body {
         BodyT::OffsetFetchResponse(r) => r,
         other => return Err(unexpected(other)),
@@ -448,7 +511,7 @@ async fn heartbeat_loop(
             generation: m.generation.get(),
         }));
         drop(m);
-        let answer = client.connection().request(body, Vec::new()).await;
+        let answer = group_request(&client, &group, body).await;
         let Some(m) = membership.upgrade() else {
             return;
         };
@@ -492,7 +555,7 @@ pub async fn describe_group(
     let body = BodyT::DescribeGroupsRequest(Box::new(DescribeGroupsRequestT {
         groups: Some(vec![group.to_string()]),
     }));
-    let frame = client.connection().request(body, Vec::new()).await?;
+    let frame = group_request(client, group, body).await?;
     let r = match frame.envelope.body {
         BodyT::DescribeGroupsResponse(r) => r,
         other => return Err(unexpected(other)),
@@ -514,7 +577,7 @@ pub async fn delete_group(client: &Client, group: &str) -> Result<(), ClientErro
     let body = BodyT::DeleteGroupsRequest(Box::new(DeleteGroupsRequestT {
         groups: Some(vec![group.to_string()]),
     }));
-    let frame = client.connection().request(body, Vec::new()).await?;
+    let frame = group_request(client, group, body).await?;
     let r = match frame.envelope.body {
         BodyT::DeleteGroupsResponse(r) => r,
         other => return Err(unexpected(other)),

@@ -69,6 +69,10 @@ pub trait GroupHost {
 struct Pending {
     done: Latch,
     reply: RefCell<Option<Reply>>,
+    /// The group the request is for.
+    group: String,
+    /// Set when this broker stopped coordinating the group before an answer.
+    moved: Cell<bool>,
 }
 
 /// One shard's groups and committed offsets.
@@ -184,6 +188,46 @@ impl GroupCoordinator {
         self.groups.borrow_mut().retain(|_, g| !g.is_empty());
     }
 
+    /// Unloads `__consumer_offsets` partition `p`, which this broker no longer
+    /// leads: its committed offsets and its groups go, and held joins and syncs of
+    /// those groups are answered NOT_COORDINATOR, so their members find the new
+    /// coordinator, which rebuilds the offsets from its replica of the log. Leading
+    /// `p` again loads it afresh from the log (this broker's copy may have missed
+    /// commits made while another broker led). A no-op for a partition not loaded.
+    pub fn resign(&self, host: &impl GroupHost, p: i32) {
+        self.stores.borrow_mut().remove(&p);
+        let before = self.groups.borrow().len();
+        self.groups
+            .borrow_mut()
+            .retain(|id, _| host.offsets_partition_of(id) != p);
+        let moved: Vec<Rc<Pending>> = {
+            let mut pending = self.pending.borrow_mut();
+            let tokens: Vec<Token> = pending
+                .iter()
+                .filter(|(_, h)| host.offsets_partition_of(&h.group) == p)
+                .map(|(t, _)| *t)
+                .collect();
+            tokens
+                .into_iter()
+                .filter_map(|t| pending.remove(&t))
+                .collect()
+        };
+        for h in &moved {
+            h.moved.set(true);
+            h.done.set();
+        }
+        let groups = before - self.groups.borrow().len();
+        if groups > 0 || !moved.is_empty() {
+            info!(
+                partition = p,
+                groups,
+                held = moved.len(),
+                "no longer the coordinator of {OFFSETS_TOPIC}-{p}'s groups"
+            );
+            self.changed.notify();
+        }
+    }
+
     /// At shutdown: every held request is answered (with no reply: the broker is
     /// going away), so connections can drain.
     fn abandon_pending(&self) {
@@ -204,16 +248,19 @@ impl GroupCoordinator {
         }
     }
 
-    fn hold(&self) -> (Token, Rc<Pending>) {
+    fn hold(&self, group: &str) -> (Token, Rc<Pending>) {
         let token = self.next_token.get();
         self.next_token.set(token + 1);
-        let p = Rc::new(Pending::default());
+        let p = Rc::new(Pending {
+            group: group.to_string(),
+            ..Pending::default()
+        });
         self.pending.borrow_mut().insert(token, p.clone());
         (token, p)
     }
 
     async fn join(&self, host: &impl GroupHost, req: Join) -> Result<JoinResult, PartitionError> {
-        let (token, pending) = self.hold();
+        let (token, pending) = self.hold(&req.group);
         let parts = |t: &str| host.partition_count(t);
         let replies = {
             let mut groups = self.groups.borrow_mut();
@@ -229,13 +276,13 @@ impl GroupCoordinator {
         let reply = pending.reply.borrow_mut().take();
         match reply {
             Some(Reply::Join(_, joined)) => joined.map_err(group_error),
-            _ => Err(shutting_down()),
+            _ => Err(unanswered(&pending)),
         }
     }
 
     /// SyncGroup: client-side groups receive the leader's assignment here.
     async fn sync(&self, req: Sync) -> Result<MemberAssignment, PartitionError> {
-        let (token, pending) = self.hold();
+        let (token, pending) = self.hold(&req.group);
         let replies = match self.groups.borrow_mut().get_mut(&req.group) {
             Some(g) => g.sync(
                 token,
@@ -252,7 +299,7 @@ impl GroupCoordinator {
         let reply = pending.reply.borrow_mut().take();
         match reply {
             Some(Reply::Sync(_, assigned)) => assigned.map_err(group_error),
-            _ => Err(shutting_down()),
+            _ => Err(unanswered(&pending)),
         }
     }
 
@@ -564,6 +611,21 @@ impl GroupCoordinator {
 }
 
 /// A held request the broker stopped before answering.
+/// Why a held request ended without a reply.
+fn unanswered(pending: &Pending) -> PartitionError {
+    if pending.moved.get() {
+        PartitionError::new(
+            ErrorKind::NotCoordinator,
+            format!(
+                "this broker stopped coordinating group {:?}; find its coordinator again",
+                pending.group
+            ),
+        )
+    } else {
+        shutting_down()
+    }
+}
+
 fn shutting_down() -> PartitionError {
     PartitionError::new(
         ErrorKind::CoordinatorNotAvailable,
@@ -681,6 +743,61 @@ mod tests {
             assert!(committed(&third, &host).await.is_empty());
             let gone = third.describe(&host, "g").await.map(|_| ());
             assert_eq!(gone.map_err(|e| e.code), Err(ErrorKind::GroupIdNotFound));
+        });
+    }
+
+    #[test]
+    fn a_resigned_partition_answers_held_joins_not_coordinator_and_reloads_from_the_log() {
+        run(|| async {
+            let host = OneShard {
+                log: Rc::new(MemoryLog::default()),
+            };
+            // A long initial delay holds the first join until the resignation.
+            let limits = GroupLimits {
+                initial_rebalance_delay_ms: 60_000,
+                ..GroupLimits::default()
+            };
+            let c = Rc::new(GroupCoordinator::new(limits));
+            let commit = OffsetCommit {
+                group: "g".into(),
+                member_id: String::new(),
+                generation: -1,
+                offsets: vec![offset(0, 42)],
+            };
+            c.commit(&host, commit).await.expect("accepted");
+            assert_eq!(c.committed_offsets().len(), 1);
+
+            let join = Join::new(
+                "g".into(),
+                String::new(),
+                "client".into(),
+                (10_000, 10_000),
+                "consumer".into(),
+                vec![crate::groups::membership::Protocol {
+                    name: "range".into(),
+                    metadata: Bytes::new(),
+                    subscription: vec!["t".into()],
+                }],
+            )
+            .expect("join");
+            let held = glommio::spawn_local({
+                let c = c.clone();
+                let host = OneShard {
+                    log: host.log.clone(),
+                };
+                async move { c.join(&host, join).await.map(|_| ()) }
+            });
+            // Let the join reach the group and be held.
+            while c.pending.borrow().is_empty() {
+                glommio::executor().yield_now().await;
+            }
+            c.resign(&host, 0);
+            let answer = held.await;
+            assert_eq!(answer.map_err(|e| e.code), Err(ErrorKind::NotCoordinator));
+            assert!(c.groups.borrow().is_empty());
+            assert!(c.committed_offsets().is_empty(), "offsets unloaded");
+            // Leading again: the offsets come back from the log.
+            assert_eq!(committed(&c, &host).await, [(0, Some(42))]);
         });
     }
 }

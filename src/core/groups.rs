@@ -16,6 +16,7 @@ use crate::groups::membership::{
     GroupError, JoinRequest, JoinResult, MemberAssignment, MemberView, Protocol,
 };
 use crate::groups::offsets::{partition_for_group, Committed, OFFSETS_TOPIC};
+use crate::metadata::model::{BrokerInfo, ClusterMetadata};
 use crate::sync::join::join_all;
 
 /// JoinGroup.
@@ -182,13 +183,19 @@ pub fn group_error(e: GroupError) -> PartitionError {
     PartitionError::new(code, e.to_string())
 }
 
-/// Where a group's coordinator is: its shard and its `__consumer_offsets` partition.
+/// Where a group's coordinator is: the broker leading the group's
+/// `__consumer_offsets` partition, and the shard owning it there.
 pub struct CoordinatorPlace {
+    pub broker: BrokerInfo,
+    /// The coordinator's shard on its broker (by the broker's shard count).
     pub shard: ShardId,
+    /// Whether the coordinator is on this broker.
+    pub local: bool,
     pub partition: i32,
 }
 
-/// The coordinator of `group`; creates `__consumer_offsets` if it is missing.
+/// The coordinator of `group`: the leader of its `__consumer_offsets` partition, as
+/// Kafka's; creates `__consumer_offsets` if it is missing.
 pub async fn find_coordinator(
     shard: &Shard,
     group: &str,
@@ -201,17 +208,33 @@ pub async fn find_coordinator(
     }
     ensure_offsets_topic(shard).await?;
     let partition = offsets_partition(shard, group);
-    let owner = shard.owner_of(OFFSETS_TOPIC, partition).map_err(|e| {
+    let unavailable = |why: String| {
         PartitionError::new(
             ErrorKind::CoordinatorNotAvailable,
-            format!(
-                "the coordinator of group {group:?} is not available: {}",
-                e.message
-            ),
+            format!("the coordinator of group {group:?} is not available: {why}"),
         )
-    })?;
+    };
+    let md = shard.metadata.borrow();
+    let topic = md
+        .topics
+        .get(OFFSETS_TOPIC)
+        .ok_or_else(|| unavailable(format!("{OFFSETS_TOPIC} does not exist")))?;
+    let leader = usize::try_from(partition)
+        .ok()
+        .and_then(|i| topic.partitions.get(i))
+        .and_then(|p| p.leader)
+        .ok_or_else(|| unavailable(format!("{OFFSETS_TOPIC}-{partition} has no leader")))?;
+    let broker = md
+        .brokers
+        .get(&leader)
+        .cloned()
+        .ok_or_else(|| unavailable(format!("broker {} is not registered", leader.0)))?;
+    let local = leader == shard.broker_id();
+    let shard_count = if local { shard.shards } else { broker.shards };
     Ok(CoordinatorPlace {
-        shard: owner,
+        shard: ClusterMetadata::shard_of(topic, partition, shard_count),
+        broker,
+        local,
         partition,
     })
 }
@@ -227,14 +250,25 @@ pub fn offsets_partition(shard: &Shard, group: &str) -> i32 {
 
 /// Creates `__consumer_offsets` (`offsets.topic.num.partitions`) on first use, as
 /// Kafka does; the coordinator answers once every shard has opened its partitions.
+/// Its replication factor is `offsets.topic.replication.factor` capped at the
+/// brokers registered: while some of those are down the creation fails and the
+/// client retries (COORDINATOR_NOT_AVAILABLE), as Kafka's does, rather than the
+/// topic being made with fewer replicas for good.
 async fn ensure_offsets_topic(shard: &Shard) -> Result<(), PartitionError> {
-    if shard.metadata.borrow().topics.contains_key(OFFSETS_TOPIC) {
-        return Ok(());
-    }
+    let registered = {
+        let md = shard.metadata.borrow();
+        if md.topics.contains_key(OFFSETS_TOPIC) {
+            return Ok(());
+        }
+        md.brokers.len()
+    };
     let offsets_topic = NewTopic {
         name: OFFSETS_TOPIC.to_string(),
         partitions: Some(shard.config.offsets_topic_partitions),
-        replication_factor: Some(1),
+        replication_factor: Some(offsets_replication_factor(
+            shard.config.offsets_topic_replication_factor,
+            registered,
+        )),
         configs: crate::groups::offsets::offsets_topic_configs(
             shard.config.offsets_topic_segment_bytes,
             shard.config.log.max_batch_bytes,
@@ -258,13 +292,29 @@ async fn ensure_offsets_topic(shard: &Shard) -> Result<(), PartitionError> {
     ))
 }
 
+/// `offsets.topic.replication.factor` capped at the `registered` brokers, at least 1.
+fn offsets_replication_factor(configured: i16, registered: usize) -> i16 {
+    let registered = i16::try_from(registered).unwrap_or(i16::MAX);
+    configured.min(registered).max(1)
+}
+
 /// Sends the call `call` builds to the coordinator of `group` and returns its answer.
 async fn route<T: Send + 'static>(
     shard: &Shard,
     group: &str,
     call: impl FnOnce(Answer<Result<T, PartitionError>>) -> GroupCall,
 ) -> Result<T, PartitionError> {
-    let owner = find_coordinator(shard, group).await?.shard;
+    let place = find_coordinator(shard, group).await?;
+    if !place.local {
+        return Err(PartitionError::new(
+            ErrorKind::NotCoordinator,
+            format!(
+                "broker {} is not the coordinator of group {group:?}: broker {} is",
+                shard.config.broker_id, place.broker.id.0
+            ),
+        ));
+    }
+    let owner = place.shard;
     shard
         .mesh()
         .call_shard(owner, |answer| ShardRequest::Group(call(answer)))

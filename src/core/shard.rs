@@ -444,18 +444,23 @@ impl Shard {
     /// pulled from.
     async fn assign_roles(self: &Rc<Self>, md: &ClusterMetadata) {
         let me = self.broker_id();
-        let min_insync = usize::try_from(self.config.min_insync_replicas).unwrap_or(1);
         let now = crate::time::now_ms();
         let mut followed = Vec::new();
         for (key, p) in self.partitions_snapshot() {
-            let Some(meta) = md.topics.get(&key.topic).and_then(|t| {
+            let Some((topic, meta)) = md.topics.get(&key.topic).and_then(|t| {
                 usize::try_from(key.partition)
                     .ok()
                     .and_then(|i| t.partitions.get(i))
+                    .map(|meta| (t, meta))
             }) else {
                 continue;
             };
             if meta.leader == Some(me) {
+                let min_insync = crate::config::topic_min_insync_replicas(
+                    self.config.min_insync_replicas,
+                    &topic.configs,
+                );
+                let min_insync = usize::try_from(min_insync).unwrap_or(1);
                 if let Err(e) = p
                     .lead(
                         me,
@@ -473,6 +478,9 @@ impl Shard {
                     warn!(topic = %key.topic, partition = key.partition, error = %e.message, "cannot take leadership");
                 }
                 continue;
+            }
+            if key.topic == OFFSETS_TOPIC {
+                self.groups.resign(&**self, key.partition);
             }
             let same = matches!(p.role(), Role::Follower { leader, epoch, .. }
                 if leader == meta.leader && epoch == meta.leader_epoch);

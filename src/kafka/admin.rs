@@ -3,7 +3,7 @@
 //! topic's effective configs (its own over the broker's) and a few broker ones;
 //! CreatePartitions grows topics, also through the coordination executor.
 
-use crate::config::{topic_config_value, topic_log_config, TOPIC_KEYS};
+use crate::config::{topic_config_value, topic_log_config, topic_min_insync_replicas, TOPIC_KEYS};
 use crate::core;
 use crate::core::messages::{NewTopic, PartitionError, TopicOutcome};
 use crate::core::shard::Shard;
@@ -156,8 +156,12 @@ pub fn describe_configs(shard: &Shard, req: DescribeConfigsRequest) -> DescribeC
                             out.error_message = Some(s(e));
                         }
                         Ok(log) => {
+                            let min_insync = topic_min_insync_replicas(
+                                shard.config.min_insync_replicas,
+                                &t.configs,
+                            );
                             for key in TOPIC_KEYS.iter().filter(|k| wanted(k)) {
-                                let value = topic_config_value(&log, key);
+                                let value = topic_config_value(&log, min_insync, key);
                                 let source = if t.configs.contains_key(*key) {
                                     SOURCE_TOPIC
                                 } else {

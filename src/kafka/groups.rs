@@ -76,11 +76,29 @@ pub async fn find_coordinator(
             c.error_message = Some(s("transactions are not supported"));
         } else {
             match groups::find_coordinator(shard, &key).await {
-                Ok(_) => {
-                    let addr = shard.config.kafka_advertised();
-                    c.node_id = BrokerId(shard.config.broker_id);
-                    c.host = s(addr.map_or_else(String::new, |a| a.ip().to_string()));
-                    c.port = addr.map_or(0, |a| i32::from(a.port()));
+                Ok(place) => {
+                    // This broker's own listener as configured; another's as it
+                    // registered.
+                    let addr: Option<std::net::SocketAddr> = if place.local {
+                        shard.config.kafka_advertised()
+                    } else {
+                        place.broker.kafka.as_deref().and_then(|k| k.parse().ok())
+                    };
+                    match addr {
+                        Some(addr) => {
+                            c.node_id = BrokerId(place.broker.id.0);
+                            c.host = s(addr.ip().to_string());
+                            c.port = i32::from(addr.port());
+                        }
+                        None => {
+                            c.error_code = codes::COORDINATOR_NOT_AVAILABLE;
+                            c.node_id = BrokerId(-1);
+                            c.error_message = Some(s(format!(
+                                "the coordinator, broker {}, has no Kafka listener",
+                                place.broker.id.0
+                            )));
+                        }
+                    }
                 }
                 Err(e) => {
                     c.error_code = kafka_code(e.code);

@@ -61,21 +61,28 @@ fn assignment_to_wire(tp: &TopicPartitions) -> Vec<TopicAssignmentT> {
 }
 
 async fn find_coordinator(shard: &Shard, group: &str) -> BodyT {
-    let found = groups::find_coordinator(shard, group).await;
-    let addr = shard
-        .config
-        .advertised_native_addr
-        .unwrap_or(shard.config.native_addr);
-    let resp = match found {
-        Ok(place) => FindCoordinatorResponseT {
-            error: ErrorCode::NONE,
-            message: None,
-            broker_id: shard.config.broker_id,
-            host: Some(addr.ip().to_string()),
-            port: i32::from(addr.port()),
-            partition: place.partition,
-            shard: place.shard.0,
-        },
+    let resp = match groups::find_coordinator(shard, group).await {
+        Ok(place) => {
+            // This broker's own address as configured; another's as it registered.
+            let (host, port) = if place.local {
+                let addr = shard
+                    .config
+                    .advertised_native_addr
+                    .unwrap_or(shard.config.native_addr);
+                (addr.ip().to_string(), addr.port())
+            } else {
+                (place.broker.host.clone(), place.broker.port)
+            };
+            FindCoordinatorResponseT {
+                error: ErrorCode::NONE,
+                message: None,
+                broker_id: place.broker.id.0,
+                host: Some(host),
+                port: i32::from(port),
+                partition: place.partition,
+                shard: place.shard.0,
+            }
+        }
         Err(e) => FindCoordinatorResponseT {
             error: wire_code(e.code),
             message: Some(e.message),
