@@ -489,3 +489,110 @@ fn a_topic_min_insync_replicas_overrides_the_brokers() {
     let described = ok(&c.broker(3).cli(&["topic", "describe", "relaxed"]));
     assert!(described.contains("min.insync.replicas=1"), "{described}");
 }
+
+/// Broker `id`'s log end of `topic`-0, from its `/metrics`.
+fn log_end_metric(c: &Cluster, id: usize, topic: &str) -> Option<i64> {
+    use std::io::{Read, Write};
+    // From listeners.json: the broker may not have been waited for.
+    let listeners = std::fs::read_to_string(c.data_dir(id).join("listeners.json")).ok()?;
+    let listeners: serde_json::Value = serde_json::from_str(&listeners).ok()?;
+    let addr = listeners["admin"].as_str()?;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let series = format!(
+        "ringlog_partition_log_end_offset{{shard=\"0\",topic=\"{topic}\",partition=\"0\"}} "
+    );
+    body.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as i64)
+}
+
+/// Issue 17 acceptance 4 (KIP-903): a broker restarted with its partition data
+/// gone registers under a new broker epoch, which takes it out of every ISR, and
+/// rejoins only once it holds everything the leader committed. Every broker here
+/// is also a controller voter, and a voter cannot rejoin without its metadata log
+/// (next test), so only `cluster-metadata/` is kept — as with Kafka's separate
+/// `metadata.log.dir`. Its catch-up is slowed (one batch per fetch) so the ISR is
+/// seen while it is behind.
+#[test]
+fn a_broker_restarted_on_an_empty_disk_rejoins_the_isr_only_once_caught_up() {
+    let mut c = Cluster::start(3, SETTINGS);
+    ok(&c.broker(1).cli(&[
+        "topic",
+        "create",
+        "e",
+        "--partitions",
+        "1",
+        "--replication-factor",
+        "3",
+    ]));
+    // About one record per batch: 3,000 batches to fetch again.
+    let value = "x".repeat(1000);
+    let lines: String = (0..3000).map(|i| format!("{i:05}{value}\n")).collect();
+    ok(&c.broker(2).cli_input(
+        &["produce", "--topic", "e", "--batch-size", "1024"],
+        lines.as_bytes(),
+    ));
+    assert_eq!(isr(&c, 1, "e"), [vec![1, 2, 3]]);
+    let epoch_of = |c: &Cluster, id: i64| {
+        c.describe(1)["brokers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["id"].as_i64() == Some(id))
+            .and_then(|b| b["epoch"].as_u64())
+            .unwrap()
+    };
+    let before = epoch_of(&c, 3);
+
+    c.kill9(3);
+    for entry in std::fs::read_dir(c.data_dir(3)).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n == "cluster-metadata") {
+            continue;
+        }
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    c.spawn_with(3, &["--set", "replica.fetch.max.bytes=1"]);
+
+    // Its new registration takes it out of the ISR; it comes back in only once
+    // it holds all 3,000 records.
+    let mut seen_out = false;
+    let (_, took) = c.wait_for(Duration::from_secs(60), "broker 3 back in the ISR", |c| {
+        let in_isr = isr(c, 1, "e")[0].contains(&3);
+        if !in_isr {
+            seen_out = true;
+            return None;
+        }
+        if !seen_out {
+            return None;
+        }
+        // Read after the ISR: if it was in the ISR then, it had everything then.
+        let end = log_end_metric(c, 3, "e");
+        assert_eq!(
+            end,
+            Some(3000),
+            "broker 3 is back in the ISR holding {end:?} of 3000"
+        );
+        Some(())
+    });
+    c.broker_mut(3).wait_ready();
+    assert!(epoch_of(&c, 3) > before, "no new broker epoch");
+    println!("broker 3 rejoined the ISR {took:?} after its empty-disk restart");
+
+    for id in 1..=3 {
+        c.broker_mut(id).terminate();
+    }
+    let leader = stored_batches(&c.data_dir(1).join("e-0"));
+    assert_eq!(record_count(&leader), 3000);
+    assert!(stored_batches(&c.data_dir(3).join("e-0")) == leader);
+    drop(c);
+}

@@ -5,15 +5,16 @@
 # topic and a replication-factor-3 topic (acks=all; min.insync.replicas 1 so the RF 1 topic takes acks=all too — with the full ISR an acks=all write waits for all three replicas either way),
 # interleaved RF1/RF3 ROUNDS times. Prints each run's summary; JSON in $OUT.
 #   bench/scripts/cluster_rf.sh [ROUNDS] [SECONDS]
-# EXTRA="--set key=value ..." adds broker settings (e.g. replica.fetch.max.bytes).
+# EXTRA="--set key=value ..." adds broker settings (e.g. replica.fetch.max.bytes);
+# BIN=dir takes ringlog and ringlog-bench from dir (an A/B of two builds).
 set -euo pipefail
 rounds="${1:-2}"
 secs="${2:-15}"
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-bin="$root/target/release"
+bin="${BIN:-$root/target/release}"
 work="${WORK:-$(mktemp -d)}"
 OUT="${OUT:-$work/out}"
-mkdir -p "$OUT"
+mkdir -p "$work" "$OUT"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work/data-"*; }
 trap cleanup EXIT

@@ -56,6 +56,20 @@ pub trait RaftDurable {
 #[error("raft storage: {0}")]
 pub struct DurableError(pub String);
 
+/// A leader knows this voter acknowledged entries its log no longer holds.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "this controller voter lost metadata log entries it had acknowledged: leader {leader} \
+     says index {commit} is committed here but the log ends at {last_index} (was the data \
+     directory emptied or restored from an old copy?); a voter cannot rejoin the quorum \
+     without its log"
+)]
+pub struct LostEntries {
+    pub leader: NodeId,
+    pub commit: u64,
+    pub last_index: u64,
+}
+
 /// What a node found in its durable storage at start.
 #[derive(Clone, Debug, Default)]
 pub struct DurableState {
@@ -228,11 +242,28 @@ impl QuorumNode {
 
     /// Takes a message from a peer. Messages for another node, or that Raft finds
     /// stale, are dropped: the network may deliver anything.
-    pub fn step(&mut self, message: Message) {
+    /// Steps a peer's message in. A heartbeat that says this voter holds more
+    /// than its log does is refused: the leader's commit in a heartbeat is at most
+    /// what this voter acknowledged, so it means this voter lost entries it had
+    /// made durable (its data dir was emptied or damaged). raft-rs would panic on
+    /// it, and going on would let the voter vote and ack again without that
+    /// history; the caller stops the quorum with the error instead.
+    pub fn step(&mut self, message: Message) -> Result<(), LostEntries> {
         if message.to != self.id() {
-            return;
+            return Ok(());
+        }
+        let last_index = self.raw.raft.raft_log.last_index();
+        if message.get_msg_type() == raft::prelude::MessageType::MsgHeartbeat
+            && message.commit > last_index
+        {
+            return Err(LostEntries {
+                leader: message.from,
+                commit: message.commit,
+                last_index,
+            });
         }
         let _ = self.raw.step(message);
+        Ok(())
     }
 
     /// Decodes a peer's message from its wire bytes.
@@ -377,5 +408,44 @@ impl QuorumNode {
     /// Starts an election now (a cluster of one does so at start).
     pub fn campaign(&mut self) {
         let _ = self.raw.campaign();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::prelude::MessageType;
+
+    fn heartbeat(commit: u64) -> Message {
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgHeartbeat);
+        m.from = 2;
+        m.to = 1;
+        m.term = 1;
+        m.commit = commit;
+        m
+    }
+
+    /// A voter restarted on an emptied data dir: the leader still counts the
+    /// entries it acknowledged before. raft-rs would panic on that heartbeat.
+    #[test]
+    fn a_heartbeat_past_this_voters_log_is_refused_as_lost_entries() {
+        let config = QuorumConfig {
+            id: 1,
+            voters: vec![1, 2, 3],
+            fixed_election_ticks: Some(ELECTION_TICKS),
+        };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut node = QuorumNode::new(&config, DurableState::default(), &logger).expect("node");
+        assert_eq!(
+            node.step(heartbeat(9)),
+            Err(LostEntries {
+                leader: 2,
+                commit: 9,
+                last_index: 0
+            })
+        );
+        assert_eq!(node.step(heartbeat(0)), Ok(()));
+        assert_eq!(node.leader(), Some(2));
     }
 }

@@ -402,7 +402,10 @@ impl Sim {
             match e.payload {
                 Payload::Raft(m) => {
                     if let Some(q) = self.nodes[idx].quorum.as_mut() {
-                        q.step(m);
+                        // The simulation never loses a synced log.
+                        if let Err(e) = q.step(m) {
+                            panic!("node {}: {e}", idx + 1);
+                        }
                     }
                 }
                 Payload::Register {

@@ -483,29 +483,43 @@ impl Partition {
     }
 
     /// A follower's append of batches fetched from the leader (CRC checked,
-    /// offsets and epochs as the leader wrote them), committed under the flush
-    /// policy before it returns: the next fetch then reports a durable end.
+    /// offsets and epochs as the leader wrote them), not yet committed: the
+    /// fetcher commits them (`sync_replicated`) while its next fetch is out, and
+    /// that fetch still reports the durable end from before.
     pub async fn append_replicated(
         &self,
         batches: Vec<CheckedBatch>,
-    ) -> Result<(), PartitionError> {
-        if batches.is_empty() {
-            return Ok(());
-        }
+    ) -> Result<ReplicatedAppend, PartitionError> {
         let (bytes, records) = batches.iter().fold((0, 0), |(bytes, records), b| {
             let n = u64::try_from(b.record_count()).unwrap_or(0);
             (bytes + b.size() as u64, records + n)
         });
-        let infos = self
-            .log
-            .append_replicated(batches)
-            .await
-            .map_err(|e| storage_error(&e))?;
+        let infos = if batches.is_empty() {
+            Vec::new()
+        } else {
+            self.log
+                .append_replicated(batches)
+                .await
+                .map_err(|e| storage_error(&e))?
+        };
+        Ok(ReplicatedAppend {
+            infos,
+            bytes,
+            records,
+        })
+    }
+
+    /// Commits what `append_replicated` appended, under the flush policy
+    /// (fdatasync under `log.flush = batch`).
+    pub async fn sync_replicated(&self, appended: ReplicatedAppend) -> Result<(), PartitionError> {
+        if appended.infos.is_empty() {
+            return Ok(());
+        }
         self.log
-            .commit_appended(infos)
+            .commit_appended(appended.infos)
             .await
             .map_err(|e| storage_error(&e))?;
-        self.stats.replicated(bytes, records);
+        self.stats.replicated(appended.bytes, appended.records);
         Ok(())
     }
 
@@ -791,6 +805,13 @@ pub fn check_batches(
         }
     }
     Ok(batches)
+}
+
+/// Batches a follower appended and has yet to commit.
+pub struct ReplicatedAppend {
+    infos: Vec<ringlog_storage::AppendInfo>,
+    bytes: u64,
+    records: u64,
 }
 
 /// How long an offset commit waits for the `__consumer_offsets` ISR (Kafka's

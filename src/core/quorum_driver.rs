@@ -165,8 +165,22 @@ impl QuorumDriver {
         if self.failed.borrow().is_some() {
             return;
         }
-        self.node.borrow_mut().step(message);
+        let stepped = self.node.borrow_mut().step(message);
+        if let Err(e) = stepped {
+            self.fail(e.to_string());
+            return;
+        }
         self.pump();
+    }
+
+    /// Stops the quorum for good: every waiting proposal fails with `why`.
+    fn fail(&self, why: String) {
+        error!(error = %why, "this controller stops");
+        *self.failed.borrow_mut() = Some(why.clone());
+        for (_, w) in std::mem::take(&mut *self.waiters.borrow_mut()) {
+            *w.borrow_mut() = Some(Err(ProposalError::Failed(why.clone())));
+        }
+        self.changed.notify();
     }
 
     /// Ticks the node every [`TICK_MS`] until the quorum fails.
@@ -195,12 +209,7 @@ impl QuorumDriver {
             let out = match out {
                 Ok(out) => out,
                 Err(e) => {
-                    error!(error = %e, "the metadata log cannot be written; this controller stops");
-                    *self.failed.borrow_mut() = Some(e.to_string());
-                    for (_, w) in std::mem::take(&mut *self.waiters.borrow_mut()) {
-                        *w.borrow_mut() = Some(Err(ProposalError::Failed(e.to_string())));
-                    }
-                    self.changed.notify();
+                    self.fail(format!("the metadata log cannot be written: {e}"));
                     return;
                 }
             };

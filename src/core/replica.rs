@@ -5,14 +5,20 @@
 //! leader shard) it follows partitions from: a long poll over all of them, on a
 //! connection the leader's inter-broker listener handed to the leader shard that
 //! owns them, so neither side hops between cores. A fetch names, per partition,
-//! the follower's durable log end and the epoch of its last batch; the leader
-//! checks the epochs, answers a diverging epoch instead of records when the
-//! follower's suffix is not its own (`replication::divergence`), and otherwise
-//! counts the fetch offset as that follower's durable end
-//! (`replication::leader`) and sends what follows it. The follower appends the
-//! batches byte for byte (offsets and epochs as the leader wrote them, CRC
-//! checked), commits them (fdatasync under `log.flush = batch`) and only then
-//! fetches again, so the offset it reports is on its disk.
+//! the follower's log end (the fetch offset), its durable log end and the epoch
+//! of its last batch; the leader checks the epochs, answers a diverging epoch
+//! instead of records when the follower's suffix is not its own
+//! (`replication::divergence`), and otherwise counts the durable end toward the
+//! high watermark (`replication::leader`) and sends what follows the fetch
+//! offset. The follower appends the batches byte for byte (offsets and epochs as
+//! the leader wrote them, CRC checked) and commits them (fdatasync under
+//! `log.flush = batch`) while its next fetch is out — that fetch still reports
+//! the durable end from before, so what it reports is on its disk, and the sync
+//! and the round trip overlap instead of adding up. It does so only while the
+//! leader has a backlog (an answer cut near the size limit); otherwise it syncs
+//! first, so a lightly loaded partition's acks=all waits no extra round trip.
+//! While a sync is pending the fetch does not wait at the leader, so the sync's
+//! end is reported at once when nothing new comes.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -27,7 +33,7 @@ use tracing::{debug, info, warn};
 
 use crate::core::error::{batch_error, storage_error, ErrorKind};
 use crate::core::messages::{PartitionError, PartitionKey};
-use crate::core::partition::{Partition, Role};
+use crate::core::partition::{Partition, ReplicatedAppend, Role};
 use crate::core::remote::LocalFuture;
 use crate::core::shard::Shard;
 use crate::metadata::{BrokerId, ClusterMetadata};
@@ -46,10 +52,13 @@ pub struct ReplicaFetchPartition {
     pub key: PartitionKey,
     /// The leader epoch the follower knows.
     pub current_leader_epoch: i32,
-    /// The follower's committed (durable) log end.
+    /// The follower's log end: the answer's batches start here.
     pub fetch_offset: i64,
     /// The epoch of the follower's last batch; -1 for none.
     pub last_fetched_epoch: i32,
+    /// The follower's durable log end (≤ `fetch_offset`): what counts toward the
+    /// high watermark.
+    pub durable_end: i64,
 }
 
 /// A follower shard's long poll on the leader shard that owns these partitions.
@@ -264,7 +273,7 @@ async fn read_one(
     let now = crate::time::now_ms();
     let moved = p
         .with_leader(|_, replicas| {
-            replicas.on_fetch(follower, req.fetch_offset, follower_epoch, now)
+            replicas.on_fetch(follower, req.durable_end, follower_epoch, now)
         })
         .unwrap_or(false);
     if moved {
@@ -370,9 +379,12 @@ pub async fn run_fetcher(shard: Rc<Shard>, source: Source) {
             shard = source.shard,
             "replicating from leader"
         );
+        // Appended by the last answer and not yet committed.
+        let mut unsynced: Vec<(Rc<Partition>, ReplicatedAppend)> = Vec::new();
         loop {
             let parts = following(&shard, source);
             if parts.is_empty() || shard.stopping.is_set() {
+                sync_all(std::mem::take(&mut unsynced)).await;
                 break 'connect;
             }
             let follower_epoch = shard
@@ -381,10 +393,15 @@ pub async fn run_fetcher(shard: Rc<Shard>, source: Source) {
                 .registrations
                 .get(&me)
                 .map_or(0, |r| r.epoch);
+            let max_wait = if unsynced.is_empty() {
+                shard.config.replica_fetch_wait_max
+            } else {
+                Duration::ZERO
+            };
             let fetch = ReplicaFetch {
                 follower: me,
                 follower_epoch,
-                max_wait: shard.config.replica_fetch_wait_max,
+                max_wait,
                 max_bytes: shard.config.replica_fetch_response_max_bytes,
                 partition_max_bytes: shard.config.replica_fetch_max_bytes,
                 partitions: parts
@@ -392,8 +409,9 @@ pub async fn run_fetcher(shard: Rc<Shard>, source: Source) {
                     .map(|(key, p, epoch)| ReplicaFetchPartition {
                         key: key.clone(),
                         current_leader_epoch: *epoch,
-                        fetch_offset: p.committed_end(),
+                        fetch_offset: p.log.log_end_offset().0,
                         last_fetched_epoch: p.log.latest_epoch().map_or(-1, |e| e.epoch),
+                        durable_end: p.committed_end(),
                     })
                     .collect(),
             };
@@ -401,7 +419,10 @@ pub async fn run_fetcher(shard: Rc<Shard>, source: Source) {
                 shard.stopping.wait().await;
                 Err("the broker is stopping".to_string())
             };
-            let answers = match futures_lite::future::or(link.fetch(fetch), stopping).await {
+            let fetched = futures_lite::future::or(link.fetch(fetch), stopping);
+            let synced = sync_all(std::mem::take(&mut unsynced));
+            let (answers, ()) = futures_lite::future::zip(fetched, synced).await;
+            let answers = match answers {
                 Ok(answers) => answers,
                 Err(e) => {
                     info!(leader = source.leader.0, shard = source.shard, reason = %e, "replica fetch connection lost");
@@ -409,11 +430,21 @@ pub async fn run_fetcher(shard: Rc<Shard>, source: Source) {
                 }
             };
             let mut refused = !answers.is_empty();
+            let mut backlog = false;
             for answer in answers {
                 refused &= answer.error.is_some();
+                let bytes: usize = answer.batches.iter().map(Bytes::len).sum();
+                backlog |= leader_has_more(bytes, shard.config.replica_fetch_max_bytes);
                 if let Some(p) = shard.partition(&answer.key) {
-                    apply(&p, answer).await;
+                    if let Some(appended) = apply(&p, answer).await {
+                        unsynced.push((p, appended));
+                    }
                 }
+            }
+            if !backlog {
+                // Nothing suggests more is waiting: a fetch now would most likely
+                // come back empty and only delay reporting this sync.
+                sync_all(std::mem::take(&mut unsynced)).await;
             }
             if refused {
                 pause(&shard, REFUSED_BACKOFF_MS).await;
@@ -436,13 +467,35 @@ async fn pause(shard: &Shard, ms: u64) {
     .await;
 }
 
+/// Whether an answer of `bytes` for one partition, against the per-partition
+/// limit, suggests the leader has more waiting: an answer cut near the limit
+/// (half of it or more) was most likely cut by it. Only then does the next fetch
+/// go out before the sync of this one; under light load the sync comes first, so
+/// its durable end is reported by the very next fetch.
+fn leader_has_more(bytes: usize, partition_max_bytes: usize) -> bool {
+    bytes > 0 && bytes >= partition_max_bytes / 2
+}
+
+/// Commits what the last answers appended, every partition at once (their
+/// fdatasyncs overlap). A failure leaves the log refusing writes; the partition
+/// stops advancing and drops out of the ISR.
+async fn sync_all(unsynced: Vec<(Rc<Partition>, ReplicatedAppend)>) {
+    let syncs = unsynced.into_iter().map(|(p, appended)| async move {
+        if let Err(e) = p.sync_replicated(appended).await {
+            warn!(topic = %p.topic, partition = p.partition, error = %e.message, "replicated sync failed");
+        }
+    });
+    crate::sync::join::join_all(syncs.collect()).await;
+}
+
 /// A follower applies the leader's answer for one partition: truncate on a
-/// divergence, move past a range the leader no longer has, or append and commit
-/// the batches and take the leader's high watermark.
-pub async fn apply(p: &Partition, answer: ReplicaAnswer) {
+/// divergence, move past a range the leader no longer has, or append the
+/// batches (returned, for the caller to commit) and take the leader's high
+/// watermark.
+pub async fn apply(p: &Partition, answer: ReplicaAnswer) -> Option<ReplicatedAppend> {
     let Role::Follower { .. } = p.role() else {
         // Leadership changed while the fetch was out.
-        return;
+        return None;
     };
     let log_end = p.log.log_end_offset().0;
     if let Some(error) = answer.error {
@@ -467,7 +520,7 @@ pub async fn apply(p: &Partition, answer: ReplicaAnswer) {
         } else {
             debug!(topic = %p.topic, partition = p.partition, error = %error.message, "replica fetch refused");
         }
-        return;
+        return None;
     }
     if let Some(d) = answer.diverging {
         let own = EpochEnd::new(p.log.end_offset_for_epoch(d.epoch));
@@ -480,23 +533,27 @@ pub async fn apply(p: &Partition, answer: ReplicaAnswer) {
                 warn!(topic = %p.topic, partition = p.partition, error = %e, "replica truncation failed")
             }
         }
-        return;
+        return None;
     }
-    if !answer.batches.is_empty() {
+    let appended = if answer.batches.is_empty() {
+        None
+    } else {
         match checked(p, answer.batches) {
-            Ok(batches) => {
-                if let Err(e) = p.append_replicated(batches).await {
+            Ok(batches) => match p.append_replicated(batches).await {
+                Ok(appended) => Some(appended),
+                Err(e) => {
                     warn!(topic = %p.topic, partition = p.partition, error = %e.message, "replicated append failed");
-                    return;
+                    return None;
                 }
-            }
+            },
             Err(e) => {
                 warn!(topic = %p.topic, partition = p.partition, error = %e.message, "leader sent a batch that fails its checks; fetching again");
-                return;
+                return None;
             }
         }
-    }
+    };
     p.set_follower_high_watermark(answer.high_watermark);
+    appended
 }
 
 /// Splits fetched chunks into batches and checks each one's framing and CRC.
@@ -640,5 +697,22 @@ async fn send_isr_change(
                 p.high_watermark_moved();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::leader_has_more;
+
+    #[test]
+    fn only_an_answer_cut_near_the_limit_pipelines_the_next_fetch() {
+        let limit = 1 << 20;
+        assert!(!leader_has_more(0, limit));
+        assert!(!leader_has_more(64 << 10, limit));
+        assert!(!leader_has_more(limit / 2 - 1, limit));
+        assert!(leader_has_more(limit / 2, limit));
+        assert!(leader_has_more(limit, limit));
+        // The first batch always comes, even past the limit.
+        assert!(leader_has_more(3 * limit, limit));
     }
 }

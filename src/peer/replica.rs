@@ -212,6 +212,7 @@ fn fetch_to_wire(fetch: &ReplicaFetch) -> ReplicaFetchT {
                 current_leader_epoch: p.current_leader_epoch,
                 fetch_offset: p.fetch_offset,
                 last_fetched_epoch: p.last_fetched_epoch,
+                durable_end: p.durable_end,
             })
             .collect(),
     }
@@ -328,9 +329,21 @@ fn fetch_from_wire(follower: BrokerId, req: ReplicaFetchT) -> Result<ReplicaFetc
                 current_leader_epoch: p.current_leader_epoch,
                 fetch_offset: p.fetch_offset,
                 last_fetched_epoch: p.last_fetched_epoch,
+                durable_end: durable_end(p.fetch_offset, p.durable_end),
             })
             .collect(),
     })
+}
+
+/// The durable end a fetch reports: absent (-1) means the fetch offset, and it
+/// never counts past the fetch offset (a follower cannot have synced what it does
+/// not have; a peer saying so is not believed).
+fn durable_end(fetch_offset: i64, durable_end: i64) -> i64 {
+    if durable_end < 0 {
+        fetch_offset
+    } else {
+        durable_end.min(fetch_offset)
+    }
 }
 
 /// The response frame (length prefix and envelope) and the batches that follow it.
@@ -372,4 +385,46 @@ fn response_to_wire(correlation_id: u64, answers: Vec<ReplicaAnswer>) -> (Vec<u8
         })),
     });
     (frame, payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetch(fetch_offset: i64, durable_end: i64) -> ReplicaFetch {
+        ReplicaFetch {
+            follower: BrokerId(2),
+            follower_epoch: 7,
+            max_wait: Duration::from_millis(0),
+            max_bytes: 1 << 20,
+            partition_max_bytes: 1 << 20,
+            partitions: vec![ReplicaFetchPartition {
+                key: PartitionKey {
+                    topic: "t".into(),
+                    partition: 3,
+                },
+                current_leader_epoch: 4,
+                fetch_offset,
+                last_fetched_epoch: 4,
+                durable_end,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_fetch_carries_the_durable_end_and_the_leader_never_counts_past_the_fetch_offset() {
+        let sent = fetch(100, 60);
+        let got = fetch_from_wire(BrokerId(2), fetch_to_wire(&sent)).expect("decodes");
+        assert_eq!(got, sent);
+        // A peer claiming more durable than it has is held to its fetch offset.
+        let mut wire = fetch_to_wire(&fetch(100, 60));
+        wire.partitions[0].durable_end = 500;
+        let got = fetch_from_wire(BrokerId(2), wire).expect("decodes");
+        assert_eq!(got.partitions[0].durable_end, 100);
+        // A follower that does not send one (-1) reports its fetch offset.
+        let mut wire = fetch_to_wire(&fetch(100, 60));
+        wire.partitions[0].durable_end = -1;
+        let got = fetch_from_wire(BrokerId(2), wire).expect("decodes");
+        assert_eq!(got.partitions[0].durable_end, 100);
+    }
 }

@@ -166,13 +166,14 @@ impl LeaderReplicas {
         self.advance()
     }
 
-    /// A follower fetched from `fetch_offset` (its durable log end) at `now_ms`.
-    /// Returns whether the high watermark moved. A replica that is not a follower
-    /// of this partition changes nothing.
+    /// A follower's fetch at `now_ms` reported `durable_end`, its durable log end
+    /// (not its fetch offset: what it has not synced does not count). Returns
+    /// whether the high watermark moved. A replica that is not a follower of this
+    /// partition changes nothing.
     pub fn on_fetch(
         &mut self,
         broker: BrokerId,
-        fetch_offset: i64,
+        durable_end: i64,
         broker_epoch: u64,
         now_ms: i64,
     ) -> bool {
@@ -181,12 +182,12 @@ impl LeaderReplicas {
             return false;
         };
         f.broker_epoch = broker_epoch;
-        if fetch_offset >= leader_end {
+        if durable_end >= leader_end {
             f.caught_up_ms = now_ms;
-        } else if f.last_fetch_ms >= 0 && fetch_offset >= f.leader_end_at_last_fetch {
+        } else if f.last_fetch_ms >= 0 && durable_end >= f.leader_end_at_last_fetch {
             f.caught_up_ms = f.caught_up_ms.max(f.last_fetch_ms);
         }
-        f.end_offset = fetch_offset;
+        f.end_offset = durable_end;
         f.last_fetch_ms = now_ms;
         f.leader_end_at_last_fetch = leader_end;
         self.advance()

@@ -151,6 +151,7 @@ impl Broker {
 #[derive(Clone, Debug)]
 struct FetchReq {
     fetch_offset: i64,
+    durable_end: i64,
     last_fetched_epoch: i32,
     current_epoch: i32,
     broker_epoch: u64,
@@ -459,9 +460,11 @@ impl Sim {
         if b.fetch_in_flight {
             return;
         }
-        // A follower fetches from its durable end (it synced before asking).
+        // A follower fetches from its log end and reports its durable end: it
+        // syncs what it appended while the next fetch is out (a flush step here).
         let req = FetchReq {
-            fetch_offset: b.disk.durable as i64,
+            fetch_offset: b.disk.end(),
+            durable_end: b.disk.durable as i64,
             last_fetched_epoch: b.disk.latest_epoch(),
             current_epoch: *epoch,
             broker_epoch: b.broker_epoch,
@@ -492,7 +495,8 @@ impl Sim {
                 log_end: b.disk.end(),
             };
         }
-        replicas.on_fetch(BrokerId(follower), req.fetch_offset, req.broker_epoch, now);
+        let durable = req.durable_end.min(req.fetch_offset);
+        replicas.on_fetch(BrokerId(follower), durable, req.broker_epoch, now);
         let from = usize::try_from(req.fetch_offset).unwrap_or(0);
         let to = (from + FETCH_MAX_RECORDS).min(b.disk.log.len());
         Answer::Records {
@@ -502,8 +506,8 @@ impl Sim {
         }
     }
 
-    /// `core::replica::apply`, then the follower's fdatasync before it fetches
-    /// again.
+    /// `core::replica::apply`: the records are appended, not synced (a later
+    /// flush step syncs them, as the fetcher's sync overlapping its next fetch).
     fn apply_answer(&mut self, id: i32, answer: Answer) {
         let b = &mut self.brokers[id as usize];
         b.fetch_in_flight = false;
@@ -542,7 +546,6 @@ impl Sim {
                 for rec in recs {
                     b.disk.append(rec);
                 }
-                b.disk.durable = b.disk.log.len();
                 let end = b.disk.end();
                 if let Role::Follower {
                     high_watermark: hw, ..

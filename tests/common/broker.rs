@@ -165,6 +165,20 @@ impl Broker {
         }
     }
 
+    /// Waits up to `limit` for the process to exit; its status, if it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Whether the process is still running (not exited, not a zombie).
     pub fn child_alive(&self) -> bool {
         std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))

@@ -64,6 +64,12 @@ impl Cluster {
 
     /// Starts broker `id` (not waiting for it to be ready).
     pub fn spawn(&mut self, id: usize) {
+        self.spawn_with(id, &[]);
+    }
+
+    /// Starts broker `id` with `more` serve arguments after the cluster's own (a
+    /// later `--set` wins), not waiting for it to be ready.
+    pub fn spawn_with(&mut self, id: usize, more: &[&str]) {
         self.starts += 1;
         let log = self
             .dir
@@ -80,6 +86,7 @@ impl Cluster {
             cluster_addr,
         ];
         args.extend(self.extra.iter().cloned());
+        args.extend(more.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let b = Broker::spawn(&self.data_dir(id), &log, 1, &args);
         self.brokers[id - 1] = Some(b);

@@ -4047,6 +4047,7 @@ impl<'a> ReplicaFetchPartition<'a> {
   pub const VT_CURRENT_LEADER_EPOCH: ::flatbuffers::VOffsetT = 8;
   pub const VT_FETCH_OFFSET: ::flatbuffers::VOffsetT = 10;
   pub const VT_LAST_FETCHED_EPOCH: ::flatbuffers::VOffsetT = 12;
+  pub const VT_DURABLE_END: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -4058,6 +4059,7 @@ impl<'a> ReplicaFetchPartition<'a> {
     args: &'args ReplicaFetchPartitionArgs<'args>
   ) -> ::flatbuffers::WIPOffset<ReplicaFetchPartition<'bldr>> {
     let mut builder = ReplicaFetchPartitionBuilder::new(_fbb);
+    builder.add_durable_end(args.durable_end);
     builder.add_fetch_offset(args.fetch_offset);
     builder.add_last_fetched_epoch(args.last_fetched_epoch);
     builder.add_current_leader_epoch(args.current_leader_epoch);
@@ -4075,12 +4077,14 @@ impl<'a> ReplicaFetchPartition<'a> {
     let current_leader_epoch = self.current_leader_epoch();
     let fetch_offset = self.fetch_offset();
     let last_fetched_epoch = self.last_fetched_epoch();
+    let durable_end = self.durable_end();
     ReplicaFetchPartitionT {
       topic,
       partition,
       current_leader_epoch,
       fetch_offset,
       last_fetched_epoch,
+      durable_end,
     }
   }
 
@@ -4107,7 +4111,7 @@ impl<'a> ReplicaFetchPartition<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<i32>(ReplicaFetchPartition::VT_CURRENT_LEADER_EPOCH, Some(0)).unwrap()}
   }
-  /// The follower's durable log end.
+  /// The follower's log end: where the answer's batches start.
   #[inline]
   pub fn fetch_offset(&self) -> i64 {
     // Safety:
@@ -4123,6 +4127,16 @@ impl<'a> ReplicaFetchPartition<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<i32>(ReplicaFetchPartition::VT_LAST_FETCHED_EPOCH, Some(-1)).unwrap()}
   }
+  /// The follower's durable log end (at most fetch_offset), what the leader
+  /// counts toward the high watermark; -1 (absent): fetch_offset, as before the
+  /// follower synced in the background.
+  #[inline]
+  pub fn durable_end(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(ReplicaFetchPartition::VT_DURABLE_END, Some(-1)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ReplicaFetchPartition<'_> {
@@ -4136,6 +4150,7 @@ impl ::flatbuffers::Verifiable for ReplicaFetchPartition<'_> {
      .visit_field::<i32>("current_leader_epoch", Self::VT_CURRENT_LEADER_EPOCH, false)?
      .visit_field::<i64>("fetch_offset", Self::VT_FETCH_OFFSET, false)?
      .visit_field::<i32>("last_fetched_epoch", Self::VT_LAST_FETCHED_EPOCH, false)?
+     .visit_field::<i64>("durable_end", Self::VT_DURABLE_END, false)?
      .finish();
     Ok(())
   }
@@ -4146,6 +4161,7 @@ pub struct ReplicaFetchPartitionArgs<'a> {
     pub current_leader_epoch: i32,
     pub fetch_offset: i64,
     pub last_fetched_epoch: i32,
+    pub durable_end: i64,
 }
 impl<'a> Default for ReplicaFetchPartitionArgs<'a> {
   #[inline]
@@ -4156,6 +4172,7 @@ impl<'a> Default for ReplicaFetchPartitionArgs<'a> {
       current_leader_epoch: 0,
       fetch_offset: 0,
       last_fetched_epoch: -1,
+      durable_end: -1,
     }
   }
 }
@@ -4186,6 +4203,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReplicaFetchPartitionBuilder<
     self.fbb_.push_slot::<i32>(ReplicaFetchPartition::VT_LAST_FETCHED_EPOCH, last_fetched_epoch, -1);
   }
   #[inline]
+  pub fn add_durable_end(&mut self, durable_end: i64) {
+    self.fbb_.push_slot::<i64>(ReplicaFetchPartition::VT_DURABLE_END, durable_end, -1);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReplicaFetchPartitionBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ReplicaFetchPartitionBuilder {
@@ -4209,6 +4230,7 @@ impl ::core::fmt::Debug for ReplicaFetchPartition<'_> {
       ds.field("current_leader_epoch", &self.current_leader_epoch());
       ds.field("fetch_offset", &self.fetch_offset());
       ds.field("last_fetched_epoch", &self.last_fetched_epoch());
+      ds.field("durable_end", &self.durable_end());
       ds.finish()
   }
 }
@@ -4219,6 +4241,7 @@ pub struct ReplicaFetchPartitionT {
   pub current_leader_epoch: i32,
   pub fetch_offset: i64,
   pub last_fetched_epoch: i32,
+  pub durable_end: i64,
 }
 impl Default for ReplicaFetchPartitionT {
   fn default() -> Self {
@@ -4228,6 +4251,7 @@ impl Default for ReplicaFetchPartitionT {
       current_leader_epoch: 0,
       fetch_offset: 0,
       last_fetched_epoch: -1,
+      durable_end: -1,
     }
   }
 }
@@ -4244,12 +4268,14 @@ impl ReplicaFetchPartitionT {
     let current_leader_epoch = self.current_leader_epoch;
     let fetch_offset = self.fetch_offset;
     let last_fetched_epoch = self.last_fetched_epoch;
+    let durable_end = self.durable_end;
     ReplicaFetchPartition::create(_fbb, &ReplicaFetchPartitionArgs{
       topic,
       partition,
       current_leader_epoch,
       fetch_offset,
       last_fetched_epoch,
+      durable_end,
     })
   }
 }
