@@ -624,10 +624,10 @@ pub async fn run_isr_checks(shard: Rc<Shard>) {
                         (*b, epoch)
                     })
                     .collect();
-                replicas.begin_change(isr);
-                Some(members)
+                let id = replicas.begin_change(isr);
+                Some((members, id))
             });
-            let Some(Some(members)) = decided else {
+            let Some(Some((members, id))) = decided else {
                 continue;
             };
             let change = crate::metadata::records::IsrChange {
@@ -638,7 +638,7 @@ pub async fn run_isr_checks(shard: Rc<Shard>) {
                 partition_epoch: meta.partition_epoch,
                 isr: members,
             };
-            glommio::spawn_local(send_isr_change(shard.clone(), p, change)).detach();
+            glommio::spawn_local(send_isr_change(shard.clone(), p, change, id)).detach();
         }
     }
 }
@@ -649,6 +649,7 @@ async fn send_isr_change(
     shard: Rc<Shard>,
     p: Rc<Partition>,
     change: crate::metadata::records::IsrChange,
+    id: crate::replication::leader::ChangeId,
 ) {
     let from: Vec<i32> = shard
         .metadata
@@ -687,13 +688,13 @@ async fn send_isr_change(
         }
         Ok(Err(e)) => {
             info!(%topic, partition, ?from, ?to, reason = %e.message, "ISR change refused");
-            if p.with_leader(|_, r| r.change_failed()) == Some(true) {
+            if p.with_leader(|_, r| r.change_failed(id)) == Some(true) {
                 p.high_watermark_moved();
             }
         }
         Err(e) => {
             warn!(%topic, partition, error = %e, "ISR change not sent");
-            if p.with_leader(|_, r| r.change_failed()) == Some(true) {
+            if p.with_leader(|_, r| r.change_failed(id)) == Some(true) {
                 p.high_watermark_moved();
             }
         }

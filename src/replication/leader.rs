@@ -75,8 +75,17 @@ pub struct LeaderReplicas {
     /// flight the high watermark counts the union of both ISRs (KIP-497's
     /// maximal ISR), so a member being added is held to as soon as it is asked
     /// for, and one being removed until the removal commits.
-    pending: Option<Vec<BrokerId>>,
+    pending: Option<(ChangeId, Vec<BrokerId>)>,
+    /// The id the next change gets.
+    next_change: ChangeId,
 }
+
+/// Names one ISR change sent to the controller, so that the late refusal of an
+/// older one (its answer crossed a metadata update that decided it, and a newer
+/// change went out) cannot undo the newer one: found by the simulation, where
+/// clearing a newer, accepted expansion let the high watermark pass a joining
+/// member that did not hold it.
+pub type ChangeId = u64;
 
 impl LeaderReplicas {
     /// A leadership starting at `now_ms`: every follower gets a full lag period
@@ -104,6 +113,7 @@ impl LeaderReplicas {
             high_watermark: high_watermark.min(leader_end).max(0),
             leader_end,
             pending: None,
+            next_change: 1,
         };
         state.advance();
         state
@@ -248,14 +258,21 @@ impl LeaderReplicas {
     }
 
     /// An ISR change was sent to the controller.
-    pub fn begin_change(&mut self, isr: Vec<BrokerId>) {
-        self.pending = Some(isr);
+    pub fn begin_change(&mut self, isr: Vec<BrokerId>) -> ChangeId {
+        let id = self.next_change;
+        self.next_change += 1;
+        self.pending = Some((id, isr));
+        id
     }
 
     /// The controller refused the change (or could not be reached): the next
     /// check decides again. Returns whether the high watermark moved (a joining
     /// member no longer holds it).
-    pub fn change_failed(&mut self) -> bool {
+    pub fn change_failed(&mut self, change: ChangeId) -> bool {
+        if self.pending.as_ref().is_none_or(|(id, _)| *id != change) {
+            // Decided already, and another change may be in flight now.
+            return false;
+        }
         self.pending = None;
         self.advance()
     }
@@ -273,7 +290,7 @@ impl LeaderReplicas {
             return false;
         }
         let mut low = self.leader_end;
-        let pending = self.pending.iter().flatten();
+        let pending = self.pending.iter().flat_map(|(_, isr)| isr.iter());
         for b in self.isr.iter().chain(pending).filter(|b| **b != self.me) {
             let end = self.followers.get(b).map_or(-1, |f| f.end_offset);
             low = low.min(end);
@@ -412,12 +429,38 @@ mod tests {
         r.on_fetch(C, 20, 1, 41_000);
         let want = r.desired_isr(41_000, 30_000, 0).expect("a change");
         assert_eq!(want, vec![A, B, C]);
-        r.begin_change(want);
+        let change = r.begin_change(want);
         r.leader_durable(30);
         r.on_fetch(B, 30, 1, 41_100);
         assert_eq!(r.high_watermark(), 20, "C, joining, holds the mark");
-        r.change_failed();
+        r.change_failed(change);
         assert_eq!(r.high_watermark(), 30, "refused: C is not counted");
+    }
+
+    /// Found by the replication simulation (seed 4062): the refusal of a change
+    /// the metadata had already decided arrives after a newer change went out;
+    /// it must not clear the newer one, or the high watermark passes its joiner.
+    #[test]
+    fn a_late_refusal_of_an_older_change_leaves_the_newer_one_in_flight() {
+        let mut r = LeaderReplicas::new(A, ms(&[A, B, C], &[A, B], 4, 1), 0, 10, 0);
+        r.on_fetch(B, 10, 1, 1);
+        r.on_fetch(C, 10, 1, 1);
+        let old = r.begin_change(vec![A, B, C]);
+        // The controller decided it (a newer partition epoch), ISR unchanged.
+        r.set_membership(ms(&[A, B, C], &[A, B], 5, 1), 2);
+        let new = r.desired_isr(3, 1_000, 0).expect("asks again");
+        let new = r.begin_change(new);
+        assert_ne!(old, new);
+        assert!(!r.change_failed(old));
+        assert!(
+            r.change_in_flight(),
+            "the late refusal undid the newer change"
+        );
+        r.leader_durable(20);
+        r.on_fetch(B, 20, 1, 4);
+        assert_eq!(r.high_watermark(), 10, "C, joining, still holds the mark");
+        r.change_failed(new);
+        assert_eq!(r.high_watermark(), 20);
     }
 
     /// Found by the replication simulation: an expansion commits, then a fencing

@@ -37,7 +37,7 @@ use crate::cluster::sim::Rng;
 use crate::metadata::records::{Applied, IsrChange, MetadataRecord};
 use crate::metadata::{BrokerId, BrokerInfo, ClusterMetadata, PartitionMeta};
 use crate::replication::divergence::{diverging, truncation, EpochEnd};
-use crate::replication::leader::{LeaderReplicas, Membership};
+use crate::replication::leader::{ChangeId, LeaderReplicas, Membership};
 
 const BROKERS: i32 = 3;
 const MIN_INSYNC: usize = 2;
@@ -129,6 +129,11 @@ struct Broker {
     /// The metadata as this broker last learned it.
     view: ClusterMetadata,
     fetch_in_flight: bool,
+    /// What was durable on the disk its last empty-disk restart wiped: the
+    /// leader may still count this broker's report of it (made while it was on
+    /// the disk) until it learns of the new registration. That disk's loss is
+    /// the one fault; the copy counted when the record is acknowledged.
+    wiped: Vec<Rec>,
 }
 
 impl Broker {
@@ -176,8 +181,9 @@ enum Answer {
 enum Body {
     Fetch(FetchReq),
     FetchAnswer(Answer),
-    Alter(IsrChange),
-    AlterRefused,
+    /// An ISR change and the leader's id for it.
+    Alter(IsrChange, ChangeId),
+    AlterRefused(ChangeId),
 }
 
 /// A message between two incarnations (a connection): it is lost if either end
@@ -257,6 +263,7 @@ impl Sim {
                     role: Role::Standalone,
                     view: ClusterMetadata::default(),
                     fetch_in_flight: false,
+                    wiped: Vec::new(),
                 })
                 .collect(),
             controller: ClusterMetadata::default(),
@@ -597,7 +604,7 @@ impl Sim {
                 (*m, e)
             })
             .collect();
-        replicas.begin_change(isr);
+        let id = replicas.begin_change(isr);
         let change = IsrChange {
             topic: TOPIC.into(),
             partition: 0,
@@ -606,7 +613,7 @@ impl Sim {
             partition_epoch: meta.partition_epoch,
             isr: members,
         };
-        self.send(from, (CONTROLLER, 0), Body::Alter(change));
+        self.send(from, (CONTROLLER, 0), Body::Alter(change, id));
     }
 
     fn deliver(&mut self, msg: Msg) {
@@ -623,18 +630,18 @@ impl Sim {
                 self.send(msg.to, msg.from, Body::FetchAnswer(answer));
             }
             Body::FetchAnswer(answer) => self.apply_answer(msg.to.0, answer),
-            Body::Alter(change) => {
+            Body::Alter(change, id) => {
                 if !matches!(
                     self.commit(MetadataRecord::AlterPartition(change)),
                     Applied::Changed
                 ) {
-                    self.send(msg.to, msg.from, Body::AlterRefused);
+                    self.send(msg.to, msg.from, Body::AlterRefused(id));
                 }
                 // Accepted: the leader learns it with the metadata.
             }
-            Body::AlterRefused => {
+            Body::AlterRefused(id) => {
                 if let Role::Leader { replicas, .. } = &mut self.brokers[msg.to.0 as usize].role {
-                    replicas.change_failed();
+                    replicas.change_failed(id);
                 }
             }
         }
@@ -644,8 +651,8 @@ impl Sim {
         let (who, inc) = match &msg.body {
             Body::Fetch(_) => msg.from,
             Body::FetchAnswer(_) => msg.to,
-            Body::Alter(_) => msg.from,
-            Body::AlterRefused => msg.to,
+            Body::Alter(..) => msg.from,
+            Body::AlterRefused(_) => msg.to,
         };
         if who == CONTROLLER || !self.is_current((who, inc)) {
             return;
@@ -653,9 +660,9 @@ impl Sim {
         let b = &mut self.brokers[who as usize];
         match msg.body {
             Body::Fetch(_) | Body::FetchAnswer(_) => b.fetch_in_flight = false,
-            Body::Alter(_) | Body::AlterRefused => {
+            Body::Alter(_, id) | Body::AlterRefused(id) => {
                 if let Role::Leader { replicas, .. } = &mut b.role {
-                    replicas.change_failed();
+                    replicas.change_failed(id);
                 }
             }
         }
@@ -677,6 +684,7 @@ impl Sim {
             b.alive = true;
             b.incarnation += 1;
             if empty_disk {
+                b.wiped = b.disk.log[..b.disk.durable].to_vec();
                 b.disk = Disk {
                     hw_checkpoint: -1,
                     ..Disk::default()
@@ -718,7 +726,9 @@ impl Sim {
             let copies = self
                 .brokers
                 .iter()
-                .filter(|b| i < b.disk.durable && b.disk.log[i] == *rec)
+                .filter(|b| {
+                    (i < b.disk.durable && b.disk.log[i] == *rec) || b.wiped.get(i) == Some(rec)
+                })
                 .count();
             if copies < MIN_INSYNC && self.violation.is_none() {
                 self.violation = Some(format!(
