@@ -64,15 +64,7 @@ fn record_count(batches: &BTreeMap<i64, Vec<u8>>) -> usize {
 #[test]
 fn acks_all_writes_reach_every_replica_byte_for_byte() {
     let mut c = Cluster::start(3, SETTINGS);
-    ok(&c.broker(1).cli(&[
-        "topic",
-        "create",
-        "r",
-        "--partitions",
-        "3",
-        "--replication-factor",
-        "3",
-    ]));
+    ok(&create_topic(&c, "r", 3, 3, &[]));
     // Native listener, acks=all (the CLI's default), through a broker that leads
     // only one of the partitions.
     let native: String = (0..30_000).map(|i| format!("k{i}:n{i}\n")).collect();
@@ -138,6 +130,28 @@ fn acks_all_writes_reach_every_replica_byte_for_byte() {
     drop(c);
 }
 
+/// `ringlog topic create` through broker 1, with `extra` arguments.
+fn create_topic(
+    c: &Cluster,
+    name: &str,
+    partitions: u32,
+    replication_factor: u32,
+    extra: &[&str],
+) -> std::process::Output {
+    let (partitions, replication_factor) = (partitions.to_string(), replication_factor.to_string());
+    let mut args = vec![
+        "topic",
+        "create",
+        name,
+        "--partitions",
+        &partitions,
+        "--replication-factor",
+        &replication_factor,
+    ];
+    args.extend_from_slice(extra);
+    c.broker(1).cli(&args)
+}
+
 /// Each partition's ISR from `topic describe` through broker `asked`.
 fn isr(c: &Cluster, asked: usize, topic: &str) -> Vec<Vec<i32>> {
     ok(&c.broker(asked).cli(&["topic", "describe", topic]))
@@ -190,15 +204,7 @@ fn followers_leave_the_isr_when_they_lag_and_rejoin_once_caught_up() {
         "replica.lag.time.max.ms=1500",
     ];
     let mut c = Cluster::start(5, &settings);
-    ok(&c.broker(1).cli(&[
-        "topic",
-        "create",
-        "lag",
-        "--partitions",
-        "1",
-        "--replication-factor",
-        "3",
-    ]));
+    ok(&create_topic(&c, "lag", 1, 3, &[]));
     assert_eq!(isr(&c, 1, "lag"), [vec![1, 2, 3]]);
     ok(&produce(&c, 1, "lag", "all", 0, 1_000));
 
@@ -274,15 +280,7 @@ fn a_diverged_replica_truncates_its_suffix_and_ends_identical_to_the_leader() {
         "replica.fetch.wait.max.ms=5000",
     ];
     let mut c = Cluster::start(3, &settings);
-    ok(&c.broker(1).cli(&[
-        "topic",
-        "create",
-        "d",
-        "--partitions",
-        "1",
-        "--replication-factor",
-        "3",
-    ]));
+    ok(&create_topic(&c, "d", 1, 3, &[]));
     assert_eq!(leader(&c, 1, "d"), "1");
     ok(&produce(&c, 1, "d", "all", 0, 100));
     let stored =
@@ -363,15 +361,7 @@ fn group_commits_are_on_every_replica_of_their_offsets_partition() {
         "group.initial.rebalance.delay.ms=100",
     ]);
     let mut c = Cluster::start(3, &settings);
-    ok(&c.broker(1).cli(&[
-        "topic",
-        "create",
-        "gc",
-        "--partitions",
-        "3",
-        "--replication-factor",
-        "3",
-    ]));
+    ok(&create_topic(&c, "gc", 3, 3, &[]));
     let lines: String = (0..3000).map(|i| format!("k{i}:v{i}\n")).collect();
     ok(&c.broker(2).cli_input(
         &["produce", "--topic", "gc", "--key-separator", ":"],
@@ -463,19 +453,7 @@ fn group_commits_are_on_every_replica_of_their_offsets_partition() {
 #[test]
 fn a_topic_min_insync_replicas_overrides_the_brokers() {
     let c = Cluster::start(3, SETTINGS);
-    let create = |name: &str, extra: &[&str]| {
-        let mut args = vec![
-            "topic",
-            "create",
-            name,
-            "--partitions",
-            "1",
-            "--replication-factor",
-            "1",
-        ];
-        args.extend_from_slice(extra);
-        c.broker(1).cli(&args)
-    };
+    let create = |name: &str, extra: &[&str]| create_topic(&c, name, 1, 1, extra);
     ok(&create("strict", &[]));
     ok(&create("relaxed", &["--config", "min.insync.replicas=1"]));
     let err = fails(&create("bad", &["--config", "min.insync.replicas=0"]));
@@ -521,15 +499,7 @@ fn log_end_metric(c: &Cluster, id: usize, topic: &str) -> Option<i64> {
 #[test]
 fn a_broker_restarted_on_an_empty_disk_rejoins_the_isr_only_once_caught_up() {
     let mut c = Cluster::start(3, SETTINGS);
-    ok(&c.broker(1).cli(&[
-        "topic",
-        "create",
-        "e",
-        "--partitions",
-        "1",
-        "--replication-factor",
-        "3",
-    ]));
+    ok(&create_topic(&c, "e", 1, 3, &[]));
     // About one record per batch: 3,000 batches to fetch again.
     let value = "x".repeat(1000);
     let lines: String = (0..3000).map(|i| format!("{i:05}{value}\n")).collect();

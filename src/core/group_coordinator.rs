@@ -8,7 +8,7 @@
 //! sessions and ends rebalances on time.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
@@ -83,6 +83,10 @@ pub struct GroupCoordinator {
     pub skipped_records: Cell<u64>,
     /// Offsets of each owned `__consumer_offsets` partition, once loaded.
     stores: RefCell<HashMap<i32, Rc<RefCell<OffsetStore>>>>,
+    /// Offsets partitions with loaded offsets or groups: what `resign` has to
+    /// unload (every other partition costs it nothing; it is asked about every
+    /// partition this broker does not lead at each metadata change).
+    active_partitions: RefCell<BTreeSet<i32>>,
     loading: Semaphore,
     pending: RefCell<HashMap<Token, Rc<Pending>>>,
     next_token: Cell<Token>,
@@ -96,6 +100,7 @@ impl GroupCoordinator {
             limits,
             groups: RefCell::new(BTreeMap::new()),
             stores: RefCell::new(HashMap::new()),
+            active_partitions: RefCell::new(BTreeSet::new()),
             skipped_records: Cell::new(0),
             loading: Semaphore::new(1),
             pending: RefCell::new(HashMap::new()),
@@ -195,6 +200,9 @@ impl GroupCoordinator {
     /// `p` again loads it afresh from the log (this broker's copy may have missed
     /// commits made while another broker led). A no-op for a partition not loaded.
     pub fn resign(&self, host: &impl GroupHost, p: i32) {
+        if !self.active_partitions.borrow_mut().remove(&p) {
+            return;
+        }
         self.stores.borrow_mut().remove(&p);
         let before = self.groups.borrow().len();
         self.groups
@@ -261,6 +269,9 @@ impl GroupCoordinator {
 
     async fn join(&self, host: &impl GroupHost, req: Join) -> Result<JoinResult, PartitionError> {
         let (token, pending) = self.hold(&req.group);
+        self.active_partitions
+            .borrow_mut()
+            .insert(host.offsets_partition_of(&req.group));
         let parts = |t: &str| host.partition_count(t);
         let replies = {
             let mut groups = self.groups.borrow_mut();
@@ -606,6 +617,7 @@ impl GroupCoordinator {
         );
         let store = Rc::new(RefCell::new(store));
         self.stores.borrow_mut().insert(p, store.clone());
+        self.active_partitions.borrow_mut().insert(p);
         Ok(store)
     }
 }
