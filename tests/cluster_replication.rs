@@ -61,42 +61,74 @@ fn record_count(batches: &BTreeMap<i64, Vec<u8>>) -> usize {
         .sum()
 }
 
+/// The acceptance's 10^6 records with acks=all, split over the two listeners.
+const NATIVE_RECORDS: usize = 600_000;
+const KAFKA_RECORDS: usize = 400_000;
+
 #[test]
 fn acks_all_writes_reach_every_replica_byte_for_byte() {
     let mut c = Cluster::start(3, SETTINGS);
     ok(&create_topic(&c, "r", 3, 3, &[]));
     // Native listener, acks=all (the CLI's default), through a broker that leads
     // only one of the partitions.
-    let native: String = (0..30_000).map(|i| format!("k{i}:n{i}\n")).collect();
+    let native: String = (0..NATIVE_RECORDS)
+        .map(|i| format!("k{i}:n{i}\n"))
+        .collect();
     ok(&c.broker(2).cli_input(
         &["produce", "--topic", "r", "--key-separator", ":"],
         native.as_bytes(),
     ));
     // Kafka listener: librdkafka's default is acks=all.
     let mut kcat = std::process::Command::new("timeout")
-        .args(["60", "kcat", "-P", "-t", "r", "-K", ":"])
+        .args(["120", "kcat", "-P", "-t", "r", "-K", ":"])
         .args(["-X", "acks=all", "-X", "message.timeout.ms=30000"])
         .args(["-b", &c.broker(3).kafka_addr])
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let kafka: String = (0..10_000).map(|i| format!("k{i}:q{i}\n")).collect();
+    let kafka: String = (0..KAFKA_RECORDS).map(|i| format!("k{i}:q{i}\n")).collect();
     std::io::Write::write_all(kcat.stdin.as_mut().unwrap(), kafka.as_bytes()).unwrap();
     drop(kcat.stdin.take());
     assert!(kcat.wait().unwrap().success(), "{}", c.logs());
 
-    // Consumers get every acknowledged record once.
-    let mut values = c.broker(1).consume_values("r");
-    values.sort();
-    let mut want: Vec<String> = (0..30_000)
+    // Consumers of both listeners get every acknowledged record once.
+    let mut want: Vec<String> = (0..NATIVE_RECORDS)
         .map(|i| format!("n{i}"))
-        .chain((0..10_000).map(|i| format!("q{i}")))
+        .chain((0..KAFKA_RECORDS).map(|i| format!("q{i}")))
         .collect();
     want.sort();
+    let mut values = c.broker(1).consume_values("r");
+    values.sort();
     assert_eq!(values.len(), want.len());
     assert!(
         values == want,
-        "consumed records differ from those produced"
+        "records consumed (native) differ from those produced"
+    );
+    let out = std::process::Command::new("timeout")
+        .args([
+            "120",
+            "kcat",
+            "-C",
+            "-t",
+            "r",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ])
+        .args(["-b", &c.broker(2).kafka_addr])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", c.logs());
+    let mut values: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    values.sort();
+    assert_eq!(values.len(), want.len());
+    assert!(
+        values == want,
+        "records consumed (Kafka) differ from those produced"
     );
 
     // Every replica holds the same batches, byte for byte (a clean stop first, so
@@ -126,7 +158,7 @@ fn acks_all_writes_reach_every_replica_byte_for_byte() {
         }
         total += record_count(&copies[0]);
     }
-    assert_eq!(total, 40_000);
+    assert_eq!(total, NATIVE_RECORDS + KAFKA_RECORDS);
     drop(c);
 }
 
