@@ -254,6 +254,17 @@ fn followers_leave_the_isr_when_they_lag_and_rejoin_once_caught_up() {
     let refused = fails(&produce(&c, 1, "lag", "all", 2_000, 10));
     assert!(refused.contains("NOT_ENOUGH_REPLICAS"), "{refused}");
     ok(&produce(&c, 1, "lag", "1", 2_000, 1_000));
+    // The leader's metrics say so: under-replicated and under min ISR, the
+    // followers not caught up for longer than the lag time, behind by what was
+    // produced since; the appends both followers copied were measured.
+    let shard = "shard=\"0\"";
+    let gauge = |c: &Cluster, name: &str, labels: &str| metric(c, 1, name, labels).unwrap_or(-1.0);
+    assert_eq!(gauge(&c, "ringlog_under_replicated_partitions", shard), 1.0);
+    assert_eq!(gauge(&c, "ringlog_under_min_isr_partitions", shard), 1.0);
+    let follower = |n: i32| format!("{shard},topic=\"lag\",partition=\"0\",follower=\"{n}\"");
+    assert!(gauge(&c, "ringlog_follower_lag_seconds", &follower(2)) > 1.5);
+    assert!(gauge(&c, "ringlog_follower_lag_records", &follower(2)) >= 1_000.0);
+    assert!(gauge(&c, "ringlog_replication_lag_seconds_count", shard) >= 2.0);
 
     c.restart(2);
     c.restart(3);
@@ -262,6 +273,20 @@ fn followers_leave_the_isr_when_they_lag_and_rejoin_once_caught_up() {
     });
     eprintln!("restarted followers rejoined the ISR after {took:?}");
     ok(&produce(&c, 1, "lag", "all", 3_000, 1_000));
+    // The shard's copy of the metadata follows the broker's: awaited.
+    c.wait_for(Duration::from_secs(10), "the ISR gauges clear", |c| {
+        let clear = |name| gauge(c, name, shard) == 0.0;
+        (clear("ringlog_under_replicated_partitions") && clear("ringlog_under_min_isr_partitions"))
+            .then_some(())
+    });
+    // Broker 2 follows: what it copied is counted there.
+    let copied = metric(
+        &c,
+        2,
+        "ringlog_partition_replica_fetch_records_total",
+        "shard=\"0\",topic=\"lag\",partition=\"0\"",
+    );
+    assert!(copied.is_some_and(|n| n > 0.0), "{copied:?}");
 
     for id in c.running() {
         c.broker_mut(id).terminate();
@@ -288,6 +313,33 @@ fn signal(c: &Cluster, id: usize, sig: libc::c_int) {
     // SAFETY: a plain kill(2) on a child process this test started.
     let rc = unsafe { libc::kill(c.broker(id).pid(), sig) };
     assert_eq!(rc, 0, "kill({id}, {sig})");
+}
+
+/// OffsetForLeaderEpoch v4 for `topic`-0 on broker `id`'s Kafka listener:
+/// (error code, epoch, end offset).
+fn epoch_end(c: &Cluster, id: usize, topic: &str, current: i32, epoch: i32) -> (i16, i32, i64) {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::{
+        ApiKey, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName,
+    };
+    let mut partition = OffsetForLeaderPartition::default();
+    partition.partition = 0;
+    partition.current_leader_epoch = current;
+    partition.leader_epoch = epoch;
+    let mut t = OffsetForLeaderTopic::default();
+    t.topic = TopicName(kafka_protocol::protocol::StrBytes::from_string(
+        topic.to_string(),
+    ));
+    t.partitions = vec![partition];
+    let mut req = OffsetForLeaderEpochRequest::default();
+    req.replica_id = kafka_protocol::messages::BrokerId(-1);
+    req.topics = vec![t];
+    let mut conn = common::kafka::Conn::new(&c.broker(id).kafka_addr);
+    let resp: OffsetForLeaderEpochResponse = conn.call(ApiKey::OffsetForLeaderEpoch, 4, &req);
+    let p = &resp.topics[0].partitions[0];
+    (p.error_code, p.leader_epoch, p.end_offset)
 }
 
 /// Issue 17 acceptance 3 (KIP-279): a follower holding records the next leader
@@ -341,6 +393,16 @@ fn a_diverged_replica_truncates_its_suffix_and_ends_identical_to_the_leader() {
     c.wait_for(Duration::from_secs(10), "broker 3 truncates B", |c| {
         truncated(c, 3).then_some(())
     });
+    // Kafka clients ask the same of the new leader (OffsetForLeaderEpoch, KIP-320):
+    // epoch 0 ends where epoch 1 began (after A), epoch 1 at the log end; an
+    // asker in an older or newer epoch is refused, and so is a follower.
+    let ask = |id: usize, current: i32, epoch: i32| epoch_end(&c, id, "d", current, epoch);
+    assert_eq!(ask(2, 1, 0), (0, 0, 150));
+    assert_eq!(ask(2, -1, 1), (0, 1, 180));
+    assert_eq!(ask(2, 1, 7), (0, -1, -1));
+    assert_eq!(ask(2, 0, 0).0, 74, "FENCED_LEADER_EPOCH");
+    assert_eq!(ask(2, 2, 0).0, 75, "UNKNOWN_LEADER_EPOCH");
+    assert_eq!(ask(3, 1, 0).0, 6, "NOT_LEADER_OR_FOLLOWER");
 
     // The old leader wakes up as a follower with the same suffix.
     signal(&c, 1, libc::SIGCONT);
@@ -500,8 +562,8 @@ fn a_topic_min_insync_replicas_overrides_the_brokers() {
     assert!(described.contains("min.insync.replicas=1"), "{described}");
 }
 
-/// Broker `id`'s log end of `topic`-0, from its `/metrics`.
-fn log_end_metric(c: &Cluster, id: usize, topic: &str) -> Option<i64> {
+/// Broker `id`'s `/metrics` text (`None` while it does not answer).
+fn metrics(c: &Cluster, id: usize) -> Option<String> {
     use std::io::{Read, Write};
     // From listeners.json: the broker may not have been waited for.
     let listeners = std::fs::read_to_string(c.data_dir(id).join("listeners.json")).ok()?;
@@ -512,13 +574,22 @@ fn log_end_metric(c: &Cluster, id: usize, topic: &str) -> Option<i64> {
     write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
-    let series = format!(
-        "ringlog_partition_log_end_offset{{shard=\"0\",topic=\"{topic}\",partition=\"0\"}} "
-    );
-    body.lines()
+    Some(body)
+}
+
+/// The value of the series `name{labels}` in broker `id`'s `/metrics`.
+fn metric(c: &Cluster, id: usize, name: &str, labels: &str) -> Option<f64> {
+    let series = format!("{name}{{{labels}}} ");
+    metrics(c, id)?
+        .lines()
         .find_map(|l| l.strip_prefix(series.as_str()))
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as i64)
+}
+
+/// Broker `id`'s log end of `topic`-0, from its `/metrics`.
+fn log_end_metric(c: &Cluster, id: usize, topic: &str) -> Option<i64> {
+    let labels = format!("shard=\"0\",topic=\"{topic}\",partition=\"0\"");
+    metric(c, id, "ringlog_partition_log_end_offset", &labels).map(|v| v as i64)
 }
 
 /// Issue 17 acceptance 4 (KIP-903): a broker restarted with its partition data

@@ -47,6 +47,40 @@ b="127.0.0.1:${native[1]}"
 "$bin/ringlog" topic create rf3 --partitions 1 --replication-factor 3 -b "$b"
 "$bin/ringlog" topic describe rf3 -b "$b"
 
+admin1="$(python3 -c "import json;print(json.load(open('$work/data-1/listeners.json'))['admin'])")"
+# The leader's replication-lag histogram (append -> follower durable), saved
+# before and after a run; lag_quantiles prints the run's p50/p99 from the
+# difference, interpolated within buckets as Prometheus' histogram_quantile does.
+scrape() { curl -s "http://$admin1/metrics" | grep '^ringlog_replication_lag_seconds_bucket' > "$1"; }
+lag_quantiles() {
+  python3 - "$1" "$2" <<'PY'
+import re, sys
+def read(path):
+    out = {}
+    for line in open(path):
+        m = re.search(r'le="([^"]+)"\} (\d+)', line)
+        if m:
+            le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
+            out[le] = out.get(le, 0) + int(m.group(2))
+    return out
+a, b = read(sys.argv[1]), read(sys.argv[2])
+bounds = sorted(b)
+cum = [b[le] - a.get(le, 0) for le in bounds]
+total = cum[-1] if cum else 0
+def q(p):
+    rank, prev_le, prev_n = p * total, 0.0, 0
+    for le, n in zip(bounds, cum):
+        if n >= rank:
+            if le == float("inf"):
+                return prev_le
+            return prev_le + (le - prev_le) * (rank - prev_n) / max(n - prev_n, 1)
+        prev_le, prev_n = le, n
+    return prev_le
+print(f"replication lag (leader append -> follower durable): {total} samples, "
+      f"p50 {q(0.5) * 1e3:.2f} ms, p99 {q(0.99) * 1e3:.2f} ms")
+PY
+}
+
 run() { # name topic extra...
   local name="$1" topic="$2"; shift 2
   echo "== $name"
@@ -57,10 +91,13 @@ for r in $(seq "$rounds"); do
   run "max-rf1-$r" rf1
   run "max-rf3-$r" rf3
   run "50mb-rf1-$r" rf1 --rate 51200
+  scrape "$work/lag-before"
   run "50mb-rf3-$r" rf3 --rate 51200
+  scrape "$work/lag-after"
+  lag_quantiles "$work/lag-before" "$work/lag-after"
 done
-curl -s "http://$(python3 -c "import json;print(json.load(open('$work/data-1/listeners.json'))['admin'])")/metrics" \
-  | grep -E "^ringlog_(isr_|under_replicated|partition_bytes_replicated)" || true
+curl -s "http://$admin1/metrics" \
+  | grep -E "^ringlog_(isr_|under_replicated|under_min_isr|follower_lag)" || true
 # Acceptance 1 of issue 17 at this volume: after a clean stop, every replica of
 # rf3-0 holds the same batches (base offset, record count and CRC of each).
 for p in "${pids[@]}"; do kill -TERM "$p"; done

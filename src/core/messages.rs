@@ -156,6 +156,13 @@ pub enum ShardRequest {
         key: PartitionKey,
         answer: Answer<Result<PartitionOffsets, PartitionError>>,
     },
+    /// Where a leader epoch ends in the leader's log (OffsetForLeaderEpoch):
+    /// `(epoch, end offset)`, after checking the asker's current leader epoch.
+    EpochEnd {
+        key: PartitionKey,
+        query: EpochQuery,
+        answer: Answer<Result<(i32, i64), PartitionError>>,
+    },
     /// A group request for the coordinator of its group on this shard (or, for
     /// ListGroups, for this shard's groups).
     Group(GroupCall),
@@ -221,3 +228,12 @@ impl CoordinatorRequest {
 /// The broker's mesh: data shards serve [`ShardRequest`]s, the coordinator
 /// [`CoordinatorRequest`]s.
 pub type BrokerMesh = Mesh<ShardRequest, CoordinatorRequest>;
+
+/// One partition's OffsetForLeaderEpoch question.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpochQuery {
+    /// The leader epoch the asker knows (-1: do not check), as KIP-320 fences it.
+    pub current_leader_epoch: i32,
+    /// The epoch whose end is asked for.
+    pub leader_epoch: i32,
+}

@@ -10,6 +10,7 @@
 
 pub mod connection_limits;
 pub mod coordinator;
+pub mod epoch_ends;
 pub mod error;
 pub mod fetch;
 pub mod group_coordinator;

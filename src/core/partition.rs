@@ -23,11 +23,12 @@ use crate::core::error::ErrorKind;
 use crate::core::error::{batch_error, storage_error};
 use crate::core::group_coordinator::OffsetsLog;
 use crate::core::hw_checkpoint;
-use crate::core::messages::{Acks, FetchData, PartitionError, PartitionOffsets};
+use crate::core::messages::{Acks, EpochQuery, FetchData, PartitionError, PartitionOffsets};
 use crate::core::producer_snapshot;
 use crate::core::producer_state::{last_sequence, LoggedBatch, ProducerState, Verdict};
 use crate::metadata::BrokerId;
 use crate::metrics::PartitionStats;
+use crate::replication::lag::AppendTimes;
 use crate::replication::leader::{LeaderReplicas, Membership};
 use crate::sync::signal::{Latch, Signal};
 use crate::time::now_ms;
@@ -94,6 +95,9 @@ pub struct Partition {
     snapshot_writing: Cell<bool>,
     /// Bytes and records in and out, for `/metrics`.
     pub stats: PartitionStats,
+    /// When recent appends happened, while leading with followers: their fetches
+    /// measure the replication lag (`replication::lag`).
+    append_times: RefCell<AppendTimes>,
 }
 
 impl Partition {
@@ -117,6 +121,7 @@ impl Partition {
             snapshot_offset: Cell::new(-1),
             snapshot_writing: Cell::new(false),
             stats: PartitionStats::default(),
+            append_times: RefCell::new(AppendTimes::default()),
         }
     }
 
@@ -182,6 +187,7 @@ impl Partition {
             Role::Follower { high_watermark, .. } => high_watermark,
         };
         let state = LeaderReplicas::new(me, membership, known, self.committed_end(), now_ms);
+        *self.append_times.borrow_mut() = AppendTimes::default();
         *self.role.borrow_mut() = Role::Leader {
             epoch,
             replicas: state,
@@ -210,6 +216,7 @@ impl Partition {
         };
         let was_leader = matches!(*self.role.borrow(), Role::Leader { .. });
         *self.role.borrow_mut() = next;
+        *self.append_times.borrow_mut() = AppendTimes::default();
         if was_leader {
             info!(topic = %self.topic, partition = self.partition, epoch, "no longer leading");
         }
@@ -265,6 +272,34 @@ impl Partition {
         }
     }
 
+    /// Remembers when an append ending at `end` happened, if followers will fetch it.
+    fn note_append(&self, end: i64) {
+        if let Role::Leader { replicas, .. } = &*self.role.borrow() {
+            if replicas.followers().next().is_some() {
+                self.append_times.borrow_mut().appended(
+                    end,
+                    std::time::Instant::now(),
+                    replicas.high_watermark(),
+                );
+            }
+        }
+    }
+
+    /// A follower's fetch at `now` moved its durable end from `before` to `after`:
+    /// `lag` gets how long each append it passed waited for it. Appends under the
+    /// high watermark are then forgotten.
+    pub fn follower_reached(
+        &self,
+        before: i64,
+        after: i64,
+        now: std::time::Instant,
+        lag: impl FnMut(std::time::Duration),
+    ) {
+        let mut times = self.append_times.borrow_mut();
+        times.reached(before, after, now, lag);
+        times.forget_through(self.high_watermark());
+    }
+
     /// Wakes whoever waits for the high watermark (after a follower's fetch moved
     /// it).
     pub fn high_watermark_moved(&self) {
@@ -274,6 +309,43 @@ impl Partition {
     /// Resolves at the next append (replica fetches long-poll on it).
     pub fn appended(&self) -> crate::sync::signal::Wait<'_> {
         self.appended.wait()
+    }
+
+    /// Where `query.leader_epoch` ends in this leader's log, as Kafka's
+    /// OffsetForLeaderEpoch answers a client (KIP-320): the largest epoch at or
+    /// below it and the start of the next one (the log end for the current epoch;
+    /// `(-1, -1)` for an epoch newer than every one known). A follower refuses
+    /// (clients ask the leader), and so does a leader in another epoch than the
+    /// asker's current one: FENCED_LEADER_EPOCH when the asker's is older,
+    /// UNKNOWN_LEADER_EPOCH when it is newer.
+    pub fn epoch_end(&self, query: EpochQuery) -> Result<(i32, i64), PartitionError> {
+        let current = match &*self.role.borrow() {
+            Role::Standalone => None,
+            Role::Leader { epoch, .. } => Some(*epoch),
+            Role::Follower { .. } => {
+                return Err(PartitionError::new(
+                    ErrorKind::NotLeaderOrFollower,
+                    format!(
+                        "this broker does not lead {}-{}",
+                        self.topic, self.partition
+                    ),
+                ))
+            }
+        };
+        if let (Some(epoch), asked) = (current, query.current_leader_epoch) {
+            if asked >= 0 && asked != epoch {
+                let (kind, age) = if asked < epoch {
+                    (ErrorKind::FencedLeaderEpoch, "older")
+                } else {
+                    (ErrorKind::UnknownLeaderEpoch, "newer")
+                };
+                return Err(PartitionError::new(
+                    kind,
+                    format!("epoch {asked} is {age} than this leader's {epoch}"),
+                ));
+            }
+        }
+        Ok(self.log.end_offset_for_epoch(query.leader_epoch))
     }
 
     /// Refuses acks=all up front when the ISR is below `min.insync.replicas`, and
@@ -469,6 +541,9 @@ impl Partition {
             .append_checked(batches)
             .await
             .map_err(|e| storage_error(&e))?;
+        if let Some(last) = infos.last() {
+            self.note_append(last.last_offset.0 + 1);
+        }
         self.appended.notify();
         let infos = self
             .log

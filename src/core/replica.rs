@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringlog_schema::{split_batches, CheckedBatch};
+use ringlog_storage::stats::Histogram;
 use ringlog_storage::Offset;
 use tracing::{debug, info, warn};
 
@@ -182,7 +183,10 @@ async fn read_all(shard: &Shard, fetch: &ReplicaFetch) -> (Vec<ReplicaAnswer>, b
                     ),
                 ),
             ),
-            Some(p) => read_one(&p, fetch.follower, fetch.follower_epoch, req, budget).await,
+            Some(p) => {
+                let lag = &shard.stats.replication_lag_us;
+                read_one(&p, fetch.follower, fetch.follower_epoch, req, budget, lag).await
+            }
         };
         let size: usize = answer.batches.iter().map(Bytes::len).sum();
         if size > 0 {
@@ -202,6 +206,7 @@ async fn read_one(
     follower_epoch: u64,
     req: &ReplicaFetchPartition,
     budget: usize,
+    lag: &Histogram,
 ) -> ReplicaAnswer {
     let key = req.key.clone();
     let refuse = |kind: ErrorKind, message: String| {
@@ -271,13 +276,21 @@ async fn read_one(
         return answer;
     }
     let now = crate::time::now_ms();
-    let moved = p
-        .with_leader(|_, replicas| {
-            replicas.on_fetch(follower, req.durable_end, follower_epoch, now)
-        })
-        .unwrap_or(false);
-    if moved {
-        p.high_watermark_moved();
+    let at = Instant::now();
+    let progress = p.with_leader(|_, replicas| {
+        let before = replicas.follower(follower).map(|f| f.end_offset);
+        let moved = replicas.on_fetch(follower, req.durable_end, follower_epoch, now);
+        (before, moved)
+    });
+    if let Some((before, moved)) = progress {
+        if moved {
+            p.high_watermark_moved();
+        }
+        if let Some(before) = before {
+            p.follower_reached(before, req.durable_end, at, |d| {
+                lag.record(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+            });
+        }
     }
     answer.high_watermark = p.high_watermark();
     if req.fetch_offset < log_end {

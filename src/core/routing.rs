@@ -33,6 +33,46 @@ where
     join_all(replies.collect()).await
 }
 
+/// Asks each named partition's owner one question (`make` builds the request from
+/// the partition, its question and the answer slot), and answers in the order
+/// asked; a partition named twice, or a request naming too many, is refused
+/// without being asked (`refused_partitions`).
+pub async fn ask_each_partition<Q, T, F>(
+    shard: &Shard,
+    api: &str,
+    asked: Vec<(PartitionKey, Q)>,
+    make: F,
+) -> Vec<Result<T, PartitionError>>
+where
+    T: Send + 'static,
+    F: Fn(PartitionKey, Q, Answer<Result<T, PartitionError>>) -> ShardRequest,
+{
+    let refused = refused_partitions(
+        api,
+        asked.iter().map(|(k, _)| (k.topic.as_str(), k.partition)),
+    );
+    let make = &make;
+    let requests = asked
+        .into_iter()
+        .zip(&refused)
+        .filter(|(_, r)| r.is_none())
+        .map(|((key, question), _)| (key.clone(), move |answer| make(key, question, answer)))
+        .collect();
+    let mut answers = call_owners(shard, requests).await.into_iter();
+    refused
+        .into_iter()
+        .map(|refused| match refused {
+            Some(e) => Err(e),
+            None => answers.next().unwrap_or_else(|| {
+                Err(PartitionError::new(
+                    ErrorKind::UnknownServerError,
+                    "not answered",
+                ))
+            }),
+        })
+        .collect()
+}
+
 /// Per partition named by a request, why it is not served: a partition named
 /// again later in the same request, or every partition of a request naming more
 /// than `REQUEST_PARTITIONS_MAX`. `None` for the partitions to serve.

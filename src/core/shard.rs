@@ -27,7 +27,7 @@ use crate::core::partition_dir;
 use crate::core::replica::{ReplicaWire, Source};
 use crate::groups::offsets::OFFSETS_TOPIC;
 use crate::metadata::{BrokerId, ClusterMetadata, TopicMeta};
-use crate::metrics::{PartitionSnapshot, ShardSnapshot, ShardStats};
+use crate::metrics::{FollowerLag, PartitionSnapshot, ShardSnapshot, ShardStats};
 use crate::sync::signal::{Latch, Signal};
 
 /// The state of one data shard.
@@ -372,6 +372,9 @@ impl Shard {
             ShardRequest::Offsets { key, answer } => {
                 answer.send(self.local(&key).map(|p| p.offsets()))
             }
+            ShardRequest::EpochEnd { key, query, answer } => {
+                answer.send(self.local(&key).and_then(|p| p.epoch_end(query)))
+            }
             ShardRequest::Group(call) => self.groups.handle(&*self, call).await,
         }
     }
@@ -552,6 +555,23 @@ impl Shard {
                         .and_then(|i| t.partitions.get(i))
                 });
                 let offsets = p.offsets();
+                let now = crate::time::now_ms();
+                let (leader, min_insync, followers) = match p.role() {
+                    Role::Standalone => (true, 0, Vec::new()),
+                    Role::Follower { .. } => (false, 0, Vec::new()),
+                    Role::Leader { replicas, .. } => {
+                        let followers = replicas
+                            .followers()
+                            .map(|(broker, f)| FollowerLag {
+                                broker: broker.0,
+                                records: replicas.leader_end()
+                                    - f.end_offset.max(offsets.log_start),
+                                since_caught_up_ms: (now - f.caught_up_ms).max(0),
+                            })
+                            .collect();
+                        (true, replicas.min_insync(), followers)
+                    }
+                };
                 PartitionSnapshot {
                     topic: key.topic.clone(),
                     partition: key.partition,
@@ -562,6 +582,11 @@ impl Shard {
                     segments: p.log.segment_count(),
                     replicas: meta.map_or(0, |m| m.replicas.len()),
                     in_sync_replicas: meta.map_or(0, |m| m.isr.len()),
+                    leader,
+                    min_insync,
+                    followers,
+                    bytes_replicated: p.stats.bytes_replicated.get(),
+                    records_replicated: p.stats.records_replicated.get(),
                     log_failed: p.log.failure().is_some(),
                     producers: p.producer_count(),
                     bytes_in: p.stats.bytes_in.get(),

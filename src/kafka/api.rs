@@ -7,8 +7,8 @@ use kafka_protocol::messages::{
     DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
     FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, InitProducerIdResponse,
     JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, ProducerId, RequestHeader,
-    ResponseHeader, SyncGroupRequest,
+    OffsetCommitRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
+    ProducerId, RequestHeader, ResponseHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
@@ -16,7 +16,9 @@ use crate::core::error::ErrorKind;
 use crate::core::memory::Grant;
 use crate::core::request_order::Effect;
 use crate::core::shard::Shard;
-use crate::kafka::{admin, fetch, groups, list_offsets, metadata, produce};
+use crate::kafka::{
+    admin, fetch, groups, list_offsets, metadata, offset_for_leader_epoch, produce,
+};
 use tracing::debug;
 
 /// Every API served, with the versions (inclusive) ApiVersions advertises.
@@ -40,6 +42,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// Kafka's error codes.
@@ -296,6 +299,7 @@ pub enum KafkaRequest {
     LeaveGroup(LeaveGroupRequest),
     OffsetCommit(OffsetCommitRequest),
     OffsetFetch(OffsetFetchRequest),
+    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
 }
 
 /// The API, version and correlation id of a request frame (`header | body`, the
@@ -337,6 +341,9 @@ pub fn decode_request(
         ApiKey::LeaveGroup => KafkaRequest::LeaveGroup(decode(api, version, b)?),
         ApiKey::OffsetCommit => KafkaRequest::OffsetCommit(decode(api, version, b)?),
         ApiKey::OffsetFetch => KafkaRequest::OffsetFetch(decode(api, version, b)?),
+        ApiKey::OffsetForLeaderEpoch => {
+            KafkaRequest::OffsetForLeaderEpoch(decode(api, version, b)?)
+        }
         other => {
             return Err(KafkaError::Decode {
                 api: other,
@@ -395,6 +402,10 @@ pub async fn dispatch(
         R::ListOffsets(req) => {
             let resp = list_offsets::handle(shard, req).await;
             encode_response(ApiKey::ListOffsets, version, correlation_id, &resp)?
+        }
+        R::OffsetForLeaderEpoch(req) => {
+            let resp = offset_for_leader_epoch::handle(shard, req).await;
+            encode_response(ApiKey::OffsetForLeaderEpoch, version, correlation_id, &resp)?
         }
         R::ListGroups(req) => {
             let resp = groups::list(shard, req, version).await;

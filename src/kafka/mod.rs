@@ -19,6 +19,7 @@ mod fetch;
 mod groups;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 pub mod produce;
 
 pub use api::SUPPORTED_APIS;

@@ -74,6 +74,15 @@ impl RequestKind {
     }
 }
 
+/// Bucket bounds of the replication lag, µs: finer than the request latency's
+/// around the milliseconds a follower takes, since its p50 and p99 are what
+/// acks=all costs.
+pub const REPLICATION_LAG_BOUNDS_US: &[u64] = &[
+    100, 200, 300, 400, 500, 750, 1_000, 1_250, 1_500, 2_000, 2_500, 3_000, 4_000, 5_000, 7_500,
+    10_000, 15_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
+    10_000_000, 30_000_000,
+];
+
 const PROTOCOLS: usize = Protocol::ALL.len();
 const KINDS: usize = RequestKind::ALL.len();
 
@@ -94,6 +103,9 @@ pub struct ShardStats {
     /// ISR changes this shard's leaders had committed: members dropped, added.
     pub isr_shrinks: Cell<u64>,
     pub isr_expands: Cell<u64>,
+    /// From an append on a partition this shard leads to the fetch in which a
+    /// follower reported it durable, µs (one sample per follower and append).
+    pub replication_lag_us: Histogram,
 }
 
 impl Default for ShardStats {
@@ -110,6 +122,7 @@ impl Default for ShardStats {
             compacted_records: Cell::new(0),
             isr_shrinks: Cell::new(0),
             isr_expands: Cell::new(0),
+            replication_lag_us: Histogram::new(REPLICATION_LAG_BOUNDS_US),
         }
     }
 }
@@ -184,6 +197,7 @@ impl ShardStats {
             compacted_records: self.compacted_records.get(),
             isr_shrinks: self.isr_shrinks.get(),
             isr_expands: self.isr_expands.get(),
+            replication_lag_us: self.replication_lag_us.snapshot(),
             partitions: Vec::new(),
             committed: Vec::new(),
         }
@@ -263,6 +277,7 @@ pub struct ShardSnapshot {
     /// ISR changes committed for this shard's leaders.
     pub isr_shrinks: u64,
     pub isr_expands: u64,
+    pub replication_lag_us: HistogramSnapshot,
     pub partitions: Vec<PartitionSnapshot>,
     /// Committed offsets of the groups this shard coordinates (loaded ones).
     pub committed: Vec<CommittedOffset>,
@@ -304,6 +319,17 @@ pub struct PartitionSnapshot {
     pub segments: usize,
     pub replicas: usize,
     pub in_sync_replicas: usize,
+    /// Whether this broker leads the partition (or runs it alone): the
+    /// partition-health gauges count leaders only, so a cluster's sum counts each
+    /// partition once.
+    pub leader: bool,
+    /// `min.insync.replicas` as it applies to the partition (leaders only; 0 otherwise).
+    pub min_insync: usize,
+    /// Each follower as the leader sees it (leaders only).
+    pub followers: Vec<FollowerLag>,
+    /// Copied from the leader and made durable, on a follower.
+    pub bytes_replicated: u64,
+    pub records_replicated: u64,
     /// The log refuses writes (a write or fdatasync failed: a full or failing disk).
     pub log_failed: bool,
     /// Idempotent producers the partition tracks.
@@ -312,6 +338,18 @@ pub struct PartitionSnapshot {
     pub records_in: u64,
     pub bytes_out: u64,
     pub records_out: u64,
+}
+
+/// How far one follower is behind its leader, as the leader knows from its fetches.
+#[derive(Clone, Debug, Default)]
+pub struct FollowerLag {
+    pub broker: i32,
+    /// The leader's durable log end less the follower's (the whole log before the
+    /// follower's first fetch of this leadership).
+    pub records: i64,
+    /// Since the follower was last caught up with the leader's log end (Kafka's
+    /// `lastCaughtUpTimeMs`), ms.
+    pub since_caught_up_ms: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -349,13 +349,31 @@ pub fn render(facts: &BrokerFacts<'_>, shards: &[(u16, Option<ShardSnapshot>)]) 
         let under = snap
             .partitions
             .iter()
-            .filter(|p| p.in_sync_replicas < p.replicas)
+            .filter(|p| p.leader && p.in_sync_replicas < p.replicas)
             .count();
         e.gauge(
             "ringlog_under_replicated_partitions",
             "Partitions this shard leads whose in-sync replicas are fewer than their replicas.",
             &s,
             under as f64,
+        );
+        let under_min = snap
+            .partitions
+            .iter()
+            .filter(|p| p.leader && p.in_sync_replicas < p.min_insync)
+            .count();
+        e.gauge(
+            "ringlog_under_min_isr_partitions",
+            "Partitions this shard leads whose in-sync replicas are fewer than min.insync.replicas: acks=all produce is refused with NOT_ENOUGH_REPLICAS.",
+            &s,
+            under_min as f64,
+        );
+        e.histogram(
+            "ringlog_replication_lag_seconds",
+            "From an append on a partition this shard leads to the fetch in which a follower reported it durable (one sample per follower and append).",
+            &s,
+            &snap.replication_lag_us,
+            1e6,
         );
         let failed = snap.partitions.iter().filter(|p| p.log_failed).count();
         e.gauge(
@@ -372,7 +390,28 @@ pub fn render(facts: &BrokerFacts<'_>, shards: &[(u16, Option<ShardSnapshot>)]) 
                 ("topic", p.topic.as_str()),
                 ("partition", part.as_str()),
             ];
-            let counters: [(&str, &'static str, u64); 4] = [
+            for f in &p.followers {
+                let follower = f.broker.to_string();
+                let fl = [
+                    ("shard", shard.as_str()),
+                    ("topic", p.topic.as_str()),
+                    ("partition", part.as_str()),
+                    ("follower", follower.as_str()),
+                ];
+                e.gauge(
+                    "ringlog_follower_lag_records",
+                    "Records the leader holds durable that the follower had not reported durable at its last fetch.",
+                    &fl,
+                    f.records as f64,
+                );
+                e.gauge(
+                    "ringlog_follower_lag_seconds",
+                    "Time since the follower was last caught up with the leader's log end (it leaves the ISR past replica.lag.time.max.ms).",
+                    &fl,
+                    f.since_caught_up_ms as f64 / 1e3,
+                );
+            }
+            let counters: [(&str, &'static str, u64); 6] = [
                 (
                     "ringlog_partition_bytes_in_total",
                     "Record-batch bytes appended.",
@@ -392,6 +431,16 @@ pub fn render(facts: &BrokerFacts<'_>, shards: &[(u16, Option<ShardSnapshot>)]) 
                     "ringlog_partition_records_out_total",
                     "Records sent to fetches.",
                     p.records_out,
+                ),
+                (
+                    "ringlog_partition_replica_fetch_bytes_total",
+                    "Record-batch bytes this follower fetched from the leader and made durable.",
+                    p.bytes_replicated,
+                ),
+                (
+                    "ringlog_partition_replica_fetch_records_total",
+                    "Records this follower fetched from the leader and made durable.",
+                    p.records_replicated,
                 ),
             ];
             for (name, help, v) in counters {
@@ -504,6 +553,7 @@ mod tests {
             high_watermark: 10,
             replicas: 1,
             in_sync_replicas: 1,
+            leader: true,
             records_in: 10,
             ..PartitionSnapshot::default()
         });
@@ -564,6 +614,59 @@ mod tests {
             "ringlog_fdatasync_latency_seconds_count{{{l}}} 1\n"
         )));
         assert!(text.contains(&format!("ringlog_commit_write_seconds_sum{{{l}}} 0.0003\n")));
+    }
+
+    #[test]
+    fn partition_health_counts_leaders_only_and_followers_show_their_lag() {
+        let stats = ShardStats::default();
+        stats.replication_lag_us.record(1_800);
+        let mut s = stats.snapshot(0);
+        let part = |partition, leader, isr| PartitionSnapshot {
+            topic: "r".into(),
+            partition,
+            replicas: 3,
+            in_sync_replicas: isr,
+            leader,
+            min_insync: if leader { 2 } else { 0 },
+            ..PartitionSnapshot::default()
+        };
+        // Led: one short of its replicas, one below min.insync.replicas.
+        let mut led = part(0, true, 2);
+        led.followers = vec![
+            crate::metrics::FollowerLag {
+                broker: 2,
+                records: 0,
+                since_caught_up_ms: 120,
+            },
+            crate::metrics::FollowerLag {
+                broker: 3,
+                records: 4_000,
+                since_caught_up_ms: 31_000,
+            },
+        ];
+        s.partitions.push(led);
+        s.partitions.push(part(1, true, 1));
+        // Followed, with its ISR short too: the leader's broker counts it.
+        let mut followed = part(2, false, 1);
+        followed.bytes_replicated = 4_096;
+        s.partitions.push(followed);
+        let text = render(&facts(), &[(0, Some(s))]);
+        let l = "shard=\"0\"";
+        assert!(text.contains(&format!("ringlog_under_replicated_partitions{{{l}}} 2\n")));
+        assert!(text.contains(&format!("ringlog_under_min_isr_partitions{{{l}}} 1\n")));
+        let f = |n| format!("{l},topic=\"r\",partition=\"0\",follower=\"{n}\"");
+        assert!(text.contains(&format!("ringlog_follower_lag_records{{{}}} 4000\n", f(3))));
+        assert!(text.contains(&format!("ringlog_follower_lag_seconds{{{}}} 31\n", f(3))));
+        assert!(text.contains(&format!("ringlog_follower_lag_seconds{{{}}} 0.12\n", f(2))));
+        assert!(text.contains(&format!(
+            "ringlog_partition_replica_fetch_bytes_total{{{l},topic=\"r\",partition=\"2\"}} 4096\n"
+        )));
+        assert!(text.contains(&format!(
+            "ringlog_replication_lag_seconds_bucket{{{l},le=\"0.0015\"}} 0\n"
+        )));
+        assert!(text.contains(&format!(
+            "ringlog_replication_lag_seconds_bucket{{{l},le=\"0.002\"}} 1\n"
+        )));
     }
 
     #[test]

@@ -141,6 +141,16 @@ impl LeaderReplicas {
         self.followers.get(&broker).copied()
     }
 
+    /// Every follower (the replicas but the leader) with what the leader knows of it.
+    pub fn followers(&self) -> impl Iterator<Item = (BrokerId, FollowerProgress)> + '_ {
+        self.followers.iter().map(|(b, f)| (*b, *f))
+    }
+
+    /// The leader's own durable log end, as last given.
+    pub fn leader_end(&self) -> i64 {
+        self.leader_end
+    }
+
     /// The metadata as of `partition_epoch` (the ISR, the replicas,
     /// min.insync.replicas). Returns whether the high watermark moved.
     pub fn set_membership(&mut self, m: Membership<'_>, now_ms: i64) -> bool {
