@@ -440,6 +440,57 @@ fn a_diverged_replica_truncates_its_suffix_and_ends_identical_to_the_leader() {
     assert!(copies[2] == copies[1], "broker 3 differs from the leader");
 }
 
+/// Issue 17 scope 6: every replica keeps the idempotent producers' state from
+/// the batches it copies, so a new leader recognises a retry of a batch it only
+/// replicated. Broker 1 leads first (and so holds producer state), then broker 2
+/// takes over and appends the next batch, which broker 1 copies as a follower;
+/// when broker 1 leads again, the producer's retry of that batch is answered
+/// with its original offset instead of being stored twice.
+#[test]
+fn a_new_leader_deduplicates_a_retry_of_a_batch_it_only_replicated() {
+    let settings = [
+        "--set",
+        "broker.session.timeout.ms=3000",
+        "--set",
+        "broker.heartbeat.interval.ms=300",
+        "--set",
+        "metadata.commit.timeout.ms=3000",
+        "--set",
+        "min.insync.replicas=1",
+    ];
+    let c = Cluster::start(3, &settings);
+    ok(&create_topic(&c, "i", 1, 3, &[]));
+    assert_eq!(leader(&c, 1, "i"), "1");
+    let conn = |c: &Cluster, id: usize| common::kafka::Conn::new(&c.broker(id).kafka_addr);
+    let (pid, epoch) = conn(&c, 1).init_producer();
+    assert_eq!(conn(&c, 1).produce("i", pid, epoch, 0, 10), (0, 0));
+
+    signal(&c, 1, libc::SIGSTOP);
+    c.wait_for(Duration::from_secs(30), "broker 2 leads", |c| {
+        (leader(c, 3, "i") == "2").then_some(())
+    });
+    assert_eq!(conn(&c, 2).produce("i", pid, epoch, 10, 10), (0, 10));
+    signal(&c, 1, libc::SIGCONT);
+    c.wait_for(Duration::from_secs(30), "broker 1 rejoins the ISR", |c| {
+        (isr(c, 2, "i") == [vec![1, 2, 3]]).then_some(())
+    });
+
+    signal(&c, 2, libc::SIGSTOP);
+    c.wait_for(Duration::from_secs(30), "broker 1 leads again", |c| {
+        (leader(c, 3, "i") == "1").then_some(())
+    });
+    // The response to sequence 10..20 was "lost": the producer sends it again.
+    assert_eq!(
+        conn(&c, 1).produce("i", pid, epoch, 10, 10),
+        (0, 10),
+        "the retry is a duplicate, answered with its original offset"
+    );
+    assert_eq!(conn(&c, 1).produce("i", pid, epoch, 20, 10), (0, 20));
+    signal(&c, 2, libc::SIGCONT);
+    let want: Vec<String> = (0..30).map(|i| format!("s{i}")).collect();
+    assert_eq!(c.broker(3).consume_values("i"), want);
+}
+
 /// Issue 17 acceptance 5: a group's commits go to its `__consumer_offsets`
 /// partition, created with `offsets.topic.replication.factor` (3) replicas; a
 /// Kafka client bootstrapped on any broker finds the coordinator (the partition's

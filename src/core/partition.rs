@@ -81,10 +81,16 @@ pub struct Partition {
     /// starts from (`hw_checkpoint`).
     checkpointed_hw: Cell<i64>,
     /// Idempotent producers' sequences, rebuilt from the log's last segments on
-    /// first use (`producers_loaded`).
+    /// first use (`producers_loaded`): by a leader at its first idempotent
+    /// produce, by a follower at the first idempotent batch it copies, so a new
+    /// leader deduplicates a retry of what it only replicated (Kafka keeps
+    /// producer state on every replica the same way).
     producers: RefCell<ProducerState>,
     producers_loaded: Latch,
     producers_loading: Cell<bool>,
+    /// Bumped when the log is cut back (a follower's truncation): a load or a
+    /// snapshot begun before it describes batches that may be gone.
+    producers_generation: Cell<u64>,
     /// Notified when a pending idempotent batch's append ends (appended or failed):
     /// a retry of it waits for that.
     producers_settled: Signal,
@@ -102,6 +108,7 @@ pub struct Partition {
 
 impl Partition {
     pub fn new(topic: String, partition: i32, log: PartitionLog) -> Self {
+        producer_snapshot::discard_above_at_open(log.dir(), log.log_end_offset().0);
         let checkpointed_hw = hw_checkpoint::load(log.dir()).map_or(-1, |hw| {
             hw.min(log.log_end_offset().0).max(log.log_start_offset().0)
         });
@@ -116,6 +123,7 @@ impl Partition {
             producers: RefCell::new(ProducerState::default()),
             producers_loaded: Latch::default(),
             producers_loading: Cell::new(false),
+            producers_generation: Cell::new(0),
             producers_settled: Signal::default(),
             snapshots: RefCell::new(Vec::new()),
             snapshot_offset: Cell::new(-1),
@@ -569,6 +577,25 @@ impl Partition {
             let n = u64::try_from(b.record_count()).unwrap_or(0);
             (bytes + b.size() as u64, records + n)
         });
+        let idempotent: Vec<LoggedBatch> = batches
+            .iter()
+            .filter(|b| b.producer_id() >= 0)
+            .map(|b| {
+                let first = b.base_sequence();
+                LoggedBatch {
+                    pid: b.producer_id(),
+                    epoch: b.producer_epoch(),
+                    first_seq: first,
+                    last_seq: last_sequence(first, b.last_offset_delta()),
+                    base_offset: b.base_offset(),
+                    timestamp_ms: b.max_timestamp(),
+                }
+            })
+            .collect();
+        if !idempotent.is_empty() {
+            // Built from the log before these are appended, then kept up with them.
+            self.load_producers().await?;
+        }
         let infos = if batches.is_empty() {
             Vec::new()
         } else {
@@ -577,6 +604,13 @@ impl Partition {
                 .await
                 .map_err(|e| storage_error(&e))?
         };
+        if !idempotent.is_empty() {
+            let mut producers = self.producers.borrow_mut();
+            for b in idempotent {
+                producers.load(b);
+            }
+        }
+        self.snapshot_after_roll().await;
         Ok(ReplicatedAppend {
             infos,
             bytes,
@@ -655,6 +689,23 @@ impl Partition {
             self.producers_loaded.wait().await;
             return Ok(());
         }
+        loop {
+            let generation = self.producers_generation.get();
+            let loaded = self.load_producers_once().await;
+            if generation == self.producers_generation.get() || loaded.is_err() {
+                // The log cannot be read, so appends fail too; let waiters go
+                // on to see that error rather than wait forever.
+                self.producers_loading.set(false);
+                self.producers_loaded.set();
+                return loaded;
+            }
+            // Cut back while loading: what was read may be gone.
+        }
+    }
+
+    /// One load of the producers' state from the newest snapshot and the log
+    /// after it (see `load_producers`).
+    async fn load_producers_once(&self) -> Result<(), PartitionError> {
         let dir = self.log.dir().to_path_buf();
         let offsets = producer_snapshot::list(&dir);
         let end = self.log.log_end_offset().0;
@@ -694,23 +745,35 @@ impl Partition {
                 },
             )
             .await;
-        let replayed = match replayed {
-            Ok(n) => n,
-            Err(e) => {
-                // The log cannot be read, so appends fail too; let waiters go on
-                // to see that error rather than wait forever.
-                self.producers_loaded.set();
-                return Err(e);
-            }
-        };
+        let replayed = replayed?;
         info!(topic = %self.topic, partition = self.partition, snapshot = ?snapshot_at,
               replayed_from = from, replayed_batches = replayed, producers = state.len(),
               "idempotent producer state loaded");
         // Batches appended while loading are in the log and were read, or came
         // after `end` and are checked against the loaded state from now on.
         *self.producers.borrow_mut() = state;
-        self.producers_loaded.set();
         Ok(())
+    }
+
+    /// A follower's log was cut back to `end` (truncated to the leader's log, or
+    /// emptied to restart at the leader's start with `emptied`): the producers'
+    /// state, built from batches that may be gone, is dropped and rebuilt at next
+    /// use, and the snapshots past the new end (all, when emptied) are removed so
+    /// a restart cannot load one.
+    pub async fn log_cut_back(&self, end: i64, emptied: bool) {
+        self.producers_generation
+            .set(self.producers_generation.get().wrapping_add(1));
+        if self.producers_loaded.is_set() {
+            self.producers_loaded.reset();
+            self.producers_loading.set(false);
+        }
+        *self.producers.borrow_mut() = ProducerState::default();
+        let dir = self.log.dir().to_path_buf();
+        let mut offsets = producer_snapshot::list(&dir);
+        producer_snapshot::remove_above(&dir, &mut offsets, (!emptied).then_some(end)).await;
+        self.snapshot_offset
+            .set(offsets.last().copied().unwrap_or(-1));
+        *self.snapshots.borrow_mut() = offsets;
     }
 
     /// After a segment roll, once no idempotent batch is being appended, writes a
@@ -737,11 +800,19 @@ impl Partition {
             (producers.clone(), self.log.log_end_offset().0)
         };
         self.snapshot_writing.set(true);
+        let generation = self.producers_generation.get();
         let dir = self.log.dir().to_path_buf();
         let mut offsets = self.snapshots.take();
         producer_snapshot::write(&dir, &mut offsets, offset, &state).await;
+        if generation != self.producers_generation.get() {
+            // The log was cut back while writing: this snapshot may describe
+            // batches no longer there.
+            let end = self.log.log_end_offset().0;
+            producer_snapshot::remove_above(&dir, &mut offsets, Some(end)).await;
+        }
+        self.snapshot_offset
+            .set(offsets.last().copied().unwrap_or(-1).min(offset));
         *self.snapshots.borrow_mut() = offsets;
-        self.snapshot_offset.set(offset);
         self.snapshot_writing.set(false);
     }
 

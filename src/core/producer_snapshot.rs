@@ -75,6 +75,38 @@ pub async fn load_newest(
     None
 }
 
+/// At a partition's open, before anything reads them: removes the snapshots
+/// above the recovered log end. Such a snapshot counts batches a crash lost, and
+/// once the log grows past it again (with what the leader sends, which may
+/// differ) it would be loaded as if it described them.
+pub fn discard_above_at_open(dir: &Path, log_end: i64) {
+    for offset in list(dir).into_iter().filter(|o| *o > log_end) {
+        let path = path_for(dir, offset);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                debug!(file = %path.display(), log_end, "producer state snapshot past the log end removed")
+            }
+            Err(e) => {
+                warn!(file = %path.display(), error = %e, "cannot remove a producer state snapshot past the log end")
+            }
+        }
+    }
+}
+
+/// Removes the snapshots above `offset` (all of them with `None`): the log they
+/// describe was cut back below them, and a snapshot of batches that are no longer
+/// there must never be loaded. `offsets` is the partition's list, kept up to date.
+pub async fn remove_above(dir: &Path, offsets: &mut Vec<i64>, offset: Option<i64>) {
+    let keep = |o: &i64| offset.is_some_and(|max| *o <= max);
+    for o in offsets.iter().filter(|o| !keep(o)) {
+        let path = path_for(dir, *o);
+        if let Err(e) = glommio::io::remove(&path).await {
+            warn!(file = %path.display(), error = %e, "cannot remove a producer state snapshot past the log end");
+        }
+    }
+    offsets.retain(keep);
+}
+
 /// Writes the snapshot of `state` at `offset` and removes all but the newest
 /// `SNAPSHOTS_KEPT`; `offsets` is the partition's list, kept up to date.
 pub async fn write(dir: &Path, offsets: &mut Vec<i64>, offset: i64, state: &ProducerState) {
@@ -99,5 +131,41 @@ pub async fn write(dir: &Path, offsets: &mut Vec<i64>, offset: i64, state: &Prod
     while offsets.len() > SNAPSHOTS_KEPT {
         let old = offsets.remove(0);
         let _ = glommio::io::remove(path_for(dir, old)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_snapshots(offsets: &[i64]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for o in offsets {
+            std::fs::write(path_for(dir.path(), *o), b"x").unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn snapshots_past_the_recovered_log_end_are_removed_at_open() {
+        let dir = with_snapshots(&[100, 200, 300]);
+        discard_above_at_open(dir.path(), 200);
+        assert_eq!(list(dir.path()), [100, 200]);
+        discard_above_at_open(dir.path(), 50);
+        assert_eq!(list(dir.path()), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn a_cut_back_removes_the_snapshots_above_it_or_all_of_them() {
+        crate::sync::run_on_executor(|| async {
+            let dir = with_snapshots(&[100, 200, 300]);
+            let mut offsets = list(dir.path());
+            remove_above(dir.path(), &mut offsets, Some(250)).await;
+            assert_eq!(offsets, [100, 200]);
+            assert_eq!(list(dir.path()), [100, 200]);
+            remove_above(dir.path(), &mut offsets, None).await;
+            assert!(offsets.is_empty());
+            assert!(list(dir.path()).is_empty());
+        });
     }
 }

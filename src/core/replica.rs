@@ -516,9 +516,17 @@ pub async fn apply(p: &Partition, answer: ReplicaAnswer) -> Option<ReplicatedApp
             let result = if log_end < answer.log_start {
                 // Retention removed what this replica still needs: start over at
                 // the leader's log start.
-                p.log.restart_at(Offset(answer.log_start)).await.map(|_| ())
+                let moved = p.log.restart_at(Offset(answer.log_start)).await;
+                if moved.is_ok() {
+                    p.log_cut_back(answer.log_start, true).await;
+                }
+                moved.map(|_| ())
             } else if log_end > answer.log_end {
-                p.log.truncate_to(Offset(answer.log_end)).await.map(|_| ())
+                let moved = p.log.truncate_to(Offset(answer.log_end)).await;
+                if let Ok(end) = &moved {
+                    p.log_cut_back(end.0, false).await;
+                }
+                moved.map(|_| ())
             } else {
                 Ok(())
             };
@@ -539,9 +547,12 @@ pub async fn apply(p: &Partition, answer: ReplicaAnswer) -> Option<ReplicatedApp
         let own = EpochEnd::new(p.log.end_offset_for_epoch(d.epoch));
         let t = truncation(d, own, log_end, p.high_watermark());
         match p.log.truncate_to(Offset(t.offset)).await {
-            Ok(end) => info!(topic = %p.topic, partition = p.partition, diverging_epoch = d.epoch,
+            Ok(end) => {
+                p.log_cut_back(end.0, false).await;
+                info!(topic = %p.topic, partition = p.partition, diverging_epoch = d.epoch,
                              leader_end = d.end_offset, from = log_end, to = end.0, complete = t.complete,
-                             "replica truncated to the leader's log"),
+                             "replica truncated to the leader's log")
+            }
             Err(e) => {
                 warn!(topic = %p.topic, partition = p.partition, error = %e, "replica truncation failed")
             }

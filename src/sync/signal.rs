@@ -140,6 +140,12 @@ impl Latch {
         self.set.get()
     }
 
+    /// Unsets a set latch, so what it guards is done again. Only for a latch
+    /// nobody can be waiting on (a set latch has no waiters).
+    pub fn reset(&self) {
+        self.set.set(false);
+    }
+
     pub async fn wait(&self) {
         while !self.set.get() {
             self.signal.wait().await;
