@@ -43,7 +43,7 @@ const IDLE_TICK: Duration = Duration::from_secs(3600);
 pub trait OffsetsLog {
     /// Appends records; resolves once they are durable.
     fn append(&self, records: Bytes) -> impl Future<Output = Result<(), PartitionError>>;
-    /// Hands every committed batch to `visit`, in offset order; returns how many.
+    /// Hands every batch of the log to `visit`, in offset order; returns how many.
     fn replay(
         &self,
         visit: impl FnMut(RecordBatch),

@@ -978,12 +978,17 @@ impl OffsetsLog for Partition {
             .map(|_| ())
     }
 
+    /// To the log end, not the high watermark, as Kafka's coordinator loads: a
+    /// leader that just took over holds commits its followers have not fetched
+    /// yet, and they are committed as soon as they do (this log is the
+    /// partition's now). Stopping at the high watermark lost them from the
+    /// coordinator's view, so their groups re-read what they had committed.
     async fn replay(&self, visit: impl FnMut(RecordBatch)) -> Result<u64, PartitionError> {
         let start = self.log.log_start_offset().0;
         Partition::replay(
             self,
             start,
-            || self.high_watermark(),
+            || self.log.log_end_offset().0,
             OFFSETS_LOAD_READ_BYTES,
             visit,
         )
@@ -1022,6 +1027,37 @@ mod tests {
             .await
             .expect("open log");
         Partition::new("t".into(), 0, log)
+    }
+
+    /// A coordinator taking over an offsets partition reads its whole log: what a
+    /// new leader holds past its high watermark (followers have not fetched it
+    /// yet) is the partition's, and is committed as soon as they do.
+    #[test]
+    fn an_offsets_log_replays_to_its_end_not_its_high_watermark() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("t-0");
+        run(move || async move {
+            let p = open(&dir).await;
+            let (me, follower) = (BrokerId(1), BrokerId(2));
+            let membership = Membership {
+                replicas: &[me, follower],
+                isr: &[me, follower],
+                partition_epoch: 0,
+                min_insync: 1,
+            };
+            p.lead(me, 1, membership, now_ms()).await.expect("lead");
+            for _ in 0..2 {
+                let mut b = BatchBuilder::new();
+                b.push(Some(Bytes::from_static(b"k")), None, &[], 1_700_000_000_000);
+                p.produce(b.build().expect("batch"), Acks::Leader, T)
+                    .await
+                    .expect("produce");
+            }
+            assert_eq!((p.high_watermark(), p.log.log_end_offset().0), (0, 2));
+            let mut seen = 0;
+            let replayed = OffsetsLog::replay(&p, |_| seen += 1).await.expect("replay");
+            assert_eq!((replayed, seen), (2, 2));
+        });
     }
 
     /// Issue 15: a produced batch's CRC is computed once on the broker (by the
