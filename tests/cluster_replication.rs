@@ -561,6 +561,20 @@ fn group_commits_are_on_every_replica_of_their_offsets_partition() {
     let mut want: Vec<String> = (0..3000).map(|i| format!("v{i}")).collect();
     want.sort();
     assert!(seen == want, "the native group read {} records", seen.len());
+    // Each broker lists only the groups it coordinates; `group list` asks them all.
+    for id in 1..=3 {
+        let listed = ok(&c.broker(id).cli(&["group", "list"]));
+        let names: Vec<&str> = listed
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(
+            names,
+            ["commits", "native"],
+            "through broker {id}: {listed}"
+        );
+    }
 
     for id in 1..=3 {
         c.broker_mut(id).terminate();

@@ -63,9 +63,12 @@ pub fn run(cmd: GroupCommand) -> anyhow::Result<i32> {
     match cmd {
         GroupCommand::List { connect } => block_on(move || async move {
             let client = Client::connect(&connect.bootstrap_server).await?;
-            let groups = list_groups(&client).await?;
+            let listed = list_groups(&client).await?;
             println!("{:<32} {:<20} {:>7}", "GROUP", "STATE", "MEMBERS");
-            for g in groups {
+            for (id, e) in &listed.unreachable {
+                eprintln!("warning: broker {id} was not asked for its groups: {e}");
+            }
+            for g in listed.groups {
                 println!(
                     "{:<32} {:<20} {:>7}",
                     g.group,

@@ -85,6 +85,16 @@ impl Client {
         &self.conn
     }
 
+    /// Every broker the last metadata named (the bootstrap one among them), by id.
+    pub fn broker_ids(&self) -> Vec<i32> {
+        let mut ids: Vec<i32> = self.brokers.borrow().keys().copied().collect();
+        if !ids.contains(&self.me.get()) {
+            ids.push(self.me.get());
+        }
+        ids.sort_unstable();
+        ids
+    }
+
     /// A connection to broker `id`: the bootstrap one, or one made on first use at
     /// the address metadata gave (metadata is fetched if the broker is unknown).
     pub async fn connection_to(&self, id: i32) -> Result<Connection, ClientError> {

@@ -534,10 +534,47 @@ async fn heartbeat_loop(
     }
 }
 
-/// Every group the broker knows: (group, state, protocol type, members).
-pub async fn list_groups(client: &Client) -> Result<Vec<GroupListingT>, ClientError> {
+/// The groups of a cluster: each broker lists the groups it coordinates (as
+/// Kafka's ListGroups), so every broker in the metadata is asked and the answers
+/// merged by name. Brokers that cannot be asked are returned apart, with why, so
+/// a caller shows what it has and says what is missing (Kafka's admin client
+/// `listConsumerGroups().valid()` and `.errors()`).
+pub async fn list_groups(client: &Client) -> Result<GroupList, ClientError> {
+    client.metadata(Some(Vec::new()), false).await?;
+    let mut groups: BTreeMap<String, GroupListingT> = BTreeMap::new();
+    let mut unreachable = Vec::new();
+    for id in client.broker_ids() {
+        match list_broker_groups(client, id).await {
+            Ok(listed) => {
+                for g in listed {
+                    groups.entry(g.group.clone()).or_insert(g);
+                }
+            }
+            Err(e) => unreachable.push((id, e)),
+        }
+    }
+    Ok(GroupList {
+        groups: groups.into_values().collect(),
+        unreachable,
+    })
+}
+
+/// What `list_groups` found.
+pub struct GroupList {
+    /// By name.
+    pub groups: Vec<GroupListingT>,
+    /// Brokers that could not be asked, and why.
+    pub unreachable: Vec<(i32, ClientError)>,
+}
+
+/// The groups one broker coordinates: (group, state, protocol type, members).
+async fn list_broker_groups(client: &Client, id: i32) -> Result<Vec<GroupListingT>, ClientError> {
     let body = BodyT::ListGroupsRequest(Box::default());
-    let frame = client.connection().request(body, Vec::new()).await?;
+    let frame = client
+        .connection_to(id)
+        .await?
+        .request(body, Vec::new())
+        .await?;
     match frame.envelope.body {
         BodyT::ListGroupsResponse(r) if r.error == ErrorCode::NONE => {
             Ok(r.groups.unwrap_or_default())
