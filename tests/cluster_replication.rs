@@ -491,6 +491,117 @@ fn a_new_leader_deduplicates_a_retry_of_a_batch_it_only_replicated() {
     assert_eq!(c.broker(3).consume_values("i"), want);
 }
 
+/// Issue 16 scope 6: clients follow leadership. A native consumer reading
+/// through a leader that is killed keeps its position, finds the new leader in
+/// the refreshed metadata and reads on from it, every record once and in order.
+#[test]
+fn a_consumer_follows_the_partition_to_its_new_leader() {
+    use std::io::BufRead;
+    let settings = [
+        "--set",
+        "broker.session.timeout.ms=3000",
+        "--set",
+        "broker.heartbeat.interval.ms=300",
+        "--set",
+        "metadata.commit.timeout.ms=3000",
+        "--set",
+        "min.insync.replicas=1",
+    ];
+    let mut c = Cluster::start(3, &settings);
+    ok(&create_topic(&c, "f", 1, 3, &[]));
+    assert_eq!(leader(&c, 1, "f"), "1");
+    ok(&produce(&c, 2, "f", "all", 0, 100));
+    let mut consumer = std::process::Command::new(common::ringlog_bin())
+        .args(["consume", "--topic", "f", "--from-beginning"])
+        .args(["--max-messages", "200", "--timeout-ms", "30000"])
+        .args(["-b", &c.broker(3).addr])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(consumer.stdout.take().unwrap()).lines();
+    // Its first 100 records came from broker 1 (the consumer exits on its own
+    // timeout if they do not, so this read is bounded).
+    let first: Vec<String> = lines.by_ref().take(100).map(Result::unwrap).collect();
+    assert_eq!(first.len(), 100);
+
+    c.kill9(1);
+    c.wait_for(Duration::from_secs(30), "broker 2 leads", |c| {
+        (leader(c, 3, "f") == "2").then_some(())
+    });
+    ok(&produce(&c, 2, "f", "all", 100, 100));
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = consumer.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(consumer.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "consumer failed: {stderr}");
+    let got: Vec<String> = first.into_iter().chain(rest).collect();
+    let want: Vec<String> = (0..200).map(|i| format!("v{i}")).collect();
+    assert_eq!(got, want, "{stderr}");
+}
+
+/// Issue 16 scope 6, the producer's side: a batch sent to a killed leader fails
+/// (the native producer has no sequences yet, so it does not resend it), and the
+/// producer refreshes its metadata, so the batches after it go to the new leader.
+#[test]
+fn a_producer_sends_to_the_new_leader_after_its_leader_dies() {
+    use ringlog::client::{Client, Producer, ProducerConfig};
+    let settings = [
+        "--set",
+        "broker.session.timeout.ms=3000",
+        "--set",
+        "broker.heartbeat.interval.ms=300",
+        "--set",
+        "metadata.commit.timeout.ms=3000",
+        "--set",
+        "min.insync.replicas=1",
+    ];
+    let mut c = Cluster::start(3, &settings);
+    ok(&create_topic(&c, "p", 1, 3, &[]));
+    assert_eq!(leader(&c, 1, "p"), "1");
+    let (sent_tx, sent_rx) = flume::bounded::<()>(1);
+    let (go_tx, go_rx) = flume::bounded::<()>(1);
+    let addr = c.broker(3).addr.clone();
+    let producing = std::thread::spawn(move || {
+        common::client(move || async move {
+            let client = Client::connect(&addr).await.unwrap();
+            let producer = Producer::new(client, ProducerConfig::default());
+            let send_all = |from: usize, n: usize| {
+                let producer = &producer;
+                async move {
+                    for i in from..from + n {
+                        let value = bytes::Bytes::from(format!("v{i}"));
+                        producer.send("p", Some(0), None, Some(value), &[]).await?;
+                    }
+                    producer.flush().await
+                }
+            };
+            let before = send_all(0, 100).await;
+            sent_tx.send(()).unwrap();
+            go_rx.recv_async().await.unwrap();
+            let probe = producer
+                .send("p", Some(0), None, Some("lost".into()), &[])
+                .await
+                .and(producer.flush().await);
+            let after = send_all(100, 100).await;
+            (before, probe, after)
+        })
+    });
+    sent_rx.recv().unwrap();
+    c.kill9(1);
+    c.wait_for(Duration::from_secs(30), "broker 2 leads", |c| {
+        (leader(c, 3, "p") == "2").then_some(())
+    });
+    go_tx.send(()).unwrap();
+    let (before, probe, after) = producing.join().unwrap();
+    before.expect("before the kill");
+    let e = probe.expect_err("the batch sent to the dead leader");
+    assert!(e.is_stale_leadership(), "{e}");
+    after.expect("the batches after it reach the new leader");
+    let want: Vec<String> = (0..200).map(|i| format!("v{i}")).collect();
+    assert_eq!(c.broker(3).consume_values("p"), want);
+}
+
 /// Issue 17 acceptance 5: a group's commits go to its `__consumer_offsets`
 /// partition, created with `offsets.topic.replication.factor` (3) replicas; a
 /// Kafka client bootstrapped on any broker finds the coordinator (the partition's

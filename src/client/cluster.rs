@@ -48,6 +48,15 @@ pub struct Client {
     coordinators: Rc<RefCell<HashMap<String, i32>>>,
 }
 
+/// How long a client waits before asking again after a leader change or an
+/// unreachable leader (Kafka's `retry.backoff.ms`).
+pub const LEADERSHIP_RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How long a request that keeps meeting a stale leadership is retried before its
+/// error is returned (Kafka's `default.api.timeout.ms` is 60 s; an election here
+/// takes the session timeout, 9 s by default).
+pub const LEADERSHIP_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Resolves `host:port` to the first address.
 pub fn resolve(addr: &str) -> Result<SocketAddr, ClientError> {
     addr.to_socket_addrs()
@@ -97,17 +106,25 @@ impl Client {
 
     /// A connection to broker `id`: the bootstrap one, or one made on first use at
     /// the address metadata gave (metadata is fetched if the broker is unknown).
+    /// A broken connection is made again (the bootstrap one too, at the address
+    /// metadata gave for its broker).
     pub async fn connection_to(&self, id: i32) -> Result<Connection, ClientError> {
-        if id == self.me.get() || id < 0 {
+        if id < 0 || (id == self.me.get() && self.conn.check().is_ok()) {
             return Ok(self.conn.clone());
         }
+        if !self.brokers.borrow().contains_key(&id) {
+            self.metadata(Some(Vec::new()), false).await?;
+        }
+        self.known_connection(id).await
+    }
+
+    /// A pooled connection to broker `id`, made again if broken, at the address
+    /// the metadata already gave (never fetches metadata).
+    async fn known_connection(&self, id: i32) -> Result<Connection, ClientError> {
         if let Some(c) = self.pool.borrow().get(&id) {
             if c.check().is_ok() {
                 return Ok(c.clone());
             }
-        }
-        if !self.brokers.borrow().contains_key(&id) {
-            self.metadata(Some(Vec::new()), false).await?;
         }
         let addr = self.brokers.borrow().get(&id).copied().ok_or_else(|| {
             ClientError::Protocol(format!("broker {id} is not in the cluster's metadata"))
@@ -209,7 +226,8 @@ impl Client {
             topics,
             allow_auto_topic_creation: auto_create,
         }));
-        let resp = match self.conn.request(body, Vec::new()).await?.envelope.body {
+        let conn = self.metadata_connection().await?;
+        let resp = match conn.request(body, Vec::new()).await?.envelope.body {
             BodyT::MetadataResponse(r) => *r,
             other => return Err(unexpected(other)),
         };
@@ -331,8 +349,51 @@ impl Client {
         }
     }
 
+    /// Where metadata is asked: the bootstrap broker while it answers, else any
+    /// other broker the last metadata named (as Kafka clients use any known node),
+    /// so a client outlives the broker it bootstrapped from.
+    async fn metadata_connection(&self) -> Result<Connection, ClientError> {
+        let Err(broken) = self.conn.check() else {
+            return Ok(self.conn.clone());
+        };
+        for id in self.broker_ids() {
+            if let Ok(conn) = self.known_connection(id).await {
+                return Ok(conn);
+            }
+        }
+        Err(broken)
+    }
+
+    /// After a request met a stale leadership (`ClientError::is_stale_leadership`):
+    /// waits `LEADERSHIP_RETRY_BACKOFF` (an election takes a moment, and a dead
+    /// broker must not be dialled in a loop), then refreshes `topic`'s metadata.
+    /// A refresh that fails is left for the next try to repeat.
+    pub async fn refresh_leadership(&self, topic: &str) {
+        glommio::timer::sleep(LEADERSHIP_RETRY_BACKOFF).await;
+        let _ = self.metadata(Some(vec![topic.to_string()]), false).await;
+    }
+
     /// Lists an offset: `timestamp` -2 = earliest, -1 = latest, else by time.
+    /// Sent to the partition's leader, and again to the new one after a leader
+    /// change, for up to `LEADERSHIP_RETRY_TIMEOUT`.
     pub async fn list_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+    ) -> Result<i64, ClientError> {
+        let deadline = std::time::Instant::now() + LEADERSHIP_RETRY_TIMEOUT;
+        loop {
+            match self.list_offset_once(topic, partition, timestamp).await {
+                Err(e) if e.is_stale_leadership() && std::time::Instant::now() < deadline => {
+                    self.refresh_leadership(topic).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn list_offset_once(
         &self,
         topic: &str,
         partition: i32,

@@ -1,6 +1,14 @@
 //! The consumer: reads assigned partitions from chosen offsets. One fetch is always
 //! in flight ahead of the application: as soon as an answer arrives, the next fetch
 //! (from the offsets after it) is sent, then the records are decoded and returned.
+//!
+//! It follows leadership as Kafka's consumer does: a partition whose leader moved
+//! (NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE, a fenced or unknown epoch) or
+//! whose leader's broker cannot be reached or does not answer within
+//! `request_timeout_ms` is skipped for that round, the topic's metadata is
+//! refreshed after a short backoff, and the next fetch goes to the new leader
+//! from the same position. Nothing is lost or read twice: positions move only
+//! with records returned.
 
 use std::collections::VecDeque;
 
@@ -24,6 +32,10 @@ pub struct ConsumerConfig {
     pub max_bytes: u32,
     /// `max.partition.fetch.bytes`.
     pub partition_max_bytes: u32,
+    /// `request.timeout.ms`: how long an answer may take beyond `max_wait_ms`
+    /// before the leader is taken as unreachable (a stopped process keeps its
+    /// connection open but never answers).
+    pub request_timeout_ms: u32,
 }
 
 impl Default for ConsumerConfig {
@@ -33,6 +45,7 @@ impl Default for ConsumerConfig {
             min_bytes: 1,
             max_bytes: 50 << 20,
             partition_max_bytes: 1 << 20,
+            request_timeout_ms: 30_000,
         }
     }
 }
@@ -151,11 +164,26 @@ impl Consumer {
         }
         let pending = match self.ahead.take() {
             Some(p) => p,
-            None => self.send_fetch().await?,
+            None => match self.send_fetch().await {
+                Ok(p) => p,
+                Err(e) if e.is_stale_leadership() => {
+                    self.client.refresh_leadership(&self.topic).await;
+                    return Ok(Vec::new());
+                }
+                Err(e) => return Err(e),
+            },
         };
         let mut answers = Vec::new();
+        let mut stale = false;
         for p in pending {
-            let frame = p.await_response().await?;
+            let frame = match self.answer(p).await {
+                Ok(frame) => frame,
+                Err(e) if e.is_stale_leadership() => {
+                    stale = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let resp = match frame.envelope.body {
                 BodyT::FetchResponse(r) => r,
                 other => return Err(unexpected(other)),
@@ -173,7 +201,12 @@ impl Consumer {
                 continue;
             }
             if p.error != ErrorCode::NONE {
-                return Err(ClientError::broker(p.error, p.message));
+                let e = ClientError::broker(p.error, p.message);
+                if e.is_stale_leadership() {
+                    stale = true;
+                    continue;
+                }
+                return Err(e);
             }
             let data = match &p.records {
                 Some(r) if r.length > 0 => payload_slice(&payload, Some(r), "records")
@@ -194,8 +227,16 @@ impl Consumer {
             }
             chunks.push((p.partition, from, data));
         }
-        // Fetch ahead while this answer is decoded and processed.
-        self.ahead = Some(self.send_fetch().await?);
+        if stale {
+            self.client.refresh_leadership(&self.topic).await;
+        }
+        // Fetch ahead while this answer is decoded and processed (a leader that
+        // cannot be reached now is found again at the next poll).
+        self.ahead = match self.send_fetch().await {
+            Ok(p) => Some(p),
+            Err(e) if e.is_stale_leadership() => None,
+            Err(e) => return Err(e),
+        };
         let mut out = Vec::new();
         for (partition, from, data) in chunks {
             for b in split_batches(data) {
@@ -219,6 +260,16 @@ impl Consumer {
             }
         }
         Ok(out)
+    }
+
+    /// The answer to a fetch, or `Timeout` once it is `request_timeout_ms` late.
+    async fn answer(&self, pending: ResponseFuture) -> Result<ringlog_schema::Frame, ClientError> {
+        let limit = u64::from(self.config.max_wait_ms) + u64::from(self.config.request_timeout_ms);
+        let late = async {
+            glommio::timer::sleep(std::time::Duration::from_millis(limit)).await;
+            Err(ClientError::Timeout(limit))
+        };
+        futures_lite::future::or(pending.await_response(), late).await
     }
 
     /// Sends one fetch to each leader of the partitions read.

@@ -42,6 +42,26 @@ impl ClientError {
         }
     }
 
+    /// Whether the request should go again once the client's metadata is
+    /// refreshed: the partition's leader moved or is being elected, or the broker
+    /// the client took for its leader cannot be reached (Kafka's
+    /// `InvalidMetadataException` family and network errors).
+    pub fn is_stale_leadership(&self) -> bool {
+        match self {
+            ClientError::Broker { code, .. } => matches!(
+                *code,
+                ErrorCode::NOT_LEADER_OR_FOLLOWER
+                    | ErrorCode::LEADER_NOT_AVAILABLE
+                    | ErrorCode::FENCED_LEADER_EPOCH
+                    | ErrorCode::UNKNOWN_LEADER_EPOCH
+            ),
+            ClientError::Connect { .. }
+            | ClientError::Disconnected(_)
+            | ClientError::Timeout(_) => true,
+            _ => false,
+        }
+    }
+
     /// The broker error code, if this is one.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {

@@ -175,6 +175,23 @@ struct Inner {
     outstanding: Cell<usize>,
     idle: Signal,
     first_error: RefCell<Option<ClientError>>,
+    /// A metadata refresh after a stale leadership is under way (one at a time,
+    /// however many in-flight batches met it).
+    refreshing: Cell<bool>,
+}
+
+impl Inner {
+    /// After a batch met a moved or unreachable leader: refreshes the topic's
+    /// metadata so the next batches go to the new leader. The failed batch itself
+    /// is not sent again: without producer ids and sequences a retry could store
+    /// it twice or behind later batches.
+    async fn follow_leadership(&self, topic: &str, result: &Result<i64, ClientError>) {
+        let stale = matches!(result, Err(e) if e.is_stale_leadership());
+        if stale && !self.refreshing.replace(true) {
+            self.client.refresh_leadership(topic).await;
+            self.refreshing.set(false);
+        }
+    }
 }
 
 /// A record on its way into a batch.
@@ -303,6 +320,7 @@ impl Producer {
             outstanding: Cell::new(0),
             idle: Signal::default(),
             first_error: RefCell::new(None),
+            refreshing: Cell::new(false),
         });
         let slots = Rc::new(Semaphore::new(in_flight as u64));
         glommio::spawn_local(sender_loop(Rc::downgrade(&inner), queue, slots)).detach();
@@ -566,7 +584,9 @@ async fn sender_loop(
             Ok(c) => c,
             Err(e) => {
                 drop(permit);
-                settle(&inner, &outcome, Err(e));
+                let result = Err(e);
+                inner.follow_leadership(&topic, &result).await;
+                settle(&inner, &outcome, result);
                 continue;
             }
         };
@@ -580,7 +600,9 @@ async fn sender_loop(
             Ok(p) => p,
             Err(e) => {
                 drop(permit);
-                settle(&inner, &outcome, Err(e));
+                let result = Err(e);
+                inner.follow_leadership(&topic, &result).await;
+                settle(&inner, &outcome, result);
                 continue;
             }
         };
@@ -599,6 +621,7 @@ async fn sender_loop(
                 Err(e) => Err(e),
             };
             drop(permit);
+            inner.follow_leadership(&topic, &result).await;
             settle(&inner, &outcome, result);
         };
         glommio::spawn_local(answer).detach();
