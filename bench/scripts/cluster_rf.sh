@@ -16,7 +16,8 @@ work="${WORK:-$(mktemp -d)}"
 OUT="${OUT:-$work/out}"
 mkdir -p "$work" "$OUT"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work/data-"*; }
+keep=0
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ "$keep" = 1 ] || rm -rf "$work/data-"*; }
 trap cleanup EXIT
 
 # Six distinct free ports, all held until every one is chosen.
@@ -103,11 +104,11 @@ curl -s "http://$admin1/metrics" \
 for p in "${pids[@]}"; do kill -TERM "$p"; done
 wait "${pids[@]}" 2>/dev/null || true
 pids=()
-python3 - "$work" <<'PY'
+python3 - "$work" <<'PY' || { keep=1; echo "data kept in $work"; exit 1; }
 import glob, struct, sys
 work = sys.argv[1]
 def batches(d):
-    out = []
+    out = {}
     for seg in sorted(glob.glob(f"{d}/*.log")):
         b = open(seg, "rb").read()
         pos = 0
@@ -117,14 +118,23 @@ def batches(d):
                 break
             crc, = struct.unpack_from(">I", b, pos + 17)
             count, = struct.unpack_from(">i", b, pos + 57)
-            out.append((base, count, crc))
+            out[base] = (count, crc)
             pos += 12 + length
     return out
 copies = [batches(f"{work}/data-{i}/rf3-0") for i in (1, 2, 3)]
-records = sum(c for _, c, _ in copies[0])
-same = copies[0] == copies[1] == copies[2]
-print(f"rf3-0: {len(copies[0])} batches, {records} records on the leader; "
+# Retention removes whole segments on each replica on its own schedule, so the
+# copies are compared from the first batch all three still hold.
+start = max(min(c) for c in copies)
+common = [{b: v for b, v in c.items() if b >= start} for c in copies]
+records = sum(n for n, _ in common[0].values())
+same = common[0] == common[1] == common[2]
+print(f"rf3-0 from offset {start}: {len(common[0])} batches, {records} records on the leader; "
       f"replicas identical (base, count, CRC per batch): {same}")
+if not same:
+    for i in (1, 2):
+        diff = sorted(set(common[0].items()) ^ set(common[i].items()))
+        print(f"  broker {i + 1} differs from broker 1 in {len(diff)} entries, first: {diff[:4]}")
+        print(f"  ends: broker 1 {max(common[0])}, broker {i + 1} {max(common[i])}")
 sys.exit(0 if same else 1)
 PY
 echo "JSON: $OUT"
