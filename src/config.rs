@@ -951,6 +951,47 @@ pub const TOPIC_KEYS: &[&str] = &[
     "min.insync.replicas",
 ];
 
+/// Topic configs that may change on an existing topic: the ones its open
+/// partitions pick up when the metadata changes (retention by the shards, the
+/// ISR minimum by each leader). The others are fixed at creation for now.
+pub const ALTERABLE_TOPIC_KEYS: &[&str] =
+    &["retention.ms", "retention.bytes", "min.insync.replicas"];
+
+/// A topic's configs after an alteration: `current` with `set` over it and the
+/// `delete` keys removed, refused when a changed key is not alterable or the
+/// result is not a valid topic config over the broker's `base`.
+pub fn altered_topic_configs(
+    base: &LogConfig,
+    current: &BTreeMap<String, String>,
+    set: &BTreeMap<String, String>,
+    delete: &[String],
+) -> Result<BTreeMap<String, String>, String> {
+    for key in set.keys().chain(delete) {
+        if !TOPIC_KEYS.contains(&key.as_str()) {
+            return Err(format!(
+                "unknown topic config {key:?}; known: {}",
+                TOPIC_KEYS.join(", ")
+            ));
+        }
+        if !ALTERABLE_TOPIC_KEYS.contains(&key.as_str()) {
+            return Err(format!(
+                "{key} is set when a topic is created and cannot change yet; alterable: {}",
+                ALTERABLE_TOPIC_KEYS.join(", ")
+            ));
+        }
+    }
+    if let Some(key) = delete.iter().find(|k| set.contains_key(*k)) {
+        return Err(format!("{key} is both set and deleted"));
+    }
+    let mut configs = current.clone();
+    for key in delete {
+        configs.remove(key);
+    }
+    configs.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+    topic_log_config(base, &configs)?;
+    Ok(configs)
+}
+
 /// The effective value of topic config `key` (one of `TOPIC_KEYS`) in `log` and
 /// `min_insync` (the topic's `min.insync.replicas`), as DescribeConfigs shows it
 /// (-1 for "no limit").

@@ -736,6 +736,29 @@ fn a_topic_min_insync_replicas_overrides_the_brokers() {
     assert_eq!(c.broker(3).consume_values("relaxed").len(), 10);
     let described = ok(&c.broker(3).cli(&["topic", "describe", "relaxed"]));
     assert!(described.contains("min.insync.replicas=1"), "{described}");
+
+    // Altered at runtime through a broker that forwards to the controller: the
+    // partition's leader picks the new minimum up from the metadata (awaited, as
+    // it applies the change on its own), and a removed one falls back to 2.
+    let alter = |args: &[&str]| {
+        let mut all = vec!["topic", "alter-config", "strict"];
+        all.extend_from_slice(args);
+        ok(&c.broker(3).cli(&all))
+    };
+    alter(&["--config", "min.insync.replicas=1"]);
+    c.wait_for(Duration::from_secs(10), "acks=all accepted", |c| {
+        produce(c, 2, "strict", "all", 10, 10)
+            .status
+            .success()
+            .then_some(())
+    });
+    alter(&["--delete-config", "min.insync.replicas"]);
+    c.wait_for(Duration::from_secs(10), "acks=all refused again", |c| {
+        let out = produce(c, 2, "strict", "all", 20, 10);
+        String::from_utf8_lossy(&out.stderr)
+            .contains("NOT_ENOUGH_REPLICAS")
+            .then_some(())
+    });
 }
 
 /// Broker `id`'s `/metrics` text (`None` while it does not answer).

@@ -4,7 +4,8 @@ tests/kafka_confluent.rs. Prints "OK <figures>" or fails with a message.
 
 kafka_confluent_client.py ADDR
 
-- AdminClient creates a 6-partition topic, describes it, and at the end deletes it;
+- AdminClient creates a 6-partition topic, describes it, alters its retention.ms
+  (IncrementalAlterConfigs; segment.bytes is refused), and at the end deletes it;
 - three idempotent, acks=all producers (compression none, lz4, zstd) send 2,000
   keyed records each;
 - three consumers of one group read it; one leaves midway (a rebalance), the other
@@ -19,8 +20,9 @@ import sys
 import threading
 import time
 
-from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
+                                   ConfigSource, NewPartitions, NewTopic)
 
 ADDR = sys.argv[1]
 TOPIC = "cf"
@@ -45,6 +47,29 @@ for _, f in admin.describe_configs([ConfigResource("topic", TOPIC)]).items():
     configs = f.result(timeout=30)
     if "retention.ms" not in configs:
         fail("describe_configs: %s" % sorted(configs))
+
+# IncrementalAlterConfigs: a SET shows in DescribeConfigs as the topic's own
+# value; a config fixed at creation is refused and changes nothing.
+retention = ConfigEntry("retention.ms", "3600000",
+                        incremental_operation=AlterConfigOpType.SET)
+res = ConfigResource("topic", TOPIC, incremental_configs=[retention])
+for _, f in admin.incremental_alter_configs([res]).items():
+    f.result(timeout=30)
+for _, f in admin.describe_configs([ConfigResource("topic", TOPIC)]).items():
+    entry = f.result(timeout=30)["retention.ms"]
+    if entry.value != "3600000" or entry.source != ConfigSource.DYNAMIC_TOPIC_CONFIG.value:
+        fail("retention.ms after incremental_alter_configs: %s (source %s)"
+             % (entry.value, entry.source))
+segment = ConfigEntry("segment.bytes", "1048576",
+                      incremental_operation=AlterConfigOpType.SET)
+res = ConfigResource("topic", TOPIC, incremental_configs=[segment])
+for _, f in admin.incremental_alter_configs([res]).items():
+    try:
+        f.result(timeout=30)
+        fail("segment.bytes was altered")
+    except KafkaException as e:
+        if "segment.bytes" not in str(e):
+            fail("segment.bytes refusal: %s" % e)
 
 for codec in CODECS:
     errors = []

@@ -1,4 +1,4 @@
-//! `ringlog topic create | list | describe | delete`.
+//! `ringlog topic create | list | describe | alter-config | delete`.
 
 use anyhow::Context;
 use ringlog::client::Client;
@@ -34,6 +34,22 @@ pub enum TopicCommand {
         connect: Connect,
         name: String,
     },
+    /// Change a topic's configs (those its partitions pick up while open:
+    /// retention.ms, retention.bytes, min.insync.replicas).
+    AlterConfig {
+        #[command(flatten)]
+        connect: Connect,
+        name: String,
+        /// Set a config, e.g. --config retention.ms=60000 (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+        /// Remove a config, so the broker's default applies (repeatable).
+        #[arg(long = "delete-config", value_name = "KEY")]
+        delete: Vec<String>,
+        /// Only check that the change would be accepted.
+        #[arg(long)]
+        validate_only: bool,
+    },
     /// Delete a topic and its data.
     Delete {
         #[command(flatten)]
@@ -52,14 +68,7 @@ pub fn run(cmd: TopicCommand) -> anyhow::Result<i32> {
                 replication_factor,
                 configs,
             } => {
-                let configs = configs
-                    .iter()
-                    .map(|kv| {
-                        kv.split_once('=')
-                            .map(|(k, v)| (k.trim().to_string(), v.to_string()))
-                            .with_context(|| format!("--config {kv:?}: expected KEY=VALUE"))
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let configs = key_values(&configs)?;
                 let client = Client::connect(&connect.bootstrap_server).await?;
                 client
                     .create_topic(
@@ -125,6 +134,30 @@ pub fn run(cmd: TopicCommand) -> anyhow::Result<i32> {
                     );
                 }
             }
+            TopicCommand::AlterConfig {
+                connect,
+                name,
+                configs,
+                delete,
+                validate_only,
+            } => {
+                if configs.is_empty() && delete.is_empty() {
+                    anyhow::bail!(
+                        "nothing to change: give --config KEY=VALUE or --delete-config KEY"
+                    );
+                }
+                let set = key_values(&configs)?;
+                let client = Client::connect(&connect.bootstrap_server).await?;
+                client
+                    .alter_topic_configs(&name, set, delete, validate_only)
+                    .await
+                    .with_context(|| format!("cannot alter the configs of topic {name:?}"))?;
+                if validate_only {
+                    println!("The config change of topic {name} is valid.");
+                } else {
+                    println!("Altered the configs of topic {name}.");
+                }
+            }
             TopicCommand::Delete { connect, name } => {
                 let client = Client::connect(&connect.bootstrap_server).await?;
                 client
@@ -136,4 +169,15 @@ pub fn run(cmd: TopicCommand) -> anyhow::Result<i32> {
         }
         Ok(0)
     })
+}
+
+/// `KEY=VALUE` arguments as pairs.
+fn key_values(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    args.iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .with_context(|| format!("--config {kv:?}: expected KEY=VALUE"))
+        })
+        .collect()
 }

@@ -336,6 +336,33 @@ impl Client {
         }
     }
 
+    /// Changes a topic's configs: `set` ones to these values, `delete` ones back to
+    /// the broker's default (answered once committed; only a check with
+    /// `validate_only`).
+    pub async fn alter_topic_configs(
+        &self,
+        name: &str,
+        set: Vec<(String, String)>,
+        delete: Vec<String>,
+        validate_only: bool,
+    ) -> Result<(), ClientError> {
+        let body = BodyT::AlterTopicConfigsRequest(Box::new(AlterTopicConfigsRequestT {
+            topic: name.to_string(),
+            set: Some(
+                set.into_iter()
+                    .map(|(key, value)| ConfigEntryT { key, value })
+                    .collect(),
+            ),
+            delete: Some(delete),
+            validate_only,
+        }));
+        let conn = self.metadata_connection().await?;
+        match conn.request(body, Vec::new()).await?.envelope.body {
+            BodyT::AlterTopicConfigsResponse(r) => first_result(r.result.map(|r| vec![*r])),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Describes topics (all when `None`), with each partition's offsets.
     pub async fn describe_topics(
         &self,

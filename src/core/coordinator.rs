@@ -37,11 +37,11 @@ use tracing::{debug, info, warn};
 
 use crate::cluster::controller::{BrokerSessions, Heartbeat, HeartbeatAnswer};
 use crate::cluster::quorum::{Committed, ProposeError, QuorumConfig};
-use crate::config::{topic_log_config, BrokerConfig};
+use crate::config::{altered_topic_configs, topic_log_config, BrokerConfig};
 use crate::core::error::{metadata_error, ErrorKind};
 use crate::core::messages::{
-    BrokerMesh, ClusterView, CoordinatorRequest, NewTopic, PartitionError, ShardRequest,
-    TopicOutcome,
+    BrokerMesh, ClusterView, ConfigAlteration, CoordinatorRequest, NewTopic, PartitionError,
+    ShardRequest, TopicOutcome,
 };
 use crate::core::partition::Partition;
 use crate::core::partition_dir;
@@ -392,6 +392,14 @@ impl Coordinator {
                 validate_only,
             } => self.create_partitions(topics, validate_only).await,
             AdminCall::AlterPartition(change) => self.alter_partition(change).await,
+            AdminCall::AlterTopicConfigs {
+                topic,
+                alteration,
+                validate_only,
+            } => {
+                self.alter_topic_configs(topic, alteration, validate_only)
+                    .await
+            }
         })
     }
 
@@ -938,6 +946,19 @@ impl Coordinator {
                 };
                 answer.send(every_or_error(names, self.admin(call).await))
             }
+            CoordinatorRequest::AlterTopicConfigs {
+                topic,
+                alteration,
+                validate_only,
+                answer,
+            } => {
+                let call = AdminCall::AlterTopicConfigs {
+                    topic: topic.clone(),
+                    alteration,
+                    validate_only,
+                };
+                answer.send(every_or_error(vec![topic], self.admin(call).await))
+            }
             CoordinatorRequest::AlterPartition { change, answer } => {
                 let name = change.topic.clone();
                 let result = self.admin(AdminCall::AlterPartition(change)).await;
@@ -1026,6 +1047,59 @@ impl Coordinator {
             });
         }
         self.answer_after_publish(results, last).await
+    }
+
+    /// Changes a topic's configs: the new set (the current one with the change
+    /// applied) must be valid, and only keys that take effect on open partitions
+    /// may change (`ALTERABLE_TOPIC_KEYS`); the whole new set is one record.
+    async fn alter_topic_configs(
+        &self,
+        topic: String,
+        alteration: ConfigAlteration,
+        validate_only: bool,
+    ) -> Vec<TopicOutcome> {
+        let Ok(_permit) = self.admin.acquire_permit(1).await else {
+            return Vec::new();
+        };
+        let planned = self
+            .metadata
+            .borrow()
+            .topics
+            .get(&topic)
+            .ok_or_else(|| MetadataError::UnknownTopic(topic.clone()))
+            .and_then(|t| {
+                altered_topic_configs(
+                    &self.config.log,
+                    &t.configs,
+                    &alteration.set,
+                    &alteration.delete,
+                )
+                .map_err(MetadataError::InvalidConfig)
+            });
+        let error = match planned {
+            Err(e) => Some(metadata_error(&e)),
+            Ok(_) if validate_only => None,
+            Ok(configs) => {
+                info!(topic = %topic, ?configs, "altering topic configs");
+                let record = MetadataRecord::AlterTopicConfigs {
+                    topic: topic.clone(),
+                    configs,
+                };
+                match self.commit(&record).await {
+                    Ok(c) => {
+                        let error = self.outcome_of(&c, &topic);
+                        return self
+                            .answer_after_publish(
+                                vec![TopicOutcome { name: topic, error }],
+                                c.offset,
+                            )
+                            .await;
+                    }
+                    Err(e) => Some(e),
+                }
+            }
+        };
+        vec![TopicOutcome { name: topic, error }]
     }
 
     /// Grows topics; the shards open the new partitions when they adopt the result.

@@ -90,6 +90,14 @@ pub struct NewTopic {
     pub configs: BTreeMap<String, String>,
 }
 
+/// A change to a topic's configs: `set` ones take these values, `delete` ones
+/// go back to the broker's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigAlteration {
+    pub set: BTreeMap<String, String>,
+    pub delete: Vec<String>,
+}
+
 /// What became of one topic of an admin request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicOutcome {
@@ -192,6 +200,13 @@ pub enum CoordinatorRequest {
         validate_only: bool,
         answer: Answer<Vec<TopicOutcome>>,
     },
+    /// Change a topic's configs (or only check, when `validate_only`).
+    AlterTopicConfigs {
+        topic: String,
+        alteration: ConfigAlteration,
+        validate_only: bool,
+        answer: Answer<Vec<TopicOutcome>>,
+    },
     /// The cluster as this broker sees it: metadata, active controller and term.
     DescribeCluster { answer: Answer<ClusterView> },
     /// A partition this broker leads changes its ISR: through the active
@@ -218,7 +233,8 @@ impl CoordinatorRequest {
             Self::CreateTopics { answer, .. }
             | Self::DeleteTopics { answer, .. }
             | Self::AutoCreate { answer, .. }
-            | Self::CreatePartitions { answer, .. } => answer.refuse(),
+            | Self::CreatePartitions { answer, .. }
+            | Self::AlterTopicConfigs { answer, .. } => answer.refuse(),
             Self::DescribeCluster { answer } => answer.refuse(),
             Self::AlterPartition { answer, .. } => answer.refuse(),
         }

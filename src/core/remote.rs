@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::cluster::controller::{Heartbeat, HeartbeatAnswer};
-use crate::core::messages::{NewTopic, PartitionError, TopicOutcome};
+use crate::core::messages::{ConfigAlteration, NewTopic, PartitionError, TopicOutcome};
 use crate::metadata::{BrokerId, BrokerInfo};
 
 /// A boxed future of the coordination executor (not `Send`).
@@ -28,6 +28,11 @@ pub enum AdminCall {
     },
     /// A partition leader's ISR change.
     AlterPartition(crate::metadata::records::IsrChange),
+    AlterTopicConfigs {
+        topic: String,
+        alteration: ConfigAlteration,
+        validate_only: bool,
+    },
 }
 
 /// Calls on the active controller at broker `leader`. Each is bounded in time by

@@ -438,6 +438,8 @@ impl Shard {
             }
         }
         *self.metadata.borrow_mut() = md.clone();
+        // A topic's retention may have been altered.
+        self.sync_retention();
         self.assign_roles(&md).await;
         self.ready.set();
     }
@@ -518,6 +520,12 @@ impl Shard {
     /// configs still win); returns how many partitions it changed.
     pub fn set_retention(&self, retention_ms: Option<u64>, retention_bytes: Option<u64>) -> usize {
         self.retention.set((retention_ms, retention_bytes));
+        self.sync_retention()
+    }
+
+    /// Gives every open partition the retention its topic's configs and the
+    /// broker's settings say now; returns how many changed.
+    fn sync_retention(&self) -> usize {
         let base = self.log_defaults();
         let md = self.metadata.borrow().clone();
         let mut changed = 0;

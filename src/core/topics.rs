@@ -4,8 +4,8 @@
 
 use crate::core::error::ErrorKind;
 use crate::core::messages::{
-    CoordinatorRequest, NewTopic, PartitionError, PartitionKey, PartitionOffsets, ShardRequest,
-    TopicOutcome,
+    ConfigAlteration, CoordinatorRequest, NewTopic, PartitionError, PartitionKey, PartitionOffsets,
+    ShardRequest, TopicOutcome,
 };
 use crate::core::routing::call_owners;
 use crate::core::shard::Shard;
@@ -55,6 +55,26 @@ pub async fn create_partitions(
         .mesh()
         .call_coordinator(|answer| CoordinatorRequest::CreatePartitions {
             topics,
+            validate_only,
+            answer,
+        })
+        .await
+        .map_err(|e| coordinator_unavailable(&e))
+}
+
+/// Changes a topic's configs through the active controller (or only checks, when
+/// `validate_only`).
+pub async fn alter_topic_configs(
+    shard: &Shard,
+    topic: String,
+    alteration: ConfigAlteration,
+    validate_only: bool,
+) -> Result<Vec<TopicOutcome>, PartitionError> {
+    shard
+        .mesh()
+        .call_coordinator(|answer| CoordinatorRequest::AlterTopicConfigs {
+            topic,
+            alteration,
             validate_only,
             answer,
         })

@@ -1,11 +1,12 @@
 //! Kafka's admin APIs on the native ones: CreateTopics and DeleteTopics go to the
 //! coordination executor (which alone changes metadata); DescribeConfigs reports a
 //! topic's effective configs (its own over the broker's) and a few broker ones;
-//! CreatePartitions grows topics, also through the coordination executor.
+//! CreatePartitions grows topics and IncrementalAlterConfigs changes a topic's
+//! configs, both also through the coordination executor.
 
 use crate::config::{topic_config_value, topic_log_config, topic_min_insync_replicas, TOPIC_KEYS};
 use crate::core;
-use crate::core::messages::{NewTopic, PartitionError, TopicOutcome};
+use crate::core::messages::{ConfigAlteration, NewTopic, PartitionError, TopicOutcome};
 use crate::core::shard::Shard;
 use crate::kafka::api::{codes, kafka_code};
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -14,10 +15,11 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    TopicName,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -236,3 +238,70 @@ pub async fn create_partitions(
     }
     resp
 }
+
+/// IncrementalAlterConfigs operations.
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+
+/// IncrementalAlterConfigs: SET and DELETE of topic configs, one topic at a time
+/// through the controller (the same rules as `ringlog topic alter-config`).
+/// APPEND and SUBTRACT (for list configs) and broker resources are refused with
+/// a message; nothing of that resource changes.
+pub async fn incremental_alter_configs(
+    shard: &Shard,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut resp = IncrementalAlterConfigsResponse::default();
+    for res in req.resources {
+        let mut r = AlterConfigsResourceResponse::default();
+        r.resource_type = res.resource_type;
+        r.resource_name = res.resource_name.clone();
+        let refuse = |r: &mut AlterConfigsResourceResponse, code: i16, message: &str| {
+            r.error_code = code;
+            r.error_message = Some(s(message));
+        };
+        if res.resource_type != RESOURCE_TOPIC {
+            refuse(
+                &mut r,
+                codes::INVALID_REQUEST,
+                "only topic configs can be altered",
+            );
+            resp.responses.push(r);
+            continue;
+        }
+        let mut alteration = ConfigAlteration::default();
+        let mut unsupported = None;
+        for c in &res.configs {
+            match (c.config_operation, &c.value) {
+                (OP_SET, Some(v)) => {
+                    alteration.set.insert(c.name.to_string(), v.to_string());
+                }
+                (OP_DELETE, _) => alteration.delete.push(c.name.to_string()),
+                (op, _) => {
+                    unsupported = Some(format!(
+                        "{}: operation {op} is not served (SET with a value, or DELETE)",
+                        c.name.as_str()
+                    ))
+                }
+            }
+        }
+        if let Some(message) = unsupported {
+            refuse(&mut r, INVALID_CONFIG, &message);
+            resp.responses.push(r);
+            continue;
+        }
+        let name = res.resource_name.to_string();
+        let outcomes =
+            core::topics::alter_topic_configs(shard, name.clone(), alteration, req.validate_only)
+                .await;
+        if let Some((_, code, message)) = results(outcomes, &[name]).into_iter().next() {
+            r.error_code = code;
+            r.error_message = message.map(s);
+        }
+        resp.responses.push(r);
+    }
+    resp
+}
+
+/// Kafka's INVALID_CONFIG.
+const INVALID_CONFIG: i16 = 40;

@@ -5,10 +5,11 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest, CreateTopicsRequest,
     DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
-    FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, InitProducerIdResponse,
-    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
-    ProducerId, RequestHeader, ResponseHeader, SyncGroupRequest,
+    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, InitProducerIdResponse, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, ProducerId, RequestHeader,
+    ResponseHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
@@ -43,6 +44,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
 
 /// Kafka's error codes.
@@ -236,7 +238,8 @@ pub fn effect(api: ApiKey) -> Effect {
         | ApiKey::InitProducerId
         | ApiKey::CreateTopics
         | ApiKey::DeleteTopics
-        | ApiKey::CreatePartitions => Effect::Write,
+        | ApiKey::CreatePartitions
+        | ApiKey::IncrementalAlterConfigs => Effect::Write,
         _ => Effect::Read,
     }
 }
@@ -300,6 +303,7 @@ pub enum KafkaRequest {
     OffsetCommit(OffsetCommitRequest),
     OffsetFetch(OffsetFetchRequest),
     OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
+    IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
 }
 
 /// The API, version and correlation id of a request frame (`header | body`, the
@@ -343,6 +347,9 @@ pub fn decode_request(
         ApiKey::OffsetFetch => KafkaRequest::OffsetFetch(decode(api, version, b)?),
         ApiKey::OffsetForLeaderEpoch => {
             KafkaRequest::OffsetForLeaderEpoch(decode(api, version, b)?)
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            KafkaRequest::IncrementalAlterConfigs(decode(api, version, b)?)
         }
         other => {
             return Err(KafkaError::Decode {
@@ -402,6 +409,15 @@ pub async fn dispatch(
         R::ListOffsets(req) => {
             let resp = list_offsets::handle(shard, req).await;
             encode_response(ApiKey::ListOffsets, version, correlation_id, &resp)?
+        }
+        R::IncrementalAlterConfigs(req) => {
+            let resp = admin::incremental_alter_configs(shard, req).await;
+            encode_response(
+                ApiKey::IncrementalAlterConfigs,
+                version,
+                correlation_id,
+                &resp,
+            )?
         }
         R::OffsetForLeaderEpoch(req) => {
             let resp = offset_for_leader_epoch::handle(shard, req).await;

@@ -62,6 +62,12 @@ pub enum MetadataRecord {
     },
     /// A partition's leader changes its ISR (Kafka's AlterPartition).
     AlterPartition(IsrChange),
+    /// A topic's configs are now these (the whole set: the controller computed it
+    /// from the set it had and the change asked for, under its admin lock).
+    AlterTopicConfigs {
+        topic: String,
+        configs: BTreeMap<String, String>,
+    },
 }
 
 /// An ISR change a leader asks for, with the epochs it decided under: the
@@ -302,6 +308,13 @@ impl ClusterMetadata {
                 self.add_partitions(topic, partitions);
                 Applied::Changed
             }
+            MetadataRecord::AlterTopicConfigs { topic, configs } => {
+                let Some(t) = self.topics.get_mut(topic) else {
+                    return Applied::Ignored(format!("topic {topic:?} does not exist"));
+                };
+                t.configs = configs.clone();
+                Applied::Changed
+            }
             MetadataRecord::AlterPartition(change) => {
                 if let Err(reason) = self.check_isr_change(change) {
                     return Applied::Ignored(reason);
@@ -473,10 +486,34 @@ mod tests {
                 topic: "t".into(),
                 partitions: md.plan_partitions("t", 3).unwrap(),
             },
+            MetadataRecord::AlterTopicConfigs {
+                topic: "t".into(),
+                configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
+            },
         ];
         for r in records {
             assert_eq!(MetadataRecord::decode(&r.encode()).unwrap(), r);
         }
+    }
+
+    #[test]
+    fn a_topics_configs_are_replaced_whole_and_only_if_it_exists() {
+        let mut md = three_unfenced();
+        let t = md.plan_topic(
+            "t",
+            1,
+            1,
+            BTreeMap::from([("retention.ms".into(), "5".into())]),
+        );
+        md.apply(30, &MetadataRecord::CreateTopic { topic: t.unwrap() });
+        let configs = BTreeMap::from([("retention.bytes".into(), "9".into())]);
+        let alter = |topic: &str| MetadataRecord::AlterTopicConfigs {
+            topic: topic.into(),
+            configs: configs.clone(),
+        };
+        assert_eq!(md.apply(31, &alter("t")), Applied::Changed);
+        assert_eq!(md.topics["t"].configs, configs);
+        assert!(matches!(md.apply(32, &alter("gone")), Applied::Ignored(_)));
     }
 
     #[test]

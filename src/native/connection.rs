@@ -147,6 +147,7 @@ pub fn effect(body: &BodyT) -> Effect {
         BodyT::ProduceRequest(_) => Effect::Produce,
         BodyT::CreateTopicsRequest(_)
         | BodyT::DeleteTopicsRequest(_)
+        | BodyT::AlterTopicConfigsRequest(_)
         | BodyT::JoinGroupRequest(_)
         | BodyT::SyncGroupRequest(_)
         | BodyT::HeartbeatRequest(_)

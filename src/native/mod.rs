@@ -88,6 +88,7 @@ pub async fn dispatch(shard: &Shard, body: BodyT, payload: Bytes) -> Option<Resp
         BodyT::DescribeClusterRequest(_) => metadata::describe_cluster(shard).await,
         BodyT::CreateTopicsRequest(req) => topics::create(shard, *req).await,
         BodyT::DeleteTopicsRequest(req) => topics::delete(shard, *req).await,
+        BodyT::AlterTopicConfigsRequest(req) => topics::alter_configs(shard, *req).await,
         BodyT::DescribeTopicsRequest(req) => topics::describe(shard, *req).await,
         BodyT::FetchRequest(req) => return Some(fetch::handle(shard, *req).await),
         BodyT::ListOffsetsRequest(req) => list_offsets::handle(shard, *req).await,

@@ -1,15 +1,16 @@
-//! CreateTopics and DeleteTopics (forwarded to the coordinator, which alone changes
-//! metadata) and DescribeTopics (metadata plus each partition's offsets, asked of
+//! CreateTopics, DeleteTopics and AlterTopicConfigs (forwarded to the coordinator,
+//! which alone changes metadata) and DescribeTopics (metadata plus each partition's offsets, asked of
 //! its owner shard).
 
 use ringlog_schema::wire::{
-    BodyT, ConfigEntryT, CreateTopicsRequestT, CreateTopicsResponseT, DeleteTopicsRequestT,
-    DeleteTopicsResponseT, DescribeTopicsRequestT, DescribeTopicsResponseT, ErrorCode,
-    PartitionDescriptionT, TopicDescriptionT, TopicResultT,
+    AlterTopicConfigsRequestT, AlterTopicConfigsResponseT, BodyT, ConfigEntryT,
+    CreateTopicsRequestT, CreateTopicsResponseT, DeleteTopicsRequestT, DeleteTopicsResponseT,
+    DescribeTopicsRequestT, DescribeTopicsResponseT, ErrorCode, PartitionDescriptionT,
+    TopicDescriptionT, TopicResultT,
 };
 
 use crate::core;
-use crate::core::messages::{NewTopic, PartitionKey, TopicOutcome};
+use crate::core::messages::{ConfigAlteration, NewTopic, PartitionKey, TopicOutcome};
 use crate::core::shard::Shard;
 use crate::metadata::ClusterMetadata;
 use crate::native::error_body;
@@ -44,6 +45,24 @@ pub async fn delete(shard: &Shard, req: DeleteTopicsRequestT) -> BodyT {
     match core::topics::delete(shard, req.names.unwrap_or_default()).await {
         Ok(outcomes) => BodyT::DeleteTopicsResponse(Box::new(DeleteTopicsResponseT {
             results: Some(topic_results(outcomes)),
+        })),
+        Err(e) => error_body(wire_code(e.code), &e.message),
+    }
+}
+
+pub async fn alter_configs(shard: &Shard, req: AlterTopicConfigsRequestT) -> BodyT {
+    let alteration = ConfigAlteration {
+        set: req
+            .set
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| (c.key, c.value))
+            .collect(),
+        delete: req.delete.unwrap_or_default(),
+    };
+    match core::topics::alter_topic_configs(shard, req.topic, alteration, req.validate_only).await {
+        Ok(outcomes) => BodyT::AlterTopicConfigsResponse(Box::new(AlterTopicConfigsResponseT {
+            result: topic_results(outcomes).into_iter().next().map(Box::new),
         })),
         Err(e) => error_body(wire_code(e.code), &e.message),
     }

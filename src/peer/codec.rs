@@ -3,11 +3,12 @@
 use std::collections::BTreeMap;
 
 use ringlog_schema::peer::{
-    AlterPartitionT, ConfigPairT, IsrMemberT, NewTopicT, PeerError, TopicResultT, TopicTotalT,
+    AlterPartitionT, AlterTopicConfigsT, ConfigPairT, IsrMemberT, NewTopicT, PeerError,
+    TopicResultT, TopicTotalT,
 };
 
 use crate::core::error::ErrorKind;
-use crate::core::messages::{NewTopic, PartitionError, TopicOutcome};
+use crate::core::messages::{ConfigAlteration, NewTopic, PartitionError, TopicOutcome};
 use crate::metadata::records::IsrChange;
 use crate::metadata::BrokerId;
 
@@ -98,6 +99,42 @@ pub fn new_topic_from_wire(t: NewTopicT) -> NewTopic {
             .map(|c| (c.key, c.value))
             .collect::<BTreeMap<_, _>>(),
     }
+}
+
+pub fn alteration_to_wire(
+    topic: &str,
+    alteration: &ConfigAlteration,
+    validate_only: bool,
+) -> AlterTopicConfigsT {
+    AlterTopicConfigsT {
+        topic: topic.to_string(),
+        set: Some(
+            alteration
+                .set
+                .iter()
+                .map(|(k, v)| ConfigPairT {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+        ),
+        delete: Some(alteration.delete.clone()),
+        validate_only,
+    }
+}
+
+/// (topic, alteration, validate_only).
+pub fn alteration_from_wire(a: AlterTopicConfigsT) -> (String, ConfigAlteration, bool) {
+    let alteration = ConfigAlteration {
+        set: a
+            .set
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| (c.key, c.value))
+            .collect(),
+        delete: a.delete.unwrap_or_default(),
+    };
+    (a.topic, alteration, a.validate_only)
 }
 
 pub fn totals_to_wire(topics: &[(String, i32)]) -> Vec<TopicTotalT> {

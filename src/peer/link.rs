@@ -395,6 +395,15 @@ impl RemoteController for PeerLinks {
                 AdminCall::AlterPartition(change) => {
                     PeerBodyT::AlterPartition(Box::new(codec::isr_change_to_wire(&change)))
                 }
+                AdminCall::AlterTopicConfigs {
+                    topic,
+                    alteration,
+                    validate_only,
+                } => PeerBodyT::AlterTopicConfigs(Box::new(codec::alteration_to_wire(
+                    &topic,
+                    &alteration,
+                    validate_only,
+                ))),
             };
             match self.link(leader)?.call(body, self.call_timeout).await? {
                 PeerBodyT::AdminResponse(r) => match codec::error_of(r.error, r.message) {

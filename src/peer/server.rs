@@ -351,6 +351,19 @@ fn handle(
             },
             answers,
         ),
+        PeerBodyT::AlterTopicConfigs(a) => {
+            let (topic, alteration, validate_only) = codec::alteration_from_wire(*a);
+            spawn_admin(
+                coordinator,
+                correlation_id,
+                AdminCall::AlterTopicConfigs {
+                    topic,
+                    alteration,
+                    validate_only,
+                },
+                answers,
+            )
+        }
         PeerBodyT::AlterPartition(a) => {
             let change = codec::isr_change_from_wire(*a);
             if change.leader.0 != peer {

@@ -185,10 +185,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for PeerError {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_PEER_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_PEER_BODY: u8 = 16;
+pub const ENUM_MAX_PEER_BODY: u8 = 17;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_PEER_BODY: [PeerBody; 17] = [
+pub const ENUM_VALUES_PEER_BODY: [PeerBody; 18] = [
   PeerBody::NONE,
   PeerBody::PeerHello,
   PeerBody::PeerHelloResponse,
@@ -206,6 +206,7 @@ pub const ENUM_VALUES_PEER_BODY: [PeerBody; 17] = [
   PeerBody::ReplicaFetch,
   PeerBody::ReplicaFetchResponse,
   PeerBody::AlterPartition,
+  PeerBody::AlterTopicConfigs,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -230,9 +231,10 @@ impl PeerBody {
   pub const ReplicaFetch: Self = Self(14);
   pub const ReplicaFetchResponse: Self = Self(15);
   pub const AlterPartition: Self = Self(16);
+  pub const AlterTopicConfigs: Self = Self(17);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 16;
+  pub const ENUM_MAX: u8 = 17;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::PeerHello,
@@ -251,6 +253,7 @@ impl PeerBody {
     Self::ReplicaFetch,
     Self::ReplicaFetchResponse,
     Self::AlterPartition,
+    Self::AlterTopicConfigs,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -272,6 +275,7 @@ impl PeerBody {
       Self::ReplicaFetch => Some("ReplicaFetch"),
       Self::ReplicaFetchResponse => Some("ReplicaFetchResponse"),
       Self::AlterPartition => Some("AlterPartition"),
+      Self::AlterTopicConfigs => Some("AlterTopicConfigs"),
       _ => None,
     }
   }
@@ -348,6 +352,7 @@ pub enum PeerBodyT {
   ReplicaFetch(alloc::boxed::Box<ReplicaFetchT>),
   ReplicaFetchResponse(alloc::boxed::Box<ReplicaFetchResponseT>),
   AlterPartition(alloc::boxed::Box<AlterPartitionT>),
+  AlterTopicConfigs(alloc::boxed::Box<AlterTopicConfigsT>),
 }
 impl Default for PeerBodyT {
   fn default() -> Self {
@@ -374,6 +379,7 @@ impl PeerBodyT {
       Self::ReplicaFetch(_) => PeerBody::ReplicaFetch,
       Self::ReplicaFetchResponse(_) => PeerBody::ReplicaFetchResponse,
       Self::AlterPartition(_) => PeerBody::AlterPartition,
+      Self::AlterTopicConfigs(_) => PeerBody::AlterTopicConfigs,
     }
   }
   pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(&self, fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>) -> Option<::flatbuffers::WIPOffset<::flatbuffers::UnionWIPOffset>> {
@@ -395,6 +401,7 @@ impl PeerBodyT {
       Self::ReplicaFetch(v) => Some(v.pack(fbb).as_union_value()),
       Self::ReplicaFetchResponse(v) => Some(v.pack(fbb).as_union_value()),
       Self::AlterPartition(v) => Some(v.pack(fbb).as_union_value()),
+      Self::AlterTopicConfigs(v) => Some(v.pack(fbb).as_union_value()),
     }
   }
   /// If the union variant matches, return the owned PeerHelloT, setting the union to NONE.
@@ -732,6 +739,27 @@ impl PeerBodyT {
   /// If the union variant matches, return a mutable reference to the AlterPartitionT.
   pub fn as_alter_partition_mut(&mut self) -> Option<&mut AlterPartitionT> {
     if let Self::AlterPartition(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned AlterTopicConfigsT, setting the union to NONE.
+  pub fn take_alter_topic_configs(&mut self) -> Option<alloc::boxed::Box<AlterTopicConfigsT>> {
+    if let Self::AlterTopicConfigs(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::AlterTopicConfigs(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the AlterTopicConfigsT.
+  pub fn as_alter_topic_configs(&self) -> Option<&AlterTopicConfigsT> {
+    if let Self::AlterTopicConfigs(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the AlterTopicConfigsT.
+  pub fn as_alter_topic_configs_mut(&mut self) -> Option<&mut AlterTopicConfigsT> {
+    if let Self::AlterTopicConfigs(v) = self { Some(v.as_mut()) } else { None }
   }
 }
 pub enum PeerHelloOffset {}
@@ -3643,6 +3671,214 @@ impl CreatePartitionsT {
     })
   }
 }
+pub enum AlterTopicConfigsOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AlterTopicConfigs<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AlterTopicConfigs<'a> {
+  type Inner = AlterTopicConfigs<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AlterTopicConfigs<'a> {
+  pub const VT_TOPIC: ::flatbuffers::VOffsetT = 4;
+  pub const VT_SET: ::flatbuffers::VOffsetT = 6;
+  pub const VT_DELETE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_VALIDATE_ONLY: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AlterTopicConfigs { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AlterTopicConfigsArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AlterTopicConfigs<'bldr>> {
+    let mut builder = AlterTopicConfigsBuilder::new(_fbb);
+    if let Some(x) = args.delete { builder.add_delete(x); }
+    if let Some(x) = args.set { builder.add_set(x); }
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.add_validate_only(args.validate_only);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> AlterTopicConfigsT {
+    let topic = {
+      let x = self.topic();
+      alloc::string::ToString::to_string(x)
+    };
+    let set = self.set().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    let delete = self.delete().map(|x| {
+      x.iter().map(|s| alloc::string::ToString::to_string(s)).collect()
+    });
+    let validate_only = self.validate_only();
+    AlterTopicConfigsT {
+      topic,
+      set,
+      delete,
+      validate_only,
+    }
+  }
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AlterTopicConfigs::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn set(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConfigPair<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConfigPair>>>>(AlterTopicConfigs::VT_SET, None)}
+  }
+  #[inline]
+  pub fn delete(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(AlterTopicConfigs::VT_DELETE, None)}
+  }
+  #[inline]
+  pub fn validate_only(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(AlterTopicConfigs::VT_VALIDATE_ONLY, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AlterTopicConfigs<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ConfigPair>>>>("set", Self::VT_SET, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("delete", Self::VT_DELETE, false)?
+     .visit_field::<bool>("validate_only", Self::VT_VALIDATE_ONLY, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AlterTopicConfigsArgs<'a> {
+    pub topic: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub set: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConfigPair<'a>>>>>,
+    pub delete: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub validate_only: bool,
+}
+impl<'a> Default for AlterTopicConfigsArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AlterTopicConfigsArgs {
+      topic: None, // required field
+      set: None,
+      delete: None,
+      validate_only: false,
+    }
+  }
+}
+
+pub struct AlterTopicConfigsBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AlterTopicConfigsBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterTopicConfigs::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_set(&mut self, set: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ConfigPair<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterTopicConfigs::VT_SET, set);
+  }
+  #[inline]
+  pub fn add_delete(&mut self, delete: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterTopicConfigs::VT_DELETE, delete);
+  }
+  #[inline]
+  pub fn add_validate_only(&mut self, validate_only: bool) {
+    self.fbb_.push_slot::<bool>(AlterTopicConfigs::VT_VALIDATE_ONLY, validate_only, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AlterTopicConfigsBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AlterTopicConfigsBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AlterTopicConfigs<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, AlterTopicConfigs::VT_TOPIC,"topic");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AlterTopicConfigs<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AlterTopicConfigs");
+      ds.field("topic", &self.topic());
+      ds.field("set", &self.set());
+      ds.field("delete", &self.delete());
+      ds.field("validate_only", &self.validate_only());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlterTopicConfigsT {
+  pub topic: alloc::string::String,
+  pub set: Option<alloc::vec::Vec<ConfigPairT>>,
+  pub delete: Option<alloc::vec::Vec<alloc::string::String>>,
+  pub validate_only: bool,
+}
+impl Default for AlterTopicConfigsT {
+  fn default() -> Self {
+    Self {
+      topic: alloc::string::ToString::to_string(""),
+      set: None,
+      delete: None,
+      validate_only: false,
+    }
+  }
+}
+impl AlterTopicConfigsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<AlterTopicConfigs<'b>> {
+    let topic = Some({
+      let x = &self.topic;
+      _fbb.create_string(x)
+    });
+    let set = self.set.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    let delete = self.delete.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|s| _fbb.create_string(s)).collect();_fbb.create_vector(&w)
+    });
+    let validate_only = self.validate_only;
+    AlterTopicConfigs::create(_fbb, &AlterTopicConfigsArgs{
+      topic,
+      set,
+      delete,
+      validate_only,
+    })
+  }
+}
 pub enum TopicResultOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -5597,6 +5833,11 @@ impl<'a> PeerEnvelope<'a> {
             .expect("Invalid union table, expected `PeerBody::AlterPartition`.")
             .unpack()
       )),
+      PeerBody::AlterTopicConfigs => PeerBodyT::AlterTopicConfigs(alloc::boxed::Box::new(
+        self.body_as_alter_topic_configs()
+            .expect("Invalid union table, expected `PeerBody::AlterTopicConfigs`.")
+            .unpack()
+      )),
       _ => PeerBodyT::NONE,
     };
     PeerEnvelopeT {
@@ -5866,6 +6107,21 @@ impl<'a> PeerEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_alter_topic_configs(&self) -> Option<AlterTopicConfigs<'a>> {
+    if self.body_type() == PeerBody::AlterTopicConfigs {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AlterTopicConfigs::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for PeerEnvelope<'_> {
@@ -5893,6 +6149,7 @@ impl ::flatbuffers::Verifiable for PeerEnvelope<'_> {
           PeerBody::ReplicaFetch => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReplicaFetch>>("PeerBody::ReplicaFetch", pos),
           PeerBody::ReplicaFetchResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReplicaFetchResponse>>("PeerBody::ReplicaFetchResponse", pos),
           PeerBody::AlterPartition => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterPartition>>("PeerBody::AlterPartition", pos),
+          PeerBody::AlterTopicConfigs => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterTopicConfigs>>("PeerBody::AlterTopicConfigs", pos),
           _ => Ok(()),
         }
      })?
@@ -6061,6 +6318,13 @@ impl ::core::fmt::Debug for PeerEnvelope<'_> {
         },
         PeerBody::AlterPartition => {
           if let Some(x) = self.body_as_alter_partition() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        PeerBody::AlterTopicConfigs => {
+          if let Some(x) = self.body_as_alter_topic_configs() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

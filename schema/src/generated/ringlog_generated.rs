@@ -285,10 +285,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_BODY: u8 = 39;
+pub const ENUM_MAX_BODY: u8 = 41;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_BODY: [Body; 40] = [
+pub const ENUM_VALUES_BODY: [Body; 42] = [
   Body::NONE,
   Body::HelloRequest,
   Body::HelloResponse,
@@ -329,6 +329,8 @@ pub const ENUM_VALUES_BODY: [Body; 40] = [
   Body::SyncGroupResponse,
   Body::DescribeClusterRequest,
   Body::DescribeClusterResponse,
+  Body::AlterTopicConfigsRequest,
+  Body::AlterTopicConfigsResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -376,9 +378,11 @@ impl Body {
   pub const SyncGroupResponse: Self = Self(37);
   pub const DescribeClusterRequest: Self = Self(38);
   pub const DescribeClusterResponse: Self = Self(39);
+  pub const AlterTopicConfigsRequest: Self = Self(40);
+  pub const AlterTopicConfigsResponse: Self = Self(41);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 39;
+  pub const ENUM_MAX: u8 = 41;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::HelloRequest,
@@ -420,6 +424,8 @@ impl Body {
     Self::SyncGroupResponse,
     Self::DescribeClusterRequest,
     Self::DescribeClusterResponse,
+    Self::AlterTopicConfigsRequest,
+    Self::AlterTopicConfigsResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -464,6 +470,8 @@ impl Body {
       Self::SyncGroupResponse => Some("SyncGroupResponse"),
       Self::DescribeClusterRequest => Some("DescribeClusterRequest"),
       Self::DescribeClusterResponse => Some("DescribeClusterResponse"),
+      Self::AlterTopicConfigsRequest => Some("AlterTopicConfigsRequest"),
+      Self::AlterTopicConfigsResponse => Some("AlterTopicConfigsResponse"),
       _ => None,
     }
   }
@@ -563,6 +571,8 @@ pub enum BodyT {
   SyncGroupResponse(alloc::boxed::Box<SyncGroupResponseT>),
   DescribeClusterRequest(alloc::boxed::Box<DescribeClusterRequestT>),
   DescribeClusterResponse(alloc::boxed::Box<DescribeClusterResponseT>),
+  AlterTopicConfigsRequest(alloc::boxed::Box<AlterTopicConfigsRequestT>),
+  AlterTopicConfigsResponse(alloc::boxed::Box<AlterTopicConfigsResponseT>),
 }
 impl Default for BodyT {
   fn default() -> Self {
@@ -612,6 +622,8 @@ impl BodyT {
       Self::SyncGroupResponse(_) => Body::SyncGroupResponse,
       Self::DescribeClusterRequest(_) => Body::DescribeClusterRequest,
       Self::DescribeClusterResponse(_) => Body::DescribeClusterResponse,
+      Self::AlterTopicConfigsRequest(_) => Body::AlterTopicConfigsRequest,
+      Self::AlterTopicConfigsResponse(_) => Body::AlterTopicConfigsResponse,
     }
   }
   pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(&self, fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>) -> Option<::flatbuffers::WIPOffset<::flatbuffers::UnionWIPOffset>> {
@@ -656,6 +668,8 @@ impl BodyT {
       Self::SyncGroupResponse(v) => Some(v.pack(fbb).as_union_value()),
       Self::DescribeClusterRequest(v) => Some(v.pack(fbb).as_union_value()),
       Self::DescribeClusterResponse(v) => Some(v.pack(fbb).as_union_value()),
+      Self::AlterTopicConfigsRequest(v) => Some(v.pack(fbb).as_union_value()),
+      Self::AlterTopicConfigsResponse(v) => Some(v.pack(fbb).as_union_value()),
     }
   }
   /// If the union variant matches, return the owned HelloRequestT, setting the union to NONE.
@@ -1476,6 +1490,48 @@ impl BodyT {
   /// If the union variant matches, return a mutable reference to the DescribeClusterResponseT.
   pub fn as_describe_cluster_response_mut(&mut self) -> Option<&mut DescribeClusterResponseT> {
     if let Self::DescribeClusterResponse(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned AlterTopicConfigsRequestT, setting the union to NONE.
+  pub fn take_alter_topic_configs_request(&mut self) -> Option<alloc::boxed::Box<AlterTopicConfigsRequestT>> {
+    if let Self::AlterTopicConfigsRequest(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::AlterTopicConfigsRequest(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the AlterTopicConfigsRequestT.
+  pub fn as_alter_topic_configs_request(&self) -> Option<&AlterTopicConfigsRequestT> {
+    if let Self::AlterTopicConfigsRequest(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the AlterTopicConfigsRequestT.
+  pub fn as_alter_topic_configs_request_mut(&mut self) -> Option<&mut AlterTopicConfigsRequestT> {
+    if let Self::AlterTopicConfigsRequest(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned AlterTopicConfigsResponseT, setting the union to NONE.
+  pub fn take_alter_topic_configs_response(&mut self) -> Option<alloc::boxed::Box<AlterTopicConfigsResponseT>> {
+    if let Self::AlterTopicConfigsResponse(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::AlterTopicConfigsResponse(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the AlterTopicConfigsResponseT.
+  pub fn as_alter_topic_configs_response(&self) -> Option<&AlterTopicConfigsResponseT> {
+    if let Self::AlterTopicConfigsResponse(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the AlterTopicConfigsResponseT.
+  pub fn as_alter_topic_configs_response_mut(&mut self) -> Option<&mut AlterTopicConfigsResponseT> {
+    if let Self::AlterTopicConfigsResponse(v) = self { Some(v.as_mut()) } else { None }
   }
 }
 /// A byte range of the frame's payload.
@@ -4830,6 +4886,344 @@ impl DeleteTopicsResponseT {
     });
     DeleteTopicsResponse::create(_fbb, &DeleteTopicsResponseArgs{
       results,
+    })
+  }
+}
+pub enum AlterTopicConfigsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Changes a topic's configs: `set` ones take these values, `delete` ones go back
+/// to the broker's default. All or nothing, answered once committed.
+pub struct AlterTopicConfigsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AlterTopicConfigsRequest<'a> {
+  type Inner = AlterTopicConfigsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AlterTopicConfigsRequest<'a> {
+  pub const VT_TOPIC: ::flatbuffers::VOffsetT = 4;
+  pub const VT_SET: ::flatbuffers::VOffsetT = 6;
+  pub const VT_DELETE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_VALIDATE_ONLY: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AlterTopicConfigsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AlterTopicConfigsRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AlterTopicConfigsRequest<'bldr>> {
+    let mut builder = AlterTopicConfigsRequestBuilder::new(_fbb);
+    if let Some(x) = args.delete { builder.add_delete(x); }
+    if let Some(x) = args.set { builder.add_set(x); }
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.add_validate_only(args.validate_only);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> AlterTopicConfigsRequestT {
+    let topic = {
+      let x = self.topic();
+      alloc::string::ToString::to_string(x)
+    };
+    let set = self.set().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    let delete = self.delete().map(|x| {
+      x.iter().map(|s| alloc::string::ToString::to_string(s)).collect()
+    });
+    let validate_only = self.validate_only();
+    AlterTopicConfigsRequestT {
+      topic,
+      set,
+      delete,
+      validate_only,
+    }
+  }
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AlterTopicConfigsRequest::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn set(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConfigEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConfigEntry>>>>(AlterTopicConfigsRequest::VT_SET, None)}
+  }
+  #[inline]
+  pub fn delete(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(AlterTopicConfigsRequest::VT_DELETE, None)}
+  }
+  #[inline]
+  pub fn validate_only(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(AlterTopicConfigsRequest::VT_VALIDATE_ONLY, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AlterTopicConfigsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ConfigEntry>>>>("set", Self::VT_SET, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("delete", Self::VT_DELETE, false)?
+     .visit_field::<bool>("validate_only", Self::VT_VALIDATE_ONLY, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AlterTopicConfigsRequestArgs<'a> {
+    pub topic: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub set: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConfigEntry<'a>>>>>,
+    pub delete: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub validate_only: bool,
+}
+impl<'a> Default for AlterTopicConfigsRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AlterTopicConfigsRequestArgs {
+      topic: None, // required field
+      set: None,
+      delete: None,
+      validate_only: false,
+    }
+  }
+}
+
+pub struct AlterTopicConfigsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AlterTopicConfigsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterTopicConfigsRequest::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_set(&mut self, set: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ConfigEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterTopicConfigsRequest::VT_SET, set);
+  }
+  #[inline]
+  pub fn add_delete(&mut self, delete: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterTopicConfigsRequest::VT_DELETE, delete);
+  }
+  #[inline]
+  pub fn add_validate_only(&mut self, validate_only: bool) {
+    self.fbb_.push_slot::<bool>(AlterTopicConfigsRequest::VT_VALIDATE_ONLY, validate_only, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AlterTopicConfigsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AlterTopicConfigsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AlterTopicConfigsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, AlterTopicConfigsRequest::VT_TOPIC,"topic");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AlterTopicConfigsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AlterTopicConfigsRequest");
+      ds.field("topic", &self.topic());
+      ds.field("set", &self.set());
+      ds.field("delete", &self.delete());
+      ds.field("validate_only", &self.validate_only());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlterTopicConfigsRequestT {
+  pub topic: alloc::string::String,
+  pub set: Option<alloc::vec::Vec<ConfigEntryT>>,
+  pub delete: Option<alloc::vec::Vec<alloc::string::String>>,
+  pub validate_only: bool,
+}
+impl Default for AlterTopicConfigsRequestT {
+  fn default() -> Self {
+    Self {
+      topic: alloc::string::ToString::to_string(""),
+      set: None,
+      delete: None,
+      validate_only: false,
+    }
+  }
+}
+impl AlterTopicConfigsRequestT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<AlterTopicConfigsRequest<'b>> {
+    let topic = Some({
+      let x = &self.topic;
+      _fbb.create_string(x)
+    });
+    let set = self.set.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    let delete = self.delete.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|s| _fbb.create_string(s)).collect();_fbb.create_vector(&w)
+    });
+    let validate_only = self.validate_only;
+    AlterTopicConfigsRequest::create(_fbb, &AlterTopicConfigsRequestArgs{
+      topic,
+      set,
+      delete,
+      validate_only,
+    })
+  }
+}
+pub enum AlterTopicConfigsResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AlterTopicConfigsResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AlterTopicConfigsResponse<'a> {
+  type Inner = AlterTopicConfigsResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AlterTopicConfigsResponse<'a> {
+  pub const VT_RESULT: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AlterTopicConfigsResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AlterTopicConfigsResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AlterTopicConfigsResponse<'bldr>> {
+    let mut builder = AlterTopicConfigsResponseBuilder::new(_fbb);
+    if let Some(x) = args.result { builder.add_result(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> AlterTopicConfigsResponseT {
+    let result = self.result().map(|x| {
+      alloc::boxed::Box::new(x.unpack())
+    });
+    AlterTopicConfigsResponseT {
+      result,
+    }
+  }
+
+  #[inline]
+  pub fn result(&self) -> Option<TopicResult<'a>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<TopicResult>>(AlterTopicConfigsResponse::VT_RESULT, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AlterTopicConfigsResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<TopicResult>>("result", Self::VT_RESULT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AlterTopicConfigsResponseArgs<'a> {
+    pub result: Option<::flatbuffers::WIPOffset<TopicResult<'a>>>,
+}
+impl<'a> Default for AlterTopicConfigsResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AlterTopicConfigsResponseArgs {
+      result: None,
+    }
+  }
+}
+
+pub struct AlterTopicConfigsResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AlterTopicConfigsResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_result(&mut self, result: ::flatbuffers::WIPOffset<TopicResult<'b >>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<TopicResult>>(AlterTopicConfigsResponse::VT_RESULT, result);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AlterTopicConfigsResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AlterTopicConfigsResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AlterTopicConfigsResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AlterTopicConfigsResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AlterTopicConfigsResponse");
+      ds.field("result", &self.result());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlterTopicConfigsResponseT {
+  pub result: Option<alloc::boxed::Box<TopicResultT>>,
+}
+impl Default for AlterTopicConfigsResponseT {
+  fn default() -> Self {
+    Self {
+      result: None,
+    }
+  }
+}
+impl AlterTopicConfigsResponseT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<AlterTopicConfigsResponse<'b>> {
+    let result = self.result.as_ref().map(|x|{
+      x.pack(_fbb)
+    });
+    AlterTopicConfigsResponse::create(_fbb, &AlterTopicConfigsResponseArgs{
+      result,
     })
   }
 }
@@ -14279,6 +14673,16 @@ impl<'a> Envelope<'a> {
             .expect("Invalid union table, expected `Body::DescribeClusterResponse`.")
             .unpack()
       )),
+      Body::AlterTopicConfigsRequest => BodyT::AlterTopicConfigsRequest(alloc::boxed::Box::new(
+        self.body_as_alter_topic_configs_request()
+            .expect("Invalid union table, expected `Body::AlterTopicConfigsRequest`.")
+            .unpack()
+      )),
+      Body::AlterTopicConfigsResponse => BodyT::AlterTopicConfigsResponse(alloc::boxed::Box::new(
+        self.body_as_alter_topic_configs_response()
+            .expect("Invalid union table, expected `Body::AlterTopicConfigsResponse`.")
+            .unpack()
+      )),
       _ => BodyT::NONE,
     };
     EnvelopeT {
@@ -14893,6 +15297,36 @@ impl<'a> Envelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_alter_topic_configs_request(&self) -> Option<AlterTopicConfigsRequest<'a>> {
+    if self.body_type() == Body::AlterTopicConfigsRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AlterTopicConfigsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_alter_topic_configs_response(&self) -> Option<AlterTopicConfigsResponse<'a>> {
+    if self.body_type() == Body::AlterTopicConfigsResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AlterTopicConfigsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Envelope<'_> {
@@ -14943,6 +15377,8 @@ impl ::flatbuffers::Verifiable for Envelope<'_> {
           Body::SyncGroupResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SyncGroupResponse>>("Body::SyncGroupResponse", pos),
           Body::DescribeClusterRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeClusterRequest>>("Body::DescribeClusterRequest", pos),
           Body::DescribeClusterResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeClusterResponse>>("Body::DescribeClusterResponse", pos),
+          Body::AlterTopicConfigsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterTopicConfigsRequest>>("Body::AlterTopicConfigsRequest", pos),
+          Body::AlterTopicConfigsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterTopicConfigsResponse>>("Body::AlterTopicConfigsResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -15272,6 +15708,20 @@ impl ::core::fmt::Debug for Envelope<'_> {
         },
         Body::DescribeClusterResponse => {
           if let Some(x) = self.body_as_describe_cluster_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::AlterTopicConfigsRequest => {
+          if let Some(x) = self.body_as_alter_topic_configs_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::AlterTopicConfigsResponse => {
+          if let Some(x) = self.body_as_alter_topic_configs_response() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
