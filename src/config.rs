@@ -215,6 +215,9 @@ pub struct BrokerConfig {
     pub auto_create_topics: bool,
     /// `min.insync.replicas`.
     pub min_insync_replicas: i16,
+    /// `unclean.leader.election.enable`: a partition with no live in-sync replica
+    /// may be led by a live replica outside the ISR (records it lacks are lost).
+    pub unclean_leader_election: bool,
     /// `replica.lag.time.max.ms`.
     pub replica_lag_time_max: Duration,
     /// `replica.high.watermark.checkpoint.interval.ms`.
@@ -304,6 +307,7 @@ impl Default for BrokerConfig {
             default_replication_factor: 1,
             auto_create_topics: true,
             min_insync_replicas: 1,
+            unclean_leader_election: false,
             replica_lag_time_max: Duration::from_millis(REPLICA_LAG_TIME_MAX_MS_DEFAULT),
             replica_hw_checkpoint_interval: Duration::from_millis(
                 REPLICA_HW_CHECKPOINT_INTERVAL_MS_DEFAULT,
@@ -365,6 +369,7 @@ pub const BROKER_KEYS: &[&str] = &[
     "default.replication.factor",
     "auto.create.topics.enable",
     "min.insync.replicas",
+    "unclean.leader.election.enable",
     "replica.lag.time.max.ms",
     "replica.high.watermark.checkpoint.interval.ms",
     "replica.fetch.max.bytes",
@@ -499,6 +504,9 @@ impl BrokerConfig {
             }
             "auto.create.topics.enable" => self.auto_create_topics = boolean(v).map_err(bad)?,
             "min.insync.replicas" => self.min_insync_replicas = num(v).map_err(bad)?,
+            "unclean.leader.election.enable" => {
+                self.unclean_leader_election = boolean(v).map_err(bad)?
+            }
             "replica.lag.time.max.ms" => {
                 self.replica_lag_time_max = Duration::from_millis(positive_ms(v).map_err(bad)?)
             }
@@ -949,13 +957,18 @@ pub const TOPIC_KEYS: &[&str] = &[
     "message.timestamp.before.max.ms",
     "message.timestamp.after.max.ms",
     "min.insync.replicas",
+    "unclean.leader.election.enable",
 ];
 
 /// Topic configs that may change on an existing topic: the ones its open
 /// partitions pick up when the metadata changes (retention by the shards, the
 /// ISR minimum by each leader). The others are fixed at creation for now.
-pub const ALTERABLE_TOPIC_KEYS: &[&str] =
-    &["retention.ms", "retention.bytes", "min.insync.replicas"];
+pub const ALTERABLE_TOPIC_KEYS: &[&str] = &[
+    "retention.ms",
+    "retention.bytes",
+    "min.insync.replicas",
+    "unclean.leader.election.enable",
+];
 
 /// A topic's configs after an alteration: `current` with `set` over it and the
 /// `delete` keys removed, refused when a changed key is not alterable or the
@@ -992,10 +1005,11 @@ pub fn altered_topic_configs(
     Ok(configs)
 }
 
-/// The effective value of topic config `key` (one of `TOPIC_KEYS`) in `log` and
-/// `min_insync` (the topic's `min.insync.replicas`), as DescribeConfigs shows it
-/// (-1 for "no limit").
-pub fn topic_config_value(log: &LogConfig, min_insync: i16, key: &str) -> String {
+/// The effective value of topic config `key` (one of `TOPIC_KEYS`) in `log`,
+/// `min_insync` and `unclean` (the topic's `min.insync.replicas` and
+/// `unclean.leader.election.enable`), as DescribeConfigs shows it (-1 for "no
+/// limit").
+pub fn topic_config_value(log: &LogConfig, min_insync: i16, unclean: bool, key: &str) -> String {
     let or_none = |v: Option<u64>| v.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX));
     match key {
         "retention.ms" => or_none(log.retention_ms).to_string(),
@@ -1011,8 +1025,21 @@ pub fn topic_config_value(log: &LogConfig, min_insync: i16, key: &str) -> String
         "message.timestamp.before.max.ms" => log.timestamp_before_max_ms.to_string(),
         "message.timestamp.after.max.ms" => log.timestamp_after_max_ms.to_string(),
         "min.insync.replicas" => min_insync.to_string(),
+        "unclean.leader.election.enable" => unclean.to_string(),
         other => format!("<{other}: not a topic config>"),
     }
+}
+
+/// A topic's `unclean.leader.election.enable`: its own setting, else the broker's
+/// `broker_default` (validated when set, as `topic_min_insync_replicas`).
+pub fn topic_unclean_leader_election(
+    broker_default: bool,
+    configs: &BTreeMap<String, String>,
+) -> bool {
+    configs
+        .get("unclean.leader.election.enable")
+        .and_then(|v| boolean(v.trim()).ok())
+        .unwrap_or(broker_default)
 }
 
 /// A topic's `min.insync.replicas`: its own setting, else the broker's
@@ -1071,9 +1098,13 @@ pub fn topic_log_config(
             "cleanup.policy" => log.cleanup = cleanup_policy(v).map_err(bad)?,
             "delete.retention.ms" => log.delete_retention_ms = num(v).map_err(bad)?,
             "min.cleanable.dirty.ratio" => log.min_cleanable_dirty_ratio = num(v).map_err(bad)?,
-            // Not a log setting: validated here, read by `topic_min_insync_replicas`.
+            // Not log settings: validated here, read by `topic_min_insync_replicas`
+            // and `topic_unclean_leader_election`.
             "min.insync.replicas" => {
                 min_insync_replicas(v).map_err(bad)?;
+            }
+            "unclean.leader.election.enable" => {
+                boolean(v).map_err(bad)?;
             }
             _ => {
                 return Err(format!(
@@ -1289,19 +1320,19 @@ mod tests {
         let log = topic_log_config(&LogConfig::default(), &m).unwrap();
         let min_insync = topic_min_insync_replicas(1, &m);
         for key in TOPIC_KEYS {
-            let value = topic_config_value(&log, min_insync, key);
+            let value = topic_config_value(&log, min_insync, false, key);
             assert!(!value.starts_with('<'), "{key}: {value}");
         }
         assert_eq!(
-            topic_config_value(&log, min_insync, "message.timestamp.type"),
+            topic_config_value(&log, min_insync, false, "message.timestamp.type"),
             "LogAppendTime"
         );
         assert_eq!(
-            topic_config_value(&log, min_insync, "message.timestamp.after.max.ms"),
+            topic_config_value(&log, min_insync, false, "message.timestamp.after.max.ms"),
             "5"
         );
         assert_eq!(
-            topic_config_value(&log, min_insync, "min.insync.replicas"),
+            topic_config_value(&log, min_insync, false, "min.insync.replicas"),
             "2"
         );
         assert_eq!(topic_min_insync_replicas(3, &BTreeMap::new()), 3);

@@ -191,6 +191,7 @@ fn route(state: &AdminState, path: &str) -> (u16, &'static str, String) {
                 version: env!("CARGO_PKG_VERSION"),
                 uptime_seconds: state.uptime(),
                 log_lines_dropped: crate::metrics::log_writer::log_lines_dropped(),
+                unclean_elections: crate::metrics::unclean_elections(),
             };
             (200, PROMETHEUS, render(&facts, &state.snapshots()))
         }

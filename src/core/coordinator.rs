@@ -37,7 +37,9 @@ use tracing::{debug, info, warn};
 
 use crate::cluster::controller::{BrokerSessions, Heartbeat, HeartbeatAnswer};
 use crate::cluster::quorum::{Committed, ProposeError, QuorumConfig};
-use crate::config::{altered_topic_configs, topic_log_config, BrokerConfig};
+use crate::config::{
+    altered_topic_configs, topic_log_config, topic_unclean_leader_election, BrokerConfig,
+};
 use crate::core::error::{metadata_error, ErrorKind};
 use crate::core::messages::{
     BrokerMesh, ClusterView, ConfigAlteration, CoordinatorRequest, NewTopic, PartitionError,
@@ -104,6 +106,10 @@ pub struct Coordinator {
     removed: RefCell<Vec<TopicMeta>>,
     swept: Cell<bool>,
     started: Instant,
+    /// Unclean elections this controller proposed and has not seen decided (a
+    /// record's debug text: topic, partition, leader, epoch), so each is proposed
+    /// once; cleared when none is pending and on every leadership change.
+    unclean_proposed: RefCell<std::collections::BTreeSet<String>>,
 }
 
 /// The coordinator could not start.
@@ -129,6 +135,7 @@ impl CommittedSink for SinkRef {
     fn leadership(&self, ready: bool) {
         if let Some(c) = self.0.upgrade() {
             let now = c.now_ms();
+            c.unclean_proposed.borrow_mut().clear();
             if ready {
                 c.sessions.borrow_mut().take_over(&c.metadata.borrow(), now);
             } else {
@@ -237,6 +244,7 @@ impl Coordinator {
             removed: RefCell::new(Vec::new()),
             swept: Cell::new(false),
             started: Instant::now(),
+            unclean_proposed: RefCell::new(std::collections::BTreeSet::new()),
         });
         let quorum_config = QuorumConfig {
             id: raft_id(config.broker_id),
@@ -555,6 +563,19 @@ impl Coordinator {
             if let Some(t) = deleted {
                 self.removed.borrow_mut().push(t);
             }
+            if let MetadataRecord::UncleanElection {
+                topic,
+                partition,
+                leader,
+                ..
+            } = &record
+            {
+                warn!(topic = %topic, partition, leader = leader.0,
+                      "unclean leader election: a replica outside the ISR leads; records only the old ISR held are lost");
+                if self.is_active_controller() {
+                    crate::metrics::count_unclean_election();
+                }
+            }
             if let MetadataRecord::RegisterBroker { broker, .. } = &record {
                 let epoch = self
                     .metadata
@@ -829,7 +850,8 @@ impl Coordinator {
         }
     }
 
-    /// The active controller: fences brokers whose sessions ran out.
+    /// The active controller: fences brokers whose sessions ran out, and proposes
+    /// the unclean elections the topics allow (each once: `unclean_proposed`).
     async fn run_session_checks(self: Rc<Self>) {
         loop {
             glommio::timer::sleep(Duration::from_millis(SESSION_CHECK_MS)).await;
@@ -841,10 +863,25 @@ impl Coordinator {
                 continue;
             }
             let now = self.now_ms();
-            let records = self
+            let mut records = self
                 .sessions
                 .borrow_mut()
                 .expire(&self.metadata.borrow(), now);
+            // Partitions with no live in-sync replica, where the topic (or this
+            // controller's broker default) allows a replica outside the ISR.
+            let default = self.config.unclean_leader_election;
+            let elections = self
+                .metadata
+                .borrow()
+                .unclean_elections(|t| topic_unclean_leader_election(default, &t.configs));
+            if elections.is_empty() {
+                self.unclean_proposed.borrow_mut().clear();
+            }
+            records.extend(
+                elections
+                    .into_iter()
+                    .filter(|r| self.unclean_proposed.borrow_mut().insert(format!("{r:?}"))),
+            );
             for r in records {
                 if let MetadataRecord::FenceBroker { id, epoch } = &r {
                     warn!(
@@ -854,6 +891,8 @@ impl Coordinator {
                 }
                 if quorum.propose_detached(&r).is_err() {
                     self.sessions.borrow_mut().settled(&r);
+                    // Proposed again at the next check.
+                    self.unclean_proposed.borrow_mut().remove(&format!("{r:?}"));
                 }
             }
         }

@@ -186,6 +186,14 @@ impl Shard {
             .ok()
             .and_then(|p| t.partitions.get(p))
             .ok_or_else(|| unknown_partition(topic, partition))?;
+        if p.leader.is_none() {
+            return Err(PartitionError::new(
+                ErrorKind::LeaderNotAvailable,
+                format!(
+                    "{topic}-{partition} has no leader: no in-sync replica is alive (unclean.leader.election.enable would let a replica outside the ISR lead, losing what only the ISR held)"
+                ),
+            ));
+        }
         if p.leader != Some(self.broker_id()) {
             return Err(PartitionError::new(
                 ErrorKind::NotLeaderOrFollower,

@@ -4,7 +4,10 @@
 //! CreatePartitions grows topics and IncrementalAlterConfigs changes a topic's
 //! configs, both also through the coordination executor.
 
-use crate::config::{topic_config_value, topic_log_config, topic_min_insync_replicas, TOPIC_KEYS};
+use crate::config::{
+    topic_config_value, topic_log_config, topic_min_insync_replicas, topic_unclean_leader_election,
+    TOPIC_KEYS,
+};
 use crate::core;
 use crate::core::messages::{ConfigAlteration, NewTopic, PartitionError, TopicOutcome};
 use crate::core::shard::Shard;
@@ -162,8 +165,12 @@ pub fn describe_configs(shard: &Shard, req: DescribeConfigsRequest) -> DescribeC
                                 shard.config.min_insync_replicas,
                                 &t.configs,
                             );
+                            let unclean = topic_unclean_leader_election(
+                                shard.config.unclean_leader_election,
+                                &t.configs,
+                            );
                             for key in TOPIC_KEYS.iter().filter(|k| wanted(k)) {
-                                let value = topic_config_value(&log, min_insync, key);
+                                let value = topic_config_value(&log, min_insync, unclean, key);
                                 let source = if t.configs.contains_key(*key) {
                                     SOURCE_TOPIC
                                 } else {

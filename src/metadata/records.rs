@@ -62,6 +62,17 @@ pub enum MetadataRecord {
     },
     /// A partition's leader changes its ISR (Kafka's AlterPartition).
     AlterPartition(IsrChange),
+    /// Unclean leader election: a partition left without a leader (no in-sync
+    /// replica is alive) is given to `leader`, a live replica outside its ISR,
+    /// which becomes its only ISR member; records only the old ISR held are lost.
+    /// Proposed by the active controller where `unclean.leader.election.enable`
+    /// allows it, in the leader epoch it saw.
+    UncleanElection {
+        topic: String,
+        partition: i32,
+        leader: BrokerId,
+        leader_epoch: i32,
+    },
     /// A topic's configs are now these (the whole set: the controller computed it
     /// from the set it had and the change asked for, under its admin lock).
     AlterTopicConfigs {
@@ -308,6 +319,37 @@ impl ClusterMetadata {
                 self.add_partitions(topic, partitions);
                 Applied::Changed
             }
+            MetadataRecord::UncleanElection {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+            } => {
+                let live = self.is_unfenced(*leader);
+                let Some(p) = self.topics.get_mut(topic).and_then(|t| {
+                    usize::try_from(*partition)
+                        .ok()
+                        .and_then(|i| t.partitions.get_mut(i))
+                }) else {
+                    return Applied::Ignored(format!("{topic}-{partition} does not exist"));
+                };
+                if p.leader.is_some() || p.leader_epoch != *leader_epoch {
+                    return Applied::Ignored(format!(
+                        "{topic}-{partition} has a leader or a newer epoch than {leader_epoch}"
+                    ));
+                }
+                if !live || !p.replicas.contains(leader) {
+                    return Applied::Ignored(format!(
+                        "broker {} is not a live replica of {topic}-{partition}",
+                        leader.0
+                    ));
+                }
+                p.leader = Some(*leader);
+                p.isr = vec![*leader];
+                p.leader_epoch += 1;
+                p.partition_epoch += 1;
+                Applied::Changed
+            }
             MetadataRecord::AlterTopicConfigs { topic, configs } => {
                 let Some(t) = self.topics.get_mut(topic) else {
                     return Applied::Ignored(format!("topic {topic:?} does not exist"));
@@ -388,6 +430,28 @@ impl ClusterMetadata {
                 }
             }
         }
+    }
+
+    /// The unclean elections to propose now: for each partition without a leader
+    /// in a topic where `allowed` says unclean election is enabled, its first live
+    /// replica in replica order. A leaderless partition has no live ISR member
+    /// (fencing and unfencing give it to one when there is), so this replica is
+    /// outside the ISR and may lack committed records.
+    pub fn unclean_elections(&self, allowed: impl Fn(&TopicMeta) -> bool) -> Vec<MetadataRecord> {
+        let mut out = Vec::new();
+        for t in self.topics.values().filter(|t| allowed(t)) {
+            for p in t.partitions.iter().filter(|p| p.leader.is_none()) {
+                if let Some(b) = p.replicas.iter().find(|b| self.is_unfenced(**b)) {
+                    out.push(MetadataRecord::UncleanElection {
+                        topic: t.name.clone(),
+                        partition: p.partition,
+                        leader: *b,
+                        leader_epoch: p.leader_epoch,
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Every partition's leader as a map, for checks.
@@ -587,6 +651,72 @@ mod tests {
         let p0 = &md.topics["t"].partitions[0];
         assert_eq!(p0.leader, Some(BrokerId(1)));
         assert_eq!(p0.leader_epoch, 3);
+    }
+
+    #[test]
+    fn an_unclean_election_gives_a_leaderless_partition_to_a_live_replica_only_where_allowed() {
+        let mut md = three_unfenced();
+        let t = md.plan_topic("t", 1, 2, BTreeMap::new()).unwrap();
+        md.apply(30, &MetadataRecord::CreateTopic { topic: t });
+        // Partition 0 on brokers 0 and 1; 1 leaves the ISR, then 0 is fenced: the
+        // ISR keeps 0, nothing leads.
+        let p0 = &md.topics["t"].partitions[0];
+        let change = IsrChange {
+            topic: "t".into(),
+            partition: 0,
+            leader: BrokerId(0),
+            leader_epoch: p0.leader_epoch,
+            partition_epoch: p0.partition_epoch,
+            isr: vec![(BrokerId(0), 10)],
+        };
+        assert_eq!(
+            md.apply(31, &MetadataRecord::AlterPartition(change)),
+            Applied::Changed
+        );
+        let fence = |id: i32, epoch: u64| MetadataRecord::FenceBroker {
+            id: BrokerId(id),
+            epoch,
+        };
+        md.apply(32, &fence(0, 10));
+        let p0 = md.topics["t"].partitions[0].clone();
+        assert_eq!((p0.leader, p0.isr.clone()), (None, vec![BrokerId(0)]));
+
+        // Not allowed: nothing to propose. Allowed: broker 1, the live replica.
+        assert!(md.unclean_elections(|_| false).is_empty());
+        let records = md.unclean_elections(|_| true);
+        let want = MetadataRecord::UncleanElection {
+            topic: "t".into(),
+            partition: 0,
+            leader: BrokerId(1),
+            leader_epoch: p0.leader_epoch,
+        };
+        assert_eq!(records, vec![want.clone()]);
+        assert_eq!(MetadataRecord::decode(&want.encode()).unwrap(), want);
+        assert_eq!(md.apply(33, &want), Applied::Changed);
+        let p = &md.topics["t"].partitions[0];
+        assert_eq!(
+            (p.leader, p.isr.clone()),
+            (Some(BrokerId(1)), vec![BrokerId(1)])
+        );
+        assert_eq!(p.leader_epoch, p0.leader_epoch + 1);
+        assert!(p.partition_epoch > p0.partition_epoch);
+        // The same record again (a retried proposal) meets a leader: ignored.
+        assert!(matches!(md.apply(34, &want), Applied::Ignored(_)));
+        assert!(md.unclean_elections(|_| true).is_empty());
+
+        // With no live replica at all there is no one to elect; a record naming a
+        // fenced broker changes nothing.
+        md.apply(35, &fence(1, 11));
+        let p = md.topics["t"].partitions[0].clone();
+        assert_eq!(p.leader, None);
+        assert!(md.unclean_elections(|_| true).is_empty());
+        let stale = MetadataRecord::UncleanElection {
+            topic: "t".into(),
+            partition: 0,
+            leader: BrokerId(1),
+            leader_epoch: p.leader_epoch,
+        };
+        assert!(matches!(md.apply(36, &stale), Applied::Ignored(_)));
     }
 
     #[test]

@@ -14,9 +14,25 @@ pub mod render;
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use ringlog_storage::stats::{bump, Histogram, HistogramSnapshot, IoStats, LATENCY_BOUNDS_US};
+
+/// Unclean leader elections this broker committed as the active controller
+/// (process-wide: the controller runs on the coordination executor, which has
+/// no shard snapshot of its own).
+static UNCLEAN_ELECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts an unclean leader election committed by this broker's controller.
+pub fn count_unclean_election() {
+    UNCLEAN_ELECTIONS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Unclean leader elections this broker committed as the active controller.
+pub fn unclean_elections() -> u64 {
+    UNCLEAN_ELECTIONS.load(Ordering::Relaxed)
+}
 
 /// Why a connection was closed at accept: which limit it was over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -19,6 +19,8 @@ pub struct BrokerFacts<'a> {
     pub uptime_seconds: f64,
     /// Log writes that failed (a full disk or a closed pipe under stderr).
     pub log_lines_dropped: u64,
+    /// Unclean leader elections this broker committed as the active controller.
+    pub unclean_elections: u64,
 }
 
 /// How a family's values are to be read.
@@ -173,6 +175,12 @@ pub fn render(facts: &BrokerFacts<'_>, shards: &[(u16, Option<ShardSnapshot>)]) 
         "Log lines lost because writing them failed (full disk or closed pipe under the log).",
         &[],
         facts.log_lines_dropped,
+    );
+    e.counter(
+        "ringlog_unclean_leader_elections_total",
+        "Partitions given to a replica outside their ISR by this broker's controller (unclean.leader.election.enable): records only the old ISR held are lost.",
+        &[],
+        facts.unclean_elections,
     );
     // Where each partition's high watermark is, for group lag.
     let mut high_watermarks: HashMap<(&str, i32), i64> = HashMap::new();
@@ -534,6 +542,7 @@ mod tests {
             version: "1.2.3",
             uptime_seconds: 1.5,
             log_lines_dropped: 2,
+            unclean_elections: 0,
         }
     }
 
