@@ -138,7 +138,9 @@ fn a_partition_without_live_isr_stays_offline_until_unclean_election_is_enabled(
         (leader_and_isr(c, 3, "u") == ("2".into(), "1,2".into())).then_some(())
     });
     assert!(
-        c.broker(1).log().contains("replica truncated to the leader's log"),
+        c.broker(1)
+            .log()
+            .contains("replica truncated to the leader's log"),
         "{}",
         c.broker(1).log()
     );
