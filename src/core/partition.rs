@@ -804,14 +804,17 @@ impl Partition {
         let dir = self.log.dir().to_path_buf();
         let mut offsets = self.snapshots.take();
         producer_snapshot::write(&dir, &mut offsets, offset, &state).await;
+        // Set even when the write failed, so a failing disk is not asked again
+        // at every append, only at the next roll.
+        let mut newest = offset;
         if generation != self.producers_generation.get() {
             // The log was cut back while writing: this snapshot may describe
             // batches no longer there.
             let end = self.log.log_end_offset().0;
             producer_snapshot::remove_above(&dir, &mut offsets, Some(end)).await;
+            newest = offsets.last().copied().unwrap_or(-1);
         }
-        self.snapshot_offset
-            .set(offsets.last().copied().unwrap_or(-1).min(offset));
+        self.snapshot_offset.set(newest);
         *self.snapshots.borrow_mut() = offsets;
         self.snapshot_writing.set(false);
     }
