@@ -173,6 +173,20 @@ impl BrokerSessions {
         self.in_flight.retain(|r| r != record);
     }
 
+    /// Of `records` (decisions the controller reached elsewhere, such as unclean
+    /// elections), those not proposed already; they count as in flight from now,
+    /// until `settled` sees them applied or their proposal fails.
+    pub fn not_in_flight(&mut self, records: Vec<MetadataRecord>) -> Vec<MetadataRecord> {
+        let mut out = Vec::new();
+        for r in records {
+            if !self.in_flight.contains(&r) {
+                self.in_flight.push(r.clone());
+                out.push(r);
+            }
+        }
+        out
+    }
+
     /// Forgets every decision in flight (the node lost leadership).
     pub fn step_down(&mut self) {
         self.in_flight.clear();
@@ -241,6 +255,18 @@ mod tests {
             }]
         );
         assert!(s.expire(&md, 302 + SESSION_TIMEOUT_MS).is_empty());
+    }
+
+    #[test]
+    fn a_decision_reached_elsewhere_is_proposed_once_until_settled() {
+        let mut s = BrokerSessions::new(SESSION_TIMEOUT_MS);
+        let r = MetadataRecord::DeleteTopic { name: "t".into() };
+        assert_eq!(s.not_in_flight(vec![r.clone()]), vec![r.clone()]);
+        assert!(s.not_in_flight(vec![r.clone()]).is_empty(), "in flight");
+        s.settled(&r);
+        assert_eq!(s.not_in_flight(vec![r.clone()]), vec![r.clone()]);
+        s.step_down();
+        assert_eq!(s.not_in_flight(vec![r.clone()]), vec![r]);
     }
 
     #[test]

@@ -106,10 +106,6 @@ pub struct Coordinator {
     removed: RefCell<Vec<TopicMeta>>,
     swept: Cell<bool>,
     started: Instant,
-    /// Unclean elections this controller proposed and has not seen decided (a
-    /// record's debug text: topic, partition, leader, epoch), so each is proposed
-    /// once; cleared when none is pending and on every leadership change.
-    unclean_proposed: RefCell<std::collections::BTreeSet<String>>,
 }
 
 /// The coordinator could not start.
@@ -135,7 +131,6 @@ impl CommittedSink for SinkRef {
     fn leadership(&self, ready: bool) {
         if let Some(c) = self.0.upgrade() {
             let now = c.now_ms();
-            c.unclean_proposed.borrow_mut().clear();
             if ready {
                 c.sessions.borrow_mut().take_over(&c.metadata.borrow(), now);
             } else {
@@ -244,7 +239,6 @@ impl Coordinator {
             removed: RefCell::new(Vec::new()),
             swept: Cell::new(false),
             started: Instant::now(),
-            unclean_proposed: RefCell::new(std::collections::BTreeSet::new()),
         });
         let quorum_config = QuorumConfig {
             id: raft_id(config.broker_id),
@@ -851,7 +845,8 @@ impl Coordinator {
     }
 
     /// The active controller: fences brokers whose sessions ran out, and proposes
-    /// the unclean elections the topics allow (each once: `unclean_proposed`).
+    /// the unclean elections the topics allow (each once while in flight, as the
+    /// fences: `BrokerSessions::not_in_flight`).
     async fn run_session_checks(self: Rc<Self>) {
         loop {
             glommio::timer::sleep(Duration::from_millis(SESSION_CHECK_MS)).await;
@@ -874,14 +869,7 @@ impl Coordinator {
                 .metadata
                 .borrow()
                 .unclean_elections(|t| topic_unclean_leader_election(default, &t.configs));
-            if elections.is_empty() {
-                self.unclean_proposed.borrow_mut().clear();
-            }
-            records.extend(
-                elections
-                    .into_iter()
-                    .filter(|r| self.unclean_proposed.borrow_mut().insert(format!("{r:?}"))),
-            );
+            records.extend(self.sessions.borrow_mut().not_in_flight(elections));
             for r in records {
                 if let MetadataRecord::FenceBroker { id, epoch } = &r {
                     warn!(
@@ -891,8 +879,6 @@ impl Coordinator {
                 }
                 if quorum.propose_detached(&r).is_err() {
                     self.sessions.borrow_mut().settled(&r);
-                    // Proposed again at the next check.
-                    self.unclean_proposed.borrow_mut().remove(&format!("{r:?}"));
                 }
             }
         }
