@@ -24,6 +24,19 @@ const SETTINGS: &[&str] = &[
     "min.insync.replicas=2",
 ];
 
+/// For tests that move a leader by stopping it: a frozen or killed broker is
+/// fenced within seconds, and acks=all needs only the leader.
+const FAILOVER: &[&str] = &[
+    "--set",
+    "broker.session.timeout.ms=3000",
+    "--set",
+    "broker.heartbeat.interval.ms=300",
+    "--set",
+    "metadata.commit.timeout.ms=3000",
+    "--set",
+    "min.insync.replicas=1",
+];
+
 /// Every batch of a partition directory's segments, by base offset, as stored
 /// (header and records, CRC included), read straight from the files.
 fn stored_batches(dir: &Path) -> BTreeMap<i64, Vec<u8>> {
@@ -448,17 +461,7 @@ fn a_diverged_replica_truncates_its_suffix_and_ends_identical_to_the_leader() {
 /// with its original offset instead of being stored twice.
 #[test]
 fn a_new_leader_deduplicates_a_retry_of_a_batch_it_only_replicated() {
-    let settings = [
-        "--set",
-        "broker.session.timeout.ms=3000",
-        "--set",
-        "broker.heartbeat.interval.ms=300",
-        "--set",
-        "metadata.commit.timeout.ms=3000",
-        "--set",
-        "min.insync.replicas=1",
-    ];
-    let c = Cluster::start(3, &settings);
+    let c = Cluster::start(3, FAILOVER);
     ok(&create_topic(&c, "i", 1, 3, &[]));
     assert_eq!(leader(&c, 1, "i"), "1");
     let conn = |c: &Cluster, id: usize| common::kafka::Conn::new(&c.broker(id).kafka_addr);
@@ -497,17 +500,7 @@ fn a_new_leader_deduplicates_a_retry_of_a_batch_it_only_replicated() {
 #[test]
 fn a_consumer_follows_the_partition_to_its_new_leader() {
     use std::io::BufRead;
-    let settings = [
-        "--set",
-        "broker.session.timeout.ms=3000",
-        "--set",
-        "broker.heartbeat.interval.ms=300",
-        "--set",
-        "metadata.commit.timeout.ms=3000",
-        "--set",
-        "min.insync.replicas=1",
-    ];
-    let mut c = Cluster::start(3, &settings);
+    let mut c = Cluster::start(3, FAILOVER);
     ok(&create_topic(&c, "f", 1, 3, &[]));
     assert_eq!(leader(&c, 1, "f"), "1");
     ok(&produce(&c, 2, "f", "all", 0, 100));
@@ -546,17 +539,7 @@ fn a_consumer_follows_the_partition_to_its_new_leader() {
 #[test]
 fn a_producer_sends_to_the_new_leader_after_its_leader_dies() {
     use ringlog::client::{Client, Producer, ProducerConfig};
-    let settings = [
-        "--set",
-        "broker.session.timeout.ms=3000",
-        "--set",
-        "broker.heartbeat.interval.ms=300",
-        "--set",
-        "metadata.commit.timeout.ms=3000",
-        "--set",
-        "min.insync.replicas=1",
-    ];
-    let mut c = Cluster::start(3, &settings);
+    let mut c = Cluster::start(3, FAILOVER);
     ok(&create_topic(&c, "p", 1, 3, &[]));
     assert_eq!(leader(&c, 1, "p"), "1");
     let (sent_tx, sent_rx) = flume::bounded::<()>(1);
