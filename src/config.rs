@@ -44,6 +44,10 @@ pub const METADATA_COMMIT_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// Kafka's `replica.lag.time.max.ms` default: a follower not caught up for this
 /// long leaves the ISR.
 pub const REPLICA_LAG_TIME_MAX_MS_DEFAULT: u64 = 30_000;
+/// `controlled.shutdown.timeout.ms` default: how long a stopping broker waits for
+/// the controller to move its leaderships (a fence commits in milliseconds; the
+/// bound is for a cluster without a controller).
+pub const CONTROLLED_SHUTDOWN_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// Kafka's `replica.high.watermark.checkpoint.interval.ms` default: how often a
 /// replica writes a moved high watermark to its checkpoint.
 pub const REPLICA_HW_CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 5_000;
@@ -215,6 +219,12 @@ pub struct BrokerConfig {
     pub auto_create_topics: bool,
     /// `min.insync.replicas`.
     pub min_insync_replicas: i16,
+    /// `controlled.shutdown.enable`: on SIGTERM, move this broker's leaderships
+    /// away (it asks to be fenced) before stopping.
+    pub controlled_shutdown: bool,
+    /// `controlled.shutdown.timeout.ms`: the longest a stopping broker waits for
+    /// that.
+    pub controlled_shutdown_timeout: Duration,
     /// `unclean.leader.election.enable`: a partition with no live in-sync replica
     /// may be led by a live replica outside the ISR (records it lacks are lost).
     pub unclean_leader_election: bool,
@@ -308,6 +318,10 @@ impl Default for BrokerConfig {
             auto_create_topics: true,
             min_insync_replicas: 1,
             unclean_leader_election: false,
+            controlled_shutdown: true,
+            controlled_shutdown_timeout: Duration::from_millis(
+                CONTROLLED_SHUTDOWN_TIMEOUT_MS_DEFAULT,
+            ),
             replica_lag_time_max: Duration::from_millis(REPLICA_LAG_TIME_MAX_MS_DEFAULT),
             replica_hw_checkpoint_interval: Duration::from_millis(
                 REPLICA_HW_CHECKPOINT_INTERVAL_MS_DEFAULT,
@@ -370,6 +384,8 @@ pub const BROKER_KEYS: &[&str] = &[
     "auto.create.topics.enable",
     "min.insync.replicas",
     "unclean.leader.election.enable",
+    "controlled.shutdown.enable",
+    "controlled.shutdown.timeout.ms",
     "replica.lag.time.max.ms",
     "replica.high.watermark.checkpoint.interval.ms",
     "replica.fetch.max.bytes",
@@ -506,6 +522,11 @@ impl BrokerConfig {
             "min.insync.replicas" => self.min_insync_replicas = num(v).map_err(bad)?,
             "unclean.leader.election.enable" => {
                 self.unclean_leader_election = boolean(v).map_err(bad)?
+            }
+            "controlled.shutdown.enable" => self.controlled_shutdown = boolean(v).map_err(bad)?,
+            "controlled.shutdown.timeout.ms" => {
+                self.controlled_shutdown_timeout =
+                    Duration::from_millis(positive_ms(v).map_err(bad)?)
             }
             "replica.lag.time.max.ms" => {
                 self.replica_lag_time_max = Duration::from_millis(positive_ms(v).map_err(bad)?)

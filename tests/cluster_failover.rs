@@ -145,3 +145,59 @@ fn a_partition_without_live_isr_stays_offline_until_unclean_election_is_enabled(
         c.broker(1).log()
     );
 }
+
+/// Issue 18 scope 3: SIGTERM makes a broker ask the controller to move its
+/// leaderships first. With a 30 s session only a controlled shutdown can explain
+/// the leader moving before the broker is gone; the new leader is an ISR member,
+/// so every acknowledged record is there, and produce goes on at once.
+#[test]
+fn a_stopping_broker_hands_its_leaderships_over_before_it_exits() {
+    let settings = [
+        "--set",
+        "broker.session.timeout.ms=30000",
+        "--set",
+        "broker.heartbeat.interval.ms=300",
+        "--set",
+        "metadata.commit.timeout.ms=5000",
+        "--set",
+        "min.insync.replicas=2",
+    ];
+    let mut c = Cluster::start(3, &settings);
+    ok(&c.broker(2).cli(&[
+        "topic",
+        "create",
+        "s",
+        "--partitions",
+        "1",
+        "--replication-factor",
+        "3",
+    ]));
+    assert_eq!(leader_and_isr(&c, 2, "s"), ("1".into(), "1,2,3".into()));
+    ok(&produce(&c, 2, "s", 0, 100));
+
+    let started = std::time::Instant::now();
+    let status = c.broker_mut(1).terminate();
+    let took = started.elapsed();
+    assert!(status.success(), "broker 1 exited with {status}");
+    eprintln!("broker 1 stopped {took:?} after SIGTERM");
+    // Already moved when it exited: broker 2, the next in-sync replica.
+    let (leader, isr) = c
+        .wait_for(
+            Duration::from_secs(2),
+            "the survivors see the new leader",
+            |c| {
+                let (leader, isr) = leader_and_isr(c, 3, "s");
+                (leader != "1").then_some((leader, isr))
+            },
+        )
+        .0;
+    assert_eq!((leader.as_str(), isr.as_str()), ("2", "2,3"));
+    assert!(
+        c.broker(1).log().contains("controlled shutdown: fenced"),
+        "{}",
+        c.broker(1).log()
+    );
+    ok(&produce(&c, 3, "s", 100, 100));
+    let want: Vec<String> = (0..200).map(|i| format!("v{i}")).collect();
+    assert_eq!(c.broker(3).consume_values("s"), want);
+}

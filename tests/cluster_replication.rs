@@ -307,7 +307,12 @@ fn followers_leave_the_isr_when_they_lag_and_rejoin_once_caught_up() {
     let copies: Vec<BTreeMap<i64, Vec<u8>>> = (1..=3)
         .map(|id| stored_batches(&c.data_dir(id).join("lag-0")))
         .collect();
-    assert_eq!(record_count(&copies[0]), 4_000);
+    let shape = |b: &BTreeMap<i64, Vec<u8>>| {
+        let range = b.keys().next().zip(b.keys().last());
+        format!("{} records in {range:?}", record_count(b))
+    };
+    let shapes: Vec<String> = copies.iter().map(shape).collect();
+    assert_eq!(record_count(&copies[0]), 4_000, "copies: {shapes:?}");
     assert!(copies[1] == copies[0], "broker 2 differs from the leader");
     assert!(copies[2] == copies[0], "broker 3 differs from the leader");
 }

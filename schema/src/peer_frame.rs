@@ -89,6 +89,7 @@ mod tests {
                 broker_id: 2,
                 epoch: 40,
                 applied_offset: 41,
+                want_shutdown: true,
             })),
         };
         let frame = encode_peer(&env);

@@ -696,6 +696,9 @@ async fn run_coordinator(
         }
     }
     let _ = stop.recv_async().await;
+    if let Ok(c) = &loaded {
+        c.controlled_shutdown().await;
+    }
     info!("shutting down: draining shards");
     let calls = (0..shards).map(|s| {
         let mesh = mesh.clone();

@@ -26,6 +26,8 @@ pub struct Heartbeat {
     pub epoch: u64,
     /// The metadata offset the broker has applied.
     pub applied_offset: u64,
+    /// The broker is stopping and asks to be fenced first (controlled shutdown).
+    pub want_shutdown: bool,
 }
 
 /// The controller's answer to a heartbeat.
@@ -89,7 +91,20 @@ impl BrokerSessions {
         self.contact.insert(hb.broker, (hb.epoch, now_ms));
         self.heard.insert(hb.broker, hb.epoch);
         let mut record = None;
-        if reg.fenced && hb.applied_offset >= reg.epoch {
+        if hb.want_shutdown {
+            // Controlled shutdown: fenced now, its leaderships go to other ISR
+            // members (the fence rule), and it is not unfenced while it stops.
+            if !reg.fenced {
+                let r = MetadataRecord::FenceBroker {
+                    id: hb.broker,
+                    epoch: hb.epoch,
+                };
+                if !self.in_flight.contains(&r) {
+                    self.in_flight.push(r.clone());
+                    record = Some(r);
+                }
+            }
+        } else if reg.fenced && hb.applied_offset >= reg.epoch {
             let r = MetadataRecord::UnfenceBroker {
                 id: hb.broker,
                 epoch: hb.epoch,
@@ -228,6 +243,7 @@ mod tests {
             broker: BrokerId(b),
             epoch,
             applied_offset: applied,
+            want_shutdown: false,
         };
         // Not caught up with its own registration: stays fenced.
         assert_eq!(s.heartbeat(&md, hb(2, 2, 1), 100).1, None);
@@ -270,6 +286,44 @@ mod tests {
     }
 
     #[test]
+    fn a_broker_that_wants_to_shut_down_is_fenced_at_once_and_stays_fenced() {
+        let mut md = md_with(&[1]);
+        md.apply(
+            2,
+            &MetadataRecord::UnfenceBroker {
+                id: BrokerId(1),
+                epoch: 1,
+            },
+        );
+        let mut s = BrokerSessions::new(SESSION_TIMEOUT_MS);
+        s.take_over(&md, 0);
+        let hb = |want_shutdown| Heartbeat {
+            broker: BrokerId(1),
+            epoch: 1,
+            applied_offset: 2,
+            want_shutdown,
+        };
+        assert_eq!(s.heartbeat(&md, hb(false), 10).1, None);
+        // Long before its session ends: fenced, once.
+        let fence = MetadataRecord::FenceBroker {
+            id: BrokerId(1),
+            epoch: 1,
+        };
+        let (answer, record) = s.heartbeat(&md, hb(true), 20);
+        assert_eq!(answer, HeartbeatAnswer::Ok { fenced: false });
+        assert_eq!(record, Some(fence.clone()));
+        assert_eq!(s.heartbeat(&md, hb(true), 30).1, None, "in flight");
+        md.apply(3, &fence);
+        s.settled(&fence);
+        // Caught up and fenced, it is not unfenced while it still wants to stop.
+        let (answer, record) = s.heartbeat(&md, hb(true), 40);
+        assert_eq!(
+            (answer, record),
+            (HeartbeatAnswer::Ok { fenced: true }, None)
+        );
+    }
+
+    #[test]
     fn a_live_broker_id_cannot_be_taken_by_another_process() {
         let mut md = md_with(&[1]);
         md.apply(
@@ -287,6 +341,7 @@ mod tests {
             broker: BrokerId(1),
             epoch: 1,
             applied_offset: 2,
+            want_shutdown: false,
         };
         s.heartbeat(&md, hb, 10);
         assert!(

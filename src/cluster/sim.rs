@@ -521,6 +521,7 @@ impl Sim {
                     broker: a.id,
                     epoch,
                     applied_offset: applied,
+                    want_shutdown: false,
                 }),
             };
             self.send(from, target, payload);

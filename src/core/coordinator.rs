@@ -106,6 +106,8 @@ pub struct Coordinator {
     removed: RefCell<Vec<TopicMeta>>,
     swept: Cell<bool>,
     started: Instant,
+    /// The broker is stopping: heartbeats ask to be fenced (controlled shutdown).
+    shutting_down: Cell<bool>,
 }
 
 /// The coordinator could not start.
@@ -239,6 +241,7 @@ impl Coordinator {
             removed: RefCell::new(Vec::new()),
             swept: Cell::new(false),
             started: Instant::now(),
+            shutting_down: Cell::new(false),
         });
         let quorum_config = QuorumConfig {
             id: raft_id(config.broker_id),
@@ -664,6 +667,42 @@ impl Coordinator {
         }
     }
 
+    /// Controlled shutdown (Kafka's, KIP-631's WantShutDown): before the broker
+    /// stops, its heartbeats ask the active controller to fence it, which moves
+    /// every partition it leads to another in-sync replica in a new epoch; the
+    /// broker waits until it sees itself fenced in the applied metadata, at most
+    /// `controlled.shutdown.timeout.ms`, so clients meet only retriable errors and
+    /// the new leaders at once instead of a session's wait. A cluster of one has
+    /// nowhere to move anything.
+    pub async fn controlled_shutdown(&self) {
+        if !self.config.controlled_shutdown || self.voters.len() <= 1 {
+            return;
+        }
+        self.shutting_down.set(true);
+        let deadline = Instant::now() + self.config.controlled_shutdown_timeout;
+        while Instant::now() < deadline {
+            if self.quorum().failure().is_some() || self.epoch.get().is_none() {
+                break;
+            }
+            if !self.majority_reachable() {
+                // The last brokers of a cluster stopping: no controller can commit
+                // a fence, and waiting would only delay the stop.
+                warn!("controlled shutdown: no majority of controllers reachable; stopping without moving leaderships");
+                return;
+            }
+            if self.fenced() {
+                info!("controlled shutdown: fenced; this broker's partitions have other leaders");
+                return;
+            }
+            self.lifecycle_step().await;
+            glommio::timer::sleep(Duration::from_millis(LIFECYCLE_RETRY_MS)).await;
+        }
+        warn!(
+            timeout_ms = self.config.controlled_shutdown_timeout.as_millis() as u64,
+            "controlled shutdown: not fenced in time (no controller?); stopping anyway"
+        );
+    }
+
     /// Registration and heartbeats of this broker (KIP-631).
     async fn run_lifecycle(self: Rc<Self>) {
         loop {
@@ -738,6 +777,7 @@ impl Coordinator {
             broker: self.me.id,
             epoch,
             applied_offset: self.metadata.borrow().applied_offset,
+            want_shutdown: self.shutting_down.get(),
         }
     }
 

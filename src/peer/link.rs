@@ -349,6 +349,7 @@ impl RemoteController for PeerLinks {
                 broker_id: hb.broker.0,
                 epoch: hb.epoch,
                 applied_offset: hb.applied_offset,
+                want_shutdown: hb.want_shutdown,
             }));
             match self
                 .link(leader)?

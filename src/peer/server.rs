@@ -297,6 +297,7 @@ fn handle(
                     broker: BrokerId(h.broker_id),
                     epoch: h.epoch,
                     applied_offset: h.applied_offset,
+                    want_shutdown: h.want_shutdown,
                 }) {
                     HeartbeatAnswer::Ok { fenced } => BrokerHeartbeatResponseT {
                         error: PeerError::NONE,

@@ -169,3 +169,15 @@ impl Cluster {
         out
     }
 }
+
+impl Drop for Cluster {
+    /// A failed test keeps its data dirs and broker logs for the post-mortem.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Ok(spare) = tempfile::tempdir() {
+                let kept = std::mem::replace(&mut self.dir, spare).keep();
+                eprintln!("test failed: data dirs and logs kept in {}", kept.display());
+            }
+        }
+    }
+}

@@ -1867,6 +1867,7 @@ impl<'a> BrokerHeartbeat<'a> {
   pub const VT_BROKER_ID: ::flatbuffers::VOffsetT = 4;
   pub const VT_EPOCH: ::flatbuffers::VOffsetT = 6;
   pub const VT_APPLIED_OFFSET: ::flatbuffers::VOffsetT = 8;
+  pub const VT_WANT_SHUTDOWN: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1881,6 +1882,7 @@ impl<'a> BrokerHeartbeat<'a> {
     builder.add_applied_offset(args.applied_offset);
     builder.add_epoch(args.epoch);
     builder.add_broker_id(args.broker_id);
+    builder.add_want_shutdown(args.want_shutdown);
     builder.finish()
   }
 
@@ -1888,10 +1890,12 @@ impl<'a> BrokerHeartbeat<'a> {
     let broker_id = self.broker_id();
     let epoch = self.epoch();
     let applied_offset = self.applied_offset();
+    let want_shutdown = self.want_shutdown();
     BrokerHeartbeatT {
       broker_id,
       epoch,
       applied_offset,
+      want_shutdown,
     }
   }
 
@@ -1916,6 +1920,15 @@ impl<'a> BrokerHeartbeat<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(BrokerHeartbeat::VT_APPLIED_OFFSET, Some(0)).unwrap()}
   }
+  /// The broker is stopping (SIGTERM): fence it now, so its partitions move to
+  /// other in-sync replicas before it goes (Kafka's controlled shutdown).
+  #[inline]
+  pub fn want_shutdown(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(BrokerHeartbeat::VT_WANT_SHUTDOWN, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for BrokerHeartbeat<'_> {
@@ -1927,6 +1940,7 @@ impl ::flatbuffers::Verifiable for BrokerHeartbeat<'_> {
      .visit_field::<i32>("broker_id", Self::VT_BROKER_ID, false)?
      .visit_field::<u64>("epoch", Self::VT_EPOCH, false)?
      .visit_field::<u64>("applied_offset", Self::VT_APPLIED_OFFSET, false)?
+     .visit_field::<bool>("want_shutdown", Self::VT_WANT_SHUTDOWN, false)?
      .finish();
     Ok(())
   }
@@ -1935,6 +1949,7 @@ pub struct BrokerHeartbeatArgs {
     pub broker_id: i32,
     pub epoch: u64,
     pub applied_offset: u64,
+    pub want_shutdown: bool,
 }
 impl<'a> Default for BrokerHeartbeatArgs {
   #[inline]
@@ -1943,6 +1958,7 @@ impl<'a> Default for BrokerHeartbeatArgs {
       broker_id: 0,
       epoch: 0,
       applied_offset: 0,
+      want_shutdown: false,
     }
   }
 }
@@ -1965,6 +1981,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> BrokerHeartbeatBuilder<'a, 'b
     self.fbb_.push_slot::<u64>(BrokerHeartbeat::VT_APPLIED_OFFSET, applied_offset, 0);
   }
   #[inline]
+  pub fn add_want_shutdown(&mut self, want_shutdown: bool) {
+    self.fbb_.push_slot::<bool>(BrokerHeartbeat::VT_WANT_SHUTDOWN, want_shutdown, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> BrokerHeartbeatBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     BrokerHeartbeatBuilder {
@@ -1985,6 +2005,7 @@ impl ::core::fmt::Debug for BrokerHeartbeat<'_> {
       ds.field("broker_id", &self.broker_id());
       ds.field("epoch", &self.epoch());
       ds.field("applied_offset", &self.applied_offset());
+      ds.field("want_shutdown", &self.want_shutdown());
       ds.finish()
   }
 }
@@ -1993,6 +2014,7 @@ pub struct BrokerHeartbeatT {
   pub broker_id: i32,
   pub epoch: u64,
   pub applied_offset: u64,
+  pub want_shutdown: bool,
 }
 impl Default for BrokerHeartbeatT {
   fn default() -> Self {
@@ -2000,6 +2022,7 @@ impl Default for BrokerHeartbeatT {
       broker_id: 0,
       epoch: 0,
       applied_offset: 0,
+      want_shutdown: false,
     }
   }
 }
@@ -2011,10 +2034,12 @@ impl BrokerHeartbeatT {
     let broker_id = self.broker_id;
     let epoch = self.epoch;
     let applied_offset = self.applied_offset;
+    let want_shutdown = self.want_shutdown;
     BrokerHeartbeat::create(_fbb, &BrokerHeartbeatArgs{
       broker_id,
       epoch,
       applied_offset,
+      want_shutdown,
     })
   }
 }
