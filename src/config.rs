@@ -48,6 +48,12 @@ pub const REPLICA_LAG_TIME_MAX_MS_DEFAULT: u64 = 30_000;
 /// the controller to move its leaderships (a fence commits in milliseconds; the
 /// bound is for a cluster without a controller).
 pub const CONTROLLED_SHUTDOWN_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Kafka's `leader.imbalance.check.interval.seconds` default: how often the
+/// active controller looks for partitions to give back to their preferred leader.
+pub const LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS_DEFAULT: u64 = 300;
+/// Kafka's `leader.imbalance.per.broker.percentage` default: the share of a
+/// broker's preferred partitions others may lead before a rebalance.
+pub const LEADER_IMBALANCE_PER_BROKER_PERCENTAGE_DEFAULT: u32 = 10;
 /// Kafka's `replica.high.watermark.checkpoint.interval.ms` default: how often a
 /// replica writes a moved high watermark to its checkpoint.
 pub const REPLICA_HW_CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 5_000;
@@ -228,6 +234,13 @@ pub struct BrokerConfig {
     /// `unclean.leader.election.enable`: a partition with no live in-sync replica
     /// may be led by a live replica outside the ISR (records it lacks are lost).
     pub unclean_leader_election: bool,
+    /// `auto.leader.rebalance.enable`: the active controller gives partitions
+    /// back to their preferred leaders when a broker's imbalance is too high.
+    pub auto_leader_rebalance: bool,
+    /// `leader.imbalance.check.interval.seconds`.
+    pub leader_imbalance_check_interval: Duration,
+    /// `leader.imbalance.per.broker.percentage` (0–100).
+    pub leader_imbalance_per_broker_percentage: u32,
     /// `replica.lag.time.max.ms`.
     pub replica_lag_time_max: Duration,
     /// `replica.high.watermark.checkpoint.interval.ms`.
@@ -322,6 +335,11 @@ impl Default for BrokerConfig {
             controlled_shutdown_timeout: Duration::from_millis(
                 CONTROLLED_SHUTDOWN_TIMEOUT_MS_DEFAULT,
             ),
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval: Duration::from_secs(
+                LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS_DEFAULT,
+            ),
+            leader_imbalance_per_broker_percentage: LEADER_IMBALANCE_PER_BROKER_PERCENTAGE_DEFAULT,
             replica_lag_time_max: Duration::from_millis(REPLICA_LAG_TIME_MAX_MS_DEFAULT),
             replica_hw_checkpoint_interval: Duration::from_millis(
                 REPLICA_HW_CHECKPOINT_INTERVAL_MS_DEFAULT,
@@ -386,6 +404,9 @@ pub const BROKER_KEYS: &[&str] = &[
     "unclean.leader.election.enable",
     "controlled.shutdown.enable",
     "controlled.shutdown.timeout.ms",
+    "auto.leader.rebalance.enable",
+    "leader.imbalance.check.interval.seconds",
+    "leader.imbalance.per.broker.percentage",
     "replica.lag.time.max.ms",
     "replica.high.watermark.checkpoint.interval.ms",
     "replica.fetch.max.bytes",
@@ -527,6 +548,20 @@ impl BrokerConfig {
             "controlled.shutdown.timeout.ms" => {
                 self.controlled_shutdown_timeout =
                     Duration::from_millis(positive_ms(v).map_err(bad)?)
+            }
+            "auto.leader.rebalance.enable" => {
+                self.auto_leader_rebalance = boolean(v).map_err(bad)?
+            }
+            "leader.imbalance.check.interval.seconds" => {
+                self.leader_imbalance_check_interval =
+                    Duration::from_secs(positive_ms(v).map_err(bad)?)
+            }
+            "leader.imbalance.per.broker.percentage" => {
+                let pct: u32 = num(v).map_err(bad)?;
+                if pct > 100 {
+                    return Err(bad("must be at most 100".to_string()));
+                }
+                self.leader_imbalance_per_broker_percentage = pct
             }
             "replica.lag.time.max.ms" => {
                 self.replica_lag_time_max = Duration::from_millis(positive_ms(v).map_err(bad)?)
@@ -1241,6 +1276,31 @@ mod tests {
             .apply_env([("RINGLOG_NOPE".to_string(), "1".to_string())].into_iter())
             .unwrap_err();
         assert!(e.to_string().contains("RINGLOG_NOPE"), "{e}");
+    }
+
+    #[test]
+    fn leader_rebalance_keys_take_kafkas_names_and_bounds() {
+        let mut c = BrokerConfig::default();
+        assert!(c.auto_leader_rebalance);
+        assert_eq!(c.leader_imbalance_check_interval, Duration::from_secs(300));
+        assert_eq!(c.leader_imbalance_per_broker_percentage, 10);
+        c.set("auto.leader.rebalance.enable", "false", "flag")
+            .unwrap();
+        c.set("leader.imbalance.check.interval.seconds", "5", "flag")
+            .unwrap();
+        c.set("leader.imbalance.per.broker.percentage", "0", "flag")
+            .unwrap();
+        assert!(!c.auto_leader_rebalance);
+        assert_eq!(c.leader_imbalance_check_interval, Duration::from_secs(5));
+        assert_eq!(c.leader_imbalance_per_broker_percentage, 0);
+        for (key, bad) in [
+            ("leader.imbalance.per.broker.percentage", "101"),
+            ("leader.imbalance.check.interval.seconds", "0"),
+            ("auto.leader.rebalance.enable", "yes"),
+        ] {
+            let e = c.set(key, bad, "flag").unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+        }
     }
 
     #[test]

@@ -201,3 +201,141 @@ fn a_stopping_broker_hands_its_leaderships_over_before_it_exits() {
     let want: Vec<String> = (0..200).map(|i| format!("v{i}")).collect();
     assert_eq!(c.broker(3).consume_values("s"), want);
 }
+
+/// Settings for the preferred-leader tests: a short imbalance check, and a
+/// session long enough that only the controlled shutdown moves leaderships.
+fn preferred_settings(auto_rebalance: bool) -> Vec<String> {
+    [
+        "broker.session.timeout.ms=30000",
+        "broker.heartbeat.interval.ms=300",
+        "metadata.commit.timeout.ms=5000",
+        "replica.lag.time.max.ms=1500",
+        "leader.imbalance.check.interval.seconds=1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([format!("auto.leader.rebalance.enable={auto_rebalance}")])
+    .flat_map(|s| ["--set".to_string(), s])
+    .collect()
+}
+
+/// Broker 1 stops; its leadership of `topic`-0 moves to broker 2.
+fn stop_preferred_leader(c: &mut Cluster, topic: &str) {
+    assert!(c.broker_mut(1).terminate().success());
+    c.wait_for(Duration::from_secs(5), "broker 2 leads", |c| {
+        (leader_and_isr(c, 2, topic) == ("2".into(), "2,3".into())).then_some(())
+    });
+}
+
+/// Broker 1 stops (its leadership of `topic`-0 moves to broker 2), comes back
+/// and catches up into the ISR again: `topic`-0 is then led by a broker other
+/// than its preferred leader.
+fn bounce_preferred_leader(c: &mut Cluster, topic: &str) {
+    stop_preferred_leader(c, topic);
+    c.restart(1);
+    c.wait_for(Duration::from_secs(20), "broker 1 rejoins the ISR", |c| {
+        (leader_and_isr(c, 2, topic) == ("2".into(), "1,2,3".into())).then_some(())
+    });
+}
+
+/// Issue 18 scope 4: `ringlog cluster elect-leaders --preferred` and Kafka's
+/// ElectLeaders give a partition back to its preferred leader once it is in
+/// sync again, answer ELECTION_NOT_NEEDED where it leads already, and leave
+/// every record in place; DescribeCluster lists the brokers and the controller.
+#[test]
+fn preferred_leaders_are_elected_on_demand() {
+    let settings = preferred_settings(false);
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    let mut c = Cluster::start(3, &settings);
+    ok(&c.broker(2).cli(&[
+        "topic",
+        "create",
+        "p",
+        "--partitions",
+        "2",
+        "--replication-factor",
+        "3",
+    ]));
+    ok(&produce(&c, 2, "p", 0, 100));
+    bounce_preferred_leader(&mut c, "p");
+
+    let out = ok(&c
+        .broker(3)
+        .cli(&["cluster", "elect-leaders", "--preferred", "--topic", "p"]));
+    assert_eq!(out, "p-0: elected\np-1: election not needed\n");
+    assert_eq!(leader_and_isr(&c, 2, "p").0, "1");
+    ok(&produce(&c, 3, "p", 100, 100));
+
+    // Kafka's ElectLeaders, after another bounce.
+    bounce_preferred_leader(&mut c, "p");
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    use kafka_protocol::messages::{
+        ApiKey, DescribeClusterRequest, DescribeClusterResponse, ElectLeadersRequest,
+        ElectLeadersResponse, TopicName,
+    };
+    let mut tp = TopicPartitions::default();
+    tp.topic = TopicName(kafka_protocol::protocol::StrBytes::from_static_str("p"));
+    tp.partitions = vec![0, 1, 7];
+    let mut req = ElectLeadersRequest::default();
+    req.election_type = 0;
+    req.topic_partitions = Some(vec![tp]);
+    req.timeout_ms = 10_000;
+    let mut conn = common::kafka::Conn::new(&c.broker(3).kafka_addr);
+    let resp: ElectLeadersResponse = conn.call(ApiKey::ElectLeaders, 2, &req);
+    assert_eq!(resp.error_code, 0);
+    let codes: Vec<(i32, i16)> = resp.replica_election_results[0]
+        .partition_result
+        .iter()
+        .map(|r| (r.partition_id, r.error_code))
+        .collect();
+    // Elected; ELECTION_NOT_NEEDED; UNKNOWN_TOPIC_OR_PARTITION.
+    assert_eq!(codes, [(0, 0), (1, 84), (7, 3)]);
+    assert_eq!(leader_and_isr(&c, 2, "p").0, "1");
+
+    let mut req = DescribeClusterRequest::default();
+    req.endpoint_type = 1;
+    let resp: DescribeClusterResponse = conn.call(ApiKey::DescribeCluster, 1, &req);
+    assert_eq!(resp.error_code, 0);
+    let mut ids: Vec<i32> = resp.brokers.iter().map(|b| b.broker_id.0).collect();
+    ids.sort();
+    assert_eq!(ids, [1, 2, 3]);
+    assert!((1..=3).contains(&resp.controller_id.0), "{resp:?}");
+    assert!(!resp.cluster_id.is_empty());
+
+    // Nothing was lost or doubled by the moves.
+    let want: Vec<String> = (0..200).map(|i| format!("v{i}")).collect();
+    let mut got = c.broker(1).consume_values("p");
+    got.sort_by_key(|v| v[1..].parse::<u32>().unwrap());
+    assert_eq!(got, want);
+}
+
+/// Issue 18 scope 4: with `auto.leader.rebalance.enable` the active controller
+/// gives a partition back to its preferred leader by itself once that broker
+/// is in sync again (here its only preferred partition: 100 % imbalance).
+#[test]
+fn the_controller_gives_partitions_back_to_their_preferred_leader() {
+    let settings = preferred_settings(true);
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    let mut c = Cluster::start(3, &settings);
+    ok(&c.broker(2).cli(&[
+        "topic",
+        "create",
+        "a",
+        "--partitions",
+        "1",
+        "--replication-factor",
+        "3",
+    ]));
+    ok(&produce(&c, 2, "a", 0, 100));
+    stop_preferred_leader(&mut c, "a");
+    c.restart(1);
+    let (_, took) = c.wait_for(
+        Duration::from_secs(30),
+        "broker 1 leads its preferred partition again by itself",
+        |c| (leader_and_isr(c, 2, "a") == ("1".into(), "1,2,3".into())).then_some(()),
+    );
+    eprintln!("the preferred leader led again {took:?} after its restart");
+    ok(&produce(&c, 3, "a", 100, 100));
+    let want: Vec<String> = (0..200).map(|i| format!("v{i}")).collect();
+    assert_eq!(c.broker(3).consume_values("a"), want);
+}

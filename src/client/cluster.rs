@@ -363,6 +363,48 @@ impl Client {
         }
     }
 
+    /// Elects leaders through the active controller: preferred (`unclean`
+    /// false), or unclean for partitions without a leader. `partitions` `None`
+    /// is every partition of every topic. One result per partition: `Ok` where
+    /// the election was made, else why not (ELECTION_NOT_NEEDED,
+    /// PREFERRED_LEADER_NOT_AVAILABLE, ...).
+    pub async fn elect_leaders(
+        &self,
+        unclean: bool,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<ElectionOutcome>, ClientError> {
+        let body = BodyT::ElectLeadersRequest(Box::new(ElectLeadersRequestT {
+            unclean,
+            all: partitions.is_none(),
+            partitions: partitions.map(|ps| {
+                ps.into_iter()
+                    .map(|(topic, partition)| TopicPartitionT { topic, partition })
+                    .collect()
+            }),
+        }));
+        let conn = self.metadata_connection().await?;
+        match conn.request(body, Vec::new()).await?.envelope.body {
+            BodyT::ElectLeadersResponse(r) if r.error != ErrorCode::NONE => {
+                Err(ClientError::broker(r.error, r.message))
+            }
+            BodyT::ElectLeadersResponse(r) => Ok(r
+                .results
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| ElectionOutcome {
+                    topic: e.topic,
+                    partition: e.partition,
+                    result: if e.error == ErrorCode::NONE {
+                        Ok(())
+                    } else {
+                        Err(ClientError::broker(e.error, e.message))
+                    },
+                })
+                .collect()),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Describes topics (all when `None`), with each partition's offsets.
     pub async fn describe_topics(
         &self,
@@ -508,6 +550,14 @@ impl Client {
             other => Err(unexpected(other)),
         }
     }
+}
+
+/// One partition's answer to [`Client::elect_leaders`].
+#[derive(Debug)]
+pub struct ElectionOutcome {
+    pub topic: String,
+    pub partition: i32,
+    pub result: Result<(), ClientError>,
 }
 
 fn first_result(results: Option<Vec<TopicResultT>>) -> Result<(), ClientError> {

@@ -18,7 +18,7 @@ pub mod group;
 pub mod partitioner;
 mod producer;
 
-pub use cluster::{Client, PartitionInfo, TopicInfo};
+pub use cluster::{Client, ElectionOutcome, PartitionInfo, TopicInfo};
 pub use connection::Connection;
 pub use consumer::{Consumer, ConsumerConfig, Record, StartOffset};
 pub use error::ClientError;

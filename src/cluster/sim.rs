@@ -14,10 +14,16 @@
 //! - a ready leader has applied everything any node saw committed;
 //! - a broker's epoch never goes down on any node, and a restarted broker's new
 //!   epoch is above its old one;
-//! - no partition is led by a fenced or unregistered broker.
+//! - no partition is led by a fenced or unregistered broker;
+//! - elections (fencing, preferred, unclean; ISR changes proposed at random as
+//!   leaders would) keep every partition's leader in its ISR, its ISR non-empty
+//!   and within its replicas, its epochs rising, and a new leader an ISR member
+//!   of before (clean) unless the record is an unclean election of a topic that
+//!   allows it (topic `t0`).
 //!
 //! At the end the network heals and everyone restarts: a ready leader must appear,
-//! every node must apply the same log, and every live broker must be unfenced.
+//! every node must apply the same log, every live broker must be unfenced, and
+//! every partition must have a leader.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,7 +34,8 @@ use crate::cluster::quorum::{
     DurableError, DurableState, NodeId, ProposalId, ProposalOutcome, QuorumConfig, QuorumNode,
     RaftDurable,
 };
-use crate::metadata::records::MetadataRecord;
+use crate::metadata::election::{ElectionPlan, ElectionType};
+use crate::metadata::records::{IsrChange, MetadataRecord};
 use crate::metadata::{BrokerId, BrokerInfo, ClusterMetadata};
 
 /// Virtual milliseconds per step.
@@ -167,6 +174,8 @@ pub struct Sim {
     /// index -> (term, record bytes, metadata after it, as JSON).
     log: BTreeMap<u64, (u64, Vec<u8>, String)>,
     topics_made: u64,
+    /// Leader changes first applied, by the kind of record that made them.
+    leader_changes: BTreeMap<&'static str, u64>,
     /// Whether controllers create and delete topics.
     churn: bool,
     /// Whether the network drops and duplicates messages.
@@ -220,6 +229,7 @@ impl Sim {
             leaders: BTreeMap::new(),
             log: BTreeMap::new(),
             topics_made: 0,
+            leader_changes: BTreeMap::new(),
             churn: true,
             lossy: true,
         }
@@ -314,6 +324,11 @@ impl Sim {
             ));
         }
         let leader = &self.nodes[(ready[0] - 1) as usize];
+        for ((topic, p), l) in leader.md.leaders() {
+            if l.is_none() {
+                return Err(format!("after healing, {topic}-{p} has no leader"));
+            }
+        }
         for a in &self.agents {
             let live = leader.md.registrations.get(&a.id);
             if !live.is_some_and(|r| !r.fenced && Some(r.epoch) == a.epoch) {
@@ -590,6 +605,9 @@ impl Sim {
                     records.push(r);
                 }
             }
+            if self.churn {
+                records.extend(self.election_proposals(i));
+            }
             let node = &mut self.nodes[i];
             for r in records {
                 let proposed = node.quorum.as_mut().map(|q| q.propose(r.encode()));
@@ -603,6 +621,66 @@ impl Sim {
             self.process(i)?;
         }
         Ok(())
+    }
+
+    /// What the active controller `i` proposes about leaders this step, beside
+    /// fencing: now and then an ISR change a partition's leader would ask for
+    /// (a member dropped or a live replica added), a preferred election of one
+    /// partition or a rebalance of all; and every unclean election topic `t0`
+    /// allows (each once while in flight, as the real controller).
+    fn election_proposals(&mut self, i: usize) -> Vec<MetadataRecord> {
+        let mut out = Vec::new();
+        let partitions = self.nodes[i].md.partitions_of(None);
+        if !partitions.is_empty() && self.rng.chance(30) {
+            let (topic, partition) =
+                partitions[self.rng.below(partitions.len() as u64) as usize].clone();
+            let md = &self.nodes[i].md;
+            let p = &md.topics[&topic].partitions[partition as usize];
+            if let Some(leader) = p.leader {
+                let epoch = |b: &BrokerId| md.registrations.get(b).map_or(0, |r| r.epoch);
+                let mut isr: Vec<BrokerId> = p.isr.clone();
+                let others: Vec<BrokerId> = isr.iter().copied().filter(|b| *b != leader).collect();
+                let outside: Vec<BrokerId> = p
+                    .replicas
+                    .iter()
+                    .copied()
+                    .filter(|b| !isr.contains(b) && md.is_unfenced(*b))
+                    .collect();
+                if self.rng.chance(500) && !others.is_empty() {
+                    let gone = others[self.rng.below(others.len() as u64) as usize];
+                    isr.retain(|b| *b != gone);
+                } else if !outside.is_empty() {
+                    isr.push(outside[self.rng.below(outside.len() as u64) as usize]);
+                }
+                out.push(MetadataRecord::AlterPartition(IsrChange {
+                    topic,
+                    partition,
+                    leader,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                    isr: isr.iter().map(|b| (*b, epoch(b))).collect(),
+                }));
+            }
+        }
+        if !partitions.is_empty() && self.rng.chance(10) {
+            let (topic, partition) =
+                partitions[self.rng.below(partitions.len() as u64) as usize].clone();
+            if let ElectionPlan::Elect(r) =
+                self.nodes[i]
+                    .md
+                    .plan_election(ElectionType::Preferred, &topic, partition)
+            {
+                out.push(r);
+            }
+        }
+        if self.rng.chance(5) {
+            out.extend(self.nodes[i].md.rebalance_elections(10));
+        }
+        let unclean = self.nodes[i]
+            .md
+            .unclean_elections(|t| t.name == UNCLEAN_TOPIC);
+        out.extend(self.nodes[i].sessions.not_in_flight(unclean));
+        out
     }
 
     /// Runs a node's `Ready`, sends its messages, applies what committed.
@@ -648,7 +726,10 @@ impl Sim {
         let node = &mut self.nodes[idx];
         let record = MetadataRecord::decode(data)
             .map_err(|e| format!("node {} index {index}: {e}", node.id))?;
+        let before = node.md.clone();
         node.md.apply(index, &record);
+        check_elections(&before, &node.md, &record)
+            .map_err(|e| format!("node {} index {index} ({record:?}): {e}", node.id))?;
         if let MetadataRecord::RegisterBroker { broker, .. } = &record {
             if let Some(r) = node.md.registrations.get(&broker.id) {
                 node.sessions.registered(broker.id, r.epoch, now);
@@ -672,6 +753,14 @@ impl Sim {
             }
             None => {
                 self.log.insert(index, (term, data.to_vec(), state));
+                let changed = self.nodes[idx].md.leaders();
+                if before
+                    .leaders()
+                    .iter()
+                    .any(|(k, l)| changed.get(k).is_some_and(|n| n != l))
+                {
+                    *self.leader_changes.entry(record_kind(&record)).or_insert(0) += 1;
+                }
             }
         }
         Ok(())
@@ -739,6 +828,72 @@ impl Sim {
         }
         Ok(())
     }
+}
+
+fn record_kind(r: &MetadataRecord) -> &'static str {
+    match r {
+        MetadataRecord::FenceBroker { .. } => "fence",
+        MetadataRecord::RegisterBroker { .. } => "register",
+        MetadataRecord::UnfenceBroker { .. } => "unfence",
+        MetadataRecord::PreferredElection { .. } => "preferred",
+        MetadataRecord::UncleanElection { .. } => "unclean",
+        _ => "other",
+    }
+}
+
+/// The topic whose partitions may be led by a replica outside the ISR.
+const UNCLEAN_TOPIC: &str = "t0";
+
+/// The election invariants across one applied record (see the module doc).
+fn check_elections(
+    before: &ClusterMetadata,
+    after: &ClusterMetadata,
+    record: &MetadataRecord,
+) -> Result<(), String> {
+    for t in after.topics.values() {
+        let old = before.topics.get(&t.name).filter(|o| o.id == t.id);
+        for p in &t.partitions {
+            let name = format!("{}-{}", t.name, p.partition);
+            if p.isr.is_empty() || p.isr.iter().any(|b| !p.replicas.contains(b)) {
+                return Err(format!(
+                    "{name}: ISR {:?} of replicas {:?}",
+                    p.isr, p.replicas
+                ));
+            }
+            if let Some(l) = p.leader {
+                if !p.isr.contains(&l) {
+                    return Err(format!("{name}: leader {} outside ISR {:?}", l.0, p.isr));
+                }
+            }
+            let Some(o) = old.and_then(|o| o.partitions.get(p.partition as usize)) else {
+                continue;
+            };
+            if p.leader_epoch < o.leader_epoch || p.partition_epoch < o.partition_epoch {
+                return Err(format!("{name}: an epoch went down"));
+            }
+            if p.leader != o.leader && p.leader_epoch == o.leader_epoch {
+                return Err(format!(
+                    "{name}: leader changed within epoch {}",
+                    p.leader_epoch
+                ));
+            }
+            if let Some(l) = p.leader.filter(|l| Some(*l) != o.leader) {
+                let unclean = matches!(record, MetadataRecord::UncleanElection { .. });
+                if unclean && t.name != UNCLEAN_TOPIC {
+                    return Err(format!(
+                        "{name}: unclean election of a topic that forbids it"
+                    ));
+                }
+                if !unclean && !o.isr.contains(&l) {
+                    return Err(format!(
+                        "{name}: broker {} elected from outside the ISR {:?}",
+                        l.0, o.isr
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// (Re)starts a node from what its disk synced.
@@ -820,6 +975,23 @@ mod tests {
         };
         assert_eq!(trace(7), trace(7));
         assert!(trace(7).0 > 5, "the run committed records");
+    }
+
+    /// The simulation is not vacuous: over a few seeds, leaders change by every
+    /// kind of election.
+    #[test]
+    fn the_simulation_exercises_every_kind_of_election() {
+        let mut kinds: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for seed in 0..20 {
+            let mut sim = Sim::new(seed, 3, 3);
+            sim.run(6_000, true).unwrap();
+            for (k, n) in sim.leader_changes {
+                *kinds.entry(k).or_insert(0) += n;
+            }
+        }
+        for kind in ["fence", "unfence", "preferred", "unclean"] {
+            assert!(kinds.get(kind).is_some_and(|n| *n > 0), "{kinds:?}");
+        }
     }
 
     #[test]

@@ -51,6 +51,7 @@ use crate::core::quorum_driver::{
     CommittedChange, CommittedSink, ProposalError, QuorumDriver, RaftTransport,
 };
 use crate::core::remote::{AdminCall, RemoteController};
+use crate::metadata::election::{ElectionPlan, ElectionType};
 use crate::metadata::model::MetadataError;
 use crate::metadata::records::{Applied, IsrChange, MetadataRecord};
 use crate::metadata::{store, BrokerId, BrokerInfo, ClusterMetadata, TopicMeta};
@@ -405,7 +406,76 @@ impl Coordinator {
                 self.alter_topic_configs(topic, alteration, validate_only)
                     .await
             }
+            AdminCall::ElectLeaders { kind, partitions } => {
+                self.elect_leaders(kind, partitions).await
+            }
         })
+    }
+
+    /// Plans each partition's election on this controller's metadata and commits
+    /// the elections due, all at once; one outcome per partition, in order.
+    async fn elect_leaders(
+        &self,
+        kind: ElectionType,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Vec<TopicOutcome> {
+        let Ok(_permit) = self.admin.acquire_permit(1).await else {
+            return Vec::new();
+        };
+        let partitions = partitions.unwrap_or_else(|| self.metadata.borrow().partitions_of(None));
+        let plans: Vec<ElectionPlan> = {
+            let md = self.metadata.borrow();
+            partitions
+                .iter()
+                .map(|(topic, p)| md.plan_election(kind, topic, *p))
+                .collect()
+        };
+        let not_available = match kind {
+            ElectionType::Preferred => ErrorKind::PreferredLeaderNotAvailable,
+            ElectionType::Unclean => ErrorKind::EligibleLeadersNotAvailable,
+        };
+        let decided = plans.into_iter().map(|plan| async move {
+            match plan {
+                ElectionPlan::Elect(record) => match self.commit(&record).await {
+                    Ok(committed) => match committed.applied {
+                        Applied::Changed => (None, committed.offset),
+                        Applied::Ignored(reason) => {
+                            (Some(PartitionError::new(not_available, reason)), 0)
+                        }
+                    },
+                    Err(e) => (Some(e), 0),
+                },
+                ElectionPlan::NotNeeded => (
+                    Some(PartitionError::new(
+                        ErrorKind::ElectionNotNeeded,
+                        "the partition already has that leader",
+                    )),
+                    0,
+                ),
+                ElectionPlan::NotAvailable(reason) => {
+                    (Some(PartitionError::new(not_available, reason)), 0)
+                }
+                ElectionPlan::Unknown => (
+                    Some(PartitionError::new(
+                        ErrorKind::UnknownTopicOrPartition,
+                        "no such topic or partition",
+                    )),
+                    0,
+                ),
+            }
+        });
+        let decided = crate::sync::join::join_all(decided.collect()).await;
+        let last = decided.iter().map(|(_, offset)| *offset).max().unwrap_or(0);
+        let outcomes = partitions
+            .into_iter()
+            .zip(decided)
+            .map(|((name, partition), (error, _))| TopicOutcome {
+                name,
+                partition: Some(partition),
+                error,
+            })
+            .collect();
+        self.answer_after_publish(outcomes, last).await
     }
 
     /// Commits a leader's ISR change if it fits the metadata as it is (checked
@@ -415,6 +485,7 @@ impl Coordinator {
         let refused = |message: String| {
             vec![TopicOutcome {
                 name: name.clone(),
+                partition: None,
                 error: Some(PartitionError::new(ErrorKind::InvalidRequest, message)),
             }]
         };
@@ -428,11 +499,19 @@ impl Coordinator {
         match self.commit(&record).await {
             Ok(committed) => {
                 let error = self.outcome_of(&committed, &name);
-                self.answer_after_publish(vec![TopicOutcome { name, error }], committed.offset)
-                    .await
+                self.answer_after_publish(
+                    vec![TopicOutcome {
+                        name,
+                        partition: None,
+                        error,
+                    }],
+                    committed.offset,
+                )
+                .await
             }
             Err(e) => vec![TopicOutcome {
                 name,
+                partition: None,
                 error: Some(e),
             }],
         }
@@ -572,6 +651,12 @@ impl Coordinator {
                 if self.is_active_controller() {
                     crate::metrics::count_unclean_election();
                 }
+            }
+            if let MetadataRecord::PreferredElection {
+                topic, partition, ..
+            } = &record
+            {
+                info!(topic = %topic, partition, "preferred leader election: the first replica leads again");
             }
             if let MetadataRecord::RegisterBroker { broker, .. } = &record {
                 let epoch = self
@@ -884,10 +969,16 @@ impl Coordinator {
         }
     }
 
-    /// The active controller: fences brokers whose sessions ran out, and proposes
-    /// the unclean elections the topics allow (each once while in flight, as the
-    /// fences: `BrokerSessions::not_in_flight`).
+    /// The active controller: fences brokers whose sessions ran out, proposes
+    /// the unclean elections the topics allow, and every
+    /// `leader.imbalance.check.interval.seconds` the preferred elections of
+    /// `auto.leader.rebalance.enable` (each once while in flight, as the fences:
+    /// `BrokerSessions::not_in_flight`).
     async fn run_session_checks(self: Rc<Self>) {
+        // The first imbalance check waits a whole interval, as Kafka's: brokers
+        // that just started are still catching up.
+        let mut next_rebalance_check =
+            self.now_ms() + self.config.leader_imbalance_check_interval.as_millis() as u64;
         loop {
             glommio::timer::sleep(Duration::from_millis(SESSION_CHECK_MS)).await;
             let quorum = self.quorum().clone();
@@ -910,6 +1001,21 @@ impl Coordinator {
                 .borrow()
                 .unclean_elections(|t| topic_unclean_leader_election(default, &t.configs));
             records.extend(self.sessions.borrow_mut().not_in_flight(elections));
+            if self.config.auto_leader_rebalance && now >= next_rebalance_check {
+                next_rebalance_check =
+                    now + self.config.leader_imbalance_check_interval.as_millis() as u64;
+                let elections = self
+                    .metadata
+                    .borrow()
+                    .rebalance_elections(self.config.leader_imbalance_per_broker_percentage);
+                if !elections.is_empty() {
+                    info!(
+                        partitions = elections.len(),
+                        "leader imbalance: giving partitions back to their preferred leaders"
+                    );
+                }
+                records.extend(self.sessions.borrow_mut().not_in_flight(elections));
+            }
             for r in records {
                 if let MetadataRecord::FenceBroker { id, epoch } = &r {
                     warn!(
@@ -1039,6 +1145,14 @@ impl Coordinator {
                     Err(e) => Err(e),
                 })
             }
+            CoordinatorRequest::ElectLeaders {
+                kind,
+                partitions,
+                answer,
+            } => answer.send(
+                self.admin(AdminCall::ElectLeaders { kind, partitions })
+                    .await,
+            ),
             CoordinatorRequest::DescribeCluster { answer } => answer.send(ClusterView {
                 metadata: Arc::new(self.metadata()),
                 controller: self.controller_leader(),
@@ -1108,6 +1222,7 @@ impl Coordinator {
             };
             results.push(TopicOutcome {
                 name: t.name,
+                partition: None,
                 error,
             });
         }
@@ -1155,7 +1270,11 @@ impl Coordinator {
                         let error = self.outcome_of(&c, &topic);
                         return self
                             .answer_after_publish(
-                                vec![TopicOutcome { name: topic, error }],
+                                vec![TopicOutcome {
+                                    name: topic,
+                                    partition: None,
+                                    error,
+                                }],
                                 c.offset,
                             )
                             .await;
@@ -1164,7 +1283,11 @@ impl Coordinator {
                 }
             }
         };
-        vec![TopicOutcome { name: topic, error }]
+        vec![TopicOutcome {
+            name: topic,
+            partition: None,
+            error,
+        }]
     }
 
     /// Grows topics; the shards open the new partitions when they adopt the result.
@@ -1198,7 +1321,11 @@ impl Coordinator {
                     }
                 }
             };
-            results.push(TopicOutcome { name, error });
+            results.push(TopicOutcome {
+                name,
+                partition: None,
+                error,
+            });
         }
         self.answer_after_publish(results, last).await
     }
@@ -1235,7 +1362,11 @@ impl Coordinator {
                     }
                 }
             };
-            results.push(TopicOutcome { name, error });
+            results.push(TopicOutcome {
+                name,
+                partition: None,
+                error,
+            });
         }
         self.answer_after_publish(results, last).await
     }
@@ -1279,6 +1410,7 @@ fn every_or_error(
             .into_iter()
             .map(|name| TopicOutcome {
                 name,
+                partition: None,
                 error: Some(e.clone()),
             })
             .collect(),

@@ -62,6 +62,12 @@ pub enum ErrorKind {
     NotController,
     /// ringlog's own: the broker is shutting down (clients retry elsewhere).
     ShuttingDown,
+    /// The partition already has the leader the election would give it.
+    ElectionNotNeeded,
+    /// The preferred leader is not live or not in sync.
+    PreferredLeaderNotAvailable,
+    /// No replica may lead the partition.
+    EligibleLeadersNotAvailable,
 }
 
 /// A partition-level (or request-level) failure: its kind and a message for humans.

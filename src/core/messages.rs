@@ -102,6 +102,8 @@ pub struct ConfigAlteration {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicOutcome {
     pub name: String,
+    /// The partition, where the outcome is one partition's (an election's).
+    pub partition: Option<i32>,
     /// `None` when the change was made (or, validating only, would be).
     pub error: Option<PartitionError>,
 }
@@ -207,6 +209,14 @@ pub enum CoordinatorRequest {
         validate_only: bool,
         answer: Answer<Vec<TopicOutcome>>,
     },
+    /// An operator's leader election through the active controller: one outcome
+    /// per partition (`partitions` `None`: every partition), or the request's
+    /// one error.
+    ElectLeaders {
+        kind: crate::metadata::election::ElectionType,
+        partitions: Option<Vec<(String, i32)>>,
+        answer: Answer<Result<Vec<TopicOutcome>, PartitionError>>,
+    },
     /// The cluster as this broker sees it: metadata, active controller and term.
     DescribeCluster { answer: Answer<ClusterView> },
     /// A partition this broker leads changes its ISR: through the active
@@ -236,6 +246,7 @@ impl CoordinatorRequest {
             | Self::CreatePartitions { answer, .. }
             | Self::AlterTopicConfigs { answer, .. } => answer.refuse(),
             Self::DescribeCluster { answer } => answer.refuse(),
+            Self::ElectLeaders { answer, .. } => answer.refuse(),
             Self::AlterPartition { answer, .. } => answer.refuse(),
         }
     }

@@ -33,6 +33,11 @@ pub enum AdminCall {
         alteration: ConfigAlteration,
         validate_only: bool,
     },
+    /// An operator's leader election; `partitions` `None` is every partition.
+    ElectLeaders {
+        kind: crate::metadata::election::ElectionType,
+        partitions: Option<Vec<(String, i32)>>,
+    },
 }
 
 /// Calls on the active controller at broker `leader`. Each is bounded in time by

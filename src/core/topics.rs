@@ -82,6 +82,23 @@ pub async fn alter_topic_configs(
         .map_err(|e| coordinator_unavailable(&e))
 }
 
+/// An operator's leader election (ElectLeaders), through the active controller.
+pub async fn elect_leaders(
+    shard: &Shard,
+    kind: crate::metadata::election::ElectionType,
+    partitions: Option<Vec<(String, i32)>>,
+) -> Result<Vec<TopicOutcome>, PartitionError> {
+    shard
+        .mesh()
+        .call_coordinator(|answer| CoordinatorRequest::ElectLeaders {
+            kind,
+            partitions,
+            answer,
+        })
+        .await
+        .map_err(|e| coordinator_unavailable(&e))?
+}
+
 /// Each partition's offsets, asked of its owner, in order.
 pub async fn offsets(
     shard: &Shard,

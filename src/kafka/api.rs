@@ -4,12 +4,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
-    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, InitProducerIdResponse, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, ProducerId, RequestHeader,
-    ResponseHeader, SyncGroupRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    ElectLeadersRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, InitProducerIdResponse,
+    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
+    ProducerId, RequestHeader, ResponseHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
@@ -18,7 +18,7 @@ use crate::core::memory::Grant;
 use crate::core::request_order::Effect;
 use crate::core::shard::Shard;
 use crate::kafka::{
-    admin, fetch, groups, list_offsets, metadata, offset_for_leader_epoch, produce,
+    admin, cluster, fetch, groups, list_offsets, metadata, offset_for_leader_epoch, produce,
 };
 use tracing::debug;
 
@@ -45,6 +45,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::DescribeCluster, 0, 2),
 ];
 
 /// Kafka's error codes.
@@ -151,7 +153,10 @@ pub fn kafka_code(kind: ErrorKind) -> i16 {
         ErrorKind::NonEmptyGroup => 68,
         ErrorKind::GroupIdNotFound => 69,
         ErrorKind::UnsupportedCompressionType => 76,
+        ErrorKind::PreferredLeaderNotAvailable => 80,
         ErrorKind::GroupMaxSizeReached => 81,
+        ErrorKind::EligibleLeadersNotAvailable => 83,
+        ErrorKind::ElectionNotNeeded => 84,
         ErrorKind::InvalidRecord => 87,
         ErrorKind::UnknownTopicId => 100,
         ErrorKind::ShuttingDown => codes::NOT_LEADER_OR_FOLLOWER,
@@ -239,7 +244,8 @@ pub fn effect(api: ApiKey) -> Effect {
         | ApiKey::CreateTopics
         | ApiKey::DeleteTopics
         | ApiKey::CreatePartitions
-        | ApiKey::IncrementalAlterConfigs => Effect::Write,
+        | ApiKey::IncrementalAlterConfigs
+        | ApiKey::ElectLeaders => Effect::Write,
         _ => Effect::Read,
     }
 }
@@ -304,6 +310,8 @@ pub enum KafkaRequest {
     OffsetFetch(OffsetFetchRequest),
     OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
+    ElectLeaders(ElectLeadersRequest),
+    DescribeCluster(DescribeClusterRequest),
 }
 
 /// The API, version and correlation id of a request frame (`header | body`, the
@@ -351,6 +359,8 @@ pub fn decode_request(
         ApiKey::IncrementalAlterConfigs => {
             KafkaRequest::IncrementalAlterConfigs(decode(api, version, b)?)
         }
+        ApiKey::ElectLeaders => KafkaRequest::ElectLeaders(decode(api, version, b)?),
+        ApiKey::DescribeCluster => KafkaRequest::DescribeCluster(decode(api, version, b)?),
         other => {
             return Err(KafkaError::Decode {
                 api: other,
@@ -418,6 +428,14 @@ pub async fn dispatch(
                 correlation_id,
                 &resp,
             )?
+        }
+        R::ElectLeaders(req) => {
+            let resp = cluster::elect_leaders(shard, req, version).await;
+            encode_response(ApiKey::ElectLeaders, version, correlation_id, &resp)?
+        }
+        R::DescribeCluster(req) => {
+            let resp = cluster::describe_cluster(shard, req, version).await;
+            encode_response(ApiKey::DescribeCluster, version, correlation_id, &resp)?
         }
         R::OffsetForLeaderEpoch(req) => {
             let resp = offset_for_leader_epoch::handle(shard, req).await;

@@ -14,6 +14,7 @@
 
 mod admin;
 pub mod api;
+mod cluster;
 pub mod connection;
 mod fetch;
 mod groups;

@@ -5,6 +5,7 @@
 //! shards receive immutable snapshots ([`ClusterMetadata`] behind an `Arc`) and never
 //! decide cluster state themselves. Everything here except [`store`] is pure.
 
+pub mod election;
 pub mod model;
 pub mod placement;
 pub mod records;

@@ -73,6 +73,15 @@ pub enum MetadataRecord {
         leader: BrokerId,
         leader_epoch: i32,
     },
+    /// Preferred-leader election: the partition's first replica, live and in
+    /// sync, leads again in a new epoch (ElectLeaders PREFERRED, or the
+    /// controller's `auto.leader.rebalance.enable` check), decided in the leader
+    /// epoch it saw.
+    PreferredElection {
+        topic: String,
+        partition: i32,
+        leader_epoch: i32,
+    },
     /// A topic's configs are now these (the whole set: the controller computed it
     /// from the set it had and the change asked for, under its admin lock).
     AlterTopicConfigs {
@@ -348,6 +357,44 @@ impl ClusterMetadata {
                 p.isr = vec![*leader];
                 p.leader_epoch += 1;
                 p.partition_epoch += 1;
+                Applied::Changed
+            }
+            MetadataRecord::PreferredElection {
+                topic,
+                partition,
+                leader_epoch,
+            } => {
+                let Some(p) = self.topics.get(topic).and_then(|t| {
+                    usize::try_from(*partition)
+                        .ok()
+                        .and_then(|i| t.partitions.get(i))
+                }) else {
+                    return Applied::Ignored(format!("{topic}-{partition} does not exist"));
+                };
+                if p.leader_epoch != *leader_epoch {
+                    return Applied::Ignored(format!(
+                        "{topic}-{partition} is in epoch {}, not {leader_epoch}",
+                        p.leader_epoch
+                    ));
+                }
+                if p.leader.is_some() && p.leader == p.replicas.first().copied() {
+                    return Applied::Ignored(format!(
+                        "{topic}-{partition} is led by its preferred leader"
+                    ));
+                }
+                let preferred = match self.preferred_leader_of(p) {
+                    Ok(b) => b,
+                    Err(reason) => return Applied::Ignored(reason),
+                };
+                if let Some(p) = self.topics.get_mut(topic).and_then(|t| {
+                    usize::try_from(*partition)
+                        .ok()
+                        .and_then(|i| t.partitions.get_mut(i))
+                }) {
+                    p.leader = Some(preferred);
+                    p.leader_epoch += 1;
+                    p.partition_epoch += 1;
+                }
                 Applied::Changed
             }
             MetadataRecord::AlterTopicConfigs { topic, configs } => {

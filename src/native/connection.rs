@@ -148,6 +148,7 @@ pub fn effect(body: &BodyT) -> Effect {
         BodyT::CreateTopicsRequest(_)
         | BodyT::DeleteTopicsRequest(_)
         | BodyT::AlterTopicConfigsRequest(_)
+        | BodyT::ElectLeadersRequest(_)
         | BodyT::JoinGroupRequest(_)
         | BodyT::SyncGroupRequest(_)
         | BodyT::HeartbeatRequest(_)

@@ -1,17 +1,18 @@
-//! CreateTopics, DeleteTopics and AlterTopicConfigs (forwarded to the coordinator,
+//! CreateTopics, DeleteTopics, AlterTopicConfigs and ElectLeaders (forwarded to the coordinator,
 //! which alone changes metadata) and DescribeTopics (metadata plus each partition's offsets, asked of
 //! its owner shard).
 
 use ringlog_schema::wire::{
     AlterTopicConfigsRequestT, AlterTopicConfigsResponseT, BodyT, ConfigEntryT,
     CreateTopicsRequestT, CreateTopicsResponseT, DeleteTopicsRequestT, DeleteTopicsResponseT,
-    DescribeTopicsRequestT, DescribeTopicsResponseT, ErrorCode, PartitionDescriptionT,
-    TopicDescriptionT, TopicResultT,
+    DescribeTopicsRequestT, DescribeTopicsResponseT, ElectLeadersRequestT, ElectLeadersResponseT,
+    ElectionResultT, ErrorCode, PartitionDescriptionT, TopicDescriptionT, TopicResultT,
 };
 
 use crate::core;
 use crate::core::messages::{ConfigAlteration, NewTopic, PartitionKey, TopicOutcome};
 use crate::core::shard::Shard;
+use crate::metadata::election::ElectionType;
 use crate::metadata::ClusterMetadata;
 use crate::native::error_body;
 use crate::native::wire_code;
@@ -66,6 +67,47 @@ pub async fn alter_configs(shard: &Shard, req: AlterTopicConfigsRequestT) -> Bod
         })),
         Err(e) => error_body(wire_code(e.code), &e.message),
     }
+}
+
+pub async fn elect_leaders(shard: &Shard, req: ElectLeadersRequestT) -> BodyT {
+    let kind = if req.unclean {
+        ElectionType::Unclean
+    } else {
+        ElectionType::Preferred
+    };
+    let partitions = (!req.all).then(|| {
+        req.partitions
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| (p.topic, p.partition))
+            .collect()
+    });
+    let response = match core::topics::elect_leaders(shard, kind, partitions).await {
+        Ok(outcomes) => ElectLeadersResponseT {
+            error: ErrorCode::NONE,
+            message: None,
+            results: Some(
+                outcomes
+                    .into_iter()
+                    .map(|o| ElectionResultT {
+                        topic: o.name,
+                        partition: o.partition.unwrap_or(-1),
+                        error: o
+                            .error
+                            .as_ref()
+                            .map_or(ErrorCode::NONE, |e| wire_code(e.code)),
+                        message: o.error.map(|e| e.message),
+                    })
+                    .collect(),
+            ),
+        },
+        Err(e) => ElectLeadersResponseT {
+            error: wire_code(e.code),
+            message: Some(e.message),
+            results: None,
+        },
+    };
+    BodyT::ElectLeadersResponse(Box::new(response))
 }
 
 fn topic_results(outcomes: Vec<TopicOutcome>) -> Vec<TopicResultT> {

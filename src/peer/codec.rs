@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 
 use ringlog_schema::peer::{
-    AlterPartitionT, AlterTopicConfigsT, ConfigPairT, IsrMemberT, NewTopicT, PeerError,
-    TopicResultT, TopicTotalT,
+    AlterPartitionT, AlterTopicConfigsT, ConfigPairT, ElectLeadersT, IsrMemberT, NewTopicT,
+    PeerError, TopicPartitionRefT, TopicResultT, TopicTotalT,
 };
 
 use crate::core::error::ErrorKind;
 use crate::core::messages::{ConfigAlteration, NewTopic, PartitionError, TopicOutcome};
+use crate::metadata::election::ElectionType;
 use crate::metadata::records::IsrChange;
 use crate::metadata::BrokerId;
 
@@ -33,6 +34,9 @@ pub fn peer_error(kind: ErrorKind) -> PeerError {
         ErrorKind::PolicyViolation => PeerError::POLICY_VIOLATION,
         ErrorKind::KafkaStorageError => PeerError::KAFKA_STORAGE_ERROR,
         ErrorKind::ShuttingDown => PeerError::SHUTTING_DOWN,
+        ErrorKind::PreferredLeaderNotAvailable => PeerError::PREFERRED_LEADER_NOT_AVAILABLE,
+        ErrorKind::EligibleLeadersNotAvailable => PeerError::ELIGIBLE_LEADERS_NOT_AVAILABLE,
+        ErrorKind::ElectionNotNeeded => PeerError::ELECTION_NOT_NEEDED,
         _ => PeerError::UNKNOWN_SERVER_ERROR,
     }
 }
@@ -62,6 +66,9 @@ pub fn error_kind(code: PeerError) -> Option<ErrorKind> {
         PeerError::POLICY_VIOLATION => ErrorKind::PolicyViolation,
         PeerError::KAFKA_STORAGE_ERROR => ErrorKind::KafkaStorageError,
         PeerError::SHUTTING_DOWN => ErrorKind::ShuttingDown,
+        PeerError::PREFERRED_LEADER_NOT_AVAILABLE => ErrorKind::PreferredLeaderNotAvailable,
+        PeerError::ELIGIBLE_LEADERS_NOT_AVAILABLE => ErrorKind::EligibleLeadersNotAvailable,
+        PeerError::ELECTION_NOT_NEEDED => ErrorKind::ElectionNotNeeded,
         _ => ErrorKind::UnknownServerError,
     })
 }
@@ -137,6 +144,38 @@ pub fn alteration_from_wire(a: AlterTopicConfigsT) -> (String, ConfigAlteration,
     (a.topic, alteration, a.validate_only)
 }
 
+pub fn election_to_wire(kind: ElectionType, partitions: Option<&[(String, i32)]>) -> ElectLeadersT {
+    ElectLeadersT {
+        unclean: kind == ElectionType::Unclean,
+        all: partitions.is_none(),
+        partitions: partitions.map(|ps| {
+            ps.iter()
+                .map(|(topic, partition)| TopicPartitionRefT {
+                    topic: topic.clone(),
+                    partition: *partition,
+                })
+                .collect()
+        }),
+    }
+}
+
+/// (kind, partitions: `None` for every partition).
+pub fn election_from_wire(e: ElectLeadersT) -> (ElectionType, Option<Vec<(String, i32)>>) {
+    let kind = if e.unclean {
+        ElectionType::Unclean
+    } else {
+        ElectionType::Preferred
+    };
+    let partitions = (!e.all).then(|| {
+        e.partitions
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| (p.topic, p.partition))
+            .collect()
+    });
+    (kind, partitions)
+}
+
 pub fn totals_to_wire(topics: &[(String, i32)]) -> Vec<TopicTotalT> {
     topics
         .iter()
@@ -155,12 +194,14 @@ pub fn outcome_to_wire(o: &TopicOutcome) -> TopicResultT {
             .as_ref()
             .map_or(PeerError::NONE, |e| peer_error(e.code)),
         message: o.error.as_ref().map(|e| e.message.clone()),
+        partition: o.partition.unwrap_or(-1),
     }
 }
 
 pub fn outcome_from_wire(r: TopicResultT) -> TopicOutcome {
     TopicOutcome {
         name: r.name,
+        partition: (r.partition >= 0).then_some(r.partition),
         error: error_of(r.error, r.message),
     }
 }
@@ -226,11 +267,15 @@ mod tests {
             ErrorKind::NotController,
             ErrorKind::RequestTimedOut,
             ErrorKind::KafkaStorageError,
+            ErrorKind::ElectionNotNeeded,
+            ErrorKind::PreferredLeaderNotAvailable,
+            ErrorKind::EligibleLeadersNotAvailable,
         ] {
             assert_eq!(error_kind(peer_error(kind)), Some(kind));
         }
         let o = TopicOutcome {
             name: "x".into(),
+            partition: Some(3),
             error: Some(PartitionError::new(ErrorKind::InvalidConfig, "bad")),
         };
         assert_eq!(outcome_from_wire(outcome_to_wire(&o)), o);

@@ -405,6 +405,9 @@ impl RemoteController for PeerLinks {
                     &alteration,
                     validate_only,
                 ))),
+                AdminCall::ElectLeaders { kind, partitions } => PeerBodyT::ElectLeaders(Box::new(
+                    codec::election_to_wire(kind, partitions.as_deref()),
+                )),
             };
             match self.link(leader)?.call(body, self.call_timeout).await? {
                 PeerBodyT::AdminResponse(r) => match codec::error_of(r.error, r.message) {

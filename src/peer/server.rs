@@ -365,6 +365,15 @@ fn handle(
                 answers,
             )
         }
+        PeerBodyT::ElectLeaders(e) => {
+            let (kind, partitions) = codec::election_from_wire(*e);
+            spawn_admin(
+                coordinator,
+                correlation_id,
+                AdminCall::ElectLeaders { kind, partitions },
+                answers,
+            )
+        }
         PeerBodyT::AlterPartition(a) => {
             let change = codec::isr_change_from_wire(*a);
             if change.leader.0 != peer {

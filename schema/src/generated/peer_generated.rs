@@ -16,7 +16,7 @@ pub const ENUM_MIN_PEER_ERROR: i16 = -1;
 pub const ENUM_MAX_PEER_ERROR: i16 = 1002;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_PEER_ERROR: [PeerError; 23] = [
+pub const ENUM_VALUES_PEER_ERROR: [PeerError; 26] = [
   PeerError::UNKNOWN_SERVER_ERROR,
   PeerError::NONE,
   PeerError::OFFSET_OUT_OF_RANGE,
@@ -36,6 +36,9 @@ pub const ENUM_VALUES_PEER_ERROR: [PeerError; 23] = [
   PeerError::FENCED_LEADER_EPOCH,
   PeerError::UNKNOWN_LEADER_EPOCH,
   PeerError::STALE_BROKER_EPOCH,
+  PeerError::PREFERRED_LEADER_NOT_AVAILABLE,
+  PeerError::ELIGIBLE_LEADERS_NOT_AVAILABLE,
+  PeerError::ELECTION_NOT_NEEDED,
   PeerError::DUPLICATE_BROKER_REGISTRATION,
   PeerError::INCONSISTENT_CLUSTER_ID,
   PeerError::MALFORMED_FRAME,
@@ -67,6 +70,9 @@ impl PeerError {
   pub const FENCED_LEADER_EPOCH: Self = Self(74);
   pub const UNKNOWN_LEADER_EPOCH: Self = Self(75);
   pub const STALE_BROKER_EPOCH: Self = Self(77);
+  pub const PREFERRED_LEADER_NOT_AVAILABLE: Self = Self(80);
+  pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: Self = Self(83);
+  pub const ELECTION_NOT_NEEDED: Self = Self(84);
   /// A live broker with another incarnation holds this id.
   pub const DUPLICATE_BROKER_REGISTRATION: Self = Self(101);
   pub const INCONSISTENT_CLUSTER_ID: Self = Self(104);
@@ -97,6 +103,9 @@ impl PeerError {
     Self::FENCED_LEADER_EPOCH,
     Self::UNKNOWN_LEADER_EPOCH,
     Self::STALE_BROKER_EPOCH,
+    Self::PREFERRED_LEADER_NOT_AVAILABLE,
+    Self::ELIGIBLE_LEADERS_NOT_AVAILABLE,
+    Self::ELECTION_NOT_NEEDED,
     Self::DUPLICATE_BROKER_REGISTRATION,
     Self::INCONSISTENT_CLUSTER_ID,
     Self::MALFORMED_FRAME,
@@ -124,6 +133,9 @@ impl PeerError {
       Self::FENCED_LEADER_EPOCH => Some("FENCED_LEADER_EPOCH"),
       Self::UNKNOWN_LEADER_EPOCH => Some("UNKNOWN_LEADER_EPOCH"),
       Self::STALE_BROKER_EPOCH => Some("STALE_BROKER_EPOCH"),
+      Self::PREFERRED_LEADER_NOT_AVAILABLE => Some("PREFERRED_LEADER_NOT_AVAILABLE"),
+      Self::ELIGIBLE_LEADERS_NOT_AVAILABLE => Some("ELIGIBLE_LEADERS_NOT_AVAILABLE"),
+      Self::ELECTION_NOT_NEEDED => Some("ELECTION_NOT_NEEDED"),
       Self::DUPLICATE_BROKER_REGISTRATION => Some("DUPLICATE_BROKER_REGISTRATION"),
       Self::INCONSISTENT_CLUSTER_ID => Some("INCONSISTENT_CLUSTER_ID"),
       Self::MALFORMED_FRAME => Some("MALFORMED_FRAME"),
@@ -185,10 +197,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for PeerError {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_PEER_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_PEER_BODY: u8 = 17;
+pub const ENUM_MAX_PEER_BODY: u8 = 18;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_PEER_BODY: [PeerBody; 18] = [
+pub const ENUM_VALUES_PEER_BODY: [PeerBody; 19] = [
   PeerBody::NONE,
   PeerBody::PeerHello,
   PeerBody::PeerHelloResponse,
@@ -207,6 +219,7 @@ pub const ENUM_VALUES_PEER_BODY: [PeerBody; 18] = [
   PeerBody::ReplicaFetchResponse,
   PeerBody::AlterPartition,
   PeerBody::AlterTopicConfigs,
+  PeerBody::ElectLeaders,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -232,9 +245,10 @@ impl PeerBody {
   pub const ReplicaFetchResponse: Self = Self(15);
   pub const AlterPartition: Self = Self(16);
   pub const AlterTopicConfigs: Self = Self(17);
+  pub const ElectLeaders: Self = Self(18);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 17;
+  pub const ENUM_MAX: u8 = 18;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::PeerHello,
@@ -254,6 +268,7 @@ impl PeerBody {
     Self::ReplicaFetchResponse,
     Self::AlterPartition,
     Self::AlterTopicConfigs,
+    Self::ElectLeaders,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -276,6 +291,7 @@ impl PeerBody {
       Self::ReplicaFetchResponse => Some("ReplicaFetchResponse"),
       Self::AlterPartition => Some("AlterPartition"),
       Self::AlterTopicConfigs => Some("AlterTopicConfigs"),
+      Self::ElectLeaders => Some("ElectLeaders"),
       _ => None,
     }
   }
@@ -353,6 +369,7 @@ pub enum PeerBodyT {
   ReplicaFetchResponse(alloc::boxed::Box<ReplicaFetchResponseT>),
   AlterPartition(alloc::boxed::Box<AlterPartitionT>),
   AlterTopicConfigs(alloc::boxed::Box<AlterTopicConfigsT>),
+  ElectLeaders(alloc::boxed::Box<ElectLeadersT>),
 }
 impl Default for PeerBodyT {
   fn default() -> Self {
@@ -380,6 +397,7 @@ impl PeerBodyT {
       Self::ReplicaFetchResponse(_) => PeerBody::ReplicaFetchResponse,
       Self::AlterPartition(_) => PeerBody::AlterPartition,
       Self::AlterTopicConfigs(_) => PeerBody::AlterTopicConfigs,
+      Self::ElectLeaders(_) => PeerBody::ElectLeaders,
     }
   }
   pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(&self, fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>) -> Option<::flatbuffers::WIPOffset<::flatbuffers::UnionWIPOffset>> {
@@ -402,6 +420,7 @@ impl PeerBodyT {
       Self::ReplicaFetchResponse(v) => Some(v.pack(fbb).as_union_value()),
       Self::AlterPartition(v) => Some(v.pack(fbb).as_union_value()),
       Self::AlterTopicConfigs(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ElectLeaders(v) => Some(v.pack(fbb).as_union_value()),
     }
   }
   /// If the union variant matches, return the owned PeerHelloT, setting the union to NONE.
@@ -760,6 +779,27 @@ impl PeerBodyT {
   /// If the union variant matches, return a mutable reference to the AlterTopicConfigsT.
   pub fn as_alter_topic_configs_mut(&mut self) -> Option<&mut AlterTopicConfigsT> {
     if let Self::AlterTopicConfigs(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ElectLeadersT, setting the union to NONE.
+  pub fn take_elect_leaders(&mut self) -> Option<alloc::boxed::Box<ElectLeadersT>> {
+    if let Self::ElectLeaders(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ElectLeaders(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ElectLeadersT.
+  pub fn as_elect_leaders(&self) -> Option<&ElectLeadersT> {
+    if let Self::ElectLeaders(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ElectLeadersT.
+  pub fn as_elect_leaders_mut(&mut self) -> Option<&mut ElectLeadersT> {
+    if let Self::ElectLeaders(v) = self { Some(v.as_mut()) } else { None }
   }
 }
 pub enum PeerHelloOffset {}
@@ -3923,6 +3963,7 @@ impl<'a> TopicResult<'a> {
   pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
   pub const VT_ERROR: ::flatbuffers::VOffsetT = 6;
   pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3934,6 +3975,7 @@ impl<'a> TopicResult<'a> {
     args: &'args TopicResultArgs<'args>
   ) -> ::flatbuffers::WIPOffset<TopicResult<'bldr>> {
     let mut builder = TopicResultBuilder::new(_fbb);
+    builder.add_partition(args.partition);
     if let Some(x) = args.message { builder.add_message(x); }
     if let Some(x) = args.name { builder.add_name(x); }
     builder.add_error(args.error);
@@ -3949,10 +3991,12 @@ impl<'a> TopicResult<'a> {
     let message = self.message().map(|x| {
       alloc::string::ToString::to_string(x)
     });
+    let partition = self.partition();
     TopicResultT {
       name,
       error,
       message,
+      partition,
     }
   }
 
@@ -3977,6 +4021,14 @@ impl<'a> TopicResult<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(TopicResult::VT_MESSAGE, None)}
   }
+  /// At least 0 where the result is one partition's (an election's).
+  #[inline]
+  pub fn partition(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(TopicResult::VT_PARTITION, Some(-1)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for TopicResult<'_> {
@@ -3988,6 +4040,7 @@ impl ::flatbuffers::Verifiable for TopicResult<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
      .visit_field::<PeerError>("error", Self::VT_ERROR, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .visit_field::<i32>("partition", Self::VT_PARTITION, false)?
      .finish();
     Ok(())
   }
@@ -3996,6 +4049,7 @@ pub struct TopicResultArgs<'a> {
     pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub error: PeerError,
     pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partition: i32,
 }
 impl<'a> Default for TopicResultArgs<'a> {
   #[inline]
@@ -4004,6 +4058,7 @@ impl<'a> Default for TopicResultArgs<'a> {
       name: None, // required field
       error: PeerError::NONE,
       message: None,
+      partition: -1,
     }
   }
 }
@@ -4024,6 +4079,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TopicResultBuilder<'a, 'b, A>
   #[inline]
   pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TopicResult::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn add_partition(&mut self, partition: i32) {
+    self.fbb_.push_slot::<i32>(TopicResult::VT_PARTITION, partition, -1);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TopicResultBuilder<'a, 'b, A> {
@@ -4047,6 +4106,7 @@ impl ::core::fmt::Debug for TopicResult<'_> {
       ds.field("name", &self.name());
       ds.field("error", &self.error());
       ds.field("message", &self.message());
+      ds.field("partition", &self.partition());
       ds.finish()
   }
 }
@@ -4055,6 +4115,7 @@ pub struct TopicResultT {
   pub name: alloc::string::String,
   pub error: PeerError,
   pub message: Option<alloc::string::String>,
+  pub partition: i32,
 }
 impl Default for TopicResultT {
   fn default() -> Self {
@@ -4062,6 +4123,7 @@ impl Default for TopicResultT {
       name: alloc::string::ToString::to_string(""),
       error: PeerError::NONE,
       message: None,
+      partition: -1,
     }
   }
 }
@@ -4078,10 +4140,343 @@ impl TopicResultT {
     let message = self.message.as_ref().map(|x|{
       _fbb.create_string(x)
     });
+    let partition = self.partition;
     TopicResult::create(_fbb, &TopicResultArgs{
       name,
       error,
       message,
+      partition,
+    })
+  }
+}
+pub enum TopicPartitionRefOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct TopicPartitionRef<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for TopicPartitionRef<'a> {
+  type Inner = TopicPartitionRef<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> TopicPartitionRef<'a> {
+  pub const VT_TOPIC: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    TopicPartitionRef { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args TopicPartitionRefArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<TopicPartitionRef<'bldr>> {
+    let mut builder = TopicPartitionRefBuilder::new(_fbb);
+    builder.add_partition(args.partition);
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> TopicPartitionRefT {
+    let topic = {
+      let x = self.topic();
+      alloc::string::ToString::to_string(x)
+    };
+    let partition = self.partition();
+    TopicPartitionRefT {
+      topic,
+      partition,
+    }
+  }
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(TopicPartitionRef::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn partition(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(TopicPartitionRef::VT_PARTITION, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for TopicPartitionRef<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<i32>("partition", Self::VT_PARTITION, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TopicPartitionRefArgs<'a> {
+    pub topic: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partition: i32,
+}
+impl<'a> Default for TopicPartitionRefArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    TopicPartitionRefArgs {
+      topic: None, // required field
+      partition: 0,
+    }
+  }
+}
+
+pub struct TopicPartitionRefBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TopicPartitionRefBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TopicPartitionRef::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_partition(&mut self, partition: i32) {
+    self.fbb_.push_slot::<i32>(TopicPartitionRef::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TopicPartitionRefBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    TopicPartitionRefBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<TopicPartitionRef<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, TopicPartitionRef::VT_TOPIC,"topic");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for TopicPartitionRef<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("TopicPartitionRef");
+      ds.field("topic", &self.topic());
+      ds.field("partition", &self.partition());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicPartitionRefT {
+  pub topic: alloc::string::String,
+  pub partition: i32,
+}
+impl Default for TopicPartitionRefT {
+  fn default() -> Self {
+    Self {
+      topic: alloc::string::ToString::to_string(""),
+      partition: 0,
+    }
+  }
+}
+impl TopicPartitionRefT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<TopicPartitionRef<'b>> {
+    let topic = Some({
+      let x = &self.topic;
+      _fbb.create_string(x)
+    });
+    let partition = self.partition;
+    TopicPartitionRef::create(_fbb, &TopicPartitionRefArgs{
+      topic,
+      partition,
+    })
+  }
+}
+pub enum ElectLeadersOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// An operator's leader election, forwarded to the active controller.
+pub struct ElectLeaders<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ElectLeaders<'a> {
+  type Inner = ElectLeaders<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ElectLeaders<'a> {
+  pub const VT_UNCLEAN: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ALL: ::flatbuffers::VOffsetT = 6;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ElectLeaders { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ElectLeadersArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ElectLeaders<'bldr>> {
+    let mut builder = ElectLeadersBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    builder.add_all(args.all);
+    builder.add_unclean(args.unclean);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> ElectLeadersT {
+    let unclean = self.unclean();
+    let all = self.all();
+    let partitions = self.partitions().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    ElectLeadersT {
+      unclean,
+      all,
+      partitions,
+    }
+  }
+
+  /// Unclean (a leaderless partition's first live replica) rather than preferred.
+  #[inline]
+  pub fn unclean(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(ElectLeaders::VT_UNCLEAN, Some(false)).unwrap()}
+  }
+  /// Every partition of every topic; else `partitions`.
+  #[inline]
+  pub fn all(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(ElectLeaders::VT_ALL, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicPartitionRef<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicPartitionRef>>>>(ElectLeaders::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ElectLeaders<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<bool>("unclean", Self::VT_UNCLEAN, false)?
+     .visit_field::<bool>("all", Self::VT_ALL, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TopicPartitionRef>>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ElectLeadersArgs<'a> {
+    pub unclean: bool,
+    pub all: bool,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicPartitionRef<'a>>>>>,
+}
+impl<'a> Default for ElectLeadersArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ElectLeadersArgs {
+      unclean: false,
+      all: false,
+      partitions: None,
+    }
+  }
+}
+
+pub struct ElectLeadersBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ElectLeadersBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_unclean(&mut self, unclean: bool) {
+    self.fbb_.push_slot::<bool>(ElectLeaders::VT_UNCLEAN, unclean, false);
+  }
+  #[inline]
+  pub fn add_all(&mut self, all: bool) {
+    self.fbb_.push_slot::<bool>(ElectLeaders::VT_ALL, all, false);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<TopicPartitionRef<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ElectLeaders::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ElectLeadersBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ElectLeadersBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ElectLeaders<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ElectLeaders<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ElectLeaders");
+      ds.field("unclean", &self.unclean());
+      ds.field("all", &self.all());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElectLeadersT {
+  pub unclean: bool,
+  pub all: bool,
+  pub partitions: Option<alloc::vec::Vec<TopicPartitionRefT>>,
+}
+impl Default for ElectLeadersT {
+  fn default() -> Self {
+    Self {
+      unclean: false,
+      all: false,
+      partitions: None,
+    }
+  }
+}
+impl ElectLeadersT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ElectLeaders<'b>> {
+    let unclean = self.unclean;
+    let all = self.all;
+    let partitions = self.partitions.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    ElectLeaders::create(_fbb, &ElectLeadersArgs{
+      unclean,
+      all,
+      partitions,
     })
   }
 }
@@ -5863,6 +6258,11 @@ impl<'a> PeerEnvelope<'a> {
             .expect("Invalid union table, expected `PeerBody::AlterTopicConfigs`.")
             .unpack()
       )),
+      PeerBody::ElectLeaders => PeerBodyT::ElectLeaders(alloc::boxed::Box::new(
+        self.body_as_elect_leaders()
+            .expect("Invalid union table, expected `PeerBody::ElectLeaders`.")
+            .unpack()
+      )),
       _ => PeerBodyT::NONE,
     };
     PeerEnvelopeT {
@@ -6147,6 +6547,21 @@ impl<'a> PeerEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_elect_leaders(&self) -> Option<ElectLeaders<'a>> {
+    if self.body_type() == PeerBody::ElectLeaders {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ElectLeaders::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for PeerEnvelope<'_> {
@@ -6175,6 +6590,7 @@ impl ::flatbuffers::Verifiable for PeerEnvelope<'_> {
           PeerBody::ReplicaFetchResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReplicaFetchResponse>>("PeerBody::ReplicaFetchResponse", pos),
           PeerBody::AlterPartition => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterPartition>>("PeerBody::AlterPartition", pos),
           PeerBody::AlterTopicConfigs => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterTopicConfigs>>("PeerBody::AlterTopicConfigs", pos),
+          PeerBody::ElectLeaders => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ElectLeaders>>("PeerBody::ElectLeaders", pos),
           _ => Ok(()),
         }
      })?
@@ -6350,6 +6766,13 @@ impl ::core::fmt::Debug for PeerEnvelope<'_> {
         },
         PeerBody::AlterTopicConfigs => {
           if let Some(x) = self.body_as_alter_topic_configs() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        PeerBody::ElectLeaders => {
+          if let Some(x) = self.body_as_elect_leaders() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -16,7 +16,7 @@ pub const ENUM_MIN_ERROR_CODE: i16 = -1;
 pub const ENUM_MAX_ERROR_CODE: i16 = 1002;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 48] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 51] = [
   ErrorCode::UNKNOWN_SERVER_ERROR,
   ErrorCode::NONE,
   ErrorCode::OFFSET_OUT_OF_RANGE,
@@ -59,7 +59,10 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 48] = [
   ErrorCode::FENCED_LEADER_EPOCH,
   ErrorCode::UNKNOWN_LEADER_EPOCH,
   ErrorCode::UNSUPPORTED_COMPRESSION_TYPE,
+  ErrorCode::PREFERRED_LEADER_NOT_AVAILABLE,
   ErrorCode::GROUP_MAX_SIZE_REACHED,
+  ErrorCode::ELIGIBLE_LEADERS_NOT_AVAILABLE,
+  ErrorCode::ELECTION_NOT_NEEDED,
   ErrorCode::INVALID_RECORD,
   ErrorCode::UNKNOWN_TOPIC_ID,
   ErrorCode::MALFORMED_FRAME,
@@ -115,7 +118,10 @@ impl ErrorCode {
   pub const FENCED_LEADER_EPOCH: Self = Self(74);
   pub const UNKNOWN_LEADER_EPOCH: Self = Self(75);
   pub const UNSUPPORTED_COMPRESSION_TYPE: Self = Self(76);
+  pub const PREFERRED_LEADER_NOT_AVAILABLE: Self = Self(80);
   pub const GROUP_MAX_SIZE_REACHED: Self = Self(81);
+  pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: Self = Self(83);
+  pub const ELECTION_NOT_NEEDED: Self = Self(84);
   pub const INVALID_RECORD: Self = Self(87);
   pub const UNKNOWN_TOPIC_ID: Self = Self(100);
   /// ringlog only: the frame or its header could not be decoded.
@@ -170,7 +176,10 @@ impl ErrorCode {
     Self::FENCED_LEADER_EPOCH,
     Self::UNKNOWN_LEADER_EPOCH,
     Self::UNSUPPORTED_COMPRESSION_TYPE,
+    Self::PREFERRED_LEADER_NOT_AVAILABLE,
     Self::GROUP_MAX_SIZE_REACHED,
+    Self::ELIGIBLE_LEADERS_NOT_AVAILABLE,
+    Self::ELECTION_NOT_NEEDED,
     Self::INVALID_RECORD,
     Self::UNKNOWN_TOPIC_ID,
     Self::MALFORMED_FRAME,
@@ -222,7 +231,10 @@ impl ErrorCode {
       Self::FENCED_LEADER_EPOCH => Some("FENCED_LEADER_EPOCH"),
       Self::UNKNOWN_LEADER_EPOCH => Some("UNKNOWN_LEADER_EPOCH"),
       Self::UNSUPPORTED_COMPRESSION_TYPE => Some("UNSUPPORTED_COMPRESSION_TYPE"),
+      Self::PREFERRED_LEADER_NOT_AVAILABLE => Some("PREFERRED_LEADER_NOT_AVAILABLE"),
       Self::GROUP_MAX_SIZE_REACHED => Some("GROUP_MAX_SIZE_REACHED"),
+      Self::ELIGIBLE_LEADERS_NOT_AVAILABLE => Some("ELIGIBLE_LEADERS_NOT_AVAILABLE"),
+      Self::ELECTION_NOT_NEEDED => Some("ELECTION_NOT_NEEDED"),
       Self::INVALID_RECORD => Some("INVALID_RECORD"),
       Self::UNKNOWN_TOPIC_ID => Some("UNKNOWN_TOPIC_ID"),
       Self::MALFORMED_FRAME => Some("MALFORMED_FRAME"),
@@ -285,10 +297,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_BODY: u8 = 41;
+pub const ENUM_MAX_BODY: u8 = 43;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_BODY: [Body; 42] = [
+pub const ENUM_VALUES_BODY: [Body; 44] = [
   Body::NONE,
   Body::HelloRequest,
   Body::HelloResponse,
@@ -331,6 +343,8 @@ pub const ENUM_VALUES_BODY: [Body; 42] = [
   Body::DescribeClusterResponse,
   Body::AlterTopicConfigsRequest,
   Body::AlterTopicConfigsResponse,
+  Body::ElectLeadersRequest,
+  Body::ElectLeadersResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -380,9 +394,11 @@ impl Body {
   pub const DescribeClusterResponse: Self = Self(39);
   pub const AlterTopicConfigsRequest: Self = Self(40);
   pub const AlterTopicConfigsResponse: Self = Self(41);
+  pub const ElectLeadersRequest: Self = Self(42);
+  pub const ElectLeadersResponse: Self = Self(43);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 41;
+  pub const ENUM_MAX: u8 = 43;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::HelloRequest,
@@ -426,6 +442,8 @@ impl Body {
     Self::DescribeClusterResponse,
     Self::AlterTopicConfigsRequest,
     Self::AlterTopicConfigsResponse,
+    Self::ElectLeadersRequest,
+    Self::ElectLeadersResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -472,6 +490,8 @@ impl Body {
       Self::DescribeClusterResponse => Some("DescribeClusterResponse"),
       Self::AlterTopicConfigsRequest => Some("AlterTopicConfigsRequest"),
       Self::AlterTopicConfigsResponse => Some("AlterTopicConfigsResponse"),
+      Self::ElectLeadersRequest => Some("ElectLeadersRequest"),
+      Self::ElectLeadersResponse => Some("ElectLeadersResponse"),
       _ => None,
     }
   }
@@ -573,6 +593,8 @@ pub enum BodyT {
   DescribeClusterResponse(alloc::boxed::Box<DescribeClusterResponseT>),
   AlterTopicConfigsRequest(alloc::boxed::Box<AlterTopicConfigsRequestT>),
   AlterTopicConfigsResponse(alloc::boxed::Box<AlterTopicConfigsResponseT>),
+  ElectLeadersRequest(alloc::boxed::Box<ElectLeadersRequestT>),
+  ElectLeadersResponse(alloc::boxed::Box<ElectLeadersResponseT>),
 }
 impl Default for BodyT {
   fn default() -> Self {
@@ -624,6 +646,8 @@ impl BodyT {
       Self::DescribeClusterResponse(_) => Body::DescribeClusterResponse,
       Self::AlterTopicConfigsRequest(_) => Body::AlterTopicConfigsRequest,
       Self::AlterTopicConfigsResponse(_) => Body::AlterTopicConfigsResponse,
+      Self::ElectLeadersRequest(_) => Body::ElectLeadersRequest,
+      Self::ElectLeadersResponse(_) => Body::ElectLeadersResponse,
     }
   }
   pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(&self, fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>) -> Option<::flatbuffers::WIPOffset<::flatbuffers::UnionWIPOffset>> {
@@ -670,6 +694,8 @@ impl BodyT {
       Self::DescribeClusterResponse(v) => Some(v.pack(fbb).as_union_value()),
       Self::AlterTopicConfigsRequest(v) => Some(v.pack(fbb).as_union_value()),
       Self::AlterTopicConfigsResponse(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ElectLeadersRequest(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ElectLeadersResponse(v) => Some(v.pack(fbb).as_union_value()),
     }
   }
   /// If the union variant matches, return the owned HelloRequestT, setting the union to NONE.
@@ -1532,6 +1558,48 @@ impl BodyT {
   /// If the union variant matches, return a mutable reference to the AlterTopicConfigsResponseT.
   pub fn as_alter_topic_configs_response_mut(&mut self) -> Option<&mut AlterTopicConfigsResponseT> {
     if let Self::AlterTopicConfigsResponse(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ElectLeadersRequestT, setting the union to NONE.
+  pub fn take_elect_leaders_request(&mut self) -> Option<alloc::boxed::Box<ElectLeadersRequestT>> {
+    if let Self::ElectLeadersRequest(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ElectLeadersRequest(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ElectLeadersRequestT.
+  pub fn as_elect_leaders_request(&self) -> Option<&ElectLeadersRequestT> {
+    if let Self::ElectLeadersRequest(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ElectLeadersRequestT.
+  pub fn as_elect_leaders_request_mut(&mut self) -> Option<&mut ElectLeadersRequestT> {
+    if let Self::ElectLeadersRequest(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ElectLeadersResponseT, setting the union to NONE.
+  pub fn take_elect_leaders_response(&mut self) -> Option<alloc::boxed::Box<ElectLeadersResponseT>> {
+    if let Self::ElectLeadersResponse(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ElectLeadersResponse(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ElectLeadersResponseT.
+  pub fn as_elect_leaders_response(&self) -> Option<&ElectLeadersResponseT> {
+    if let Self::ElectLeadersResponse(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ElectLeadersResponseT.
+  pub fn as_elect_leaders_response_mut(&mut self) -> Option<&mut ElectLeadersResponseT> {
+    if let Self::ElectLeadersResponse(v) = self { Some(v.as_mut()) } else { None }
   }
 }
 /// A byte range of the frame's payload.
@@ -5224,6 +5292,566 @@ impl AlterTopicConfigsResponseT {
     });
     AlterTopicConfigsResponse::create(_fbb, &AlterTopicConfigsResponseArgs{
       result,
+    })
+  }
+}
+pub enum ElectLeadersRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Leader election (Kafka's ElectLeaders): preferred, or unclean for partitions
+/// without a leader. Served by the active controller.
+pub struct ElectLeadersRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ElectLeadersRequest<'a> {
+  type Inner = ElectLeadersRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ElectLeadersRequest<'a> {
+  pub const VT_UNCLEAN: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ALL: ::flatbuffers::VOffsetT = 6;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ElectLeadersRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ElectLeadersRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ElectLeadersRequest<'bldr>> {
+    let mut builder = ElectLeadersRequestBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    builder.add_all(args.all);
+    builder.add_unclean(args.unclean);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> ElectLeadersRequestT {
+    let unclean = self.unclean();
+    let all = self.all();
+    let partitions = self.partitions().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    ElectLeadersRequestT {
+      unclean,
+      all,
+      partitions,
+    }
+  }
+
+  #[inline]
+  pub fn unclean(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(ElectLeadersRequest::VT_UNCLEAN, Some(false)).unwrap()}
+  }
+  /// Every partition of every topic; else `partitions`.
+  #[inline]
+  pub fn all(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(ElectLeadersRequest::VT_ALL, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicPartition<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicPartition>>>>(ElectLeadersRequest::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ElectLeadersRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<bool>("unclean", Self::VT_UNCLEAN, false)?
+     .visit_field::<bool>("all", Self::VT_ALL, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TopicPartition>>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ElectLeadersRequestArgs<'a> {
+    pub unclean: bool,
+    pub all: bool,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicPartition<'a>>>>>,
+}
+impl<'a> Default for ElectLeadersRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ElectLeadersRequestArgs {
+      unclean: false,
+      all: false,
+      partitions: None,
+    }
+  }
+}
+
+pub struct ElectLeadersRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ElectLeadersRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_unclean(&mut self, unclean: bool) {
+    self.fbb_.push_slot::<bool>(ElectLeadersRequest::VT_UNCLEAN, unclean, false);
+  }
+  #[inline]
+  pub fn add_all(&mut self, all: bool) {
+    self.fbb_.push_slot::<bool>(ElectLeadersRequest::VT_ALL, all, false);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<TopicPartition<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ElectLeadersRequest::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ElectLeadersRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ElectLeadersRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ElectLeadersRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ElectLeadersRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ElectLeadersRequest");
+      ds.field("unclean", &self.unclean());
+      ds.field("all", &self.all());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElectLeadersRequestT {
+  pub unclean: bool,
+  pub all: bool,
+  pub partitions: Option<alloc::vec::Vec<TopicPartitionT>>,
+}
+impl Default for ElectLeadersRequestT {
+  fn default() -> Self {
+    Self {
+      unclean: false,
+      all: false,
+      partitions: None,
+    }
+  }
+}
+impl ElectLeadersRequestT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ElectLeadersRequest<'b>> {
+    let unclean = self.unclean;
+    let all = self.all;
+    let partitions = self.partitions.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    ElectLeadersRequest::create(_fbb, &ElectLeadersRequestArgs{
+      unclean,
+      all,
+      partitions,
+    })
+  }
+}
+pub enum ElectionResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ElectionResult<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ElectionResult<'a> {
+  type Inner = ElectionResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ElectionResult<'a> {
+  pub const VT_TOPIC: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 8;
+  pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ElectionResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ElectionResultArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ElectionResult<'bldr>> {
+    let mut builder = ElectionResultBuilder::new(_fbb);
+    if let Some(x) = args.message { builder.add_message(x); }
+    builder.add_partition(args.partition);
+    if let Some(x) = args.topic { builder.add_topic(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> ElectionResultT {
+    let topic = {
+      let x = self.topic();
+      alloc::string::ToString::to_string(x)
+    };
+    let partition = self.partition();
+    let error = self.error();
+    let message = self.message().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    ElectionResultT {
+      topic,
+      partition,
+      error,
+      message,
+    }
+  }
+
+  #[inline]
+  pub fn topic(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ElectionResult::VT_TOPIC, None).unwrap()}
+  }
+  #[inline]
+  pub fn partition(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(ElectionResult::VT_PARTITION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(ElectionResult::VT_ERROR, Some(ErrorCode::NONE)).unwrap()}
+  }
+  #[inline]
+  pub fn message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ElectionResult::VT_MESSAGE, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ElectionResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("topic", Self::VT_TOPIC, true)?
+     .visit_field::<i32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ElectionResultArgs<'a> {
+    pub topic: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partition: i32,
+    pub error: ErrorCode,
+    pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for ElectionResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ElectionResultArgs {
+      topic: None, // required field
+      partition: 0,
+      error: ErrorCode::NONE,
+      message: None,
+    }
+  }
+}
+
+pub struct ElectionResultBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ElectionResultBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topic(&mut self, topic: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ElectionResult::VT_TOPIC, topic);
+  }
+  #[inline]
+  pub fn add_partition(&mut self, partition: i32) {
+    self.fbb_.push_slot::<i32>(ElectionResult::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(ElectionResult::VT_ERROR, error, ErrorCode::NONE);
+  }
+  #[inline]
+  pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ElectionResult::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ElectionResultBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ElectionResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ElectionResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ElectionResult::VT_TOPIC,"topic");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ElectionResult<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ElectionResult");
+      ds.field("topic", &self.topic());
+      ds.field("partition", &self.partition());
+      ds.field("error", &self.error());
+      ds.field("message", &self.message());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElectionResultT {
+  pub topic: alloc::string::String,
+  pub partition: i32,
+  pub error: ErrorCode,
+  pub message: Option<alloc::string::String>,
+}
+impl Default for ElectionResultT {
+  fn default() -> Self {
+    Self {
+      topic: alloc::string::ToString::to_string(""),
+      partition: 0,
+      error: ErrorCode::NONE,
+      message: None,
+    }
+  }
+}
+impl ElectionResultT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ElectionResult<'b>> {
+    let topic = Some({
+      let x = &self.topic;
+      _fbb.create_string(x)
+    });
+    let partition = self.partition;
+    let error = self.error;
+    let message = self.message.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    ElectionResult::create(_fbb, &ElectionResultArgs{
+      topic,
+      partition,
+      error,
+      message,
+    })
+  }
+}
+pub enum ElectLeadersResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ElectLeadersResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ElectLeadersResponse<'a> {
+  type Inner = ElectLeadersResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ElectLeadersResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_RESULTS: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ElectLeadersResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ElectLeadersResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ElectLeadersResponse<'bldr>> {
+    let mut builder = ElectLeadersResponseBuilder::new(_fbb);
+    if let Some(x) = args.results { builder.add_results(x); }
+    if let Some(x) = args.message { builder.add_message(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+  pub fn unpack(&self) -> ElectLeadersResponseT {
+    let error = self.error();
+    let message = self.message().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let results = self.results().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    ElectLeadersResponseT {
+      error,
+      message,
+      results,
+    }
+  }
+
+  /// The request as a whole failed (no controller): no results then.
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(ElectLeadersResponse::VT_ERROR, Some(ErrorCode::NONE)).unwrap()}
+  }
+  #[inline]
+  pub fn message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ElectLeadersResponse::VT_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn results(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ElectionResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ElectionResult>>>>(ElectLeadersResponse::VT_RESULTS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ElectLeadersResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ElectionResult>>>>("results", Self::VT_RESULTS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ElectLeadersResponseArgs<'a> {
+    pub error: ErrorCode,
+    pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub results: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ElectionResult<'a>>>>>,
+}
+impl<'a> Default for ElectLeadersResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ElectLeadersResponseArgs {
+      error: ErrorCode::NONE,
+      message: None,
+      results: None,
+    }
+  }
+}
+
+pub struct ElectLeadersResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ElectLeadersResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(ElectLeadersResponse::VT_ERROR, error, ErrorCode::NONE);
+  }
+  #[inline]
+  pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ElectLeadersResponse::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn add_results(&mut self, results: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ElectionResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ElectLeadersResponse::VT_RESULTS, results);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ElectLeadersResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ElectLeadersResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ElectLeadersResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ElectLeadersResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ElectLeadersResponse");
+      ds.field("error", &self.error());
+      ds.field("message", &self.message());
+      ds.field("results", &self.results());
+      ds.finish()
+  }
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElectLeadersResponseT {
+  pub error: ErrorCode,
+  pub message: Option<alloc::string::String>,
+  pub results: Option<alloc::vec::Vec<ElectionResultT>>,
+}
+impl Default for ElectLeadersResponseT {
+  fn default() -> Self {
+    Self {
+      error: ErrorCode::NONE,
+      message: None,
+      results: None,
+    }
+  }
+}
+impl ElectLeadersResponseT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ElectLeadersResponse<'b>> {
+    let error = self.error;
+    let message = self.message.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let results = self.results.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    ElectLeadersResponse::create(_fbb, &ElectLeadersResponseArgs{
+      error,
+      message,
+      results,
     })
   }
 }
@@ -14683,6 +15311,16 @@ impl<'a> Envelope<'a> {
             .expect("Invalid union table, expected `Body::AlterTopicConfigsResponse`.")
             .unpack()
       )),
+      Body::ElectLeadersRequest => BodyT::ElectLeadersRequest(alloc::boxed::Box::new(
+        self.body_as_elect_leaders_request()
+            .expect("Invalid union table, expected `Body::ElectLeadersRequest`.")
+            .unpack()
+      )),
+      Body::ElectLeadersResponse => BodyT::ElectLeadersResponse(alloc::boxed::Box::new(
+        self.body_as_elect_leaders_response()
+            .expect("Invalid union table, expected `Body::ElectLeadersResponse`.")
+            .unpack()
+      )),
       _ => BodyT::NONE,
     };
     EnvelopeT {
@@ -15327,6 +15965,36 @@ impl<'a> Envelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_elect_leaders_request(&self) -> Option<ElectLeadersRequest<'a>> {
+    if self.body_type() == Body::ElectLeadersRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ElectLeadersRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_elect_leaders_response(&self) -> Option<ElectLeadersResponse<'a>> {
+    if self.body_type() == Body::ElectLeadersResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ElectLeadersResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Envelope<'_> {
@@ -15379,6 +16047,8 @@ impl ::flatbuffers::Verifiable for Envelope<'_> {
           Body::DescribeClusterResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeClusterResponse>>("Body::DescribeClusterResponse", pos),
           Body::AlterTopicConfigsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterTopicConfigsRequest>>("Body::AlterTopicConfigsRequest", pos),
           Body::AlterTopicConfigsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterTopicConfigsResponse>>("Body::AlterTopicConfigsResponse", pos),
+          Body::ElectLeadersRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ElectLeadersRequest>>("Body::ElectLeadersRequest", pos),
+          Body::ElectLeadersResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ElectLeadersResponse>>("Body::ElectLeadersResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -15722,6 +16392,20 @@ impl ::core::fmt::Debug for Envelope<'_> {
         },
         Body::AlterTopicConfigsResponse => {
           if let Some(x) = self.body_as_alter_topic_configs_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::ElectLeadersRequest => {
+          if let Some(x) = self.body_as_elect_leaders_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Body::ElectLeadersResponse => {
+          if let Some(x) = self.body_as_elect_leaders_response() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
